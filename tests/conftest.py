@@ -1,0 +1,65 @@
+"""The test harness: one real control plane per test session, a fresh namespace per test.
+
+Set ``GITOPS_JOB_TEST_KUBECONFIG`` to run the suite against a cluster that already runs (for example the one from
+``make cluster-up``: ``GITOPS_JOB_TEST_KUBECONFIG=.localcluster/kubeconfig pytest``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+
+from tools.localcluster import build
+from tools.localcluster.cluster import LocalCluster
+
+
+def ensure_binaries() -> None:
+    """Build the control plane if the cache lacks it (``make test`` has built it already)."""
+    build.build_all(["etcd", "kubernetes", "kwok"])
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    existing = os.environ.get("GITOPS_JOB_TEST_KUBECONFIG")
+    if existing:
+        yield Path(existing).resolve()
+        return
+    ensure_binaries()
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    cluster.up()
+    try:
+        yield cluster.kubeconfig
+    finally:
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def dyn(api_client: client.ApiClient) -> DynamicClient:
+    return DynamicClient(api_client)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> Iterator[str]:
+    """A namespace of the test's own, deleted afterwards (without waiting for the deletion to finish)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name, "labels": {"gitops-job.io/test": "true"}}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name, propagation_policy="Background")

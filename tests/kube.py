@@ -1,0 +1,29 @@
+"""Small helpers the cluster tests share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Call ``probe`` until it returns something truthy; fail naming ``what`` and the last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+
+
+def condition(obj: dict, type_: str) -> str | None:
+    """The status (``"True"``/``"False"``/``"Unknown"``) of condition ``type_`` on ``obj``, or None."""
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return str(c.get("status"))
+    return None
