@@ -15,13 +15,15 @@ from . import __version__
 from .errors import GitopsJobError
 from .exitcodes import ExitCode
 
-_EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(
-    f"  {code.value}  {code.meaning}" for code in ExitCode
-)
+_EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code.value}  {code.meaning}" for code in ExitCode)
 
 
 @click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "GITOPS_JOB", "max_content_width": 100},
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "auto_envvar_prefix": "GITOPS_JOB",
+        "max_content_width": 100,
+    },
     epilog=_EXIT_CODES_HELP,
 )
 @click.version_option(__version__, "-V", "--version", prog_name="gitops-job")

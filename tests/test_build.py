@@ -66,7 +66,9 @@ def test_default_cache_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 def _run_build(cache: Path, path: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GITOPS_JOB_CACHE": str(cache), "PATH": path}
-    return subprocess.run([sys.executable, "-m", "tools.localcluster", "build"], env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.localcluster", "build"], env=env, capture_output=True, text=True
+    )
 
 
 def _fill(cache: Path, partial: str | None = None) -> None:
@@ -90,7 +92,9 @@ def test_warm_build_is_a_no_op_that_needs_no_go(monkeypatch: pytest.MonkeyPatch,
     assert "all components ready" in result.stdout
 
 
-def test_half_built_binary_is_not_trusted_and_missing_go_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_half_built_binary_is_not_trusted_and_missing_go_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("GITOPS_JOB_CACHE", str(tmp_path))
     _fill(tmp_path, partial="kube-apiserver")  # a build killed half-way left only the temporary file
     kubernetes = next(c for c in build.COMPONENTS if c.name == "kubernetes")

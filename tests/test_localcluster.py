@@ -167,10 +167,19 @@ def test_crd_becomes_established_and_custom_resource_applies(dyn: DynamicClient,
         widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}
         dyn.server_side_apply(widgets, body=widget, namespace=namespace, field_manager=MANAGER)
         assert widgets.get(name="w1", namespace=namespace).to_dict()["spec"] == {"size": 3}
-        with pytest.raises(ApiException) as invalid:  # the CRD's schema is enforced
-            bad = {**widget, "metadata": {"name": "w2"}, "spec": {"size": "three"}}
+        # The CRD's schema is enforced. Server-side apply reports a type mismatch as HTTP 500 "failed to create typed
+        # patch object" (a fact the plan engine must classify as invalid input); a create reports it as 422.
+        bad = {**widget, "metadata": {"name": "w2"}, "spec": {"size": "three"}}
+        with pytest.raises(ApiException) as by_apply:
             dyn.server_side_apply(widgets, body=bad, namespace=namespace, field_manager=MANAGER)
-        assert invalid.value.status == 422
+        assert by_apply.value.status == 500
+        assert "failed to create typed patch object" in by_apply.value.body
+        assert ".spec.size: expected numeric" in by_apply.value.body
+        with pytest.raises(ApiException) as by_create:
+            widgets.create(body=bad, namespace=namespace)
+        assert by_create.value.status == 422
+        with pytest.raises(NotFoundError):
+            widgets.get(name="w2", namespace=namespace)
     finally:
         crds.delete(name=crd["metadata"]["name"])
 

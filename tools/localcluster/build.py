@@ -69,14 +69,19 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str) -> str:
 def _install_atomically(built: Path, final: Path) -> None:
     """Rename a finished file into place (same filesystem: atomic)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(built, final)
+    built.replace(final)
 
 
 def _go_build(c: Component, pkg: str, out_name: str, module_dir: Path, env: dict[str, str], ldflags: str) -> None:
     c.dir.mkdir(parents=True, exist_ok=True)
     tmp = c.dir / f".{out_name}.partial-{os.getpid()}"
     try:
-        _run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), pkg], module_dir, env, f"{c.name} {out_name}")
+        _run(
+            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), pkg],
+            module_dir,
+            env,
+            f"{c.name} {out_name}",
+        )
         _install_atomically(tmp, c.dir / out_name)
     finally:
         tmp.unlink(missing_ok=True)
@@ -106,8 +111,7 @@ def _tool_module(c: Component, header: str, tools: list[str], env: dict[str, str
 
 def build_etcd(c: Component, _: Path, env: dict[str, str]) -> None:
     header = (
-        f"module localcluster/etcd\n\ngo {_go_version_line(env)}\n\n"
-        f"require go.etcd.io/etcd/server/v3 {c.version}\n\n"
+        f"module localcluster/etcd\n\ngo {_go_version_line(env)}\n\nrequire go.etcd.io/etcd/server/v3 {c.version}\n\n"
     )
     src = _tool_module(c, header, ["go.etcd.io/etcd/server/v3"], env)
     _go_build(c, "go.etcd.io/etcd/server/v3", "etcd", src, env, "-s -w")
@@ -167,7 +171,7 @@ def build_kwok(c: Component, _: Path, env: dict[str, str]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(module_src, tmp)
     shutil.rmtree(c.dir / "stages", ignore_errors=True)
-    os.replace(tmp, c.dir / "stages")
+    tmp.replace(c.dir / "stages")
 
 
 def build_kustomize(c: Component, _: Path, env: dict[str, str]) -> None:
@@ -206,23 +210,27 @@ def _go_version_line(env: dict[str, str]) -> str:
     return out.removeprefix("go")
 
 
+def _min_go() -> str:
+    return ".".join(map(str, versions.MIN_GO))
+
+
 def check_prerequisites() -> None:
     """Fail early, naming what to install."""
     missing = []
     if shutil.which("go") is None:
-        missing.append("go (Go >= %d.%d: https://go.dev/dl/ or your package manager's golang package)" % versions.MIN_GO)
+        missing.append(f"go (Go >= {_min_go()}: https://go.dev/dl/ or your package manager's golang package)")
     if shutil.which("openssl") is None:
         missing.append("openssl (Debian/Ubuntu: apt-get install openssl)")
     if shutil.which("git") is None:
         missing.append("git (Debian/Ubuntu: apt-get install git)")
     if missing:
         raise BuildError("missing prerequisites; install:\n  - " + "\n  - ".join(missing))
-    out = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, env={**os.environ, "GOTOOLCHAIN": "local"})
+    out = subprocess.run(
+        ["go", "env", "GOVERSION"], capture_output=True, text=True, env={**os.environ, "GOTOOLCHAIN": "local"}
+    )
     m = re.match(r"go(\d+)\.(\d+)", out.stdout.strip())
     if not m or (int(m.group(1)), int(m.group(2))) < versions.MIN_GO:
-        raise BuildError(
-            f"go {out.stdout.strip() or '(unknown version)'} is too old; install Go >= %d.%d" % versions.MIN_GO
-        )
+        raise BuildError(f"go {out.stdout.strip() or '(unknown version)'} is too old; install Go >= {_min_go()}")
 
 
 def _progress(msg: str, started: float) -> None:

@@ -100,7 +100,9 @@ def _kubeconfig(pki: Path, server: str) -> str:
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
+            "clusters": [
+                {"name": "local", "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}
+            ],
             "users": [
                 {
                     "name": "admin",
@@ -184,7 +186,7 @@ class LocalCluster:
     def _save(self, state: dict[str, Any]) -> None:
         tmp = self._state_file().with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self._state_file())
+        tmp.replace(self._state_file())
 
     @property
     def server(self) -> str:
@@ -195,7 +197,7 @@ class LocalCluster:
         """Start every component and wait for ``/readyz`` and a Ready node; on failure stop what was started."""
         if any(p.alive for p in self.status()):
             raise ClusterError(f"a cluster already runs in {self.state_dir}; stop it first (down)")
-        missing = [c.name for c in build.COMPONENTS if c.name != "helm" and c.name != "kustomize" and not c.present()]
+        missing = [c.name for c in build.COMPONENTS if c.name not in {"helm", "kustomize"} and not c.present()]
         if missing:
             raise ClusterError(f"binaries not built: {', '.join(missing)}; run `python -m tools.localcluster build`")
         for sub in ("pki", "etcd-data", "logs"):
