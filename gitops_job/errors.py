@@ -1,5 +1,5 @@
-"""The one exception root. Every error the pipeline raises on purpose derives from :class:`GitopsJobError` and carries
-the exit code the CLI turns it into; messages lead with the object or file:line, then the reason, then what to do."""
+"""The one exception root and its shallow tree. Every deliberate error carries its phase and exit code; its message
+leads with where (``Kind/namespace/name`` or ``file:line``), then the reason, then what to do."""
 
 from __future__ import annotations
 
@@ -7,6 +7,57 @@ from .exitcodes import ExitCode
 
 
 class GitopsJobError(Exception):
-    """Base of every deliberate gitops-job error."""
+    """Base of every deliberate gitops-job error: ``<phase>: <where>: <reason>``."""
 
     exit_code: ExitCode = ExitCode.ERROR
+    phase: str = "run"
+
+    def __init__(self, reason: str, *, where: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.phase}: {self.where}: {self.reason}" if self.where else f"{self.phase}: {self.reason}"
+
+
+class ConfigError(GitopsJobError):
+    """The repo config (gitops.yaml) is invalid; ``where`` is the file and key path."""
+
+    phase = "config"
+
+
+class RenderError(GitopsJobError):
+    """A stack failed to render; ``where`` is ``file:line`` or the stack."""
+
+    phase = "render"
+
+
+class ValidationError(GitopsJobError):
+    """Rendered objects failed a check that runs before any request that could write."""
+
+    phase = "validate"
+
+
+class PlanError(GitopsJobError):
+    """Computing the diff against the cluster failed for one or more objects."""
+
+    phase = "plan"
+
+
+class ClusterUnreachableError(GitopsJobError):
+    """The Kubernetes API server could not be reached or refused our credentials."""
+
+    phase = "cluster"
+
+
+class ErrorGroup(GitopsJobError):
+    """Several errors of one phase, reported together (the run reports everything it could, then fails)."""
+
+    def __init__(self, errors: list[GitopsJobError]) -> None:
+        self.errors = errors
+        self.phase = errors[0].phase if errors else "run"
+        super().__init__("\n".join(str(e) for e in errors))
+
+    def __str__(self) -> str:
+        return f"{len(self.errors)} error(s):\n" + "\n".join(f"  {e}" for e in self.errors)
