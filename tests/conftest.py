@@ -19,6 +19,10 @@ from kubernetes.dynamic import DynamicClient
 from tools.localcluster import build
 from tools.localcluster.cluster import LocalCluster
 
+# The renderers find kustomize and helm through these variables (or PATH); point them at the pinned builds.
+for _tool in ("kustomize", "helm"):
+    os.environ.setdefault(f"GITOPS_JOB_{_tool.upper()}", str(build.binary(_tool)))
+
 
 def ensure_binaries() -> None:
     """Build the control plane if the cache lacks it (``make test`` has built it already)."""
