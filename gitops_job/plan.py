@@ -1,0 +1,338 @@
+"""The plan: for every rendered object, exactly what a server-side apply (field manager ``gitops-job``) would do.
+
+Requests: discovery (2), one LIST per type (per namespace when the objects sit in few namespaces, else cluster-wide),
+then a server-side dry-run only for what the fast path (:mod:`gitops_job.fastpath`) cannot prove unchanged, run
+concurrently over one connection pool. Everything shown to a person is normalised (server noise removed, rules as
+data), filtered by ``ignoreDifferences`` and masked before it leaves this module: a :class:`Plan` holds no secret.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .config import IgnoreDifference, Stack
+from .errors import PlanError
+from .fastpath import proven_unchanged
+from .identity import ObjectId
+from .kube import FIELD_MANAGER, ApiError, Conflict, Forbidden, Kube, NotFound, ResourceType
+from .mask import Masker
+from .model import RenderedObject, Source
+
+# Server-set fields that are never part of a diff: (path, ...) from the object root.
+NOISE: tuple[tuple[str, ...], ...] = (
+    ("metadata", "managedFields"),
+    ("metadata", "resourceVersion"),
+    ("metadata", "uid"),
+    ("metadata", "generation"),
+    ("metadata", "creationTimestamp"),
+    ("metadata", "selfLink"),
+    ("status",),
+)
+# Above this many namespaces for one type, one cluster-wide LIST beats a LIST per namespace.
+CLUSTER_WIDE_LIST_ABOVE = 3
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    PRUNE = "prune"
+
+
+@dataclass(frozen=True)
+class FieldConflict:
+    """A field we would set that another field manager owns."""
+
+    field: str
+    manager: str
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One object's verdict. ``before``/``after`` are normalised and masked, for display only."""
+
+    id: ObjectId
+    stack: str
+    action: Action
+    source: Source | None = None
+    before: dict[str, Any] | None = None  # live (None when created)
+    after: dict[str, Any] | None = None  # as the server would store it (None when pruned)
+    conflicts: tuple[FieldConflict, ...] = ()
+    proven: bool = False  # unchanged, proven without a dry-run
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PlanFailure:
+    """An object the plan could not compute; ``message`` is already scrubbed of secrets."""
+
+    id: ObjectId
+    stack: str
+    source: Source | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f" ({self.source})" if self.source else ""
+        return f"{self.id}{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str
+    entries: tuple[PlanEntry, ...]
+    failures: tuple[PlanFailure, ...] = ()
+    requests: Mapping[str, int] = field(default_factory=dict)
+
+    def count(self, action: Action) -> int:
+        return sum(1 for e in self.entries if e.action is action)
+
+    @property
+    def changed(self) -> tuple[PlanEntry, ...]:
+        return tuple(e for e in self.entries if e.action is not Action.UNCHANGED)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changed)
+
+
+# -- pure helpers ------------------------------------------------------------------------------------------------------
+def normalise(obj: Mapping[str, Any], noise: Sequence[tuple[str, ...]] = NOISE) -> dict[str, Any]:
+    """A copy of ``obj`` without the server noise listed in ``noise``."""
+    out = copy.deepcopy(dict(obj))
+    for path in noise:
+        _remove(out, list(path))
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        for key in ("annotations", "labels"):
+            if meta.get(key) == {}:
+                del meta[key]
+    return out
+
+
+def _remove(node: Any, path: list[str]) -> None:
+    *parents, last = path
+    for key in parents:
+        if not isinstance(node, dict) or key not in node:
+            return
+        node = node[key]
+    if isinstance(node, dict):
+        node.pop(last, None)
+    elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node.pop(int(last))
+
+
+def pointer_path(pointer: str) -> list[str]:
+    """A JSON pointer (RFC 6901) as path segments: ``/metadata/labels/a~1b`` → ``[metadata, labels, a/b]``."""
+    if not pointer.startswith("/"):
+        raise ValueError(f"JSON pointer must start with '/': {pointer!r}")
+    return [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
+
+
+def ignored_pointers(rules: Iterable[IgnoreDifference], oid: ObjectId) -> list[list[str]]:
+    return [
+        pointer_path(p)
+        for r in rules
+        if r.kind == oid.kind
+        and r.group == oid.group
+        and r.name in (None, oid.name)
+        and r.namespace in (None, oid.namespace)
+        for p in r.json_pointers
+    ]
+
+
+def _display(obj: Mapping[str, Any], ignore: list[list[str]], masker: Masker) -> dict[str, Any]:
+    out = normalise(obj)
+    for path in ignore:
+        _remove(out, path)
+    return masker.mask(out)
+
+
+def _conflicts(err: Conflict) -> tuple[FieldConflict, ...]:
+    found = []
+    for fld, message in err.conflicts:
+        manager = message.split('"')[1] if message.count('"') >= 2 else message
+        found.append(FieldConflict(fld, manager))
+    return tuple(found)
+
+
+# -- the plan ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Work:
+    obj: RenderedObject
+    rt: ResourceType | None
+    live: dict[str, Any] | None
+
+
+def plan(
+    kube: Kube,
+    target: str,
+    objects: Sequence[RenderedObject],
+    stacks: Mapping[str, Stack],
+    *,
+    masker: Masker | None = None,
+    concurrency: int = 16,
+    fast: bool = True,
+    previous: Mapping[str, Iterable[ObjectId]] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Plan:
+    """Plan ``objects`` (rendered and validated, namespaces defaulted) against the cluster behind ``kube``.
+
+    ``previous`` maps a stack name to the ids it applied last time (its inventory): those no longer rendered are
+    planned as prunes. Per-object failures are collected in :attr:`Plan.failures`; everything else is still planned.
+    """
+    masker = masker or Masker()
+    types = kube.resource_types()
+    created_crds = {
+        (f"{o.body['spec'].get('group')}/{v.get('name')}", o.body["spec"].get("names", {}).get("kind"))
+        for o in objects
+        if o.id.kind == "CustomResourceDefinition" and isinstance(o.body.get("spec"), dict)
+        for v in o.body["spec"].get("versions") or []
+    }
+    created_namespaces = {o.id.name for o in objects if o.id.kind == "Namespace" and not o.id.group}
+
+    failures: list[PlanFailure] = []
+    work: list[_Work] = []
+    by_type: dict[ResourceType, list[RenderedObject]] = defaultdict(list)
+    for obj in objects:
+        rt = types.get((str(obj.body.get("apiVersion")), obj.id.kind))
+        if rt is None and (str(obj.body.get("apiVersion")), obj.id.kind) not in created_crds:
+            reason = "unknown kind: the API server does not serve it"
+            failures.append(PlanFailure(obj.id, obj.stack, obj.source, reason))
+            continue
+        if rt is not None:
+            by_type[rt].append(obj)
+        else:
+            work.append(_Work(obj, None, None))
+
+    live_index: dict[ObjectId, dict[str, Any]] = {}
+    for rt, objs in by_type.items():
+        for item in _list_live(kube, rt, {o.id.namespace for o in objs}):
+            live_index[ObjectId.of(item)] = item
+        work.extend(_Work(o, rt, live_index.get(o.id)) for o in objs)
+
+    fast = fast and not _mutating_admission(kube, types)
+    live_objects = [w.live for w in work if w.live is not None]
+    masker.learn([*(w.obj.body for w in work), *live_objects])
+
+    entries: list[PlanEntry] = []
+    to_dry_run: list[_Work] = []
+    for w in work:
+        if w.rt is None or (w.live is None and w.rt.namespaced and w.obj.id.namespace in created_namespaces):
+            reason = "its CRD is created by this plan" if w.rt is None else "its namespace is created by this plan"
+            entries.append(_created(w.obj, stacks, masker, note=f"not dry-run: {reason}"))
+        elif w.live is not None and fast and proven_unchanged(w.obj.body, w.live, FIELD_MANAGER):
+            entries.append(PlanEntry(w.obj.id, w.obj.stack, Action.UNCHANGED, w.obj.source, proven=True))
+        else:
+            to_dry_run.append(w)
+
+    def dry_run(w: _Work) -> PlanEntry | PlanFailure:
+        assert w.rt is not None
+        try:
+            return _dry_run(kube, w.rt, w.obj, w.live, stacks, masker)
+        except ApiError as e:
+            return PlanFailure(w.obj.id, w.obj.stack, w.obj.source, masker.scrub(f"{e.reason} (HTTP {e.status})"))
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for result in pool.map(dry_run, to_dry_run):
+            if isinstance(result, PlanEntry):
+                entries.append(result)
+            else:
+                failures.append(result)
+            done += 1
+            if progress:
+                progress(done)
+
+    entries.extend(_prunes(kube, types, previous or {}, {o.id for o in objects}, masker))
+    entries.sort(key=lambda e: (e.stack, e.id))
+    failures.sort(key=lambda f: (f.stack, f.id))
+    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests))
+
+
+def _prunes(
+    kube: Kube,
+    types: Mapping[tuple[str, str], ResourceType],
+    previous: Mapping[str, Iterable[ObjectId]],
+    rendered: set[ObjectId],
+    masker: Masker,
+) -> list[PlanEntry]:
+    """Objects a stack applied last time and no longer renders, that still exist."""
+    entries = []
+    for stack_name, ids in previous.items():
+        for oid in sorted(set(ids) - rendered):
+            rt = next((t for t in types.values() if t.kind == oid.kind and t.group == oid.group), None)
+            live = kube.get(rt, oid.name, oid.namespace or None) if rt else None
+            if live is not None:
+                entries.append(PlanEntry(oid, stack_name, Action.PRUNE, before=_display(live, [], masker)))
+    return entries
+
+
+def _list_live(kube: Kube, rt: ResourceType, namespaces: set[str]) -> list[Any]:
+    if not rt.namespaced:
+        return kube.list(rt)
+    if len(namespaces) > CLUSTER_WIDE_LIST_ABOVE:
+        try:
+            return kube.list(rt)
+        except Forbidden:
+            pass  # the plan credentials may list only their own namespaces
+    return [item for ns in sorted(namespaces) for item in kube.list(rt, ns)]
+
+
+def _mutating_admission(kube: Kube, types: Mapping[tuple[str, str], ResourceType]) -> bool:
+    """True when a mutating webhook or policy could change an object on every apply: the fast path is off then."""
+    for kind in ("MutatingWebhookConfiguration", "MutatingAdmissionPolicy"):
+        for (_, k), rt in types.items():
+            if k == kind:
+                try:
+                    if kube.list(rt):
+                        return True
+                except (Forbidden, NotFound):
+                    return True  # cannot tell: be safe
+                break
+    return False
+
+
+def _created(obj: RenderedObject, stacks: Mapping[str, Stack], masker: Masker, note: str = "") -> PlanEntry:
+    ignore = ignored_pointers(_rules(stacks, obj.stack), obj.id)
+    return PlanEntry(obj.id, obj.stack, Action.CREATE, obj.source, after=_display(obj.body, ignore, masker), note=note)
+
+
+def _rules(stacks: Mapping[str, Stack], name: str) -> tuple[IgnoreDifference, ...]:
+    stack = stacks.get(name)
+    return stack.ignore_differences if stack else ()
+
+
+def _dry_run(
+    kube: Kube,
+    rt: ResourceType,
+    obj: RenderedObject,
+    live: dict[str, Any] | None,
+    stacks: Mapping[str, Stack],
+    masker: Masker,
+) -> PlanEntry:
+    conflicts: tuple[FieldConflict, ...] = ()
+    try:
+        result = kube.apply(rt, obj.body, dry_run=True, where=str(obj.id))
+    except Conflict as e:
+        conflicts = _conflicts(e)
+        result = kube.apply(rt, obj.body, dry_run=True, force=True, where=str(obj.id))
+    ignore = ignored_pointers(_rules(stacks, obj.stack), obj.id)
+    after = _display(result, ignore, masker)
+    if live is None:
+        return PlanEntry(obj.id, obj.stack, Action.CREATE, obj.source, after=after, conflicts=conflicts)
+    before = _display(live, ignore, masker)
+    action = Action.UNCHANGED if before == after and not conflicts else Action.UPDATE
+    return PlanEntry(obj.id, obj.stack, action, obj.source, before=before, after=after, conflicts=conflicts)
+
+
+def fail_if_failed(p: Plan) -> None:
+    """Raise one error listing every object the plan could not compute."""
+    if p.failures:
+        lines = "\n".join(f"  {f}" for f in p.failures)
+        raise PlanError(f"{len(p.failures)} object(s) could not be planned:\n{lines}")
