@@ -133,10 +133,9 @@ class Kube:
         where: str | None = None,
     ) -> Any:
         """One HTTP request; returns the decoded JSON body or raises a translated :class:`ApiError`."""
-        payload = json.dumps(body) if body is not None else None
         headers = {"Accept": accept, "Content-Type": content_type}
         method, url, headers, payload, post = self._api.param_serialize(
-            method, path, query_params=list(query), header_params=headers, body=payload, auth_settings=["BearerToken"]
+            method, path, query_params=list(query), header_params=headers, body=body, auth_settings=["BearerToken"]
         )
         with self._lock:
             self.requests[method] += 1
