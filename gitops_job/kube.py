@@ -118,6 +118,7 @@ class Kube:
 
     @property
     def writes(self) -> int:
+        """Requests that could have changed the cluster (dry-runs are counted apart, under ``<VERB> (dry-run)``)."""
         return sum(n for verb, n in self.requests.items() if verb in _WRITE_VERBS)
 
     # -- transport ---------------------------------------------------------------------------------------------------
@@ -134,11 +135,13 @@ class Kube:
     ) -> Any:
         """One HTTP request; returns the decoded JSON body or raises a translated :class:`ApiError`."""
         headers = {"Accept": accept, "Content-Type": content_type}
+        query = list(query)
         method, url, headers, payload, post = self._api.param_serialize(
-            method, path, query_params=list(query), header_params=headers, body=body, auth_settings=["BearerToken"]
+            method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
+        dry_run = any(k == "dryRun" for k, _ in query)
         with self._lock:
-            self.requests[method] += 1
+            self.requests[f"{method} (dry-run)" if dry_run else method] += 1
         try:
             resp = self._api.call_api(method, url, headers, payload, post, _request_timeout=self.timeout)
             raw = resp.read()
@@ -190,10 +193,7 @@ class Kube:
         token = None
         while True:
             page = self.request("GET", rt.path(namespace), query=[*query, *([("continue", token)] if token else [])])
-            for item in page.get("items") or []:
-                item.setdefault("apiVersion", rt.api_version)
-                item.setdefault("kind", rt.kind)
-                items.append(item)
+            items.extend({"apiVersion": rt.api_version, "kind": rt.kind, **item} for item in page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
@@ -247,4 +247,3 @@ def _translate(status: int, raw: bytes, where: str) -> ApiError:
     if status == 422 or (status == 500 and "failed to create typed patch object" in message):
         return Invalid(status, message, where=where, body=body)
     return ApiError(status, message, where=where, body=body)
-

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -24,6 +25,10 @@ MIN_SCRUB_LENGTH = 4
 
 def _is_secret(obj: Mapping[str, Any]) -> bool:
     return obj.get("kind") == "Secret" and str(obj.get("apiVersion", "")) == "v1"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _decode(value: str) -> str | None:
@@ -58,14 +63,12 @@ class Masker:
         for obj in objects:
             if _is_secret(obj):
                 for value in (obj.get("data") or {}).values():
-                    if isinstance(value, str):
-                        decoded = _decode(value)
-                        self.token(decoded if decoded is not None else value)
-                        if decoded is not None:
-                            self._forms.setdefault(value, self._tokens[decoded])
+                    decoded = _decode(value) if isinstance(value, str) else None
+                    self.token(decoded if decoded is not None else _text(value))
+                    if decoded is not None:
+                        self._forms.setdefault(value, self._tokens[decoded])
                 for value in (obj.get("stringData") or {}).values():
-                    if isinstance(value, str):
-                        self.token(value)
+                    self.token(_text(value))  # a wrong type (a number) is still a secret, and API errors echo it
             annotation = ((obj.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
             if isinstance(annotation, str) and _is_secret(obj):
                 self.token(annotation)
@@ -83,9 +86,9 @@ class Masker:
             annotations[LAST_APPLIED] = self.token(annotations[LAST_APPLIED])
         return dict(self._scrub_tree(out))
 
-    def _mask_value(self, value: Any, *, base64_encoded: bool) -> Any:
+    def _mask_value(self, value: Any, *, base64_encoded: bool) -> str:
         if not isinstance(value, str):
-            return "<secret>"
+            return self.token(_text(value))
         decoded = _decode(value) if base64_encoded else value
         return self.token(decoded if decoded is not None else value)
 

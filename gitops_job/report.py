@@ -19,7 +19,7 @@ _ORDER = (Action.CREATE, Action.UPDATE, Action.PRUNE)
 
 
 def to_yaml(obj: Any) -> str:
-    return str(yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=False, default_flow_style=False, width=1_000_000))
+    return str(yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=True, default_flow_style=False, width=1_000_000))
 
 
 def counts_line(plan: Plan) -> str:
@@ -134,9 +134,7 @@ def markdown(plan: Plan) -> str:
     changed = _changed(plan)
     if changed:
         out += ["| action | object | stack | source |", "|---|---|---|---|"]
-        out += [
-            f"| {e.action.value} | `{e.id}` | {e.stack} | {f'`{e.source}`' if e.source else ''} |" for e in changed
-        ]
+        out += [f"| {e.action.value} | `{e.id}` | {e.stack} | {f'`{e.source}`' if e.source else ''} |" for e in changed]
         out.append("")
         for e in changed:
             notes = [f"conflict: `{c.field}` is owned by `{c.manager}`" for c in e.conflicts]

@@ -1,0 +1,259 @@
+"""The plan against the real API server: classification, CRD + CR in one stack, defaults, conflicts, ignoreDifferences,
+secrets (rows S1, S2, S3, S5), and the request budget (zero writes; LISTs instead of per-object requests)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from gitops_job import report
+from gitops_job.config import IgnoreDifference, Stack
+from gitops_job.identity import ObjectId
+from gitops_job.kube import FIELD_MANAGER, Kube
+from gitops_job.mask import LAST_APPLIED
+from gitops_job.model import RenderedObject, Source
+from gitops_job.plan import Action, Plan, plan
+
+SCHEMA = json.loads((Path(__file__).parent.parent / "gitops_job/schemas/plan.schema.json").read_text())
+
+
+@pytest.fixture
+def kube(kubeconfig: Path) -> Iterator[Kube]:
+    k = Kube.connect(str(kubeconfig))
+    yield k
+    k.close()
+
+
+def rendered(body: dict[str, Any], stack: str = "app", line: int = 1) -> RenderedObject:
+    return RenderedObject(
+        ObjectId.of(body), copy.deepcopy(body), Source(f"{stack}/{body['metadata']['name']}.yaml", line), stack
+    )
+
+
+def cm(ns: str, name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data}
+
+
+def secret(ns: str, name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "stringData": data}
+
+
+def deployment(ns: str, name: str, replicas: int = 1, image: str = "registry.example/app:1") -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": image}]}},
+        },
+    }
+
+
+def apply_all(kube: Kube, *bodies: dict[str, Any], manager: str = FIELD_MANAGER) -> None:
+    for body in bodies:
+        rt = kube.resource_type(body["apiVersion"], body["kind"])
+        assert rt is not None
+        kube.apply(rt, body, field_manager=manager)
+
+
+def run(kube: Kube, *bodies: dict[str, Any], stacks: dict[str, Stack] | None = None) -> Plan:
+    before = kube.writes
+    result = plan(kube, "test", [rendered(b) for b in bodies], stacks or {"app": Stack("app", "app")})
+    assert kube.writes == before, "planning wrote to the cluster"
+    jsonschema.validate(report.to_json(result), SCHEMA)
+    return result
+
+
+def actions(p: Plan) -> dict[str, Action]:
+    return {str(e.id): e.action for e in p.entries}
+
+
+def all_output(p: Plan) -> str:
+    return report.text(p) + report.json_text(p) + report.markdown(p)
+
+
+def test_create_update_unchanged_are_classified(kube: Kube, namespace: str) -> None:
+    apply_all(kube, cm(namespace, "same", a="1"), cm(namespace, "changed", a="1"), deployment(namespace, "web"))
+    result = run(
+        kube,
+        cm(namespace, "same", a="1"),
+        cm(namespace, "changed", a="2"),
+        cm(namespace, "new", a="1"),
+        deployment(namespace, "web"),
+    )
+    assert actions(result) == {
+        f"ConfigMap/{namespace}/changed": Action.UPDATE,
+        f"ConfigMap/{namespace}/new": Action.CREATE,
+        f"ConfigMap/{namespace}/same": Action.UNCHANGED,
+        f"Deployment/{namespace}/web": Action.UNCHANGED,
+    }
+    update = next(e for e in result.entries if e.action is Action.UPDATE)
+    assert "-  a: '1'" in report.diff(update) and "+  a: '2'" in report.diff(update)
+    assert report.text(result).splitlines()[0] == "1 to create, 1 to update, 0 to prune, 2 unchanged"
+
+
+def test_nothing_changed_costs_lists_not_per_object_requests(kube: Kube, namespace: str) -> None:
+    bodies = [cm(namespace, f"c{i}", k=str(i)) for i in range(40)] + [deployment(namespace, f"d{i}") for i in range(10)]
+    apply_all(kube, *bodies)
+    kube.requests.clear()
+    result = run(kube, *bodies)
+    assert result.count(Action.UNCHANGED) == 50
+    assert all(e.proven for e in result.entries)
+    assert kube.requests.get("PATCH (dry-run)", 0) == 0
+    assert sum(kube.requests.values()) <= 6  # 2 discovery + 2 LISTs + mutating-admission checks
+
+
+def test_server_defaulted_fields_are_not_a_change(kube: Kube, namespace: str) -> None:
+    """Applied by someone else first (so no fast path), then planned: defaults the server filled in show no diff."""
+    body = deployment(namespace, "defaults")
+    apply_all(kube, body, manager="kubectl")
+    result = run(kube, body)
+    entry = result.entries[0]
+    assert not entry.proven
+    assert entry.action is Action.UNCHANGED, report.diff(entry)
+
+
+def test_drift_made_by_hand_shows_exactly_that_field(kube: Kube, namespace: str) -> None:
+    body = deployment(namespace, "drift", replicas=2)
+    apply_all(kube, body)
+    rt = kube.resource_type("apps/v1", "Deployment")
+    assert rt is not None
+    kube.request(
+        "PATCH",
+        rt.path(namespace, "drift"),
+        query=[("fieldManager", "kubectl-edit")],
+        body={"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "hand/edit:2"}]}}}},
+        content_type="application/strategic-merge-patch+json",
+    )
+    result = run(kube, body)
+    entry = result.entries[0]
+    assert entry.action is Action.UPDATE
+    changed = [line for line in report.diff(entry).splitlines() if line[:1] in "+-"]
+    assert changed == ["-      - image: hand/edit:2", "+      - image: registry.example/app:1"]
+
+
+def test_c4_conflict_names_field_and_manager(kube: Kube, namespace: str) -> None:
+    body = cm(namespace, "owned", a="1")
+    apply_all(kube, {**body, "data": {"a": "theirs"}}, manager="someone-else")
+    result = run(kube, body)
+    entry = result.entries[0]
+    assert entry.action is Action.UPDATE
+    assert [(c.field, c.manager) for c in entry.conflicts] == [(".data.a", "someone-else")]
+    assert "conflict: .data.a is owned by someone-else" in report.text(result)
+
+
+def test_ignore_differences_hides_the_pointer(kube: Kube, namespace: str) -> None:
+    apply_all(kube, deployment(namespace, "scaled", replicas=5))
+    rule = IgnoreDifference(kind="Deployment", group="apps", json_pointers=("/spec/replicas",))
+    stacks = {"app": Stack("app", "app", ignore_differences=(rule,))}
+    assert run(kube, deployment(namespace, "scaled", replicas=1), stacks=stacks).entries[0].action is Action.UNCHANGED
+    changed = run(kube, deployment(namespace, "scaled", replicas=1, image="x:2"), stacks=stacks).entries[0]
+    assert changed.action is Action.UPDATE
+    assert "replicas" not in report.diff(changed)
+
+
+def test_crd_and_custom_resource_in_one_stack_plan_as_create(kube: Kube, namespace: str) -> None:
+    group = f"g{uuid.uuid4().hex[:8]}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    cr = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1", "namespace": namespace}}
+    result = run(kube, crd, cr)
+    assert actions(result) == {
+        f"CustomResourceDefinition/gadgets.{group}": Action.CREATE,
+        f"Gadget/{namespace}/g1": Action.CREATE,
+    }
+    cr_entry = next(e for e in result.entries if e.id.kind == "Gadget")
+    assert "CRD is created by this plan" in cr_entry.note
+    assert not result.failures
+
+
+def test_v1_object_rejected_by_the_api_schema_fails_the_plan_naming_it(kube: Kube, namespace: str) -> None:
+    good = cm(namespace, "fine", a="1")
+    bad = deployment(namespace, "broken")
+    bad["spec"]["replicas"] = "three"
+    result = run(kube, good, bad)
+    assert [str(f.id) for f in result.failures] == [f"Deployment/{namespace}/broken"]
+    assert "replicas" in result.failures[0].message
+    assert str(result.failures[0]).startswith(f"Deployment/{namespace}/broken (app/broken.yaml:1): ")
+    assert actions(result) == {f"ConfigMap/{namespace}/fine": Action.CREATE}  # everything else still planned
+    assert kube.get(kube.resource_type("v1", "ConfigMap"), "fine", namespace) is None  # type: ignore[arg-type]
+
+
+def test_s1_secret_changes_show_keys_and_markers_only(kube: Kube, namespace: str) -> None:
+    apply_all(kube, secret(namespace, "db", user="admin", password="hunter2-old", removed="gone-value"))
+    desired = secret(namespace, "db", user="admin", password="hunter2-new", added="fresh-value")
+    result = run(kube, desired)
+    entry = result.entries[0]
+    assert entry.action is Action.UPDATE  # changed Secrets are always listed
+    text = all_output(result)
+    for value in ("hunter2-old", "hunter2-new", "gone-value", "fresh-value", "admin"):
+        for form in (value, base64.b64encode(value.encode()).decode()):
+            assert form not in text, f"{form!r} leaked"
+    diff = report.diff(entry)
+    assert "-  password: '<secret #" in diff and "+  password: '<secret #" in diff and "+  added: '<secret #" in diff
+    # the unchanged key keeps one token on both sides; the changed one gets a new token
+    user_lines = [line for line in diff.splitlines() if "user:" in line]
+    assert all(line.startswith(" ") for line in user_lines), user_lines
+
+
+def test_s2_secret_rejected_by_the_api_names_object_not_value(kube: Kube, namespace: str) -> None:
+    bad = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad", "namespace": namespace}}
+    bad["data"] = {"password": 12345}
+    bad_sensitive = secret(namespace, "also-bad", token="s3cr3t-token-value")
+    bad_sensitive["type"] = "kubernetes.io/tls"  # requires tls.crt and tls.key: rejected, message may echo data
+    result = run(kube, bad, bad_sensitive)
+    assert {str(f.id) for f in result.failures} == {f"Secret/{namespace}/bad", f"Secret/{namespace}/also-bad"}
+    text = all_output(result)
+    assert "12345" not in text and "s3cr3t-token-value" not in text
+
+
+def test_s3_last_applied_annotation_is_masked(kube: Kube, namespace: str) -> None:
+    live = secret(namespace, "legacy", password="from-client-side-apply")
+    live["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": json.dumps(live),
+    }
+    apply_all(kube, live, manager="kubectl-client-side-apply")
+    result = run(kube, secret(namespace, "legacy", password="rotated-value"))
+    text = all_output(result)
+    assert "from-client-side-apply" not in text and "rotated-value" not in text
+    before = result.entries[0].before
+    assert before is not None
+    assert before["metadata"]["annotations"][LAST_APPLIED].startswith("<secret #")
+
+
+def test_s5_secret_value_reused_elsewhere_is_masked_there_too(kube: Kube, namespace: str) -> None:
+    value = "shared-api-key-123"
+    config = cm(namespace, "client", API_KEY=value, URL=f"https://user:{value}@api.example")
+    dep = deployment(namespace, "consumer")
+    dep["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "KEY", "value": value}]
+    result = run(kube, secret(namespace, "api", key=value), config, dep)
+    text = all_output(result)
+    assert value not in text and base64.b64encode(value.encode()).decode() not in text
+    assert text.count("<secret #1>") >= 3
