@@ -114,6 +114,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
             {"id": str(f.id), "stack": f.stack, "source": str(f.source) if f.source else None, "message": f.message}
             for f in plan.failures
         ],
+        "requests": dict(sorted(plan.requests.items())),
     }
 
 
