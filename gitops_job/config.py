@@ -3,10 +3,23 @@ shipped JSON Schema (``gitops_job/schemas/config.schema.json``) is :func:`load_c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from functools import cache
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+import jsonschema
+import yaml
+from jsonschema import Draft202012Validator
+
+from .errors import ConfigError, ErrorGroup
+from .yamlio import load_documents
 
 RENDERERS = ("auto", "plain", "jinja", "kustomize", "helm")
 DEFAULT_KUBE_VERSION = "v1.36.0"
@@ -68,3 +81,360 @@ class RepoConfig:
     file: Path  # the config file that was loaded
     targets: tuple[Target, ...]
     stacks: tuple[Stack, ...]  # in dependsOn order: every stack after the stacks it depends on
+
+
+CONFIG_FILE = "gitops.yaml"
+DEFAULT_TARGET = "default"
+SCHEMA = "schemas/config.schema.json"
+
+KeyPath = tuple[str | int, ...]  # a key's place in the config: ("stacks", 2, "dependsOn") is stacks[2].dependsOn
+Problem = tuple[KeyPath, str]  # where in the config, and what is wrong there
+
+_T = TypeVar("_T")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|ms|m|s)")
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "boolean": "a boolean",
+    "number": "a number",
+    "integer": "an integer",
+    "null": "null",
+}
+
+
+def load_config(repo_root: Path, config_file: Path | None = None) -> RepoConfig:
+    """Load, check and order the repo config: ``config_file`` or ``<repo_root>/gitops.yaml``.
+
+    Every problem is reported at once (one :class:`ConfigError`, or an :class:`ErrorGroup` of them), each naming the
+    file, line and key path (``gitops.yaml:12: stacks[2].dependsOn[0]``): first the schema's, then the checks that
+    need more than one value (unique names, references, dependsOn cycles, paths inside the repository).
+    """
+    root = repo_root.resolve()
+    file = config_file.resolve() if config_file is not None else root / CONFIG_FILE
+    name = _file_name(root, file)
+    if not file.is_file():
+        raise ConfigError(f"expected the repo config at {file}; pass --config FILE to read another file", where=name)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text: {e.reason}", where=name) from None
+    documents = load_documents(text, name, error=ConfigError)
+    if len(documents) != 1:
+        raise ConfigError(f"expected one YAML document (a mapping with 'stacks'), found {len(documents)}", where=name)
+    data, line = documents[0]
+    doc = _Doc(name, next(n for n in yaml.compose_all(text, Loader=yaml.CSafeLoader) if n.start_mark.line + 1 == line))
+    _raise_all(doc.errors(problem for error in _validator().iter_errors(data) for problem in _explain(error)))
+    _raise_all(doc.errors(_semantic_problems(data, root)))
+    targets = tuple(_target(t) for t in data.get("targets", ())) or (Target(DEFAULT_TARGET),)
+    return RepoConfig(root, file, targets, _dependency_order([_stack(s, root) for s in data["stacks"]]))
+
+
+def target(config: RepoConfig, name: str | None) -> Target:
+    """The target called ``name``; ``None`` is the first one."""
+    if name is None:
+        return config.targets[0]
+    for candidate in config.targets:
+        if candidate.name == name:
+            return candidate
+    known = ", ".join(t.name for t in config.targets)
+    raise ConfigError(f"unknown target {name!r}; targets: {known}", where=_file_name(config.root, config.file))
+
+
+def stacks_for(config: RepoConfig, target: str, only: Sequence[str] = ()) -> tuple[Stack, ...]:
+    """The stacks that apply to ``target``, in dependsOn order; with ``only``, just the stacks named there."""
+    applies = tuple(s for s in config.stacks if not s.targets or target in s.targets)
+    names = {s.name for s in applies}
+    errors = [_not_applicable(config, target, n) for n in dict.fromkeys(only) if n not in names]
+    _raise_all(errors)
+    return tuple(s for s in applies if s.name in only) if only else applies
+
+
+def _not_applicable(config: RepoConfig, target: str, name: str) -> ConfigError:
+    stack = next((s for s in config.stacks if s.name == name), None)
+    if stack is None:
+        reason = f"unknown stack {name!r}; stacks: {', '.join(s.name for s in config.stacks)}"
+    else:
+        reason = f"stack {name!r} does not apply to target {target!r} (its targets: {', '.join(stack.targets)})"
+    return ConfigError(reason, where=_file_name(config.root, config.file))
+
+
+def _file_name(root: Path, file: Path) -> str:
+    """The config file as messages name it: repo-relative when it is inside the repository."""
+    return file.relative_to(root).as_posix() if file.is_relative_to(root) else str(file)
+
+
+def _raise_all(errors: Sequence[ConfigError]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ErrorGroup([*errors])
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """The config file's name and YAML node tree: enough to say on which line a key path is."""
+
+    file: str
+    root: yaml.Node
+
+    def position(self, path: KeyPath) -> tuple[int, int]:
+        """Line (1-based) and column of the deepest key (or list item) of ``path`` that the file has."""
+        node, mark = self.root, self.root.start_mark
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                pair = next((p for p in node.value if isinstance(p[0], yaml.ScalarNode) and p[0].value == part), None)
+                if pair is None:
+                    break
+                mark, node = pair[0].start_mark, pair[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+                mark = node.start_mark
+            else:
+                break
+        return mark.line + 1, mark.column
+
+    def errors(self, problems: Iterable[Problem]) -> list[ConfigError]:
+        """One error per distinct problem, in file order, each at ``<file>:<line>: <key path>``."""
+        ordered = sorted(dict.fromkeys(problems), key=lambda p: (self.position(p[0]), _key_path(p[0])))
+        return [
+            ConfigError(reason, where=f"{self.file}:{self.position(path)[0]}: {_key_path(path)}")
+            for path, reason in ordered
+        ]
+
+
+def _key_path(path: KeyPath) -> str:
+    """``("stacks", 2, "dependsOn")`` as ``stacks[2].dependsOn``; the empty path is ``(top level)``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text or "(top level)"
+
+
+# --- the schema ----------------------------------------------------------------------------------------------------
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    schema = json.loads(resources.files("gitops_job").joinpath(SCHEMA).read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def _explain(error: jsonschema.ValidationError) -> list[Problem]:
+    """The schema error in plain words, at the key path it is about (one per unknown key)."""
+    path: KeyPath = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    got = _show(instance)
+    if error.validator == "additionalProperties":
+        known = list(schema.get("properties", {}))
+        return [((*path, str(key)), _unknown_key(str(key), known)) for key in instance if key not in known]
+    if error.validator == "required":
+        return [(path, f"missing required key {key!r}") for key in expected if key not in instance]
+    if "propertyNames" in error.relative_schema_path:
+        return [(path, f"keys must be strings, got {got}")]
+    if "errorMessage" in schema:
+        return [(path, f"expected {schema['errorMessage']}, got {got}")]
+    if error.validator == "type":
+        words = [_TYPE_WORDS[t] for t in ([expected] if isinstance(expected, str) else expected)]
+        wanted = f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]
+        return [(path, f"expected {wanted}, got {got}")]
+    if error.validator == "enum":
+        return [(path, f"expected one of {', '.join(map(str, expected))}, got {got}")]
+    if error.validator == "minItems":
+        return [(path, "must not be empty")]
+    return [(path, error.message)]
+
+
+def _unknown_key(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"unknown key {key!r}; " + (f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}")
+
+
+def _show(value: Any) -> str:
+    """A YAML value as a person wrote it: strings quoted, booleans lowercase, containers by kind."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+# --- checks that need more than one value (run on the schema-valid data) ---------------------------------------------
+
+
+def _semantic_problems(data: Mapping[str, Any], root: Path) -> list[Problem]:
+    targets = data.get("targets") or [{"name": DEFAULT_TARGET}]
+    stacks = data["stacks"]
+    return [
+        *_duplicate_names("targets", targets),
+        *_duplicate_names("stacks", stacks),
+        *_reference_problems(stacks, [t["name"] for t in targets]),
+        *_cycle_problems(stacks),
+        *_path_problems(stacks, root),
+        *_namespace_problems(stacks),
+    ]
+
+
+def _duplicate_names(section: str, items: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    first: dict[str, int] = {}
+    problems: list[Problem] = []
+    for i, item in enumerate(items):
+        j = first.setdefault(item["name"], i)
+        if j != i:
+            problems.append(
+                ((section, i, "name"), f"duplicate {section[:-1]} name {item['name']!r} (also {section}[{j}])")
+            )
+    return problems
+
+
+def _reference_problems(stacks: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> list[Problem]:
+    names = [s["name"] for s in stacks]
+    problems: list[Problem] = []
+    for i, stack in enumerate(stacks):
+        for j, dep in enumerate(stack.get("dependsOn", ())):
+            if dep == stack["name"]:
+                problems.append((("stacks", i, "dependsOn", j), f"stack {dep!r} cannot depend on itself"))
+            elif dep not in names:
+                problems.append((("stacks", i, "dependsOn", j), f"unknown stack {dep!r}; stacks: {', '.join(names)}"))
+        for j, name in enumerate(stack.get("targets", ())):
+            if name not in targets:
+                problems.append(
+                    (("stacks", i, "targets", j), f"unknown target {name!r}; targets: {', '.join(targets)}")
+                )
+    return problems
+
+
+def _cycle_problems(stacks: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    """Each dependsOn cycle, named in full and reported at the dependency that closes it."""
+    index: dict[str, int] = {}
+    for i, stack in enumerate(stacks):
+        index.setdefault(stack["name"], i)
+    graph = {name: [d for d in stacks[i].get("dependsOn", ()) if d in index and d != name] for name, i in index.items()}
+    problems: list[Problem] = []
+    for cycle in _cycles(graph):
+        closing = index[cycle[-2]]
+        path = ("stacks", closing, "dependsOn", list(stacks[closing]["dependsOn"]).index(cycle[-1]))
+        problems.append((path, f"dependsOn cycle: {' → '.join(cycle)}; remove one of these dependencies"))
+    return problems
+
+
+def _cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Every cycle a depth-first walk in declaration order closes, each as ``[a, b, c, a]``."""
+    done: set[str] = set()
+    path: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(name: str) -> None:
+        path.append(name)
+        for dep in graph[name]:
+            if dep in path:
+                cycles.append([*path[path.index(dep) :], dep])
+            elif dep not in done:
+                visit(dep)
+        path.pop()
+        done.add(name)
+
+    for name in graph:
+        if name not in done:
+            visit(name)
+    return cycles
+
+
+def _path_problems(stacks: Sequence[Mapping[str, Any]], root: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, stack in enumerate(stacks):
+        problem = _path_problem(root, stack["path"], directory=True)
+        if problem:
+            problems.append((("stacks", i, "path"), problem))
+        for j, values in enumerate(stack.get("values", ())):
+            problem = _path_problem(root, values, directory=False)
+            if problem:
+                problems.append((("stacks", i, "values", j), problem))
+    return problems
+
+
+def _path_problem(root: Path, raw: str, *, directory: bool) -> str | None:
+    """Why ``raw`` is not a directory (or file) inside the repository ``root``, or None. Symlinks are followed."""
+    if _URL.match(raw):
+        return f"{raw!r} is a URL; gitops-job reads only files inside the repository"
+    if PurePosixPath(raw).is_absolute():
+        return f"{raw!r} is absolute; give a path relative to the repository root"
+    real = (root / raw).resolve()
+    if not real.is_relative_to(root):
+        through = " through a symlink" if Path(os.path.normpath(root / raw)).is_relative_to(root) else ""
+        return f"{raw!r} escapes the repository{through}"
+    if not real.exists():
+        return f"{raw!r} does not exist"
+    if directory and not real.is_dir():
+        return f"{raw!r} is not a directory"
+    if not directory and not real.is_file():
+        return f"{raw!r} is not a file"
+    return None
+
+
+def _namespace_problems(stacks: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, stack in enumerate(stacks):
+        allowed = stack.get("allow", {}).get("namespaces")
+        if "namespace" in stack and allowed is not None and stack["namespace"] not in allowed:
+            reason = f"{stack['namespace']!r} is not in allow.namespaces ({', '.join(allowed) or 'none'})"
+            problems.append((("stacks", i, "namespace"), reason))
+    return problems
+
+
+def _dependency_order(stacks: Sequence[Stack]) -> tuple[Stack, ...]:
+    """Every stack after the stacks it depends on; among stacks that are ready, declaration order (stable)."""
+    pending = list(stacks)
+    placed: list[Stack] = []
+    while pending:
+        ready = next(s for s in pending if {p.name for p in placed}.issuperset(s.depends_on))
+        placed.append(ready)
+        pending.remove(ready)
+    return tuple(placed)
+
+
+# --- from checked YAML to the dataclasses: camelCase keys become snake_case fields; absent keys keep the defaults ---
+
+
+def _target(raw: Mapping[str, Any]) -> Target:
+    return _build(Target, raw, {"vars": dict, "kubeVersion": lambda v: v if v.startswith("v") else f"v{v}"})
+
+
+def _stack(raw: Mapping[str, Any], root: Path) -> Stack:
+    def repo_relative(path: str) -> str:
+        return (root / path).resolve().relative_to(root).as_posix()
+
+    convert: dict[str, Callable[[Any], Any]] = {
+        "path": repo_relative,
+        "vars": dict,
+        "targets": tuple,
+        "dependsOn": tuple,
+        "timeout": _seconds,
+        "allow": lambda a: _build(AllowPolicy, a, {"namespaces": tuple}),
+        "ignoreDifferences": lambda ds: tuple(_build(IgnoreDifference, d, {"jsonPointers": tuple}) for d in ds),
+        "values": lambda vs: tuple(repo_relative(v) for v in vs),
+    }
+    return _build(Stack, raw, convert)
+
+
+def _build(cls: Callable[..., _T], raw: Mapping[str, Any], convert: Mapping[str, Callable[[Any], Any]]) -> _T:
+    return cls(**{_snake(key): convert.get(key, _same)(value) for key, value in raw.items()})
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "_" + m.group().lower(), key)
+
+
+def _seconds(duration: str) -> float:
+    """A Go-style duration (``90s``, ``5m``, ``1h30m``, ``1.5h``, ``500ms``) in seconds."""
+    return sum(float(n) * _SECONDS[unit] for n, unit in _DURATION_PART.findall(duration))

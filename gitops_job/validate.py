@@ -1,0 +1,250 @@
+"""The validate stage: every check on one stack's rendered objects that needs no write, run before any request that
+could write (design invariant 1): required fields, names, scope, duplicates (V4), the stack's allow policy (V5, V6)
+and, with discovery, unknown kinds (V2). Pure: the caller says which kinds exist and whether they are namespaced."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .config import Stack
+from .errors import ErrorGroup, GitopsJobError, ValidationError
+from .identity import ObjectId
+from .model import RenderedObject
+
+Scopes = Callable[[str, str], bool | None]
+"""``(apiVersion, kind) -> namespaced?``, ``apiVersion`` being ``group/version`` (``v1`` for the core group); None
+when the kind is unknown."""
+
+RBAC = "rbac.authorization.k8s.io"
+
+# Built-in kinds by apiVersion: (namespaced kinds, cluster-scoped kinds). Used offline and as a fallback.
+_BUILTIN_KINDS = {
+    "v1": (
+        "ConfigMap Endpoints Event LimitRange PersistentVolumeClaim Pod PodTemplate ReplicationController"
+        " ResourceQuota Secret Service ServiceAccount",
+        "Namespace Node PersistentVolume",
+    ),
+    "apps/v1": ("ControllerRevision DaemonSet Deployment ReplicaSet StatefulSet", ""),
+    "batch/v1": ("CronJob Job", ""),
+    "networking.k8s.io/v1": ("Ingress NetworkPolicy", "IPAddress IngressClass ServiceCIDR"),
+    f"{RBAC}/v1": ("Role RoleBinding", "ClusterRole ClusterRoleBinding"),
+    "apiextensions.k8s.io/v1": ("", "CustomResourceDefinition"),
+    "storage.k8s.io/v1": ("CSIStorageCapacity", "CSIDriver CSINode StorageClass VolumeAttachment"),
+    "admissionregistration.k8s.io/v1": (
+        "",
+        "MutatingWebhookConfiguration ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding"
+        " ValidatingWebhookConfiguration",
+    ),
+    "policy/v1": ("PodDisruptionBudget", ""),
+    "autoscaling/v1": ("HorizontalPodAutoscaler", ""),
+    "autoscaling/v2": ("HorizontalPodAutoscaler", ""),
+    "coordination.k8s.io/v1": ("Lease", ""),
+    "scheduling.k8s.io/v1": ("", "PriorityClass"),
+    "discovery.k8s.io/v1": ("EndpointSlice", ""),
+    "events.k8s.io/v1": ("Event", ""),
+    "node.k8s.io/v1": ("", "RuntimeClass"),
+    "certificates.k8s.io/v1": ("", "CertificateSigningRequest"),
+    "apiregistration.k8s.io/v1": ("", "APIService"),
+    "flowcontrol.apiserver.k8s.io/v1": ("", "FlowSchema PriorityLevelConfiguration"),
+    "resource.k8s.io/v1": ("ResourceClaim ResourceClaimTemplate", "DeviceClass ResourceSlice"),
+}
+_BUILTIN = {
+    (api_version, kind): namespaced
+    for api_version, scoped in _BUILTIN_KINDS.items()
+    for namespaced, kinds in zip((True, False), scoped, strict=True)
+    for kind in kinds.split()
+}
+
+
+@dataclass(frozen=True)
+class _NameRule:
+    """What Kubernetes accepts as a name of some kind, and how to say it."""
+
+    pattern: re.Pattern[str]
+    max_length: int
+    description: str
+
+    def allows(self, value: object) -> bool:
+        return isinstance(value, str) and len(value) <= self.max_length and self.pattern.fullmatch(value) is not None
+
+
+_DNS_LABEL = _NameRule(
+    re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"),
+    63,
+    "a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63"
+    " characters)",
+)
+_DNS_SUBDOMAIN = _NameRule(
+    re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"),
+    253,
+    "a DNS subdomain (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253"
+    " characters)",
+)
+# RBAC objects are named like path segments (``system:aggregate-to-view`` is a valid ClusterRole name).
+_PATH_SEGMENT = _NameRule(re.compile(r"(?!\.\.?$)[^/%]+"), 253, "a path segment (no '/' or '%', not '.' or '..')")
+
+
+def builtin_scopes(group_version: str, kind: str) -> bool | None:
+    """Whether a built-in kind is namespaced, from a table of the common ones; None for any other kind."""
+    return _BUILTIN.get((group_version, kind))
+
+
+def crd_scopes(objects: Iterable[RenderedObject]) -> dict[tuple[str, str], bool]:
+    """``(apiVersion, kind) -> namespaced?`` for every served version of every CRD among ``objects``."""
+    return {key: namespaced for obj in objects if _is_crd(obj) for key, namespaced in _crd_kinds(obj.body)}
+
+
+def validate(
+    objects: Sequence[RenderedObject], stack: Stack, scopes: Scopes, *, discovery: bool
+) -> list[RenderedObject]:
+    """``objects`` of ``stack``, checked, with the stack's namespace set on namespaced objects that set none.
+
+    ``scopes`` says which kinds exist; CRDs among ``objects`` count as known. With ``discovery`` (``scopes`` asks the
+    API server) an unknown kind is an error; offline it is taken as namespaced. Raises :class:`ErrorGroup` of every
+    :class:`ValidationError` found. The input objects are never changed: defaulted ones are new objects.
+    """
+    crds = crd_scopes(objects)
+    errors: list[GitopsJobError] = []
+    checked: list[RenderedObject] = []
+    for obj in objects:
+        missing = _missing_fields(obj.body)
+        if missing:
+            reason = f"missing {', '.join(missing)}: every manifest needs apiVersion, kind and metadata.name"
+            errors.append(ValidationError(reason, where=str(obj.source)))
+            continue
+        api_kind = (obj.body["apiVersion"], obj.body["kind"])
+        namespaced = crds[api_kind] if api_kind in crds else scopes(*api_kind)
+        out = obj if namespaced is False else _with_namespace(obj, stack.namespace)
+        problems = [
+            *_unknown_kind(out, namespaced, stack, discovery),
+            *_name_problems(out, namespaced, stack),
+            *_policy_problems(out, namespaced, stack),
+        ]
+        errors.extend(ValidationError(f"{out.id}: {p}", where=str(out.source)) for p in problems)
+        checked.append(out)
+    errors.extend(_duplicates(checked))
+    if errors:
+        raise ErrorGroup(errors)
+    return checked
+
+
+def _is_crd(obj: RenderedObject) -> bool:
+    return obj.id.group == "apiextensions.k8s.io" and obj.id.kind == "CustomResourceDefinition"
+
+
+def _crd_kinds(body: Mapping[str, Any]) -> list[tuple[tuple[str, str], bool]]:
+    spec = body.get("spec")
+    if not isinstance(spec, dict):
+        return []
+    group, names, scope, versions = spec.get("group"), spec.get("names"), spec.get("scope"), spec.get("versions")
+    kind = names.get("kind") if isinstance(names, dict) else None
+    if not (isinstance(group, str) and isinstance(kind, str) and isinstance(versions, list)):
+        return []
+    if scope not in ("Namespaced", "Cluster"):  # the API server refuses such a CRD; its kind stays unknown
+        return []
+    return [
+        ((f"{group}/{v['name']}", kind), scope == "Namespaced")
+        for v in versions
+        if isinstance(v, dict) and isinstance(v.get("name"), str) and v.get("served", True)
+    ]
+
+
+def _missing_fields(body: Mapping[str, Any]) -> list[str]:
+    meta = body.get("metadata")
+    fields = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata.name": meta.get("name") if isinstance(meta, dict) else None,
+    }
+    return [name for name, value in fields.items() if not (isinstance(value, str) and value)]
+
+
+def _with_namespace(obj: RenderedObject, namespace: str | None) -> RenderedObject:
+    """``obj`` with ``metadata.namespace`` set to ``namespace`` when it sets none (a new object; ``obj`` is kept)."""
+    if not namespace or obj.body["metadata"].get("namespace"):
+        return obj
+    body = {**obj.body, "metadata": {**obj.body["metadata"], "namespace": namespace}}
+    return replace(obj, id=ObjectId.of(body), body=body)
+
+
+def _unknown_kind(obj: RenderedObject, namespaced: bool | None, stack: Stack, discovery: bool) -> list[str]:
+    if namespaced is not None or not discovery:
+        return []
+    api_version = obj.body["apiVersion"]
+    return [
+        f"unknown kind {obj.id.kind} ({api_version}): no CRD in stack {stack.name!r} defines it and the API server"
+        " does not serve it; check apiVersion and kind, or add the CRD to the stack"
+    ]
+
+
+def _name_problems(obj: RenderedObject, namespaced: bool | None, stack: Stack) -> list[str]:
+    meta = obj.body["metadata"]
+    name, namespace, kind = meta["name"], meta.get("namespace"), obj.id.kind
+    rule = _PATH_SEGMENT if obj.id.group == RBAC else _DNS_LABEL if _is_namespace(obj) else _DNS_SUBDOMAIN
+    problems = []
+    if not rule.allows(name):
+        problems.append(f"metadata.name {name!r} is not a valid {kind} name: use {rule.description}")
+    if namespace and not _DNS_LABEL.allows(namespace):
+        problems.append(f"metadata.namespace {namespace!r} is not a valid namespace: use {_DNS_LABEL.description}")
+    if namespaced is False and namespace:
+        problems.append(f"{kind} is cluster-scoped but sets metadata.namespace {namespace!r}; remove it")
+    if namespaced and not namespace:
+        problems.append(
+            f"{kind} is namespaced but sets no metadata.namespace and stack {stack.name!r} has no namespace;"
+            " set one of them"
+        )
+    return problems
+
+
+def _policy_problems(obj: RenderedObject, namespaced: bool | None, stack: Stack) -> list[str]:
+    """The stack's allow policy: V5 (allow.namespaces) and V6 (allow.clusterScoped, privilege escalation)."""
+    allowed = stack.allow.namespaces
+    problems = []
+    if allowed is not None:
+        where = f"stack {stack.name!r} may use only allow.namespaces: {', '.join(allowed) or 'none'}"
+        if namespaced is not False and obj.id.namespace and obj.id.namespace not in allowed:
+            problems.append(f"namespace {obj.id.namespace!r} is refused: {where}")
+        if _is_namespace(obj) and obj.id.name not in allowed:
+            problems.append(f"Namespace {obj.id.name!r} is refused: {where}")
+    escalation = _escalation(obj, stack) if allowed is not None else None
+    if escalation:
+        problems.append(escalation)
+    elif namespaced is False and not stack.allow.cluster_scoped:
+        problems.append(f"cluster-scoped {obj.id.kind} is refused: stack {stack.name!r} has allow.clusterScoped: false")
+    return problems
+
+
+def _escalation(obj: RenderedObject, stack: Stack) -> str | None:
+    """Why a binding in a namespaced stack (one with allow.namespaces) would escalate privileges, or None."""
+    if obj.id.group != RBAC or obj.id.kind not in ("RoleBinding", "ClusterRoleBinding"):
+        return None
+    ref = obj.body.get("roleRef")
+    ref = ref if isinstance(ref, dict) else {}
+    stack_kind = f"stack {stack.name!r} is namespaced (allow.namespaces)"
+    if ref.get("kind") == "ClusterRole" and ref.get("name") == "cluster-admin":
+        return f"binding ClusterRole cluster-admin is refused as privilege escalation: {stack_kind}"
+    if obj.id.kind == "ClusterRoleBinding":
+        return (
+            f"a ClusterRoleBinding grants its role in every namespace and is refused as privilege escalation:"
+            f" {stack_kind}; use a RoleBinding"
+        )
+    return None
+
+
+def _is_namespace(obj: RenderedObject) -> bool:
+    return obj.id.group == "" and obj.id.kind == "Namespace"
+
+
+def _duplicates(objects: Sequence[RenderedObject]) -> list[GitopsJobError]:
+    """V4: two objects of the stack with the same group, kind, namespace and name."""
+    first: dict[ObjectId, RenderedObject] = {}
+    errors: list[GitopsJobError] = []
+    for obj in objects:
+        other = first.setdefault(obj.id, obj)
+        if other is not obj:
+            reason = f"duplicate object {obj.id}: defined at {other.source} and {obj.source}"
+            errors.append(ValidationError(reason, where=str(obj.source)))
+    return errors
