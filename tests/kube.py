@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -27,3 +27,19 @@ def condition(obj: dict, type_: str) -> str | None:
         if c.get("type") == type_:
             return str(c.get("status"))
     return None
+
+
+def crd(group: str, kind: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A namespaced CRD serving ``kind`` in ``group``/v1, with ``schema`` as its OpenAPI v3 schema."""
+    plural = kind.lower() + "s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}],
+        },
+    }

@@ -17,6 +17,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from tests.kube import condition, wait_until
+from tests.kube import crd as make_crd
 from tools.localcluster.cluster import ClusterError, LocalCluster
 
 MANAGER = "gitops-job-test"
@@ -130,31 +131,11 @@ def test_service_account_forbidden_until_role_binding(api_client: client.ApiClie
 
 def test_crd_becomes_established_and_custom_resource_applies(dyn: DynamicClient, namespace: str) -> None:
     group = f"g{uuid.uuid4().hex[:8]}.example.com"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
-                            },
-                        }
-                    },
-                }
-            ],
-        },
+    schema = {
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}},
     }
+    crd = make_crd(group, "Widget", schema)
     crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
     dyn.server_side_apply(crds, body=crd, field_manager=MANAGER)
     try:

@@ -21,6 +21,7 @@ from gitops_job.kube import FIELD_MANAGER, Kube
 from gitops_job.mask import LAST_APPLIED
 from gitops_job.model import RenderedObject, Source
 from gitops_job.plan import Action, Plan, plan
+from tests.kube import crd as make_crd
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "gitops_job/schemas/plan.schema.json").read_text())
 
@@ -165,24 +166,7 @@ def test_ignore_differences_hides_the_pointer(kube: Kube, namespace: str) -> Non
 
 def test_crd_and_custom_resource_in_one_stack_plan_as_create(kube: Kube, namespace: str) -> None:
     group = f"g{uuid.uuid4().hex[:8]}.example.com"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
-    }
+    crd = make_crd(group, "Gadget", {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
     cr = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1", "namespace": namespace}}
     result = run(kube, crd, cr)
     assert actions(result) == {
