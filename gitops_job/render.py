@@ -1,0 +1,640 @@
+"""The render stage: each stack (plain YAML, Jinja2, Kustomize or Helm) into objects that remember their file and line.
+
+Render is offline: it never talks to the cluster or a network, and it runs no code from the repository outside a
+sandbox. Jinja2 runs in jinja's immutable sandbox with caps on value size, output size and time; kustomize and helm run
+as child processes with an empty environment (no kubeconfig, no proxies, ``PATH`` and ``HOME`` an empty temporary
+directory) and a timeout, after every path they would read has been checked to lie inside the repository. After any
+renderer, Flux-style ``${VAR}`` substitution runs on every object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+import yaml
+from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+
+from .config import RepoConfig, Stack, Target
+from .errors import ErrorGroup, GitopsJobError, RenderError
+from .identity import ObjectId
+from .model import RenderedObject, Source
+from .yamlio import load_documents
+
+MAX_TEMPLATE_VALUE = 10 * 1024 * 1024  # bytes (or items) one `*` or `**` in a template may build
+MAX_TEMPLATE_OUTPUT = 10 * 1024 * 1024  # characters one template may render
+JINJA_TIMEOUT = 10.0  # seconds for all templates of one stack
+TOOL_TIMEOUT = 60.0  # seconds for one kustomize or helm run
+NO_NETWORK_PROXY = "http://127.0.0.1:9"  # the discard port: a tool's HTTP(S) request fails at once, without DNS
+SUBSTITUTE_ANNOTATION = "gitops-job.io/substitute"
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_REMOTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|git::|git@|github\.com/)")
+_VARIABLE = re.compile(r"(\$?)\$\{([_a-zA-Z][_a-zA-Z0-9]*)(?::=([^}]*))?\}")
+_HELM_SOURCE = re.compile(r"^# Source: (.+?)\s*$", re.MULTILINE)
+_DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One stack being rendered: the real repository root and stack directory, and the merged variables."""
+
+    root: Path
+    directory: Path
+    stack: Stack
+    target: Target
+    variables: Mapping[str, Any]  # target.vars < stack.vars < extra_vars
+    files: Sequence[Path]  # every file below the directory, sorted by path
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def render_stack(
+    config: RepoConfig, stack: Stack, target: Target, extra_vars: Mapping[str, str] | None = None
+) -> list[RenderedObject]:
+    """Render one stack for one target, offline, in a deterministic order (sorted files, document order).
+
+    Each object's identity keeps the namespace exactly as its body has it (defaulting comes later). Every problem
+    the stack has is reported at once: one :class:`RenderError` (``where`` is ``file:line`` or the stack's path), or
+    an :class:`ErrorGroup` of them.
+    """
+    root = _real(config.root)
+    directory = _stack_directory(root, stack)
+    renderer = detect_renderer(directory) if stack.render == "auto" else stack.render
+    if renderer not in _RENDERERS:
+        raise RenderError(f"unknown renderer {renderer!r}; expected one of {', '.join(_RENDERERS)}", where=stack.path)
+    files, escapes = _walk(root, directory)
+    _raise_all(escapes)
+    variables = {**target.vars, **stack.vars, **(extra_vars or {})}
+    objects = _RENDERERS[renderer](_Job(root, directory, stack, target, variables, files))
+    values = {name: _text(value) for name, value in variables.items()}
+    return _each(objects, lambda obj: [_substitute(obj, values)])
+
+
+def detect_renderer(directory: Path) -> str:
+    """What ``render: auto`` means for ``directory``: a kustomization → ``kustomize``; ``Chart.yaml`` → ``helm``;
+    any ``*.j2`` file below it → ``jinja``; otherwise ``plain``."""
+    if any((directory / name).is_file() for name in KUSTOMIZATION_FILES):
+        return "kustomize"
+    if (directory / "Chart.yaml").is_file():
+        return "helm"
+    if any(directory.rglob("*.j2")):
+        return "jinja"
+    return "plain"
+
+
+# --- paths -----------------------------------------------------------------------------------------------------------
+
+
+def _real(path: Path) -> Path:
+    """``path`` with every symlink resolved; ``os.path.realpath`` (unlike ``Path.resolve``) never raises on loops."""
+    return Path(os.path.realpath(path))
+
+
+def _path_problem(root: Path, real: Path, shown: str) -> str | None:
+    """Why the resolved path ``real`` may not be read, or None. ``.git`` is refused: CI checkouts keep tokens there."""
+    if not real.is_relative_to(root):
+        return f"path escapes the repository: {shown}"
+    if ".git" in real.relative_to(root).parts:
+        return f"path is inside .git (refused: it may hold credentials): {shown}"
+    return None
+
+
+def _stack_directory(root: Path, stack: Stack) -> Path:
+    if _URL.match(stack.path) or PurePosixPath(stack.path).is_absolute():
+        raise RenderError("the stack path must be relative to the repository root", where=stack.path)
+    directory = _real(root / stack.path)
+    problem = _path_problem(root, directory, stack.path)
+    if problem:
+        raise RenderError(problem, where=stack.path)
+    if not directory.is_dir():
+        raise RenderError("the stack path is not a directory", where=stack.path)
+    return directory
+
+
+def _walk(root: Path, directory: Path) -> tuple[list[Path], list[RenderError]]:
+    """Every file below ``directory`` sorted by path (symlinked directories inside the repository are followed, each
+    real directory once; ``.git`` is skipped), and an error for each symlink that resolves outside the repository
+    or into ``.git``: those are never read."""
+    files: list[Path] = []
+    errors: list[RenderError] = []
+    pending, seen = [directory], set[Path]()
+    while pending:
+        current = pending.pop()
+        if _real(current) in seen:
+            continue
+        seen.add(_real(current))
+        for entry in sorted(current.iterdir()):
+            if entry.name == ".git":
+                continue
+            problem = (
+                _path_problem(root, _real(entry), entry.relative_to(root).as_posix()) if entry.is_symlink() else None
+            )
+            if problem:
+                errors.append(RenderError(problem, where=directory.relative_to(root).as_posix()))
+            elif entry.is_dir():
+                pending.append(entry)
+            else:
+                files.append(entry)
+    return sorted(files, key=lambda f: f.relative_to(root).as_posix()), errors
+
+
+# --- errors ----------------------------------------------------------------------------------------------------------
+
+
+def _raise_all(errors: Sequence[GitopsJobError]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ErrorGroup(list(errors))
+
+
+def _each(items: Iterable[_T], render: Callable[[_T], list[RenderedObject]]) -> list[RenderedObject]:
+    """``render`` every item; the objects in order, or every item's error at once."""
+    objects: list[RenderedObject] = []
+    errors: list[GitopsJobError] = []
+    for item in items:
+        try:
+            objects.extend(render(item))
+        except ErrorGroup as group:
+            errors.extend(group.errors)
+        except RenderError as e:
+            errors.append(e)
+    _raise_all(errors)
+    return objects
+
+
+# --- YAML to objects -------------------------------------------------------------------------------------------------
+
+
+def _objects(text: str, file: str, stack: str, *, lines: bool = True) -> list[RenderedObject]:
+    """The objects of a multi-document YAML text; ``kind: *List`` documents are flattened into their items, which
+    keep the List's file and line."""
+    objects: list[RenderedObject] = []
+    for document, line in load_documents(text, file):
+        source = Source(file, line if lines else None)
+        objects.extend(
+            RenderedObject(ObjectId.of(body), body, source, stack) for body in _flatten(document, file, line)
+        )
+    return objects
+
+
+def _flatten(document: Any, file: str, line: int) -> list[dict[str, Any]]:
+    if not isinstance(document, dict):
+        raise RenderError(
+            f"expected a mapping (a Kubernetes object), got {type(document).__name__}", where=f"{file}:{line}"
+        )
+    items = document.get("items")
+    if str(document.get("kind", "")).endswith("List") and isinstance(items, list):
+        return [body for item in items for body in _flatten(item, file, line)]
+    if "metadata" in document and not isinstance(document["metadata"], dict):
+        raise RenderError("metadata must be a mapping", where=f"{file}:{line}")
+    return [document]
+
+
+def _read(job: _Job, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise RenderError(f"not UTF-8 text: {e.reason}", where=job.rel(path)) from None
+    except OSError as e:
+        raise RenderError(f"cannot read: {e.strerror}", where=job.rel(path)) from None
+
+
+def _is_yaml(path: Path) -> bool:
+    return path.suffix in {".yaml", ".yml"}
+
+
+# --- plain -----------------------------------------------------------------------------------------------------------
+
+
+def _render_plain(job: _Job) -> list[RenderedObject]:
+    """Every ``*.yaml``/``*.yml`` file below the stack directory, each document an object."""
+    return _each(filter(_is_yaml, job.files), lambda f: _objects(_read(job, f), job.rel(f), job.stack.name))
+
+
+# --- jinja -----------------------------------------------------------------------------------------------------------
+
+
+class _RepoLoader(BaseLoader):
+    """Templates by name, relative to the stack directory first, then to the repository root; a name that resolves
+    (symlinks followed) outside the repository, or an absolute name, is refused."""
+
+    def __init__(self, root: Path, directory: Path) -> None:
+        self.root = root
+        self.directory = directory
+        self.files: set[str] = set()  # repo-relative names of the templates loaded, as tracebacks name them
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        if PurePosixPath(template).is_absolute() or _URL.match(template):
+            raise RenderError(f"path escapes the repository: {template} (give a path relative to the repository)")
+        for base in (self.directory, self.root):
+            real = _real(base / template)
+            problem = _path_problem(self.root, real, template)
+            if problem:
+                raise RenderError(problem)
+            if real.is_file():
+                name = real.relative_to(self.root).as_posix()
+                try:
+                    source = real.read_text(encoding="utf-8")
+                except (OSError, UnicodeError) as e:
+                    raise RenderError(f"cannot read template {name}: {e}") from None
+                self.files.add(name)
+                return source, name, lambda: True
+        raise TemplateNotFound(template)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, strict about undefined names, with caps on what ``*`` and ``**`` may build and on
+    time (checked on every operator, every ``range`` step and every output chunk)."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def __init__(self, loader: _RepoLoader, deadline: float) -> None:
+        super().__init__(loader=loader, undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self.deadline = deadline
+        self.globals["range"] = lambda *args: _TimedRange(safe_range(*args), self.check_deadline)
+        del self.globals["lipsum"]  # lipsum(n) builds n paragraphs: a memory bomb with no use in a manifest
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderError(f"templates ran longer than {JINJA_TIMEOUT:g} s (the limit per stack)")
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        self.check_deadline()
+        if _binop_size(operator, left, right) > MAX_TEMPLATE_VALUE:
+            raise RenderError(f"'{operator}' would build a value larger than {MAX_TEMPLATE_VALUE:,} bytes; refused")
+        return super().call_binop(context, operator, left, right)
+
+
+class _TimedRange:
+    """A template's ``range()`` (``safe_range`` caps its length), checking the stack's deadline at every step: a
+    loop with an empty body renders no output that the streaming check could see."""
+
+    def __init__(self, items: range, check: Callable[[], None]) -> None:
+        self.items = items
+        self.check = check
+
+    def __iter__(self) -> Iterator[int]:
+        for i in self.items:
+            self.check()
+            yield i
+
+    def __reversed__(self) -> Iterator[int]:
+        return reversed(list(self))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _binop_size(operator: str, left: Any, right: Any) -> int:
+    """A lower bound of the size (bytes or items) of ``left <operator> right``, computed without building it."""
+    if operator == "*" and isinstance(left, str | bytes | list | tuple) and isinstance(right, int):
+        return len(left) * right
+    if operator == "*" and isinstance(right, str | bytes | list | tuple) and isinstance(left, int):
+        return len(right) * left
+    if operator == "*" and isinstance(left, int) and isinstance(right, int):
+        return (left.bit_length() + right.bit_length()) // 8
+    if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+        return (abs(left).bit_length() - 1) * right // 8
+    return 0
+
+
+def _render_jinja(job: _Job) -> list[RenderedObject]:
+    """Every ``*.j2`` file below the stack directory rendered, and every plain ``*.yaml``/``*.yml`` file as is.
+
+    Variables: the target's vars, then the stack's, then ``extra_vars`` (later wins), and ``target`` and ``stack``
+    (their names). ``*.j2`` files whose name starts with ``_`` are partials: only rendered where included. An object's
+    Source line is the line in the rendered output (not in the template) where its document starts.
+    """
+    loader = _RepoLoader(job.root, job.directory)
+    env = _Sandbox(loader, deadline=time.monotonic() + JINJA_TIMEOUT)
+    variables = {**job.variables, "target": job.target.name, "stack": job.stack.name}
+
+    def render(path: Path) -> list[RenderedObject]:
+        if path.suffix != ".j2":
+            return _objects(_read(job, path), job.rel(path), job.stack.name)
+        text = _render_template(env, loader, path.relative_to(job.directory).as_posix(), variables, job.rel(path))
+        return _objects(text, job.rel(path), job.stack.name)
+
+    return _each((f for f in job.files if _is_yaml(f) or (f.suffix == ".j2" and not f.name.startswith("_"))), render)
+
+
+def _render_template(env: _Sandbox, loader: _RepoLoader, name: str, variables: Mapping[str, Any], file: str) -> str:
+    """The template's output, streamed so that the size and time caps hold; any failure as a RenderError at the
+    template file and line jinja reports (the included template's, when the failure is inside an include)."""
+    chunks: list[str] = []
+    size = 0
+    try:
+        for chunk in env.get_template(name).generate(variables):
+            size += len(chunk)
+            if size > MAX_TEMPLATE_OUTPUT:
+                raise RenderError(f"the template renders more than {MAX_TEMPLATE_OUTPUT:,} characters; refused")
+            env.check_deadline()
+            chunks.append(chunk)
+    except TemplateSyntaxError as e:
+        raise RenderError(f"template syntax error: {e.message}", where=f"{e.filename or file}:{e.lineno}") from None
+    except Exception as e:  # anything a template does wrong is the template's error, reported at its line
+        where = _template_where(e, loader.files, file)
+        included = "" if where.partition(":")[0] == file else f" (rendering {file})"
+        raise RenderError(_template_reason(e) + included, where=where) from None
+    return "".join(chunks)
+
+
+def _template_reason(error: Exception) -> str:
+    if isinstance(error, RenderError):
+        return error.reason
+    if isinstance(error, SecurityError):
+        return f"refused by the template sandbox: {error}"
+    if isinstance(error, UndefinedError):
+        return f"undefined: {error} (set it in the target's or the stack's vars, or with --var)"
+    if isinstance(error, TemplateNotFound):
+        return f"template not found: {error.name}"
+    return f"template failed: {type(error).__name__}: {error}"
+
+
+def _template_where(error: Exception, templates: set[str], file: str) -> str:
+    """``file:line`` of the innermost template frame of the error's traceback (jinja rewrites frames to template
+    lines); the template ``file`` itself when there is none."""
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if frame.filename in templates and frame.lineno:
+            return f"{frame.filename}:{frame.lineno}"
+    return file
+
+
+# --- kustomize -------------------------------------------------------------------------------------------------------
+
+
+def _render_kustomize(job: _Job) -> list[RenderedObject]:
+    """``kustomize build`` of the stack directory, with kustomize's defaults (no exec or container functions, no
+    plugins, no helm, files only from within each kustomization's root), after every path the kustomizations reach
+    has been checked: local and inside the repository. Objects' Source is the stack's kustomization file."""
+    file = _kustomization_file(job.directory)
+    if file is None:
+        raise RenderError(f"no kustomization file ({', '.join(KUSTOMIZATION_FILES)})", where=job.stack.path)
+    _raise_all(_kustomization_problems(job))
+    output = _run_tool("kustomize", ["build", str(job.directory)], where=job.stack.path)
+    return _objects(output, job.rel(file), job.stack.name, lines=False)
+
+
+def _kustomization_problems(job: _Job) -> list[RenderError]:
+    """An error for each remote, missing or out-of-repository path in the kustomizations reachable from the stack."""
+    errors: list[RenderError] = []
+    pending, seen = [job.directory], set[Path]()
+    while pending:
+        directory = pending.pop()
+        file = _kustomization_file(directory)
+        if directory in seen or file is None:
+            continue
+        seen.add(directory)
+        documents = load_documents(_read(job, file), job.rel(file))
+        kustomization = documents[0][0] if documents and isinstance(documents[0][0], dict) else {}
+        for ref in _kustomization_paths(kustomization):
+            problem = _reference_problem(job.root, directory, ref)
+            if problem:
+                errors.append(RenderError(problem, where=job.rel(file)))
+            elif _real(directory / ref).is_dir():
+                pending.append(_real(directory / ref))
+    return errors
+
+
+def _kustomization_file(directory: Path) -> Path | None:
+    return next((directory / n for n in KUSTOMIZATION_FILES if (directory / n).is_file()), None)
+
+
+def _reference_problem(root: Path, directory: Path, ref: str) -> str | None:
+    """Why kustomize may not follow ``ref`` from ``directory``, or None: it must be local, inside the repository."""
+    if _REMOTE.match(ref):
+        return f"remote resource {ref!r} refused: render is offline; vendor it into the repository"
+    if PurePosixPath(ref).is_absolute():
+        return f"path escapes the repository: {ref} (give a relative path)"
+    real = _real(directory / ref)
+    problem = _path_problem(root, real, ref)
+    if problem is None and not real.exists():
+        return f"{ref!r} does not exist (kustomize would try to fetch it as a remote resource; render is offline)"
+    return problem
+
+
+def _kustomization_paths(kustomization: Mapping[str, Any]) -> list[str]:
+    """Every local path or remote reference a kustomization names (inline patches and configs excluded)."""
+
+    def items(key: str) -> list[Any]:
+        value = kustomization.get(key)
+        return value if isinstance(value, list) else []
+
+    def paths(key: str) -> list[Any]:
+        return [i.get("path") for i in items(key) if isinstance(i, dict)]
+
+    generated = [g for g in (*items("configMapGenerator"), *items("secretGenerator")) if isinstance(g, dict)]
+    generator_files = [
+        *(str(f).rpartition("=")[2] for g in generated for f in g.get("files") or ()),
+        *(e for g in generated for e in g.get("envs") or ()),
+        *(g.get("env") for g in generated),
+    ]
+    openapi = kustomization.get("openapi")
+    refs = [
+        *items("resources"),
+        *items("bases"),
+        *items("components"),
+        *items("crds"),
+        *items("patchesStrategicMerge"),
+        *items("configurations"),
+        *items("generators"),
+        *items("transformers"),
+        *items("validators"),
+        *paths("patches"),
+        *paths("patchesJson6902"),
+        *paths("replacements"),
+        *generator_files,
+        openapi.get("path") if isinstance(openapi, dict) else None,
+    ]
+    return [r for r in refs if isinstance(r, str) and r and "\n" not in r]
+
+
+# --- helm ------------------------------------------------------------------------------------------------------------
+
+
+def _render_helm(job: _Job) -> list[RenderedObject]:
+    """``helm template`` of the chart in the stack directory, offline.
+
+    Hooks are left out (``--no-hooks``, ``--skip-tests``): a GitOps apply has no install or upgrade lifecycle to hang
+    them on, so a hook would run on every reconcile or never. CRDs from ``crds/`` are included. Dependencies must be
+    vendored in ``charts/`` (``helm dependency build`` never runs). Helm's home directories are a fresh empty
+    directory and there is no kubeconfig, so ``lookup`` returns nothing and nothing reaches a network. Each object's
+    Source is the chart template helm names in its ``# Source:`` comment (no line).
+    """
+    problems = (_values_problem(job.root, values) for values in job.stack.values)
+    _raise_all([RenderError(problem, where=job.stack.path) for problem in problems if problem])
+    args = [
+        "template",
+        job.stack.release_name or job.stack.name,
+        str(job.directory),
+        "--namespace",
+        job.stack.namespace or "default",
+        "--kube-version",
+        job.target.kube_version,
+        "--no-hooks",
+        "--skip-tests",
+        "--include-crds",
+    ]
+    for values in job.stack.values:
+        args += ["--values", str(_real(job.root / values))]
+    helm_homes = ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
+    output = _run_tool("helm", args, where=job.stack.path, homes=helm_homes)
+    chart = f"{job.rel(job.directory)}/Chart.yaml"
+
+    def objects(chunk: str) -> list[RenderedObject]:
+        match = _HELM_SOURCE.search(chunk)
+        file = PurePosixPath(job.rel(job.directory), *PurePosixPath(match[1]).parts[1:]).as_posix() if match else chart
+        return _objects(chunk, file, job.stack.name, lines=False)
+
+    return _each(_DOCUMENT_SEPARATOR.split(output), objects)
+
+
+def _values_problem(root: Path, values: str) -> str | None:
+    """Why the values file ``values`` may not be used, or None: it must be a repo-relative file inside the repo."""
+    if _URL.match(values):
+        return f"values file {values!r} is a URL; give a file inside the repository"
+    if PurePosixPath(values).is_absolute():
+        return f"values file {values!r} is absolute; give a path relative to the repository root"
+    real = _real(root / values)
+    problem = _path_problem(root, real, values)
+    if problem is None and not real.is_file():
+        return f"values file {values!r} is not a file"
+    return problem
+
+
+# --- running kustomize and helm --------------------------------------------------------------------------------------
+
+
+def _run_tool(tool: str, args: Sequence[str], *, where: str, homes: Sequence[str] = ()) -> str:
+    """Run ``tool`` (from ``$GITOPS_JOB_<TOOL>``, else PATH) with an environment holding only ``PATH`` and ``HOME``
+    (and each variable in ``homes``) set to a fresh empty directory, so it finds no kubeconfig, git or cache; and an
+    HTTP(S) proxy that does not exist, so that a request the path checks did not foresee (a chart's values schema
+    may ``$ref`` a URL) fails instead of reaching a network."""
+    variable = f"GITOPS_JOB_{tool.upper()}"
+    binary = os.environ.get(variable) or shutil.which(tool)
+    if not binary:
+        raise RenderError(f"{tool} not found: install it on PATH or set {variable} to its path", where=where)
+    with tempfile.TemporaryDirectory(prefix=f"gitops-job-{tool}-") as home:
+        env = {
+            "PATH": home,
+            "HOME": home,
+            **dict.fromkeys(homes, home),
+            **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY"), NO_NETWORK_PROXY),
+        }
+        try:
+            done = subprocess.run(
+                [binary, *args],
+                cwd=home,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=TOOL_TIMEOUT,
+                encoding="utf-8",
+                errors="replace",
+            )
+        except subprocess.TimeoutExpired:
+            raise RenderError(f"{tool} did not finish within {TOOL_TIMEOUT:g} s", where=where) from None
+        except OSError as e:
+            raise RenderError(f"cannot run {tool} ({binary}): {e.strerror}; set {variable}", where=where) from None
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-20:])
+        raise RenderError(f"{tool} failed (exit {done.returncode}):\n{tail}", where=where)
+    return done.stdout
+
+
+# --- substitution ----------------------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    """A variable as substitution sees it: strings as they are, anything else as JSON (valid YAML flow)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _has_placeholder(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_has_placeholder(k) or _has_placeholder(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_placeholder(v) for v in value)
+    return False
+
+
+def _metadata(body: Mapping[str, Any], key: str) -> Any:
+    metadata = body.get("metadata")
+    return metadata.get(key) if isinstance(metadata, dict) else None
+
+
+def _substitute(obj: RenderedObject, values: Mapping[str, str]) -> RenderedObject:
+    """Flux's postBuild substitution, strict: in the object's YAML text ``${VAR}`` and ``${VAR:=default}`` become the
+    variable's value, ``$${VAR}`` a literal ``${VAR}``; an undefined variable without a default is an error. The text
+    is parsed again, so ``replicas: ${N}`` becomes a number. Annotation ``gitops-job.io/substitute: disabled`` opts
+    an object out."""
+    annotations = _metadata(obj.body, "annotations")
+    if isinstance(annotations, dict) and annotations.get(SUBSTITUTE_ANNOTATION) == "disabled":
+        return obj
+    if not _has_placeholder(obj.body):
+        return obj
+    missing: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        escaped, name, default = match.groups()
+        if escaped:
+            return match[0][1:]
+        if name in values:
+            return values[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return match[0]
+
+    text = yaml.dump(obj.body, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=1 << 30)
+    text = _VARIABLE.sub(replace, text)
+    where = str(obj.source)
+    if missing:
+        names = ", ".join(dict.fromkeys(missing))
+        raise RenderError(
+            f"undefined variable(s) {names}: set them in the target's or the stack's vars, pass --var, "
+            "or give a default (${VAR:=value})",
+            where=where,
+        )
+    documents = load_documents(text, where)
+    body = documents[0][0] if len(documents) == 1 else None
+    name = _metadata(obj.body, "name")
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("metadata", {}), dict)
+        or body.get("kind") != obj.body.get("kind")
+        or (_metadata(body, "name") != name and "${" not in str(name))
+    ):
+        raise RenderError(
+            "substitution changed the object's structure, kind or name; check the variables' values", where=where
+        )
+    return RenderedObject(ObjectId.of(body), body, obj.source, obj.stack)
+
+
+_RENDERERS: dict[str, Callable[[_Job], list[RenderedObject]]] = {
+    "plain": _render_plain,
+    "jinja": _render_jinja,
+    "kustomize": _render_kustomize,
+    "helm": _render_helm,
+}

@@ -1,0 +1,632 @@
+"""The render stage with the real renderers (jinja2, kustomize and helm binaries), offline: plain YAML, Jinja2,
+Kustomize, Helm, ${VAR} substitution, and the reliability rows M1-M6, M9 and V3. No cluster is needed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitops_job import render as render_module
+from gitops_job.config import RepoConfig, Stack, Target
+from gitops_job.errors import ErrorGroup, RenderError
+from gitops_job.identity import ObjectId
+from gitops_job.model import RenderedObject, Source
+from gitops_job.render import detect_renderer, render_stack
+
+CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
+
+
+def make_repo(tmp_path: Path, files: Mapping[str, str]) -> Path:
+    """A repository in ``tmp_path/repo`` holding ``files`` (repo-relative path → text)."""
+    root = tmp_path / "repo"
+    root.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def render(
+    root: Path,
+    path: str,
+    *,
+    target: Target | None = None,
+    extra_vars: Mapping[str, str] | None = None,
+    **stack: Any,
+) -> list[RenderedObject]:
+    """Render one stack called ``s`` at ``path`` of the repository ``root``."""
+    target = target or Target("test")
+    the_stack = Stack(name=stack.pop("name", "s"), path=path, **stack)
+    config = RepoConfig(root, root / "gitops.yaml", (target,), (the_stack,))
+    return render_stack(config, the_stack, target, extra_vars)
+
+
+def render_error(root: Path, path: str, **kw: Any) -> str:
+    """The message of the error rendering the stack raises."""
+    with pytest.raises(RenderError) as info:
+        render(root, path, **kw)
+    return str(info.value)
+
+
+def names(objects: list[RenderedObject]) -> list[str]:
+    return [o.body["metadata"]["name"] for o in objects]
+
+
+# --- plain -----------------------------------------------------------------------------------------------------------
+
+
+def test_plain_multi_document_files_in_path_order_with_lines(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path,
+        {
+            "app/b.yaml": CONFIGMAP.format(name="b1")
+            + "---\n---\n# only a comment\n---\n"
+            + CONFIGMAP.format(name="b2"),
+            "app/a/z.yml": CONFIGMAP.format(name="a") + "  namespace: ns\n",
+            "app/notes.txt": "not: yaml: at all",
+        },
+    )
+    objects = render(root, "app", render="plain")
+    assert names(objects) == ["a", "b1", "b2"]
+    assert [o.source for o in objects] == [Source("app/a/z.yml", 1), Source("app/b.yaml", 1), Source("app/b.yaml", 9)]
+    assert objects[0].id == ObjectId("", "ConfigMap", "ns", "a")
+    assert objects[1].id == ObjectId("", "ConfigMap", "", "b1")  # the namespace is defaulted later, not here
+    assert {o.stack for o in objects} == {"s"}
+
+
+def test_plain_lists_are_flattened_and_items_keep_the_list_source(tmp_path: Path) -> None:
+    items = "items:\n  - {apiVersion: v1, kind: ConfigMap, metadata: {name: x}}\n"
+    root = make_repo(
+        tmp_path,
+        {
+            "app/list.yaml": CONFIGMAP.format(name="first")
+            + "---\napiVersion: v1\nkind: List\n"
+            + items
+            + "  - {apiVersion: v1, kind: Secret, metadata: {name: y}}\n"
+            + "---\napiVersion: v1\nkind: ConfigMapList\n"
+            + items.replace("x", "z"),
+        },
+    )
+    objects = render(root, "app")
+    assert [(o.id.kind, o.id.name, o.source.line) for o in objects] == [
+        ("ConfigMap", "first", 1),
+        ("ConfigMap", "x", 6),
+        ("Secret", "y", 6),
+        ("ConfigMap", "z", 12),
+    ]
+
+
+def test_plain_document_that_is_not_a_mapping_names_file_and_line(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"app/x.yaml": CONFIGMAP.format(name="ok") + "---\n- a list\n"})
+    assert render_error(root, "app") == "render: app/x.yaml:6: expected a mapping (a Kubernetes object), got list"
+
+
+def test_plain_errors_of_several_files_are_reported_together(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"app/a.yaml": "a: [", "app/b.yaml": "just a string", "app/c.yaml": "kind: X\n"})
+    with pytest.raises(ErrorGroup) as info:
+        render(root, "app")
+    assert [e.where for e in info.value.errors] == ["app/a.yaml:2", "app/b.yaml:1"]
+
+
+def test_v3_duplicate_key_names_file_and_line(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"app/dup.yaml": CONFIGMAP.format(name="a") + "data:\n  k: 1\n  k: 2\n"})
+    message = render_error(root, "app")
+    assert "app/dup.yaml:7" in message
+    assert "duplicate key 'k'" in message
+
+
+def test_m5_billion_laughs_is_refused(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    root = make_repo(tmp_path, {"app/bomb.yaml": "\n".join(lines) + "\n"})
+    assert "billion laughs" in render_error(root, "app")
+
+
+def test_m6_python_tags_are_refused_and_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    root = make_repo(tmp_path, {"app/evil.yaml": f'x: !!python/object/apply:os.system ["touch {marker}"]\n'})
+    message = render_error(root, "app")
+    assert "app/evil.yaml:1" in message
+    assert "python/object/apply" in message
+    assert not marker.exists()
+
+
+def test_m3_symlink_to_a_file_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("not: [valid")  # read, it would fail differently
+    root = make_repo(tmp_path, {"app/ok.yaml": CONFIGMAP.format(name="ok")})
+    (root / "app/leak.yaml").symlink_to(outside / "secret.yaml")
+    (root / "app/dir").symlink_to(outside)
+    with pytest.raises(ErrorGroup) as info:
+        render(root, "app")
+    assert [e.reason for e in info.value.errors] == [
+        "path escapes the repository: app/dir",
+        "path escapes the repository: app/leak.yaml",
+    ]
+
+
+def test_symlinks_inside_the_repository_are_followed_once(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path, {"shared/cm.yaml": CONFIGMAP.format(name="shared"), "app/own.yaml": CONFIGMAP.format(name="own")}
+    )
+    (root / "app/shared").symlink_to(root / "shared")
+    (root / "app/loop").symlink_to(root / "app")
+    objects = render(root, "app")
+    assert [(o.id.name, o.source.file) for o in objects] == [("own", "app/own.yaml"), ("shared", "app/shared/cm.yaml")]
+
+
+def test_stack_path_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    root = make_repo(tmp_path, {"app/x.yaml": CONFIGMAP.format(name="x")})
+    (root / "link").symlink_to(tmp_path / "outside")
+    assert render_error(root, "link") == "render: link: path escapes the repository: link"
+    assert render_error(root, "../outside") == "render: ../outside: path escapes the repository: ../outside"
+
+
+# --- jinja -----------------------------------------------------------------------------------------------------------
+
+
+def test_jinja_variables_target_then_stack_then_extra_vars(tmp_path: Path) -> None:
+    template = CONFIGMAP.format(name="{{ stack }}-{{ target }}") + (
+        "data:\n  a: {{ a }}\n  b: {{ b }}\n  c: {{ c }}\n  list: {{ items | join(',') }}\n"
+    )
+    root = make_repo(
+        tmp_path,
+        {
+            "app/cm.yaml.j2": template,
+            "app/plain.yaml": CONFIGMAP.format(name="plain"),
+            "app/_partial.j2": "not: {{ rendered_alone }}",
+        },
+    )
+    objects = render(
+        root,
+        "app",
+        target=Target("prod", vars={"a": "target", "b": "target", "c": "target", "items": ["x", "y"]}),
+        vars={"b": "stack", "c": "stack"},
+        extra_vars={"c": "extra"},
+    )
+    assert names(objects) == ["s-prod", "plain"]
+    assert objects[0].body["data"] == {"a": "target", "b": "stack", "c": "extra", "list": "x,y"}
+    assert objects[0].source == Source("app/cm.yaml.j2", 1)
+
+
+def test_jinja_includes_partials_from_the_stack_and_the_repository_root(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path,
+        {
+            "app/cm.yaml.j2": CONFIGMAP.format(name="cm")
+            + "  labels:\n{% include 'common/labels.j2' %}data:\n{% include '_data.j2' %}",
+            "app/_data.j2": "  key: {{ value }}\n",
+            "common/labels.j2": "    team: {{ team }}\n",
+        },
+    )
+    (obj,) = render(root, "app", vars={"value": "v", "team": "t"})
+    assert obj.body["metadata"]["labels"] == {"team": "t"}
+    assert obj.body["data"] == {"key": "v"}
+
+
+def test_jinja_source_line_is_the_line_in_the_rendered_output(tmp_path: Path) -> None:
+    template = "{# a comment line #}\n{% for n in names %}\n---\n" + CONFIGMAP.format(name="{{ n }}") + "{% endfor %}\n"
+    root = make_repo(tmp_path, {"app/many.yaml.j2": template})
+    objects = render(root, "app", vars={"names": ["a", "b"]})
+    # rendered: "\n" "\n---\n" + 4 lines, "\n---\n" + 4 lines: documents start on lines 4 and 10
+    assert [(o.id.name, o.source.line) for o in objects] == [("a", 4), ("b", 10)]
+
+
+def test_jinja_strict_undefined_names_the_template_and_line(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path,
+        {"app/cm.yaml.j2": CONFIGMAP.format(name="{{ name }}") + "data:\n  x: {{ missing }}\n", "app/ok.yaml": "{}"},
+    )
+    message = render_error(root, "app", vars={"name": "n"})
+    assert message.startswith("render: app/cm.yaml.j2:6: undefined: 'missing' is undefined")
+
+
+def test_jinja_error_inside_an_include_names_the_partial_and_the_template(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"app/cm.yaml.j2": "{% include '_p.j2' %}", "app/_p.j2": "\n{{ nope }}"})
+    assert render_error(root, "app") == (
+        "render: app/_p.j2:2: undefined: 'nope' is undefined (set it in the target's or the stack's vars, "
+        "or with --var) (rendering app/cm.yaml.j2)"
+    )
+
+
+def test_jinja_syntax_error_names_the_template_and_line(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"app/cm.yaml.j2": "a: 1\n{% if %}\n"})
+    assert render_error(root, "app").startswith("render: app/cm.yaml.j2:2: template syntax error:")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["{{ ''.__class__.__mro__ }}", "{{ cycler.__init__.__globals__ }}", "{{ ''|attr('__class__') }}"],
+)
+def test_m1_jinja_ssti_is_refused(tmp_path: Path, expression: str) -> None:
+    root = make_repo(tmp_path, {"app/cm.yaml.j2": CONFIGMAP.format(name="x") + f"data:\n  leak: {expression}\n"})
+    with pytest.raises(RenderError) as info:
+        objects = render(root, "app")
+        pytest.fail(f"rendered {objects}")
+    assert str(info.value).startswith("render: app/cm.yaml.j2:6: refused by the template sandbox: access to attribute")
+    assert "<class" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{% for i in range(10**9) %}x{% endfor %}", "Range too big"),
+        ("{{ 'x' * 10**9 }}", "'*' would build a value larger than 10,485,760 bytes"),
+        ("{{ [1] * 10**8 }}", "'*' would build a value larger than"),
+        ("{{ 7 ** 1000000000 }}", "'**' would build a value larger than"),
+        ("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", "renders more than 10,485,760 characters"),
+    ],
+)
+def test_m2_jinja_resource_bombs_are_refused_quickly(tmp_path: Path, template: str, reason: str) -> None:
+    root = make_repo(tmp_path, {"bomb/x.yaml.j2": template, "fine/cm.yaml.j2": CONFIGMAP.format(name="{{ stack }}")})
+    started = time.monotonic()
+    assert reason in render_error(root, "bomb")
+    assert time.monotonic() - started < 5
+    assert names(render(root, "fine", name="fine")) == ["fine"]
+
+
+def test_m2_jinja_time_limit_per_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(render_module, "JINJA_TIMEOUT", 0.5)
+    root = make_repo(
+        tmp_path, {"app/x.yaml.j2": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"}
+    )
+    started = time.monotonic()
+    assert render_error(root, "app") == "render: app/x.yaml.j2:1: templates ran longer than 0.5 s (the limit per stack)"
+    assert time.monotonic() - started < 5
+
+
+def test_m3_jinja_include_through_a_symlink_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("s3cret")
+    root = make_repo(tmp_path, {"app/cm.yaml.j2": "{% include 'partials/leak.j2' %}", "partials/ok.j2": ""})
+    (root / "partials/leak.j2").symlink_to(tmp_path / "secret.txt")
+    assert render_error(root, "app") == "render: app/cm.yaml.j2:1: path escapes the repository: partials/leak.j2"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("../../etc/passwd", "path escapes the repository: ../../etc/passwd"),
+        ("/etc/passwd", "path escapes the repository: /etc/passwd (give a path relative to the repository)"),
+        (".git/config", "path is inside .git (refused: it may hold credentials): .git/config"),
+    ],
+)
+def test_m4_jinja_include_outside_the_repository_is_refused(tmp_path: Path, name: str, reason: str) -> None:
+    root = make_repo(tmp_path, {"app/cm.yaml.j2": f"data: {{% include '{name}' %}}", ".git/config": "token"})
+    assert render_error(root, "app") == f"render: app/cm.yaml.j2:1: {reason}"
+
+
+# --- kustomize -------------------------------------------------------------------------------------------------------
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: registry.example/web:1}]}
+"""
+
+
+def kustomize_repo(tmp_path: Path, overlay: str) -> Path:
+    return make_repo(
+        tmp_path,
+        {
+            "apps/web/base/kustomization.yaml": "resources: [deployment.yaml, configmap.yaml]\n",
+            "apps/web/base/deployment.yaml": DEPLOYMENT,
+            "apps/web/base/configmap.yaml": CONFIGMAP.format(name="settings"),
+            "apps/web/overlays/prod/kustomization.yaml": overlay,
+            "apps/web/overlays/prod/replicas.yaml": "- {op: replace, path: /spec/replicas, value: 3}\n",
+        },
+    )
+
+
+def test_kustomize_overlay_with_name_prefix_and_patch(tmp_path: Path) -> None:
+    root = kustomize_repo(
+        tmp_path,
+        "resources: [../../base]\nnamePrefix: prod-\nnamespace: web\n"
+        "patches:\n  - path: replicas.yaml\n    target: {kind: Deployment, name: web}\n",
+    )
+    objects = render(root, "apps/web/overlays/prod")
+    assert sorted(str(o.id) for o in objects) == ["ConfigMap/web/prod-settings", "Deployment/web/prod-web"]
+    assert next(o for o in objects if o.id.kind == "Deployment").body["spec"]["replicas"] == 3
+    assert {o.source for o in objects} == {Source("apps/web/overlays/prod/kustomization.yaml", None)}
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "https://raw.githubusercontent.com/example/repo/main/deploy.yaml",
+        "github.com/example/repo//deploy?ref=v1",
+        "git::https://example.com/repo.git//deploy",
+        "ssh://git@example.com/repo.git",
+        "gitlab.example.com/team/repo/deploy?ref=main",  # not local: kustomize would try to clone it
+    ],
+)
+def test_kustomize_remote_resource_is_refused(tmp_path: Path, resource: str) -> None:
+    root = kustomize_repo(tmp_path, f"resources: [../../base, '{resource}']\n")
+    message = render_error(root, "apps/web/overlays/prod")
+    assert message.startswith("render: apps/web/overlays/prod/kustomization.yaml: ")
+    assert "render is offline" in message
+
+
+def test_kustomize_resource_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside/kustomization.yaml").write_text("resources: []\n")  # kustomize itself would accept it
+    root = kustomize_repo(tmp_path, "resources: [../../base, ../../../../../outside]\n")
+    message = render_error(root, "apps/web/overlays/prod")
+    assert message == (
+        "render: apps/web/overlays/prod/kustomization.yaml: path escapes the repository: ../../../../../outside"
+    )
+
+
+def test_kustomize_checks_every_reachable_kustomization(tmp_path: Path) -> None:
+    (tmp_path / "secret.env").write_text("TOKEN=s3cret\n")
+    root = kustomize_repo(tmp_path, "resources: [../../base]\n")
+    (root / "apps/web/base/kustomization.yaml").write_text(
+        "resources: [deployment.yaml]\nsecretGenerator:\n  - name: s\n    envs: [../../../../secret.env]\n"
+        "    files: [key=/etc/hostname]\n"
+    )
+    with pytest.raises(ErrorGroup) as info:
+        render(root, "apps/web/overlays/prod")
+    assert [(e.where, e.reason) for e in info.value.errors] == [
+        ("apps/web/base/kustomization.yaml", "path escapes the repository: /etc/hostname (give a relative path)"),
+        ("apps/web/base/kustomization.yaml", "path escapes the repository: ../../../../secret.env"),
+    ]
+
+
+def test_kustomize_exec_functions_stay_disabled(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    function = (
+        "apiVersion: example.com/v1\nkind: Marker\nmetadata:\n  name: m\n  annotations:\n"
+        f"    config.kubernetes.io/function: |\n      exec:\n        path: /bin/touch\n        args: ['{marker}']\n"
+    )
+    root = kustomize_repo(tmp_path, "resources: [../../base]\ntransformers: [fn.yaml]\n")
+    (root / "apps/web/overlays/prod/fn.yaml").write_text(function)
+    message = render_error(root, "apps/web/overlays/prod")
+    assert message.startswith("render: apps/web/overlays/prod: kustomize failed (exit 1):")
+    assert "external plugins disabled" in message
+    assert not marker.exists()
+
+
+def test_kustomize_failure_reports_its_stderr(tmp_path: Path) -> None:
+    root = kustomize_repo(tmp_path, "resources: [../../base]\npatches:\n  - path: replicas.yaml\n")
+    message = render_error(root, "apps/web/overlays/prod")  # a JSON patch needs a target
+    assert message.startswith("render: apps/web/overlays/prod: kustomize failed (exit 1):\nError:")
+    assert "replicas.yaml" in message
+
+
+def test_kustomize_binary_missing_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITOPS_JOB_KUSTOMIZE", str(tmp_path / "no-such-kustomize"))
+    root = kustomize_repo(tmp_path, "resources: [../../base]\n")
+    message = render_error(root, "apps/web/overlays/prod")
+    assert "cannot run kustomize" in message
+    assert "set GITOPS_JOB_KUSTOMIZE" in message
+
+
+# --- helm ------------------------------------------------------------------------------------------------------------
+
+CHART = {
+    "charts/cache/Chart.yaml": "apiVersion: v2\nname: cache\nversion: 0.1.0\n",
+    "charts/cache/values.yaml": "size: small\n",
+    "charts/cache/templates/configmap.yaml": """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-settings
+  namespace: {{ .Release.Namespace }}
+data:
+  size: {{ .Values.size }}
+  kubeVersion: {{ .Capabilities.KubeVersion.Version | quote }}
+  kubeSystem: {{ if lookup "v1" "Namespace" "" "kube-system" }}"found"{{ else }}"empty"{{ end }}
+""",
+    "charts/cache/templates/hook.yaml": """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  annotations: {"helm.sh/hook": pre-install}
+spec: {template: {spec: {restartPolicy: Never, containers: [{name: m, image: busybox}]}}}
+""",
+    "charts/cache/templates/tests/test.yaml": """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: test
+  annotations: {"helm.sh/hook": test}
+spec: {containers: [{name: t, image: busybox}]}
+""",
+    "charts/cache/crds/widget.yaml": """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+""",
+    "config/cache-prod.yaml": "size: large\n",
+}
+
+
+def test_helm_chart_renders_offline_with_values_kube_version_and_sources(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, CHART)
+    objects = render(
+        root,
+        "charts/cache",
+        name="cache",
+        namespace="apps",
+        values=("config/cache-prod.yaml",),
+        target=Target("prod", kube_version="v1.31.4"),
+    )
+    assert [str(o.id) for o in objects] == [
+        "CustomResourceDefinition/widgets.example.com",
+        "ConfigMap/apps/cache-settings",
+    ]
+    settings = objects[1].body["data"]
+    assert settings["size"] == "large"
+    assert settings["kubeVersion"] == "v1.31.4"
+    assert [o.source for o in objects] == [
+        Source("charts/cache/crds/widget.yaml"),
+        Source("charts/cache/templates/configmap.yaml"),
+    ]
+
+
+def test_helm_release_name_and_default_namespace(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, CHART)
+    objects = render(root, "charts/cache", release_name="redis")
+    assert str(objects[1].id) == "ConfigMap/default/redis-settings"
+    assert objects[1].body["data"]["size"] == "small"
+
+
+def test_m9_helm_lookup_finds_nothing(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, CHART)
+    objects = render(root, "charts/cache")
+    assert objects[1].body["data"]["kubeSystem"] == "empty"
+
+
+def test_helm_vendored_subchart_renders_and_names_its_template(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path,
+        {
+            **CHART,
+            "charts/cache/Chart.yaml": CHART["charts/cache/Chart.yaml"]
+            + "dependencies:\n  - name: sub\n    version: 0.1.0\n",
+            "charts/cache/charts/sub/Chart.yaml": "apiVersion: v2\nname: sub\nversion: 0.1.0\n",
+            "charts/cache/charts/sub/templates/cm.yaml": CONFIGMAP.format(name="from-sub"),
+        },
+    )
+    objects = render(root, "charts/cache")
+    sub = next(o for o in objects if o.id.name == "from-sub")
+    assert sub.source == Source("charts/cache/charts/sub/templates/cm.yaml")
+
+
+def test_helm_missing_dependency_is_not_fetched(tmp_path: Path) -> None:
+    dependency = "dependencies:\n  - name: redis\n    version: 1.0.0\n    repository: https://charts.example.com\n"
+    root = make_repo(tmp_path, {**CHART, "charts/cache/Chart.yaml": CHART["charts/cache/Chart.yaml"] + dependency})
+    message = render_error(root, "charts/cache")
+    assert message.startswith("render: charts/cache: helm failed (exit 1):")
+    assert "missing in charts/ directory: redis" in message
+
+
+def test_helm_cannot_reach_a_network(tmp_path: Path) -> None:
+    schema = '{"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": "https://example.com/s.json"}'
+    root = make_repo(tmp_path, {**CHART, "charts/cache/values.schema.json": schema})
+    message = render_error(root, "charts/cache")
+    assert message.startswith("render: charts/cache: helm failed (exit 1):")
+    assert f"proxyconnect tcp: dial tcp {render_module.NO_NETWORK_PROXY[7:]}" in message
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ("/etc/passwd", "values file '/etc/passwd' is absolute; give a path relative to the repository root"),
+        ("file:///etc/passwd", "values file 'file:///etc/passwd' is a URL; give a file inside the repository"),
+        (
+            "http://example.com/v.yaml",
+            "values file 'http://example.com/v.yaml' is a URL; give a file inside the repository",
+        ),
+        ("../outside.yaml", "path escapes the repository: ../outside.yaml"),
+        ("config/missing.yaml", "values file 'config/missing.yaml' is not a file"),
+    ],
+)
+def test_m4_helm_values_outside_the_repository_are_refused_before_helm_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: str, reason: str
+) -> None:
+    monkeypatch.setenv("GITOPS_JOB_HELM", str(tmp_path / "no-such-helm"))  # had helm run, the error would say so
+    (tmp_path / "outside.yaml").write_text("size: stolen\n")
+    root = make_repo(tmp_path, CHART)
+    assert render_error(root, "charts/cache", values=(values,)) == f"render: charts/cache: {reason}"
+
+
+def test_m3_helm_chart_symlink_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "leak.yaml").write_text(CONFIGMAP.format(name="leak"))
+    root = make_repo(tmp_path, CHART)
+    (root / "charts/cache/templates/leak.yaml").symlink_to(tmp_path / "leak.yaml")
+    message = render_error(root, "charts/cache")
+    assert message == "render: charts/cache: path escapes the repository: charts/cache/templates/leak.yaml"
+
+
+# --- substitution ----------------------------------------------------------------------------------------------------
+
+
+def test_substitution_values_defaults_escapes_and_types(tmp_path: Path) -> None:
+    manifest = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web-${ENV}
+spec:
+  replicas: ${N}
+  template:
+    spec:
+      containers:
+        - name: web
+          image: "registry.example/web:${TAG:=latest}"
+          args: ["${LEVEL:=info}", "$${HOME}", "${FLAGS}"]
+"""
+    root = make_repo(tmp_path, {"app/web.yaml": manifest})
+    (obj,) = render(
+        root,
+        "app",
+        target=Target("t", vars={"ENV": "target", "N": 1, "LEVEL": "debug", "FLAGS": ["a", "b"]}),
+        vars={"ENV": "stack", "N": 3},
+        extra_vars={"ENV": "prod"},
+    )
+    assert obj.id == ObjectId("apps", "Deployment", "", "web-prod")
+    assert obj.body["spec"]["replicas"] == 3
+    container = obj.body["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/web:latest"
+    assert container["args"] == ["debug", "${HOME}", ["a", "b"]]
+    assert obj.source == Source("app/web.yaml", 1)
+
+
+def test_substitution_undefined_variable_names_file_line_and_variable(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"app/cm.yaml": CONFIGMAP.format(name="a") + "---\n" + CONFIGMAP.format(name="${NAME}")})
+    message = render_error(root, "app")
+    assert message.startswith("render: app/cm.yaml:6: undefined variable(s) NAME:")
+
+
+def test_substitution_opt_out_annotation(tmp_path: Path) -> None:
+    body = CONFIGMAP.format(name="a") + "  annotations: {gitops-job.io/substitute: disabled}\ndata:\n  x: ${UNSET}\n"
+    root = make_repo(tmp_path, {"app/cm.yaml": body})
+    (obj,) = render(root, "app")
+    assert obj.body["data"] == {"x": "${UNSET}"}
+
+
+def test_substitution_that_changes_the_structure_is_refused(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"app/cm.yaml": CONFIGMAP.format(name="a") + "data:\n  x: ${X}\n"})
+    message = render_error(root, "app", vars={"X": "1\n---\nkind: Secret"})
+    assert message.startswith("render: app/cm.yaml:1: substitution changed the object's structure")
+
+
+def test_substitution_runs_after_every_renderer(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {**CHART, "charts/cache/values.yaml": "size: ${SIZE:=medium}\n"})
+    objects = render(root, "charts/cache")
+    assert objects[1].body["data"]["size"] == "medium"
+
+
+# --- auto ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (["kustomization.yaml", "Chart.yaml", "x.yaml.j2"], "kustomize"),
+        (["kustomization.yml"], "kustomize"),
+        (["Kustomization"], "kustomize"),
+        (["Chart.yaml", "templates/x.yaml"], "helm"),
+        (["sub/dir/x.yaml.j2", "y.yaml"], "jinja"),
+        (["x.yaml", "sub/y.yml"], "plain"),
+        ([], "plain"),
+    ],
+)
+def test_detect_renderer(tmp_path: Path, files: list[str], expected: str) -> None:
+    root = make_repo(tmp_path, dict.fromkeys(files, ""))
+    assert detect_renderer(root) == expected
