@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STATE  := .localcluster
+# The renderers use the pinned kustomize and helm from the build cache unless these are set.
+TOOL    = $(shell $(PYTHON) -c 'from tools.localcluster.build import binary; print(binary("$(1)"))')
+export GITOPS_JOB_KUSTOMIZE ?= $(call TOOL,kustomize)
+export GITOPS_JOB_HELM ?= $(call TOOL,helm)
 
-.PHONY: venv build lint test cluster-up cluster-down cluster-status demo clean
+.PHONY: venv build lint test cluster-up cluster-down cluster-status demo clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,14 +42,18 @@ cluster-down:
 cluster-status:
 	@$(PYTHON) -m tools.localcluster status --state-dir $(STATE)
 
-## demo: start the local cluster and show how to reach it
+## demo: start the local cluster and plan examples/ against it
 demo: venv cluster-up
-	@kc=$$(pwd)/$(STATE)/kubeconfig; kubectl=$$($(PYTHON) -c 'from tools.localcluster.build import binary; print(binary("kubectl"))'); \
-	echo; echo "The local cluster runs. Try:"; \
-	echo "  $$kubectl --kubeconfig $$kc get nodes"; \
-	echo "  $(BIN)/gitops-job --help"; \
-	echo "Stop it with: make cluster-down"; echo; \
-	$$kubectl --kubeconfig $$kc get nodes
+	@kc=$$(pwd)/$(STATE)/kubeconfig; \
+	echo; echo "\$$ gitops-job plan --repo examples --kubeconfig $$kc"; \
+	$(BIN)/gitops-job plan --repo examples --kubeconfig $$kc; \
+	echo; echo "kubectl: $(call TOOL,kubectl) --kubeconfig $$kc get nodes"; \
+	echo "Stop the cluster with: make cluster-down"
 
 clean: cluster-down
 	rm -rf $(VENV) $(STATE)
+
+## bench: gitops-job plan vs kubectl diff --server-side on a fresh local cluster (BENCH_N objects, default 1000)
+BENCH_N ?= 1000
+bench: venv build
+	$(BIN)/python -m tools.bench --n $(BENCH_N)

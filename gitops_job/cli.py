@@ -6,14 +6,20 @@ This is the only module that ends the process; everything below it returns resul
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from . import __version__
+from . import __version__, pipeline, report
 from .errors import GitopsJobError
 from .exitcodes import ExitCode
+from .mask import Masker
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code.value}  {code.meaning}" for code in ExitCode)
 
@@ -37,6 +43,155 @@ def cli() -> None:
 
     Every option can also be set through an environment variable named GITOPS_JOB_<COMMAND>_<OPTION>.
     """
+
+
+def _parse_vars(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        parsed[key] = value
+    return parsed
+
+
+def _source_options(f: F) -> F:
+    """The options every command that renders takes."""
+    options = [
+        click.option(
+            "--repo",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            default=Path(),
+            show_default=True,
+            help="The git checkout holding gitops.yaml.",
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="The repo config file.  [default: <repo>/gitops.yaml]",
+        ),
+        click.option("-t", "--target", help="The target (cluster) to work on.  [default: the first in gitops.yaml]"),
+        click.option(
+            "-s", "--stack", "stacks", multiple=True, help="Only this stack (repeatable).  [default: every stack]"
+        ),
+        click.option(
+            "--var",
+            "variables",
+            multiple=True,
+            callback=_parse_vars,
+            metavar="KEY=VALUE",
+            help="A variable for templates and ${VAR} substitution, over the target's and stack's (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _kube_options(f: F) -> F:
+    f = click.option(
+        "--concurrency", type=click.IntRange(1, 64), default=16, show_default=True, help="Parallel dry-runs."
+    )(f)
+    return click.option(
+        "--kubeconfig",
+        envvar="KUBECONFIG",
+        help="Kubeconfig file; the target's context is used.  [default: $KUBECONFIG, ~/.kube/config, in-cluster]",
+    )(f)
+
+
+def _settings(**kw: Any) -> pipeline.Settings:
+    return pipeline.Settings(
+        repo=kw["repo"],
+        config_file=kw["config_file"],
+        target=kw["target"],
+        stacks=tuple(kw["stacks"]),
+        vars=kw["variables"],
+        kubeconfig=kw.get("kubeconfig"),
+        concurrency=kw.get("concurrency", 16),
+    )
+
+
+@cli.command()
+@_source_options
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+def render(output: str, **kw: Any) -> None:
+    """Print the rendered, validated objects of every selected stack.
+
+    Offline: needs no cluster. Each YAML document is preceded by a comment naming its stack and source file:line.
+    Secret values are masked (<secret #N>), as in every output of gitops-job.
+    """
+    rendered = pipeline.render(pipeline.select(_settings(**kw)), kw["variables"])
+    masker = Masker()
+    masker.learn(o.body for o in rendered.objects)
+    if output == "json":
+        items = [masker.mask(o.body) for o in rendered.objects]
+        click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
+        return
+    for obj in rendered.objects:
+        click.echo(f"---\n# stack: {obj.stack}, source: {obj.source}")
+        click.echo(report.to_yaml(masker.mask(obj.body)), nl=False)
+
+
+@cli.command(name="validate")
+@_source_options
+@_kube_options
+@click.option("--offline", is_flag=True, help="Skip the checks that need the cluster (what a fork PR gets).")
+def validate_cmd(offline: bool, **kw: Any) -> None:
+    """Render every selected stack and run every check that needs no write.
+
+    Offline (--offline): YAML, required fields, names, duplicates, the stacks' allow policies. With a cluster also:
+    unknown kinds (discovery; CRDs rendered in the same stack count as known).
+    """
+    settings = _settings(**kw)
+    selection = pipeline.select(settings)
+    if offline:
+        rendered = pipeline.render(selection, settings.vars)
+    else:
+        kube = pipeline.connect(settings, selection.target)
+        try:
+            rendered = pipeline.render(selection, settings.vars, kube)
+        finally:
+            kube.close()
+    stacks = len(rendered.selection.stacks)
+    mode = "offline" if offline else "with discovery"
+    click.echo(
+        f"{len(rendered.objects)} objects in {stacks} stack(s) of target {selection.target.name}: valid ({mode})"
+    )
+
+
+@cli.command(name="plan")
+@_source_options
+@_kube_options
+@click.option("-o", "--output", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--exit-code", is_flag=True, help="Exit 3 when there are changes, 0 when there are none.")
+def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
+    """Show exactly what would change in the cluster, without changing anything.
+
+    Renders and validates every selected stack, then diffs each object against the live cluster the way a
+    server-side apply (field manager gitops-job) would change it: create, update, unchanged, prune. Objects are read
+    with one LIST per type; "unchanged" is proven from the live object and its managedFields where possible, and
+    everything else is checked by a server-side dry-run. Nothing is written.
+    """
+    tty = sys.stderr.isatty() and output == "text"
+
+    def progress(done: int) -> None:
+        if tty:
+            click.echo(f"\r  dry-runs: {done}", nl=False, err=True)
+
+    _, result = pipeline.run_plan(_settings(**kw), progress=progress)
+    if tty:
+        click.echo("\r\033[K", nl=False, err=True)
+    if output == "json":
+        click.echo(report.json_text(result), nl=False)
+    elif output == "markdown":
+        click.echo(report.markdown(result), nl=False)
+    else:
+        click.echo(report.text(result, color=sys.stdout.isatty()), nl=False)
+    if result.failures:
+        raise SystemExit(ExitCode.ERROR)
+    if exit_code and result.has_changes:
+        raise SystemExit(ExitCode.CHANGES)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

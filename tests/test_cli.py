@@ -51,3 +51,39 @@ def test_exit_codes_are_the_documented_contract() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for code in ExitCode:
         assert f"| {code.value} | {code.meaning} |" in readme
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_render_and_validate_examples_offline() -> None:
+    rendered = run("render", "--repo", str(EXAMPLES))
+    assert rendered.returncode == ExitCode.OK, rendered.stderr
+    assert "# stack: cache, source: charts/cache/templates/deployment.yaml" in rendered.stdout
+    assert "example-password-change-me" not in rendered.stdout  # Secrets masked in every output
+    assert "password: '<secret #" in rendered.stdout
+    valid = run("validate", "--repo", str(EXAMPLES), "--offline")
+    assert valid.returncode == ExitCode.OK
+    assert valid.stdout.strip() == "12 objects in 6 stack(s) of target local: valid (offline)"
+
+
+def test_plan_examples_json_and_exit_codes(kubeconfig: Path) -> None:
+    import json
+
+    import jsonschema
+
+    args = ("plan", "--repo", str(EXAMPLES), "--kubeconfig", str(kubeconfig), "-s", "platform", "-s", "settings")
+    result = run(*args, "-o", "json", "--exit-code")
+    assert result.returncode in (ExitCode.OK, ExitCode.CHANGES), result.stderr
+    doc = json.loads(result.stdout)
+    schema = json.loads((Path(__file__).parent.parent / "gitops_job/schemas/plan.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert doc["requests"].get("PATCH", 0) == 0  # planning never writes
+    expected = ExitCode.CHANGES if doc["summary"]["create"] + doc["summary"]["update"] else ExitCode.OK
+    assert result.returncode == expected
+
+
+def test_bad_var_is_a_usage_error() -> None:
+    result = run("render", "--repo", str(EXAMPLES), "--var", "novalue")
+    assert result.returncode == ExitCode.USAGE
+    assert "expected KEY=VALUE" in result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -175,6 +176,27 @@ LIVE: list[tuple[str, str, Callable[[Kube, Any, Obj], None]]] = [
 ]
 
 
+def _verdicts(kube: Kube, rt: Any, desired: Obj) -> tuple[bool, bool]:
+    """The fast path's verdict and the dry-run's, on one stable live object.
+
+    Controllers (the Deployment controller writing status and revision annotations) may change the object between
+    reads; the comparison is repeated until the live object's resourceVersion is the same before and after.
+    """
+    meta = desired["metadata"]
+    for _ in range(20):
+        live = kube.get(rt, meta["name"], meta["namespace"])
+        fast = proven_unchanged(desired, live, FIELD_MANAGER)
+        try:
+            changed = kube.apply(rt, desired, dry_run=True, force=True) != live
+        except ApiError:  # the server refuses the manifest: applying it is certainly not a no-op
+            changed = True
+        after = kube.get(rt, meta["name"], meta["namespace"])
+        if after["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]:
+            return fast, changed
+        time.sleep(0.1)
+    raise AssertionError(f"{rt.kind}/{meta['name']} never stopped changing")
+
+
 def _draw(rng: random.Random, choices: list[tuple[str, Any]]) -> tuple[str, Any]:
     return choices[0] if rng.random() < 0.35 else rng.choice(choices)
 
@@ -193,16 +215,11 @@ def test_fast_path_never_says_unchanged_where_dry_run_changes(kube: Kube, namesp
         # A third of the draws keep the live object or the manifest as applied, so that "proven" cases occur.
         live_name, mutate_live = _draw(rng, [(n, f) for k, n, f in LIVE if k in ("*", kind)])
         mutate_live(kube, rt, base)
-        live = kube.get(rt, base["metadata"]["name"], namespace)
         desired_name, mutate_desired = _draw(rng, [(n, f) for k, n, f in DESIRED if k in ("*", kind)])
         desired = copy.deepcopy(base)
         mutate_desired(desired)
 
-        fast = proven_unchanged(desired, live, FIELD_MANAGER)
-        try:
-            changed = kube.apply(rt, desired, dry_run=True, force=True) != live
-        except ApiError:  # the server refuses the manifest: applying it is certainly not a no-op
-            changed = True
+        fast, changed = _verdicts(kube, rt, desired)
         case = f"seed {seed} trial {trial}: {kind}, live {live_name!r}, desired {desired_name!r}"
         assert not (fast and changed), f"fast path said unchanged but the dry-run changes the object ({case})"
         verdicts["proven" if fast else ("changed" if changed else "unproven-but-unchanged")] += 1
