@@ -126,14 +126,21 @@ def run(repo: Path, n: int, reps: int, kubeconfig: str, kubectl: str, gitops_job
           f"{reps} repetitions, medians")  # fmt: skip
 
     diff_ok = lambda code: code in (0, 1)  # noqa: E731  kubectl diff exits 1 when there are differences
+    # Like for like: the same field manager, and conflicts taken (gitops-job plan diffs as a forced apply would).
+    diff = [
+        kubectl,
+        "diff",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=gitops-job",
+        "-f",
+        str(repo / "bench"),
+    ]
     tools = {
         "gitops-job plan": ([gitops_job, "plan", "--repo", str(repo), "-o", "json"], lambda c: c == 0),
-        "kubectl diff --server-side": (
-            [kubectl, "diff", "--server-side", "--field-manager=gitops-job", "-f", str(repo / "bench")], diff_ok),
-        "kubectl diff --server-side --concurrency=16": (
-            [kubectl, "diff", "--server-side", "--field-manager=gitops-job", "--concurrency=16",
-             "-f", str(repo / "bench")], diff_ok),
-    }  # fmt: skip
+        "kubectl diff --server-side": (diff, diff_ok),
+        "kubectl diff --server-side --concurrency=16": ([*diff, "--concurrency=16"], diff_ok),
+    }
 
     def scenario(label: str) -> dict[str, float]:
         medians: dict[str, float] = {}
