@@ -22,7 +22,9 @@ class ObjectId:
         """The identity of a manifest or live object (a plain dict)."""
         api_version = str(obj.get("apiVersion") or "")
         group = api_version.rpartition("/")[0]
-        meta = obj.get("metadata") or {}
+        meta = obj.get("metadata")
+        if not isinstance(meta, Mapping):
+            meta = {}
         return cls(group, str(obj.get("kind") or ""), str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ from .mask import Masker
 from .model import RenderedObject
 from .plan import Plan, plan
 from .render import render_stack
-from .validate import builtin_scopes, validate
+from .validate import builtin_scopes, crd_scopes, validate
 
 
 @dataclass(frozen=True)
@@ -69,15 +69,24 @@ def render(selection: Selection, variables: Mapping[str, str], kube: Kube | None
             return rt.namespaced if rt else None
 
     errors: list[GitopsJobError] = []
-    objects: list[RenderedObject] = []
+    per_stack: list[tuple[cfg.Stack, list[RenderedObject]]] = []
     for stack in selection.stacks:
         try:
-            rendered = render_stack(selection.config, stack, selection.target, variables)
-            objects.extend(validate(rendered, stack, scopes, discovery=kube is not None))
-        except ErrorGroup as group:
-            errors.extend(group.errors)
+            per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables)))
         except GitopsJobError as e:
-            errors.append(e)
+            errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
+    # A CRD rendered by any selected stack makes its kinds known to every stack (the plan creates it first).
+    crds = crd_scopes(o for _, rendered in per_stack for o in rendered)
+
+    def known(api_version: str, kind: str) -> bool | None:
+        return crds.get((api_version, kind), scopes(api_version, kind))
+
+    objects: list[RenderedObject] = []
+    for stack, rendered in per_stack:
+        try:
+            objects.extend(validate(rendered, stack, known, discovery=kube is not None))
+        except GitopsJobError as e:
+            errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
     errors.extend(_duplicates_across_stacks(objects))
     if errors:
         raise errors[0] if len(errors) == 1 else ErrorGroup(errors)

@@ -23,6 +23,7 @@ from .identity import ObjectId
 from .kube import FIELD_MANAGER, ApiError, Conflict, Forbidden, Kube, NotFound, ResourceType
 from .mask import Masker
 from .model import RenderedObject, Source
+from .validate import crd_scopes
 
 # Server-set fields that are never part of a diff: (path, ...) from the object root.
 NOISE: tuple[tuple[str, ...], ...] = (
@@ -188,12 +189,7 @@ def plan(
     """
     masker = masker or Masker()
     types = kube.resource_types()
-    created_crds = {
-        (f"{o.body['spec'].get('group')}/{v.get('name')}", o.body["spec"].get("names", {}).get("kind"))
-        for o in objects
-        if o.id.kind == "CustomResourceDefinition" and isinstance(o.body.get("spec"), dict)
-        for v in o.body["spec"].get("versions") or []
-    }
+    created_crds = crd_scopes(objects)
     created_namespaces = {o.id.name for o in objects if o.id.kind == "Namespace" and not o.id.group}
 
     failures: list[PlanFailure] = []

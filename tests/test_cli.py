@@ -87,3 +87,36 @@ def test_bad_var_is_a_usage_error() -> None:
     result = run("render", "--repo", str(EXAMPLES), "--var", "novalue")
     assert result.returncode == ExitCode.USAGE
     assert "expected KEY=VALUE" in result.stderr
+
+
+def test_custom_resource_in_another_stack_than_its_crd_is_known(kubeconfig: Path, tmp_path: Path) -> None:
+    """A PR adding a CRD in one stack and its custom resources in another validates before the CRD exists."""
+    group = "crossstack.example.com"
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "apps").mkdir()
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"things.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
+            "versions": [{"name": "v1", "served": True, "storage": True,
+                          "schema": {"openAPIV3Schema": {"type": "object"}}}],
+        },
+    }  # fmt: skip
+    import json
+
+    (tmp_path / "crds/crd.yaml").write_text(json.dumps(crd))
+    (tmp_path / "apps/thing.yaml").write_text(f"apiVersion: {group}/v1\nkind: Thing\nmetadata:\n  name: t1\n")
+    (tmp_path / "gitops.yaml").write_text(
+        "stacks:\n  - name: crds\n    path: crds\n"
+        "  - name: apps\n    path: apps\n    namespace: default\n    dependsOn: [crds]\n"
+    )
+    result = run("validate", "--repo", str(tmp_path), "--kubeconfig", str(kubeconfig))
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert "2 objects in 2 stack(s)" in result.stdout
+    alone = run("validate", "--repo", str(tmp_path), "--kubeconfig", str(kubeconfig), "-s", "apps")
+    assert alone.returncode == ExitCode.ERROR  # without the CRD's stack the kind is unknown (V2)
+    assert "Thing" in alone.stderr and "unknown kind" in alone.stderr
