@@ -173,15 +173,8 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     with one LIST per type; "unchanged" is proven from the live object and its managedFields where possible, and
     everything else is checked by a server-side dry-run. Nothing is written.
     """
-    tty = sys.stderr.isatty() and output == "text"
-
-    def progress(done: int) -> None:
-        if tty:
-            click.echo(f"\r  dry-runs: {done}", nl=False, err=True)
-
-    _, result = pipeline.run_plan(_settings(**kw), progress=progress)
-    if tty:
-        click.echo("\r\033[K", nl=False, err=True)
+    with ProgressBar() as progress:
+        _, result = pipeline.run_plan(_settings(**kw), progress=progress)
     if output == "json":
         click.echo(report.json_text(result), nl=False)
     elif output == "markdown":
@@ -192,6 +185,35 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
         raise SystemExit(ExitCode.ERROR)
     if exit_code and result.has_changes:
         raise SystemExit(ExitCode.CHANGES)
+
+
+class ProgressBar:
+    """A progress bar on stderr for each kind of long work, drawn only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self._bars: dict[str, Any] = {}
+        self._done: dict[str, int] = {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        if what not in self._bars:
+            bar = click.progressbar(length=total, label=f"  {what}", file=sys.stderr, show_pos=True, show_eta=False)
+            self._bars[what] = bar.__enter__()
+            self._done[what] = 0
+        self._bars[what].update(done - self._done[what])
+        self._done[what] = done
+        if done >= total:
+            self._bars.pop(what).__exit__(None, None, None)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self._bars.values():
+            bar.__exit__(None, None, None)
+        self._bars.clear()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

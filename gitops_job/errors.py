@@ -61,3 +61,27 @@ class ErrorGroup(GitopsJobError):
 
     def __str__(self) -> str:
         return f"{len(self.errors)} error(s):\n" + "\n".join(f"  {e}" for e in self.errors)
+
+
+class LockError(GitopsJobError):
+    """Another applier holds the stack's lock (a Lease), or this run lost it."""
+
+    phase = "lock"
+
+
+class ApplyError(GitopsJobError):
+    """Writing objects to the cluster failed; prune is skipped."""
+
+    phase = "apply"
+
+
+class PruneError(GitopsJobError):
+    """Deleting objects that left git failed or was refused by a guard."""
+
+    phase = "prune"
+
+
+class WaitError(GitopsJobError):
+    """Applied objects did not become healthy within the stack's timeout."""
+
+    phase = "wait"

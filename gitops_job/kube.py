@@ -9,9 +9,11 @@ requests — and how many *writes* — a run made.
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -19,9 +21,11 @@ from urllib.parse import quote
 import urllib3
 from kubernetes import client, config
 
+from . import __version__
 from .errors import ClusterUnreachableError, GitopsJobError
 
 FIELD_MANAGER = "gitops-job"
+USER_AGENT = f"gitops-job/{__version__}"
 _AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 _WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -55,6 +59,16 @@ class Conflict(ApiError):
         return [(str(c.get("field", "")), str(c.get("message", ""))) for c in causes]
 
 
+class Gone(ApiError):
+    """HTTP 410: a watch's resourceVersion is too old; list again."""
+
+
+class DeadlineExceeded(GitopsJobError):
+    """The run's deadline passed before a request could finish."""
+
+    phase = "cluster"
+
+
 class Invalid(ApiError):
     """HTTP 422, or server-side apply's HTTP 500 "failed to create typed patch object": the manifest is wrong."""
 
@@ -85,12 +99,33 @@ class ResourceType:
 class Kube:
     """A connection to one cluster: discovery, list, get, server-side apply (and its dry-run), delete."""
 
+    #: Transient failures (connection errors, 429, 5xx on reads) are retried this many times, with backoff.
+    RETRIES = 4
+
     def __init__(self, api: client.ApiClient, *, timeout: float = 30.0) -> None:
         self._api = api
         self.timeout = timeout
         self.requests: Counter[str] = Counter()  # by HTTP verb
         self._lock = threading.Lock()
         self._types: dict[tuple[str, str], ResourceType] | None = None
+        self.impersonate: str | None = None  # a user name sent as Impersonate-User
+        self.deadline: float | None = None  # time.monotonic() after which no request starts
+
+    def impersonating(self, user: str | None) -> Kube:
+        """A view of this connection whose requests act as ``user`` (same pool, counters and discovery)."""
+        if user is None:
+            return self
+        view = Kube.__new__(Kube)
+        view.__dict__.update(self.__dict__)
+        view.impersonate = user
+        return view
+
+    def with_deadline(self, seconds: float | None) -> Kube:
+        """A view of this connection whose requests fail with :class:`DeadlineExceeded` after ``seconds``."""
+        view = Kube.__new__(Kube)
+        view.__dict__.update(self.__dict__)
+        view.deadline = None if seconds is None else time.monotonic() + seconds
+        return view
 
     @classmethod
     def connect(
@@ -111,7 +146,9 @@ class Kube:
                 ) from None
         cfg.connection_pool_maxsize = concurrency
         cfg.retries = 0  # retries are decided here, not silently inside urllib3
-        return cls(client.ApiClient(cfg), timeout=timeout)
+        api = client.ApiClient(cfg)
+        api.user_agent = USER_AGENT
+        return cls(api, timeout=timeout)
 
     def close(self) -> None:
         self._api.close()
@@ -133,26 +170,84 @@ class Kube:
         accept: str = "application/json",
         where: str | None = None,
     ) -> Any:
-        """One HTTP request; returns the decoded JSON body or raises a translated :class:`ApiError`."""
-        headers = {"Accept": accept, "Content-Type": content_type}
+        """One API call; returns the decoded JSON body or raises a translated :class:`ApiError`.
+
+        Retried with backoff: answers 429 (after the ``Retry-After`` the server asks for, never sooner), connection
+        failures, and 5xx answers to reads. Every write gitops-job makes is idempotent (server-side apply; creates
+        and deletes are checked by the caller), so retrying a write whose answer was lost is safe.
+        """
         query = list(query)
+        for attempt in range(self.RETRIES + 1):
+            last = attempt == self.RETRIES
+            try:
+                resp = self._send(method, path, query, body, content_type, accept, where, stream=False)
+            except ClusterUnreachableError:
+                if last:
+                    raise
+                self._sleep(min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2), method, path)
+                continue
+            status, raw, headers = resp
+            if 200 <= status < 300:
+                return json.loads(raw) if raw else None
+            if not last and (status == 429 or (status >= 500 and method == "GET")):
+                self._sleep(_retry_after(headers, status, attempt), method, path)
+                continue
+            raise _translate(status, raw, where or f"{method} {path}")
+        raise AssertionError("unreachable")
+
+    def _sleep(self, seconds: float, method: str, path: str) -> None:
+        if self.deadline is not None and time.monotonic() + seconds > self.deadline:
+            raise DeadlineExceeded(f"{method} {path}: the deadline passes before the API server can be asked again")
+        time.sleep(seconds)
+
+    def _remaining(self, method: str, path: str) -> float:
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"{method} {path}: the deadline passed")
+        return min(self.timeout, left)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        body: Any,
+        content_type: str,
+        accept: str,
+        where: str | None,
+        *,
+        stream: bool,
+        timeout: float | None = None,
+    ) -> Any:
+        headers = {"Accept": accept, "Content-Type": content_type}
+        if self.impersonate:
+            headers["Impersonate-User"] = self.impersonate
         method, url, headers, payload, post = self._api.param_serialize(
             method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
         dry_run = any(k == "dryRun" for k, _ in query)
         with self._lock:
             self.requests[f"{method} (dry-run)" if dry_run else method] += 1
+        budget = self._remaining(method, path)
         try:
-            resp = self._api.call_api(method, url, headers, payload, post, _request_timeout=self.timeout)
+            resp = self._api.call_api(
+                method, url, headers, payload, post, _request_timeout=timeout if stream else budget
+            )
+            if stream and 200 <= resp.status < 300:
+                return resp.response
             raw = resp.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:
             reason = getattr(e, "reason", None) or e
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise DeadlineExceeded(f"{method} {path}: no answer before the deadline ({reason})") from None
             raise ClusterUnreachableError(
                 f"{method} {path}: cannot reach the API server at {self._api.configuration.host}: {reason}"
             ) from None
-        if 200 <= resp.status < 300:
-            return json.loads(raw) if raw else None
-        raise _translate(resp.status, raw, where or f"{method} {path}")
+        if stream:
+            raise _translate(resp.status, raw, where or f"{method} {path}")
+        return resp.status, raw, resp.headers
 
     # -- discovery ---------------------------------------------------------------------------------------------------
     def resource_types(self) -> dict[tuple[str, str], ResourceType]:
@@ -231,6 +326,82 @@ class Kube:
             where=where,
         )
 
+    def create(self, rt: ResourceType, obj: Mapping[str, Any], *, where: str | None = None) -> Any:
+        """POST: fails with :class:`Conflict` (409 AlreadyExists) when the object exists."""
+        return self.request("POST", rt.path((obj.get("metadata") or {}).get("namespace")), body=obj, where=where)
+
+    def replace(self, rt: ResourceType, obj: Mapping[str, Any], *, where: str | None = None) -> Any:
+        """PUT, guarded by the ``metadata.resourceVersion`` in ``obj``: :class:`Conflict` when it moved on."""
+        meta = obj.get("metadata") or {}
+        return self.request("PUT", rt.path(meta.get("namespace"), meta["name"]), body=obj, where=where)
+
+    def delete(
+        self,
+        rt: ResourceType,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        propagation: str = "Background",
+        where: str | None = None,
+    ) -> bool:
+        """DELETE (only the object with ``uid`` when given); False when it was already gone."""
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self.request("DELETE", rt.path(namespace, name), body=body, where=where)
+        except NotFound:
+            return False
+        return True
+
+    def watch(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        timeout: float = 60.0,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Stream ``(type, object)`` watch events (ADDED, MODIFIED, DELETED, BOOKMARK) for up to ``timeout`` seconds.
+
+        Ends quietly when the server closes the stream; raises :class:`Gone` when ``resource_version`` is too old.
+        """
+        query = [("watch", "true"), ("timeoutSeconds", str(max(1, int(timeout)))), ("allowWatchBookmarks", "true")]
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        path = rt.path(namespace)
+        stream = self._send("GET", path, query, None, "application/json", "application/json", None, stream=True,
+                            timeout=timeout + 5)  # fmt: skip
+        try:
+            for line in stream:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    code = int(obj.get("code") or 500)
+                    raise _translate(code, json.dumps(obj).encode(), f"watch {path}")
+                yield str(event.get("type")), {"apiVersion": rt.api_version, "kind": rt.kind, **obj}
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise ClusterUnreachableError(f"watch {path}: the stream broke: {e}") from None
+        finally:
+            stream.release_conn()
+
+
+def _retry_after(headers: Mapping[str, str], status: int, attempt: int) -> float:
+    """How long to wait before asking again: the server's ``Retry-After`` when it sent one, else backoff."""
+    try:
+        return max(0.0, float(headers.get("Retry-After", "")))
+    except ValueError:
+        return min(8.0, 0.5 * 2**attempt) if status != 429 else 1.0
+
 
 def _translate(status: int, raw: bytes, where: str) -> ApiError:
     try:
@@ -242,6 +413,8 @@ def _translate(status: int, raw: bytes, where: str) -> ApiError:
         return NotFound(status, message, where=where, body=body)
     if status in (401, 403):
         return Forbidden(status, message, where=where, body=body)
+    if status == 410:
+        return Gone(status, message, where=where, body=body)
     if status == 409:
         return Conflict(status, message, where=where, body=body)
     if status == 422 or (status == 500 and "failed to create typed patch object" in message):

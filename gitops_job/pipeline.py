@@ -13,7 +13,7 @@ from .identity import ObjectId
 from .kube import Kube
 from .mask import Masker
 from .model import RenderedObject
-from .plan import Plan, plan
+from .plan import Plan, Progress, plan
 from .render import render_stack
 from .validate import builtin_scopes, crd_scopes, validate
 
@@ -108,7 +108,7 @@ def connect(settings: Settings, target: cfg.Target) -> Kube:
     return Kube.connect(settings.kubeconfig, target.context, concurrency=settings.concurrency)
 
 
-def run_plan(settings: Settings, progress: Callable[[int], None] | None = None) -> tuple[Rendered, Plan]:
+def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rendered, Plan]:
     """Render, validate (with discovery) and plan every selected stack against the target's cluster."""
     selection = select(settings)
     kube = connect(settings, selection.target)

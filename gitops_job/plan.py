@@ -35,6 +35,9 @@ NOISE: tuple[tuple[str, ...], ...] = (
     ("metadata", "selfLink"),
     ("status",),
 )
+#: Reports progress of long work: ``(what, done, total)``; the CLI draws a bar from it on a TTY.
+Progress = Callable[[str, int, int], None]
+
 # Above this many namespaces for one type, one cluster-wide LIST beats a LIST per namespace.
 CLUSTER_WIDE_LIST_ABOVE = 3
 
@@ -180,7 +183,7 @@ def plan(
     concurrency: int = 16,
     fast: bool = True,
     previous: Mapping[str, Iterable[ObjectId]] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Plan:
     """Plan ``objects`` (rendered and validated, namespaces defaulted) against the cluster behind ``kube``.
 
@@ -243,7 +246,7 @@ def plan(
                 failures.append(result)
             done += 1
             if progress:
-                progress(done)
+                progress("dry-runs", done, len(to_dry_run))
 
     entries.extend(_prunes(kube, types, previous or {}, {o.id for o in objects}, masker))
     entries.sort(key=lambda e: (e.stack, e.id))

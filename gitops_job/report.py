@@ -62,7 +62,7 @@ def text(plan: Plan, *, color: bool = False) -> str:
             out.append(_colour(line) if color else line)
         out.append("")
     for failure in plan.failures:
-        message = f"error: {failure}"
+        message = f"error: plan: {failure}"
         out.append(click.style(message, fg="red") if color else message)
     return "\n".join(out).rstrip() + "\n"
 

@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
+from tests.kube import AuditLog
 from tools.localcluster import build
 from tools.localcluster.cluster import LocalCluster
 
@@ -42,6 +43,14 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield cluster.kubeconfig
     finally:
         cluster.down()
+
+
+@pytest.fixture(scope="session")
+def audit(kubeconfig: Path) -> AuditLog:
+    """The cluster's audit log of writes (the local cluster writes it next to its kubeconfig, under logs/)."""
+    path = kubeconfig.parent / "logs" / "audit.log"
+    assert path.exists(), f"no audit log at {path}: the test cluster must be started by tools.localcluster"
+    return AuditLog(path)
 
 
 @pytest.fixture(scope="session")

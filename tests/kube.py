@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -43,3 +45,31 @@ def crd(group: str, kind: str, schema: dict[str, Any]) -> dict[str, Any]:
             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}],
         },
     }
+
+
+class AuditLog:
+    """The local API server's audit log of write requests: what really reached the server, not what a client says.
+
+    ``mark()`` remembers where the log ends; ``writes(mark)`` returns the write events since then whose user agent
+    starts with ``agent`` (gitops-job's own, by default), dry-runs excluded unless asked for.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def events(self, since: int, agent: str = "gitops-job/") -> list[dict[str, Any]]:
+        with self.path.open("rb") as f:
+            f.seek(since)
+            lines = f.read().splitlines()
+        found = []
+        for line in lines:
+            event = json.loads(line)
+            if str(event.get("userAgent", "")).startswith(agent):
+                found.append(event)
+        return found
+
+    def writes(self, since: int, agent: str = "gitops-job/", *, dry_run: bool = False) -> list[dict[str, Any]]:
+        return [e for e in self.events(since, agent) if ("dryRun=" in e.get("requestURI", "")) == dry_run]

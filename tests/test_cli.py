@@ -120,3 +120,31 @@ def test_custom_resource_in_another_stack_than_its_crd_is_known(kubeconfig: Path
     alone = run("validate", "--repo", str(tmp_path), "--kubeconfig", str(kubeconfig), "-s", "apps")
     assert alone.returncode == ExitCode.ERROR  # without the CRD's stack the kind is unknown (V2)
     assert "Thing" in alone.stderr and "unknown kind" in alone.stderr
+
+
+def test_plan_progress_bar_only_on_a_tty(kubeconfig: Path) -> None:
+    """On a terminal the dry-runs get a progress bar on stderr; piped, stderr stays clean for logs."""
+    import os
+    import pty
+
+    args = [SCRIPT, "plan", "--repo", str(EXAMPLES), "--kubeconfig", str(kubeconfig)]
+    piped = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert "dry-runs" not in piped.stderr
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    drawn = b"".join(chunks).decode()
+    assert "dry-runs" in drawn and "#" in drawn, drawn

@@ -135,6 +135,17 @@ options:
     return "\n---\n".join([options, *((stages_dir / s).read_text() for s in _KWOK_STAGES)])
 
 
+# Tests count the writes that reached the API server from this log (zero for every validation failure).
+_AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
+
+
 def _node(name: str) -> dict[str, Any]:
     resources = {"cpu": "32", "memory": "256Gi", "pods": "1000"}
     return {
@@ -170,6 +181,11 @@ class LocalCluster:
     @property
     def pki(self) -> Path:
         return self.state_dir / "pki"
+
+    @property
+    def audit_log(self) -> Path:
+        """Every write request (verb, user, user agent, object, dry-run or not), one JSON line each."""
+        return self.state_dir / "logs" / "audit.log"
 
     def log(self, component: str) -> Path:
         return self.state_dir / "logs" / f"{component}.log"
@@ -210,6 +226,7 @@ class LocalCluster:
                     "processes": {}})  # fmt: skip
         self.kubeconfig.write_text(_kubeconfig(self.pki, server))
         (self.state_dir / "kwok.yaml").write_text(_kwok_config(build.kwok_stages_dir()))
+        (self.state_dir / "audit-policy.yaml").write_text(_AUDIT_POLICY)
         deadline = time.monotonic() + timeout
         try:
             self._start("etcd", self._etcd_args(etcd_port, peer_port))
@@ -321,6 +338,8 @@ class LocalCluster:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24", "--endpoint-reconciler-type=none",
             "--allow-privileged=true", "--profiling=false",
+            f"--audit-policy-file={self.state_dir / 'audit-policy.yaml'}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json", "--audit-log-mode=blocking",
         ]  # fmt: skip
 
     def _start(self, name: str, args: list[str]) -> None:
