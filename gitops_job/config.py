@@ -33,6 +33,7 @@ class Target:
     context: str | None = None  # kubeconfig context; None = the current context
     vars: Mapping[str, Any] = field(default_factory=dict)
     kube_version: str = DEFAULT_KUBE_VERSION  # for `helm template --kube-version` (render is offline)
+    inventory_namespace: str = "gitops-job-system"  # where inventories and lock Leases live
 
 
 @dataclass(frozen=True)

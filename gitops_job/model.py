@@ -27,3 +27,29 @@ class RenderedObject:
     body: dict[str, Any]
     source: Source
     stack: str
+
+
+# Ownership: every object gitops-job applies carries these labels (prune deletes only what still carries them).
+LABEL_TARGET = "gitops-job.io/target"
+LABEL_STACK = "gitops-job.io/stack"
+# The git revision an object was last written at (set only on objects a run writes).
+ANNOTATION_REVISION = "gitops-job.io/revision"
+# Per-object controls (docs/annotations.md).
+ANNOTATION_SSA = "gitops-job.io/ssa"  # Override (default) | Merge | IfNotPresent | Ignore
+ANNOTATION_FORCE = "gitops-job.io/force"  # enabled: delete and recreate when an immutable field changes
+ANNOTATION_PRUNE = "gitops-job.io/prune"  # disabled: never delete; enabled: delete a Namespace, PVC or CRD too
+
+
+def annotation(body: dict[str, Any], key: str) -> str | None:
+    """An annotation of a manifest or live object, or None."""
+    meta = body.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    value = annotations.get(key) if isinstance(annotations, dict) else None
+    return str(value) if value is not None else None
+
+
+def label(body: dict[str, Any], key: str) -> str | None:
+    meta = body.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    value = labels.get(key) if isinstance(labels, dict) else None
+    return str(value) if value is not None else None

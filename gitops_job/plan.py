@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,9 +20,9 @@ from .config import IgnoreDifference, Stack
 from .errors import PlanError
 from .fastpath import proven_unchanged
 from .identity import ObjectId
-from .kube import FIELD_MANAGER, ApiError, Conflict, Forbidden, Kube, NotFound, ResourceType
+from .kube import FIELD_MANAGER, ApiError, Conflict, Forbidden, Invalid, Kube, NotFound, ResourceType
 from .mask import Masker
-from .model import RenderedObject, Source
+from .model import ANNOTATION_FORCE, ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, Source, annotation
 from .validate import crd_scopes
 
 # Server-set fields that are never part of a diff: (path, ...) from the object root.
@@ -45,6 +45,7 @@ CLUSTER_WIDE_LIST_ABOVE = 3
 class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
+    RECREATE = "recreate"  # an immutable field changed and the object opted in to delete + create
     UNCHANGED = "unchanged"
     PRUNE = "prune"
 
@@ -184,16 +185,21 @@ def plan(
     fast: bool = True,
     previous: Mapping[str, Iterable[ObjectId]] | None = None,
     progress: Progress | None = None,
+    revision: str | None = None,
+    context: Sequence[RenderedObject] = (),
 ) -> Plan:
     """Plan ``objects`` (rendered and validated, namespaces defaulted) against the cluster behind ``kube``.
 
     ``previous`` maps a stack name to the ids it applied last time (its inventory): those no longer rendered are
     planned as prunes. Per-object failures are collected in :attr:`Plan.failures`; everything else is still planned.
+    ``context`` holds the other objects of the run: a CRD or Namespace there counts as created before these.
+    With ``revision``, objects are compared as if stamped with it — keeping a live object's own revision stamp, so
+    a new commit alone changes nothing (apply stamps only the objects it writes).
     """
     masker = masker or Masker()
     types = kube.resource_types()
-    created_crds = crd_scopes(objects)
-    created_namespaces = {o.id.name for o in objects if o.id.kind == "Namespace" and not o.id.group}
+    created_crds = crd_scopes([*objects, *context])
+    created_namespaces = {o.id.name for o in (*objects, *context) if o.id.kind == "Namespace" and not o.id.group}
 
     failures: list[PlanFailure] = []
     work: list[_Work] = []
@@ -221,8 +227,12 @@ def plan(
 
     entries: list[PlanEntry] = []
     to_dry_run: list[_Work] = []
-    for w in work:
-        if w.rt is None or (w.live is None and w.rt.namespaced and w.obj.id.namespace in created_namespaces):
+    for w in _stamp(work, revision):
+        ssa = annotation(w.obj.body, ANNOTATION_SSA)
+        if ssa == "Ignore" or (ssa == "IfNotPresent" and w.live is not None):
+            note = f"not applied ({ANNOTATION_SSA}: {ssa})"
+            entries.append(PlanEntry(w.obj.id, w.obj.stack, Action.UNCHANGED, w.obj.source, note=note))
+        elif w.rt is None or (w.live is None and w.rt.namespaced and w.obj.id.namespace in created_namespaces):
             reason = "its CRD is created by this plan" if w.rt is None else "its namespace is created by this plan"
             entries.append(_created(w.obj, stacks, masker, note=f"not dry-run: {reason}"))
         elif w.live is not None and fast and proven_unchanged(w.obj.body, w.live, FIELD_MANAGER):
@@ -230,28 +240,42 @@ def plan(
         else:
             to_dry_run.append(w)
 
-    def dry_run(w: _Work) -> PlanEntry | PlanFailure:
-        assert w.rt is not None
-        try:
-            return _dry_run(kube, w.rt, w.obj, w.live, stacks, masker)
-        except ApiError as e:
-            return PlanFailure(w.obj.id, w.obj.stack, w.obj.source, masker.scrub(f"{e.reason} (HTTP {e.status})"))
-
-    done = 0
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for result in pool.map(dry_run, to_dry_run):
-            if isinstance(result, PlanEntry):
-                entries.append(result)
-            else:
-                failures.append(result)
-            done += 1
-            if progress:
-                progress("dry-runs", done, len(to_dry_run))
+    for result in _dry_runs(kube, to_dry_run, stacks, masker, concurrency, progress):
+        if isinstance(result, PlanEntry):
+            entries.append(result)
+        else:
+            failures.append(result)
 
     entries.extend(_prunes(kube, types, previous or {}, {o.id for o in objects}, masker))
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
     return Plan(target, tuple(entries), tuple(failures), dict(kube.requests))
+
+
+def _dry_runs(
+    kube: Kube,
+    todo: Sequence[_Work],
+    stacks: Mapping[str, Stack],
+    masker: Masker,
+    concurrency: int,
+    progress: Progress | None,
+) -> Iterator[PlanEntry | PlanFailure]:
+    """Dry-run ``todo`` concurrently over the one connection pool."""
+
+    def dry_run(w: _Work) -> PlanEntry | PlanFailure:
+        assert w.rt is not None
+        try:
+            return _dry_run(kube, w.rt, w.obj, w.live, stacks, masker)
+        except ApiError as e:
+            hint = f"; to delete and recreate it, annotate it {ANNOTATION_FORCE}: enabled" if _immutable(e) else ""
+            message = masker.scrub(f"{e.reason} (HTTP {e.status}){hint}")
+            return PlanFailure(w.obj.id, w.obj.stack, w.obj.source, message)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for done, result in enumerate(pool.map(dry_run, todo), 1):
+            if progress:
+                progress("dry-runs", done, len(todo))
+            yield result
 
 
 def _prunes(
@@ -314,20 +338,55 @@ def _dry_run(
     live: dict[str, Any] | None,
     stacks: Mapping[str, Stack],
     masker: Masker,
+    attempts: int = 3,
 ) -> PlanEntry:
     conflicts: tuple[FieldConflict, ...] = ()
-    try:
-        result = kube.apply(rt, obj.body, dry_run=True, where=str(obj.id))
-    except Conflict as e:
-        conflicts = _conflicts(e)
-        result = kube.apply(rt, obj.body, dry_run=True, force=True, where=str(obj.id))
     ignore = ignored_pointers(_rules(stacks, obj.stack), obj.id)
+    try:
+        try:
+            result = kube.apply(rt, obj.body, dry_run=True, where=str(obj.id))
+        except Conflict as e:
+            conflicts = _conflicts(e)
+            result = kube.apply(rt, obj.body, dry_run=True, force=True, where=str(obj.id))
+    except Invalid as e:
+        if live is None or not _immutable(e) or annotation(obj.body, ANNOTATION_FORCE) != "enabled":
+            raise
+        note = f"an immutable field changed: deleted and created again ({ANNOTATION_FORCE}: enabled)"
+        before, after = _display(live, ignore, masker), _display(obj.body, ignore, masker)
+        return PlanEntry(obj.id, obj.stack, Action.RECREATE, obj.source, before=before, after=after, note=note)
     after = _display(result, ignore, masker)
     if live is None:
         return PlanEntry(obj.id, obj.stack, Action.CREATE, obj.source, after=after, conflicts=conflicts)
+    seen = (result.get("metadata") or {}).get("resourceVersion")
+    if seen != (live.get("metadata") or {}).get("resourceVersion"):
+        # The object moved on (a controller wrote to it) between our LIST and the dry-run, which applied to the
+        # newer version: compare against that version, never a stale one (else a controller's write looks like ours).
+        fresh = kube.get(rt, obj.id.name, obj.id.namespace or None)
+        if fresh is not None and (fresh.get("metadata") or {}).get("resourceVersion") == seen:
+            live = fresh
+        elif fresh is not None and attempts > 1:
+            return _dry_run(kube, rt, obj, fresh, stacks, masker, attempts - 1)
     before = _display(live, ignore, masker)
     action = Action.UNCHANGED if before == after and not conflicts else Action.UPDATE
     return PlanEntry(obj.id, obj.stack, action, obj.source, before=before, after=after, conflicts=conflicts)
+
+
+def _stamp(work: list[_Work], revision: str | None) -> list[_Work]:
+    if revision is None:
+        return work
+    return [_Work(stamped(w.obj, annotation(w.live, ANNOTATION_REVISION) if w.live else None, revision), w.rt, w.live)
+            for w in work]  # fmt: skip
+
+
+def _immutable(e: ApiError) -> bool:
+    return isinstance(e, Invalid) and "immutable" in e.reason
+
+
+def stamped(obj: RenderedObject, live_revision: str | None, revision: str) -> RenderedObject:
+    """``obj`` with the revision annotation: the live object's own when it has one (see :func:`plan`)."""
+    body = copy.deepcopy(obj.body)
+    body.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_REVISION] = live_revision or revision
+    return RenderedObject(obj.id, body, obj.source, obj.stack)
 
 
 def fail_if_failed(p: Plan) -> None:

@@ -15,7 +15,7 @@ from .plan import Action, Plan, PlanEntry
 
 # One object's diff may take this many characters before it is cut, so one huge object cannot crowd out the rest.
 DIFF_BUDGET = 16_000
-_ORDER = (Action.CREATE, Action.UPDATE, Action.PRUNE)
+_ORDER = (Action.CREATE, Action.UPDATE, Action.RECREATE, Action.PRUNE)
 
 
 def to_yaml(obj: Any) -> str:
@@ -24,8 +24,9 @@ def to_yaml(obj: Any) -> str:
 
 def counts_line(plan: Plan) -> str:
     """``2 to create, 3 to update, 1 to prune, 40 unchanged`` (and failures, when there are any)."""
+    recreate = f"{plan.count(Action.RECREATE)} to recreate, " if plan.count(Action.RECREATE) else ""
     line = (
-        f"{plan.count(Action.CREATE)} to create, {plan.count(Action.UPDATE)} to update, "
+        f"{plan.count(Action.CREATE)} to create, {plan.count(Action.UPDATE)} to update, {recreate}"
         f"{plan.count(Action.PRUNE)} to prune, {plan.count(Action.UNCHANGED)} unchanged"
     )
     return line + (f", {len(plan.failures)} failed" if plan.failures else "")
@@ -89,6 +90,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "summary": {
             "create": plan.count(Action.CREATE),
             "update": plan.count(Action.UPDATE),
+            "recreate": plan.count(Action.RECREATE),
             "prune": plan.count(Action.PRUNE),
             "unchanged": plan.count(Action.UNCHANGED),
             "failed": len(plan.failures),

@@ -1,0 +1,183 @@
+"""What a stack applied, kept in the cluster: one ConfigMap per target + stack (``gitops-job.<target>.<stack>``).
+
+It holds the ids of every object the stack owns, the revision last applied in full, and the last
+:data:`KEEP_RUNS` runs. Apply writes it *before* its first write as old + new (write-ahead: a run killed halfway
+leaves nothing unlisted) and shrinks it only after deletes are confirmed. Every write is guarded by the
+resourceVersion read: if another applier wrote in between, the write fails and the run stops before prune.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import LockError
+from .identity import ObjectId
+from .kube import Conflict, Kube, ResourceType
+from .model import LABEL_TARGET
+
+DEFAULT_NAMESPACE = "gitops-job-system"
+KEEP_RUNS = 10
+_KEY = "inventory.json"
+_MANAGED_BY = {"app.kubernetes.io/managed-by": "gitops-job"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One apply of one stack."""
+
+    revision: str
+    started: str  # RFC 3339, UTC
+    finished: str
+    result: str  # "succeeded" | "failed"
+    counts: Mapping[str, int] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    target: str
+    stack: str
+    namespace: str
+    objects: frozenset[ObjectId] = frozenset()
+    revision: str | None = None  # the last revision applied (and pruned) in full
+    runs: tuple[Run, ...] = ()  # newest first
+    resource_version: str | None = None  # None: not stored yet
+
+    @property
+    def name(self) -> str:
+        return inventory_name(self.target, self.stack)
+
+    @property
+    def id(self) -> ObjectId:
+        return ObjectId("", "ConfigMap", self.namespace, self.name)
+
+    def with_run(self, run: Run) -> Inventory:
+        return replace(self, runs=(run, *self.runs)[:KEEP_RUNS])
+
+
+def inventory_name(target: str, stack: str) -> str:
+    return f"gitops-job.{target}.{stack}"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _configmap_type(kube: Kube) -> ResourceType:
+    rt = kube.resource_type("v1", "ConfigMap")
+    assert rt is not None, "the API server serves no ConfigMaps"
+    return rt
+
+
+def _encode(inv: Inventory) -> dict[str, Any]:
+    doc = {
+        "target": inv.target,
+        "stack": inv.stack,
+        "revision": inv.revision,
+        "objects": [[o.group, o.kind, o.namespace, o.name] for o in sorted(inv.objects)],
+        "runs": [
+            {"revision": r.revision, "started": r.started, "finished": r.finished, "result": r.result,
+             "counts": dict(r.counts), "message": r.message}
+            for r in inv.runs
+        ],
+    }  # fmt: skip
+    metadata: dict[str, Any] = {
+        "name": inv.name,
+        "namespace": inv.namespace,
+        "labels": {LABEL_TARGET: inv.target, **_MANAGED_BY, "gitops-job.io/inventory-of": inv.stack},
+    }
+    if inv.resource_version:
+        metadata["resourceVersion"] = inv.resource_version
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {_KEY: json.dumps(doc, indent=1)}}
+
+
+def _decode(target: str, stack: str, namespace: str, cm: Mapping[str, Any]) -> Inventory:
+    doc = json.loads((cm.get("data") or {}).get(_KEY) or "{}")
+    runs = tuple(
+        Run(str(r["revision"]), str(r["started"]), str(r["finished"]), str(r["result"]), dict(r.get("counts") or {}),
+            str(r.get("message") or ""))
+        for r in doc.get("runs") or []
+    )  # fmt: skip
+    return Inventory(
+        target=target,
+        stack=stack,
+        namespace=namespace,
+        objects=frozenset(ObjectId(*o) for o in doc.get("objects") or []),
+        revision=doc.get("revision"),
+        runs=runs,
+        resource_version=str(cm["metadata"]["resourceVersion"]),
+    )
+
+
+def read(kube: Kube, namespace: str, target: str, stack: str) -> Inventory:
+    """The stack's inventory (an empty, unstored one when the stack was never applied)."""
+    cm = kube.get(_configmap_type(kube), inventory_name(target, stack), namespace)
+    if cm is None:
+        return Inventory(target, stack, namespace)
+    return _decode(target, stack, namespace, cm)
+
+
+def read_all(kube: Kube, namespace: str, target: str) -> list[Inventory]:
+    """Every stored inventory of ``target``, by stack name."""
+    items = kube.list(_configmap_type(kube), namespace, label_selector=f"{LABEL_TARGET}={target}")
+    found = []
+    for cm in items:
+        stack = ((cm.get("metadata") or {}).get("labels") or {}).get("gitops-job.io/inventory-of")
+        if stack:
+            found.append(_decode(target, stack, namespace, cm))
+    return sorted(found, key=lambda i: i.stack)
+
+
+def write(kube: Kube, inv: Inventory) -> Inventory:
+    """Store ``inv``, guarded by its resourceVersion (created when it was never stored); returns the stored one."""
+    rt = _configmap_type(kube)
+    where = str(inv.id)
+    try:
+        if inv.resource_version is None:
+            stored = kube.create(rt, _encode(inv), where=where)
+        else:
+            stored = kube.replace(rt, _encode(inv), where=where)
+    except Conflict:
+        raise LockError(
+            "the inventory was changed by someone else during this run (another applier?); "
+            "stopping before prune — re-run to reconcile",
+            where=where,
+        ) from None
+    return replace(inv, resource_version=str(stored["metadata"]["resourceVersion"]))
+
+
+def ensure_namespace(kube: Kube, namespace: str) -> None:
+    """Create the inventory namespace when it is missing."""
+    rt = kube.resource_type("v1", "Namespace")
+    assert rt is not None
+    if kube.get(rt, namespace) is None:
+        with contextlib.suppress(Conflict):  # created meanwhile
+            kube.create(rt, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace,
+                                                                                 "labels": _MANAGED_BY}})  # fmt: skip
+
+
+def event(kube: Kube, inv: Inventory, *, reason: str, message: str, warning: bool = False) -> None:
+    """A Kubernetes Event on the inventory ConfigMap (``kubectl describe`` and ``kubectl events`` show it)."""
+    rt = kube.resource_type("events.k8s.io/v1", "Event")
+    if rt is None or inv.resource_version is None:
+        return
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{inv.name}.", "namespace": inv.namespace},
+        "eventTime": stamp,
+        "reportingController": "gitops-job.io/apply",
+        "reportingInstance": "gitops-job",
+        "action": "Apply",
+        "reason": reason,
+        "note": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "regarding": {"apiVersion": "v1", "kind": "ConfigMap", "namespace": inv.namespace, "name": inv.name},
+    }
+    kube.request("POST", rt.path(inv.namespace), body=body, where=str(inv.id))
