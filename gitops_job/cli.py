@@ -187,6 +187,107 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
         raise SystemExit(ExitCode.CHANGES)
 
 
+@cli.command(name="apply")
+@_source_options
+@_kube_options
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--revision", help="The git revision to record.  [default: the commit checked out in --repo]")
+@click.option("--force-conflicts", is_flag=True, help="Take fields other field managers own (kubectl's flag).")
+@click.option(
+    "--allow-mass-prune",
+    is_flag=True,
+    help="Allow an empty render, or one that removes more than half of a stack's objects, to prune them.",
+)
+@click.option("--no-wait", is_flag=True, help="Do not wait for the applied objects to become healthy.")
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(0),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait while another run holds a stack's lock.",
+)
+def apply_cmd(
+    output: str, revision: str | None, force_conflicts: bool, allow_mass_prune: bool, no_wait: bool,
+    lock_timeout: float, **kw: Any,
+) -> None:  # fmt: skip
+    """Apply every selected stack: exactly what `plan` shows, then prune, wait and record.
+
+    \b
+    For each stack, in dependsOn order (a stack whose dependency failed is skipped):
+      1. take the stack's lock (a Lease; a second run waits, see --lock-timeout);
+      2. plan it again, fresh; any error stops the stack before anything is written;
+      3. write the inventory ahead (old + new objects), then server-side apply in stages
+         (CRDs, Namespaces, ClusterRoles; *Class kinds; the rest by kind; webhooks last) —
+         unchanged objects get no request;
+      4. prune what left git (only objects still labelled for this stack; never after a
+         failure, never an empty render or more than half the stack without --allow-mass-prune;
+         Namespaces, PVCs and CRDs are retained);
+      5. wait until the objects are healthy (the stack's timeout);
+      6. record the run in the inventory (see `status` and `history`) and as an Event.
+    Render and validation errors in any stack stop the run before its first write.
+    """
+    options = pipeline.ApplyOptions(
+        revision=revision,
+        force_conflicts=force_conflicts,
+        allow_mass_prune=allow_mass_prune,
+        wait=not no_wait,
+        lock_wait=lock_timeout,
+        on_lock_wait=lambda message: click.echo(message, err=True),
+    )
+    with ProgressBar() as progress:
+        result = pipeline.run_apply(_settings(**kw), options, progress=progress)
+    click.echo(report.apply_json(result) if output == "json" else report.apply_text(result), nl=False)
+    if not result.ok:
+        raise SystemExit(ExitCode.ERROR)
+
+
+@cli.command(name="status")
+@_source_options
+@_kube_options
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status_cmd(output: str, **kw: Any) -> None:
+    """Show each stack's applied revision, last run and health, from the cluster (its inventories)."""
+    rows = pipeline.run_status(_settings(**kw))
+    if output == "json":
+        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    for r in rows:
+        click.echo(r.line())
+        for problem in r.problems:
+            click.echo(f"  {problem}")
+
+
+@cli.command(name="history")
+@_source_options
+@_kube_options
+@click.argument("stack_name", metavar="STACK")
+def history_cmd(stack_name: str, **kw: Any) -> None:
+    """List the last runs of STACK (newest first): revision, when, result and counts."""
+    kw["stacks"] = (stack_name,)
+    inv = pipeline.run_history(_settings(**kw))
+    if not inv.runs:
+        click.echo(f"stack {stack_name}: never applied to target {inv.target}")
+        return
+    for run in inv.runs:
+        counts = ", ".join(f"{n} {k}" for k, n in run.counts.items())
+        click.echo(f"{run.finished}  {run.result:<9}  {run.revision[:12]:<12}  {counts}")
+        if run.message:
+            click.echo(f"  {run.message.splitlines()[0]}")
+
+
+@cli.command(name="unlock")
+@_source_options
+@_kube_options
+def unlock_cmd(**kw: Any) -> None:
+    """Break the lock of each selected stack (all stacks of the target by default).
+
+    Use it only when the run that holds a lock is gone (a killed job): a live applier that loses its lock stops
+    before it prunes.
+    """
+    for stack, holder in pipeline.run_unlock(_settings(**kw)):
+        click.echo(f"stack {stack}: " + (f"lock held by {holder} broken" if holder else "was not locked"))
+
+
 class ProgressBar:
     """A progress bar on stderr for each kind of long work, drawn only when stderr is a terminal."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import LockError
 from .identity import ObjectId
-from .kube import Conflict, Kube, ResourceType
+from .kube import ApiError, Conflict, Kube, ResourceType
 from .model import LABEL_TARGET
 
 DEFAULT_NAMESPACE = "gitops-job-system"
@@ -170,7 +170,7 @@ def event(kube: Kube, inv: Inventory, *, reason: str, message: str, warning: boo
     body = {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{inv.name}.", "namespace": inv.namespace},
+        "metadata": {"generateName": f"{inv.name}-", "namespace": inv.namespace},
         "eventTime": stamp,
         "reportingController": "gitops-job.io/apply",
         "reportingInstance": "gitops-job",
@@ -180,4 +180,5 @@ def event(kube: Kube, inv: Inventory, *, reason: str, message: str, warning: boo
         "type": "Warning" if warning else "Normal",
         "regarding": {"apiVersion": "v1", "kind": "ConfigMap", "namespace": inv.namespace, "name": inv.name},
     }
-    kube.request("POST", rt.path(inv.namespace), body=body, where=str(inv.id))
+    with contextlib.suppress(ApiError):  # an Event is a courtesy: failing to record one must not fail the run
+        kube.request("POST", rt.path(inv.namespace), body=body, where=str(inv.id))

@@ -8,6 +8,7 @@ requests — and how many *writes* — a run made.
 
 from __future__ import annotations
 
+import builtins
 import json
 import random
 import threading
@@ -281,17 +282,24 @@ class Kube:
     # -- reads -------------------------------------------------------------------------------------------------------
     def list(self, rt: ResourceType, namespace: str | None = None, label_selector: str | None = None) -> list[Any]:
         """Every object of a type (in one namespace, or all), following ``continue`` tokens; items get kind set."""
+        return self.list_at(rt, namespace, label_selector)[0]
+
+    def list_at(
+        self, rt: ResourceType, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[builtins.list[Any], str]:
+        """:meth:`list`, plus the collection's resourceVersion (where a :meth:`watch` starts)."""
         query = [("limit", "500")]
         if label_selector:
             query.append(("labelSelector", label_selector))
-        items: list[Any] = []
+        items: builtins.list[Any] = []
         token = None
         while True:
             page = self.request("GET", rt.path(namespace), query=[*query, *([("continue", token)] if token else [])])
             items.extend({"apiVersion": rt.api_version, "kind": rt.kind, **item} for item in page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
+            meta = page.get("metadata") or {}
+            token = meta.get("continue")
             if not token:
-                return items
+                return items, str(meta.get("resourceVersion") or "")
 
     def get(self, rt: ResourceType, name: str, namespace: str | None = None) -> Any | None:
         try:

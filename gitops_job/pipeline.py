@@ -1,21 +1,31 @@
-"""The pipeline, wired: source → render → validate → plan. The CLI calls these; each returns a result or raises a
-:class:`~gitops_job.errors.GitopsJobError`. Nothing here prints."""
+"""The pipeline, wired: source → render → validate → plan → apply → prune → wait → report. The CLI calls these;
+each returns a result or raises a :class:`~gitops_job.errors.GitopsJobError`. Nothing here prints."""
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from pathlib import Path
+from typing import Any
 
 from . import config as cfg
-from .errors import ErrorGroup, GitopsJobError, ValidationError
+from . import inventory, prune, source
+from .apply import Applied, apply_plan
+from .apply import fail_if_failed as fail_if_apply_failed
+from .errors import ErrorGroup, GitopsJobError, PlanError, ValidationError
 from .identity import ObjectId
 from .kube import Kube
+from .lock import Lock, holder_identity, lease_name, unlock
 from .mask import Masker
-from .model import RenderedObject
-from .plan import Plan, Progress, plan
+from .model import ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
+from .plan import Action, Plan, Progress, plan
 from .render import render_stack
+from .status import Health, State, status
 from .validate import builtin_scopes, crd_scopes, validate
+from .wait import wait_for
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,15 @@ def render(selection: Selection, variables: Mapping[str, str], kube: Kube | None
     errors.extend(_duplicates_across_stacks(objects))
     if errors:
         raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
-    return Rendered(selection, tuple(objects))
+    return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects))
+
+
+def _owned(obj: RenderedObject, target: str) -> RenderedObject:
+    """``obj`` with the ownership labels naming its target and stack (what prune checks before deleting)."""
+    body = copy.deepcopy(obj.body)
+    labels = body.setdefault("metadata", {}).setdefault("labels", {})
+    labels.update({LABEL_TARGET: target, LABEL_STACK: obj.stack})
+    return RenderedObject(obj.id, body, obj.source, obj.stack)
 
 
 def _duplicates_across_stacks(objects: Sequence[RenderedObject]) -> list[GitopsJobError]:
@@ -108,22 +126,328 @@ def connect(settings: Settings, target: cfg.Target) -> Kube:
     return Kube.connect(settings.kubeconfig, target.context, concurrency=settings.concurrency)
 
 
+def stack_kube(kube: Kube, stack: cfg.Stack, target: cfg.Target) -> Kube:
+    """The connection a stack's requests go through: impersonating its service account when it names one.
+
+    The service account lives in the stack's ``namespace`` (else in the target's inventory namespace).
+    """
+    if not stack.service_account_name:
+        return kube
+    namespace = stack.namespace or target.inventory_namespace
+    return kube.impersonating(f"system:serviceaccount:{namespace}:{stack.service_account_name}")
+
+
+def _merge(target: str, plans: Sequence[Plan], requests: Mapping[str, int]) -> Plan:
+    entries = tuple(e for p in plans for e in p.entries)
+    failures = tuple(f for p in plans for f in p.failures)
+    return Plan(target, entries, failures, dict(requests))
+
+
 def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rendered, Plan]:
-    """Render, validate (with discovery) and plan every selected stack against the target's cluster."""
+    """Render, validate (with discovery) and plan every selected stack against the target's cluster.
+
+    Each stack is planned through its own identity (impersonation), with its inventory's objects as prune
+    candidates, and the other stacks' CRDs and Namespaces counted as created first.
+    """
     selection = select(settings)
     kube = connect(settings, selection.target)
     try:
         rendered = render(selection, settings.vars, kube)
-        stacks = {s.name: s for s in selection.stacks}
-        result = plan(
-            kube,
-            selection.target.name,
-            rendered.objects,
-            stacks,
-            masker=Masker(),
-            concurrency=settings.concurrency,
-            progress=progress,
-        )
+        masker = Masker()
+        masker.learn(o.body for o in rendered.objects)
+        plans = []
+        for stack in selection.stacks:
+            inv = inventory.read(kube, selection.target.inventory_namespace, selection.target.name, stack.name)
+            mine = [o for o in rendered.objects if o.stack == stack.name]
+            plans.append(
+                plan(
+                    stack_kube(kube, stack, selection.target),
+                    selection.target.name,
+                    mine,
+                    {stack.name: stack},
+                    masker=masker,
+                    concurrency=settings.concurrency,
+                    progress=progress,
+                    previous={stack.name: inv.objects} if stack.prune else None,
+                    context=[o for o in rendered.objects if o.stack != stack.name],
+                )
+            )
+        result = _merge(selection.target.name, plans, kube.requests)
     finally:
         kube.close()
     return rendered, result
+
+
+# -- apply -------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ApplyOptions:
+    revision: str | None = None  # default: the checked-out commit of the repo
+    force_conflicts: bool = False
+    allow_mass_prune: bool = False
+    wait: bool = True  # False: skip every stack's health wait
+    lock_wait: float = 300.0  # seconds to wait for another applier
+    lock_ttl: float = 30.0
+    on_lock_wait: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class StackRun:
+    """What one stack's apply did."""
+
+    stack: str
+    result: str  # "succeeded" | "failed" | "skipped"
+    plan: Plan | None = None
+    applied: tuple[Applied, ...] = ()
+    pruned: tuple[prune.Pruned, ...] = ()
+    health: Mapping[ObjectId, Health] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    target: str
+    revision: str
+    stacks: tuple[StackRun, ...]
+    requests: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.result == "succeeded" for s in self.stacks)
+
+
+def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None = None) -> ApplyResult:
+    """Render and validate every selected stack (any error: nothing is written), check the prune guards of every
+    stack, then apply the stacks in dependsOn order — each under its lock: plan, write-ahead inventory, staged apply,
+    prune, wait, record. A stack whose dependency failed is skipped."""
+    selection = select(settings)
+    target = selection.target
+    revision = options.revision or source.revision(selection.config.root)
+    kube = connect(settings, target)
+    try:
+        rendered = render(selection, settings.vars, kube)
+        by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
+        _preflight(kube, selection, by_stack, options)  # read-only: refuses before the first write
+        inventory.ensure_namespace(kube, target.inventory_namespace)
+        masker = Masker()
+        masker.learn(o.body for o in rendered.objects)
+        runs: list[StackRun] = []
+        failed: set[str] = set()
+        for stack in selection.stacks:
+            blocked = [d for d in stack.depends_on if d in failed]
+            if blocked:
+                runs.append(StackRun(stack.name, "skipped", error=f"dependency {', '.join(blocked)} did not succeed"))
+                failed.add(stack.name)
+                continue
+            run = _apply_stack(kube, selection, stack, by_stack[stack.name], rendered, revision, masker, settings,
+                               options, progress)  # fmt: skip
+            runs.append(run)
+            if run.result != "succeeded":
+                failed.add(stack.name)
+        return ApplyResult(target.name, revision, tuple(runs), dict(kube.requests))
+    finally:
+        kube.close()
+
+
+def _new_ids(objects: Sequence[RenderedObject]) -> frozenset[ObjectId]:
+    return frozenset(o.id for o in objects if annotation(o.body, ANNOTATION_SSA) != "Ignore")
+
+
+def _preflight(
+    kube: Kube, selection: Selection, by_stack: Mapping[str, Sequence[RenderedObject]], options: ApplyOptions
+) -> None:
+    errors: list[GitopsJobError] = []
+    target = selection.target
+    for stack in selection.stacks:
+        inv = inventory.read(kube, target.inventory_namespace, target.name, stack.name)
+        try:
+            _guard(stack, inv, by_stack[stack.name], options)
+        except GitopsJobError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
+
+
+def _guard(
+    stack: cfg.Stack, inv: inventory.Inventory, objects: Sequence[RenderedObject], options: ApplyOptions
+) -> None:
+    if stack.prune or not objects:  # an empty render is refused even where prune is off
+        prune.guard(stack.name, inv.objects, _new_ids(objects), allow_mass_prune=options.allow_mass_prune)
+
+
+def _apply_stack(
+    kube: Kube,
+    selection: Selection,
+    stack: cfg.Stack,
+    objects: Sequence[RenderedObject],
+    rendered: Rendered,
+    revision: str,
+    masker: Masker,
+    settings: Settings,
+    options: ApplyOptions,
+    progress: Progress | None,
+) -> StackRun:
+    target = selection.target
+    ns = target.inventory_namespace
+    started = inventory.now()
+    skube = stack_kube(kube, stack, target).with_deadline(stack.timeout)
+    holder = holder_identity()
+    with Lock(kube, ns, lease_name(target.name, stack.name), holder, ttl=options.lock_ttl, wait=options.lock_wait,
+              on_wait=options.on_lock_wait) as lock:  # fmt: skip
+        inv = inventory.read(kube, ns, target.name, stack.name)
+        old = inv.objects
+        stack_plan: Plan | None = None
+        applied: list[Applied] = []
+        pruned: list[prune.Pruned] = []
+        health: dict[ObjectId, Health] = {}
+        try:
+            _guard(stack, inv, objects, options)
+            stack_plan = plan(skube, target.name, objects, {stack.name: stack}, masker=masker,
+                              concurrency=settings.concurrency, revision=revision,
+                              context=[o for o in rendered.objects if o.stack != stack.name])  # fmt: skip
+            if stack_plan.failures:
+                lines = "\n".join(f"  {f}" for f in stack_plan.failures)
+                raise PlanError(f"{len(stack_plan.failures)} object(s) could not be planned; nothing written:\n{lines}",
+                                where=f"stack {stack.name}")  # fmt: skip
+            new = _new_ids(objects)
+            lock.check()
+            if old | new != old:
+                inv = inventory.write(kube, dc_replace(inv, objects=old | new))  # write-ahead: old + new
+            bodies = {o.id: o for o in objects}
+            applied = apply_plan(skube, stack_plan, bodies, revision, masker, force_conflicts=options.force_conflicts,
+                                 concurrency=settings.concurrency, progress=progress)  # fmt: skip
+            fail_if_apply_failed(stack.name, applied)
+            if stack.prune:
+                lock.check()
+                pruned = prune.prune(skube, old - new, target=target.name, stack=stack.name, masker=masker)
+            kept = {r.id for r in pruned if r.verdict is prune.Verdict.FAILED}
+            remaining = new | kept if stack.prune else old | new
+            if remaining != inv.objects:
+                inv = inventory.write(kube, dc_replace(inv, objects=remaining))
+            prune.fail_if_failed(stack.name, pruned)
+            if stack.wait and options.wait:
+                ours = f"{LABEL_STACK}={stack.name},{LABEL_TARGET}={target.name}"
+                health = wait_for(skube, _typed(skube, objects), max(1.0, _left(skube)), label_selector=ours)
+            result, error = "succeeded", None
+        except GitopsJobError as e:
+            result, error = "failed", masker.scrub(str(e))
+        counts = _counts(stack_plan, applied, pruned)
+        run = inventory.Run(revision, started, inventory.now(), result, counts, error or "")
+        final = dc_replace(inv, revision=revision if result == "succeeded" else inv.revision).with_run(run)
+        try:
+            lock.check()
+            final = inventory.write(kube, final)
+            summary = ", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing to do"
+            inventory.event(kube, final, reason="ApplySucceeded" if result == "succeeded" else "ApplyFailed",
+                            message=f"revision {revision}: {summary}" + (f"\n{error}" if error else ""),
+                            warning=result != "succeeded")  # fmt: skip
+        except GitopsJobError as e:
+            result, error = "failed", (error + "\n" if error else "") + masker.scrub(str(e))
+    return StackRun(stack.name, result, stack_plan, tuple(applied), tuple(pruned), health, error)
+
+
+def _left(kube: Kube) -> float:
+    return (kube.deadline - time.monotonic()) if kube.deadline is not None else 300.0
+
+
+def _typed(kube: Kube, objects: Sequence[RenderedObject]) -> list[tuple[Any, ObjectId]]:
+    found = []
+    for o in objects:
+        if annotation(o.body, ANNOTATION_SSA) == "Ignore":
+            continue
+        rt = kube.resource_type(str(o.body.get("apiVersion")), o.id.kind)
+        if rt is not None:
+            found.append((rt, o.id))
+    return found
+
+
+def _counts(p: Plan | None, applied: Sequence[Applied], pruned: Sequence[prune.Pruned]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for a in applied:
+        if a.ok:
+            key = {Action.CREATE: "created", Action.UPDATE: "updated", Action.RECREATE: "recreated"}[a.action]
+            counts[key] = counts.get(key, 0) + 1
+    for r in pruned:
+        counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
+    if p is not None:
+        counts["unchanged"] = p.count(Action.UNCHANGED)
+    failed = sum(1 for a in applied if not a.ok)
+    if failed:
+        counts["failed"] = failed
+    return counts
+
+
+# -- status, history, unlock -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StackStatus:
+    stack: str
+    inventory: inventory.Inventory
+    health: Mapping[ObjectId, Health]
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{oid}: {h.state.value}: {h.reason}" for oid, h in sorted(self.health.items())
+                if h.state.value != "current"]  # fmt: skip
+
+    def line(self) -> str:
+        inv = self.inventory
+        if not inv.runs:
+            return f"{self.stack}: never applied"
+        last = inv.runs[0]
+        healthy = len(self.health) - len(self.problems)
+        return (f"{self.stack}: revision {inv.revision or 'none applied in full'}; last run {last.result} at "
+                f"{last.finished} ({last.revision[:12]}); {healthy}/{len(self.health)} objects healthy")  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        inv = self.inventory
+        last = inv.runs[0] if inv.runs else None
+        return {
+            "stack": self.stack,
+            "revision": inv.revision,
+            "lastRun": None if last is None else {"revision": last.revision, "finished": last.finished,
+                                                  "result": last.result, "counts": dict(last.counts)},
+            "objects": len(inv.objects),
+            "unhealthy": self.problems,
+        }  # fmt: skip
+
+
+def run_status(settings: Settings) -> list[StackStatus]:
+    """Each selected stack's inventory and the current health of every object it lists."""
+
+    selection = select(settings)
+    target = selection.target
+    kube = connect(settings, target)
+    try:
+        by_kind = {(rt.group, rt.kind): rt for rt in kube.resource_types().values()}
+        rows = []
+        for stack in selection.stacks:
+            inv = inventory.read(kube, target.inventory_namespace, target.name, stack.name)
+            health: dict[ObjectId, Health] = {}
+            for oid in sorted(inv.objects):
+                rt = by_kind.get((oid.group, oid.kind))
+                live = kube.get(rt, oid.name, oid.namespace or None) if rt else None
+                health[oid] = status(live) if live is not None else Health(State.NOT_FOUND, "missing from the cluster")
+            rows.append(StackStatus(stack.name, inv, health))
+        return rows
+    finally:
+        kube.close()
+
+
+def run_history(settings: Settings) -> inventory.Inventory:
+    selection = select(settings)
+    kube = connect(settings, selection.target)
+    try:
+        t = selection.target
+        return inventory.read(kube, t.inventory_namespace, t.name, selection.stacks[0].name)
+    finally:
+        kube.close()
+
+
+def run_unlock(settings: Settings) -> list[tuple[str, str | None]]:
+
+    selection = select(settings)
+    kube = connect(settings, selection.target)
+    try:
+        t = selection.target
+        return [(s.name, unlock(kube, t.inventory_namespace, lease_name(t.name, s.name))) for s in selection.stacks]
+    finally:
+        kube.close()

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import yaml
 
+from .pipeline import ApplyResult, StackRun
 from .plan import Action, Plan, PlanEntry
 
 # One object's diff may take this many characters before it is cut, so one huge object cannot crowd out the rest.
@@ -155,3 +156,66 @@ def markdown(plan: Plan) -> str:
 
 def _html(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# -- apply results -----------------------------------------------------------------------------------------------------
+def apply_lines(result: ApplyResult) -> list[tuple[str, str, str]]:
+    """``(stack, verb, "object — note")`` for every object a run changed or left alone on purpose."""
+    rows = []
+    for run in result.stacks:
+        for a in run.applied:
+            verb = {Action.CREATE: "created", Action.UPDATE: "updated", Action.RECREATE: "recreated"}[a.action]
+            rows.append((run.stack, verb if a.ok else "failed", f"{a.id}" + (f" — {a.message}" if a.message else "")))
+        for p in run.pruned:
+            rows.append((run.stack, p.verdict.value, f"{p.id}" + (f" — {p.message}" if p.message else "")))
+    return rows
+
+
+def _stack_counts(run: StackRun) -> str:
+    if not run.plan and not run.applied:
+        return ""
+    counts: dict[str, int] = {}
+    for a in run.applied:
+        key = "failed" if not a.ok else {Action.CREATE: "created", Action.UPDATE: "updated"}.get(a.action, "recreated")
+        counts[key] = counts.get(key, 0) + 1
+    for p in run.pruned:
+        counts[p.verdict.value] = counts.get(p.verdict.value, 0) + 1
+    if run.plan:
+        counts["unchanged"] = run.plan.count(Action.UNCHANGED)
+    return ", ".join(f"{n} {k}" for k, n in counts.items())
+
+
+def apply_text(result: ApplyResult) -> str:
+    """Counts per stack, one line per changed object, errors; the same facts as :func:`apply_json`."""
+    out = [f"target {result.target} at revision {result.revision}"]
+    rows = apply_lines(result)
+    for run in result.stacks:
+        counts = _stack_counts(run)
+        out.append(f"stack {run.stack}: {run.result}" + (f" ({counts})" if counts else ""))
+        out.extend(f"  {verb:<10} {what}" for stack, verb, what in rows if stack == run.stack)
+        if run.error:
+            out.extend(f"  error: {line}" if i == 0 else f"  {line}" for i, line in enumerate(run.error.splitlines()))
+    return "\n".join(out) + "\n"
+
+
+def apply_json(result: ApplyResult) -> str:
+    doc = {
+        "version": 1,
+        "target": result.target,
+        "revision": result.revision,
+        "ok": result.ok,
+        "stacks": [
+            {
+                "stack": run.stack,
+                "result": run.result,
+                "error": run.error,
+                "objects": [{"stack": s, "result": verb, "object": what} for s, verb, what in apply_lines(result)
+                            if s == run.stack],
+                "unchanged": run.plan.count(Action.UNCHANGED) if run.plan else 0,
+                "health": {str(oid): {"state": h.state.value, "reason": h.reason} for oid, h in run.health.items()},
+            }
+            for run in result.stacks
+        ],
+        "requests": dict(sorted(result.requests.items())),
+    }  # fmt: skip
+    return json.dumps(doc, indent=2) + "\n"

@@ -1,0 +1,155 @@
+"""The apply stage: staged server-side apply (field manager ``gitops-job``) of exactly what the plan says changed.
+
+Unchanged objects get no request at all. Steps come from :mod:`gitops_job.order`; the objects of one step are
+written concurrently over the one connection pool. After the first step, new CRDs must be Established (and
+discovery is refreshed) before their custom resources are applied. Every written object is stamped with the run's
+revision (``gitops-job.io/revision``). Per-object annotations (docs/annotations.md):
+
+* ``gitops-job.io/ssa: Merge`` — never take fields other managers own, even with ``--force-conflicts``: fields in
+  conflict are left to their owners (and reported); ``IfNotPresent`` — create only; ``Ignore`` — never applied.
+* ``gitops-job.io/force: enabled`` — an immutable-field change deletes the object and creates it again.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from . import order
+from .errors import ApplyError
+from .identity import ObjectId
+from .kube import ApiError, Conflict, Forbidden, Kube, ResourceType
+from .mask import Masker
+from .model import ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, annotation
+from .plan import Action, Plan, PlanEntry, Progress
+from .wait import wait_for
+
+CRD_ESTABLISHED_TIMEOUT = 60.0
+RECREATE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What apply did to one object."""
+
+    id: ObjectId
+    action: Action  # CREATE, UPDATE or RECREATE
+    ok: bool
+    message: str = ""
+
+
+def apply_plan(
+    kube: Kube,
+    plan: Plan,
+    objects: Mapping[ObjectId, RenderedObject],
+    revision: str,
+    masker: Masker,
+    *,
+    force_conflicts: bool = False,
+    concurrency: int = 16,
+    progress: Progress | None = None,
+) -> list[Applied]:
+    """Write every CREATE / UPDATE / RECREATE entry of ``plan``, step by step; stops after a step with a failure."""
+    todo = [e for e in plan.entries if e.action in (Action.CREATE, Action.UPDATE, Action.RECREATE)]
+    results: list[Applied] = []
+    done = 0
+    for step in order.steps(todo, lambda e: e.id):
+
+        def write(entry: PlanEntry) -> Applied:
+            return _write(kube, entry, objects[entry.id], revision, masker, force_conflicts)
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            for result in pool.map(write, step):
+                results.append(result)
+                done += 1
+                if progress:
+                    progress("applied", done, len(todo))
+        if any(not r.ok for r in results):
+            break  # later steps build on this one
+        crds = [e.id for e in step if e.id.kind == "CustomResourceDefinition"]
+        if crds:
+            _established(kube, crds)
+    return results
+
+
+def _established(kube: Kube, crds: Sequence[ObjectId]) -> None:
+    rt = kube.resource_type("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    assert rt is not None
+    wait_for(kube, [(rt, oid) for oid in crds], CRD_ESTABLISHED_TIMEOUT)
+    kube.invalidate_discovery()
+
+
+def _write(
+    kube: Kube, entry: PlanEntry, obj: RenderedObject, revision: str, masker: Masker, force_conflicts: bool
+) -> Applied:
+    body = copy.deepcopy(obj.body)
+    body.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_REVISION] = revision
+    merge = annotation(body, ANNOTATION_SSA) == "Merge"
+    rt = kube.resource_type(str(body.get("apiVersion")), entry.id.kind)
+    where = str(entry.id)
+    if rt is None:
+        return Applied(entry.id, entry.action, False, "its kind is not served (was its CRD applied?)")
+    try:
+        if entry.action is Action.RECREATE:
+            _delete_and_wait(kube, rt, entry.id)
+        try:
+            kube.apply(rt, body, force=force_conflicts and not merge, where=where)
+        except Conflict as e:
+            if not merge:
+                fields = "; ".join(f"{f} ({m})" for f, m in e.conflicts)
+                hint = "take them with --force-conflicts" if not force_conflicts else "conflict"
+                return Applied(entry.id, entry.action, False, f"conflict with other field managers: {fields}; {hint}")
+            kept = _without(body, [f for f, _ in e.conflicts])
+            kube.apply(rt, kept, where=where)
+            left = ", ".join(f for f, _ in e.conflicts)
+            return Applied(
+                entry.id, entry.action, True, f"fields left to their managers ({ANNOTATION_SSA}: Merge): {left}"
+            )
+    except Forbidden as e:
+        return Applied(entry.id, entry.action, False, masker.scrub(f"forbidden: {e.reason}"))
+    except ApiError as e:
+        return Applied(entry.id, entry.action, False, masker.scrub(f"{e.reason} (HTTP {e.status})"))
+    return Applied(entry.id, entry.action, True)
+
+
+def _delete_and_wait(kube: Kube, rt: ResourceType, oid: ObjectId) -> None:
+    kube.delete(rt, oid.name, oid.namespace or None, propagation="Foreground", where=str(oid))
+    deadline = time.monotonic() + RECREATE_TIMEOUT
+    while kube.get(rt, oid.name, oid.namespace or None) is not None:
+        if time.monotonic() > deadline:
+            raise ApplyError("deleted to be recreated, but it is still there", where=str(oid))
+        time.sleep(0.2)
+
+
+def _without(body: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """``body`` without the conflicting fields (server paths like ``.spec.replicas``); list items cannot be cut."""
+    out = copy.deepcopy(body)
+    for path in fields:
+        keys = path.lstrip(".").split(".")
+        if any("[" in k for k in keys):
+            raise ApplyError(
+                f"cannot leave {path} to its manager: it is inside a list item", where=str(ObjectId.of(body))
+            )
+        node: Any = out
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(keys[-1], None)
+    return out
+
+
+def failures(results: Sequence[Applied]) -> list[Applied]:
+    return [r for r in results if not r.ok]
+
+
+def fail_if_failed(stack: str, results: Sequence[Applied]) -> None:
+    failed = failures(results)
+    if failed:
+        lines = "\n".join(f"  {r.id}: {r.message}" for r in failed)
+        raise ApplyError(
+            f"{len(failed)} object(s) could not be applied; prune skipped:\n{lines}", where=f"stack {stack}"
+        )

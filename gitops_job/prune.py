@@ -1,0 +1,121 @@
+"""The prune stage: delete what left git — inventory(old) minus rendered(new) — and nothing else.
+
+Guards, all checked before the first write of a run (:func:`guard`): never on an empty render, never more than
+``threshold`` of a stack's inventory at once (unless allowed). At delete time (:func:`prune`) each candidate must
+still carry this target's and stack's ownership labels; Namespaces, PersistentVolumeClaims and CRDs (which take
+data with them), and objects annotated ``gitops-job.io/prune: disabled``, are *retained*: their ownership labels
+are removed, nothing else changes. Deletes go in reverse apply order; a failed delete stays in the inventory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from . import order
+from .errors import PruneError
+from .identity import ObjectId
+from .kube import ApiError, Kube, ResourceType
+from .mask import Masker
+from .model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET, annotation, label
+
+DEFAULT_THRESHOLD = 0.5
+RETAINED_KINDS = frozenset({("", "Namespace"), ("", "PersistentVolumeClaim"),
+                            ("apiextensions.k8s.io", "CustomResourceDefinition")})  # fmt: skip
+
+
+class Verdict(StrEnum):
+    PRUNED = "pruned"
+    RETAINED = "retained"  # kept on purpose; no longer managed (labels removed)
+    GONE = "gone"  # already deleted by someone else
+    NOT_OURS = "not ours"  # no longer carries our labels (another stack's now, or never ours): left alone
+    FAILED = "failed"  # the delete failed: stays in the inventory
+
+
+@dataclass(frozen=True)
+class Pruned:
+    id: ObjectId
+    verdict: Verdict
+    message: str = ""
+
+
+def guard(stack: str, old: Iterable[ObjectId], new: Iterable[ObjectId], *, allow_mass_prune: bool,
+          threshold: float = DEFAULT_THRESHOLD) -> None:  # fmt: skip
+    """Refuse an empty render, or one that would prune more than ``threshold`` of the inventory (rows V8, V9)."""
+    old_ids, new_ids = set(old), set(new)
+    if allow_mass_prune:
+        return
+    if not new_ids:
+        raise PruneError(
+            f"empty render: stack {stack} rendered no objects; refusing to apply (it would delete all "
+            f"{len(old_ids)} object(s) the stack owns). If that is intended, re-run with --allow-mass-prune",
+            where=f"stack {stack}",
+        )
+    gone = old_ids - new_ids
+    if old_ids and len(gone) / len(old_ids) > threshold:
+        raise PruneError(
+            f"mass prune: {len(gone)} of the {len(old_ids)} objects stack {stack} owns left the render "
+            f"(more than {threshold:.0%}); refusing to delete them. If that is intended, re-run with "
+            f"--allow-mass-prune",
+            where=f"stack {stack}",
+        )
+
+
+def prune(
+    kube: Kube,
+    candidates: Iterable[ObjectId],
+    *,
+    target: str,
+    stack: str,
+    masker: Masker,
+    types: Mapping[tuple[str, str], ResourceType] | None = None,
+) -> list[Pruned]:
+    """Delete ``candidates`` that are still ours, in reverse apply order; returns what happened to each."""
+    by_kind = {(rt.group, rt.kind): rt for rt in (types or kube.resource_types()).values()}
+    results: list[Pruned] = []
+    for step in order.delete_steps(sorted(set(candidates)), lambda oid: oid):
+        for oid in step:
+            rt = by_kind.get((oid.group, oid.kind))
+            if rt is None:
+                results.append(Pruned(oid, Verdict.GONE, "its kind is no longer served"))
+                continue
+            try:
+                results.append(_one(kube, rt, oid, target, stack))
+            except ApiError as e:
+                results.append(Pruned(oid, Verdict.FAILED, masker.scrub(f"{e.reason} (HTTP {e.status})")))
+    return results
+
+
+def _one(kube: Kube, rt: ResourceType, oid: ObjectId, target: str, stack: str) -> Pruned:
+    live: dict[str, Any] | None = kube.get(rt, oid.name, oid.namespace or None)
+    if live is None:
+        return Pruned(oid, Verdict.GONE, "already deleted")
+    owner = label(live, LABEL_STACK)
+    if label(live, LABEL_TARGET) != target or owner != stack:
+        why = f"now labelled for stack {owner}" if owner else "it does not carry this stack's ownership labels"
+        return Pruned(oid, Verdict.NOT_OURS, f"left alone: {why}")
+    setting = annotation(live, ANNOTATION_PRUNE)
+    if setting == "disabled" or ((oid.group, oid.kind) in RETAINED_KINDS and setting != "enabled"):
+        _disown(kube, rt, oid)
+        why = f"{ANNOTATION_PRUNE}: disabled" if setting == "disabled" else f"a {oid.kind} is never pruned by default"
+        return Pruned(oid, Verdict.RETAINED, f"retained ({why}); no longer managed")
+    uid = (live.get("metadata") or {}).get("uid")
+    deleted = kube.delete(rt, oid.name, oid.namespace or None, uid=uid, where=str(oid))
+    return Pruned(oid, Verdict.PRUNED if deleted else Verdict.GONE)
+
+
+def _disown(kube: Kube, rt: ResourceType, oid: ObjectId) -> None:
+    """Remove our ownership labels (a JSON merge patch: nothing else about the object changes)."""
+    patch = {"metadata": {"labels": {LABEL_TARGET: None, LABEL_STACK: None}}}
+    kube.request("PATCH", rt.path(oid.namespace or None, oid.name), body=patch,
+                 content_type="application/merge-patch+json", where=str(oid))  # fmt: skip
+
+
+def fail_if_failed(stack: str, results: Iterable[Pruned]) -> None:
+    failed = [r for r in results if r.verdict is Verdict.FAILED]
+    if failed:
+        lines = "\n".join(f"  {r.id}: {r.message}" for r in failed)
+        raise PruneError(f"{len(failed)} object(s) could not be deleted (they stay in the inventory):\n{lines}",
+                         where=f"stack {stack}")  # fmt: skip
