@@ -1,7 +1,8 @@
 """The prune stage: delete what left git — inventory(old) minus rendered(new) — and nothing else.
 
 Guards, all checked before the first write of a run (:func:`guard`): never on an empty render, never more than
-``threshold`` of a stack's inventory at once (unless allowed). At delete time (:func:`prune`) each candidate must
+``threshold`` of a stack's inventory at once when that is :data:`MASS_PRUNE_MIN` objects or more (unless
+allowed). At delete time (:func:`prune`) each candidate must
 still carry this target's and stack's ownership labels; Namespaces, PersistentVolumeClaims and CRDs (which take
 data with them), and objects annotated ``gitops-job.io/prune: disabled``, are *retained*: their ownership labels
 are removed, nothing else changes. Deletes go in reverse apply order; a failed delete stays in the inventory.
@@ -22,6 +23,8 @@ from .mask import Masker
 from .model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET, annotation, label
 
 DEFAULT_THRESHOLD = 0.5
+# The threshold guards against a broken render wiping a stack; removing one or two objects is a normal edit.
+MASS_PRUNE_MIN = 3
 RETAINED_KINDS = frozenset({("", "Namespace"), ("", "PersistentVolumeClaim"),
                             ("apiextensions.k8s.io", "CustomResourceDefinition")})  # fmt: skip
 
@@ -54,7 +57,7 @@ def guard(stack: str, old: Iterable[ObjectId], new: Iterable[ObjectId], *, allow
             where=f"stack {stack}",
         )
     gone = old_ids - new_ids
-    if old_ids and len(gone) / len(old_ids) > threshold:
+    if len(gone) >= MASS_PRUNE_MIN and len(gone) / len(old_ids) > threshold:
         raise PruneError(
             f"mass prune: {len(gone)} of the {len(old_ids)} objects stack {stack} owns left the render "
             f"(more than {threshold:.0%}); refusing to delete them. If that is intended, re-run with "

@@ -1,0 +1,234 @@
+"""`gitops-job apply` against the real local cluster: the acceptance path on examples/, then one behaviour per test.
+
+Writes are counted in the API server's audit log (tests/kube.py ``AuditLog``): an object write is a PATCH, PUT,
+POST or DELETE by gitops-job's user agent on anything but its own bookkeeping (inventory ConfigMap, Lease, Event).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.kube import AuditLog
+
+SCRIPT = str(Path(sys.executable).parent / "gitops-job")
+EXAMPLES = Path(__file__).parent.parent / "examples"
+BOOKKEEPING = {"configmaps/gitops-job.", "leases", "events"}
+
+
+def object_writes(audit: AuditLog, mark: int) -> list[str]:
+    """Writes by gitops-job to objects it manages (bookkeeping excluded), as ``verb resource/namespace/name``."""
+    found = []
+    for e in audit.writes(mark):
+        ref = e.get("objectRef") or {}
+        resource, name = ref.get("resource", ""), ref.get("name", "")
+        if resource in ("leases", "events") or (resource == "configmaps" and name.startswith("gitops-job.")):
+            continue
+        found.append(f"{e['verb']} {resource}/{ref.get('namespace', '')}/{name}")
+    return found
+
+
+def gitops_job(kubeconfig: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    result = subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=180, env=env)
+    if ok:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def git_repo(root: Path) -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+    if not (root / ".git").exists():
+        git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "change")
+    return git("rev-parse", "HEAD").strip()
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+
+
+def cm(name: str, ns: str, value: str = "1", annotations: dict[str, str] | None = None) -> str:
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if annotations:
+        meta["annotations"] = annotations
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"v": value}}) + "\n"
+
+
+def config(ns: str, stacks: str) -> str:
+    return f"targets:\n  - name: t\n    inventoryNamespace: {ns}\nstacks:\n{stacks}"
+
+
+# -- acceptance: examples/ ---------------------------------------------------------------------------------------------
+def test_examples_converge_prune_one_file_refuse_empty_and_status(
+    tmp_path: Path, kubeconfig: Path, audit: AuditLog, api_client: client.ApiClient
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES, repo)
+    rev1 = git_repo(repo)
+
+    first = gitops_job(kubeconfig, "apply", "--repo", str(repo), "-o", "json")
+    doc = json.loads(first.stdout)
+    assert doc["ok"] and doc["revision"] == rev1
+    assert {s["stack"]: s["result"] for s in doc["stacks"]} == dict.fromkeys(
+        ["platform", "podinfo-staging", "podinfo-production", "settings", "cache", "secrets"], "succeeded"
+    )
+
+    mark = audit.mark()
+    again = gitops_job(kubeconfig, "apply", "--repo", str(repo))
+    assert object_writes(audit, mark) == [], "a second apply wrote to a managed object"
+    assert "created" not in again.stdout and "updated" not in again.stdout
+
+    # Delete one file: exactly that object is pruned.
+    (repo / "secrets" / "database.yaml").unlink()
+    write(repo, {"secrets/other.yaml": cm("other-settings", "apps-production")})
+    rev2 = git_repo(repo)
+    mark = audit.mark()
+    pruned = gitops_job(kubeconfig, "apply", "--repo", str(repo), "-s", "secrets")
+    deletes = [w for w in object_writes(audit, mark) if w.startswith("delete")]
+    assert deletes == ["delete secrets/apps-production/database"], pruned.stdout
+    assert "pruned     Secret/apps-production/database" in pruned.stdout
+
+    # Empty a stack's directory: refused, nothing written.
+    for f in (repo / "secrets").iterdir():
+        f.unlink()
+    (repo / "secrets" / ".keep").write_text("")
+    git_repo(repo)
+    mark = audit.mark()
+    refused = gitops_job(kubeconfig, "apply", "--repo", str(repo), "-s", "secrets", ok=False)
+    assert refused.returncode == 1
+    assert "empty render" in refused.stderr and "secrets" in refused.stderr and "--allow-mass-prune" in refused.stderr
+    assert audit.writes(mark) == []
+
+    # status tells the truth: the applied revision per stack, health of every object.
+    status = json.loads(gitops_job(kubeconfig, "status", "--repo", str(repo), "-o", "json").stdout)
+    by_stack = {s["stack"]: s for s in status}
+    assert by_stack["secrets"]["revision"] == rev2
+    assert by_stack["platform"]["revision"] == rev1
+    assert by_stack["podinfo-staging"]["unhealthy"] == []
+    client.AppsV1Api(api_client).patch_namespaced_deployment(
+        "podinfo", "apps-staging", {"spec": {"template": {"spec": {"nodeSelector": {"no": "such-node"}}}}}
+    )
+    text = gitops_job(kubeconfig, "status", "--repo", str(repo), "-s", "podinfo-staging").stdout
+    assert "Deployment/apps-staging/podinfo" in text, text
+    history = gitops_job(kubeconfig, "history", "--repo", str(repo), "secrets").stdout
+    assert rev2[:12] in history and rev1[:12] in history
+    events = client.CoreV1Api(api_client).list_namespaced_event("gitops-job-system").items
+    assert any(e.reason == "ApplySucceeded" and e.involved_object.name == "gitops-job.local.secrets" for e in events)
+
+
+# -- behaviours --------------------------------------------------------------------------------------------------------
+def test_update_and_prune_disabled(
+    tmp_path: Path, kubeconfig: Path, namespace: str, api_client: client.ApiClient
+) -> None:
+    core = client.CoreV1Api(api_client)
+    write(tmp_path, {
+        "gitops.yaml": config(namespace, f"  - name: app\n    path: app\n    namespace: {namespace}\n"),
+        "app/a.yaml": cm("a", namespace), "app/b.yaml": cm("b", namespace),
+        "app/keep.yaml": cm("keep", namespace, annotations={"gitops-job.io/prune": "disabled"}),
+    })  # fmt: skip
+    rev1 = git_repo(tmp_path)
+    gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))
+    assert core.read_namespaced_config_map("a", namespace).metadata.annotations["gitops-job.io/revision"] == rev1
+
+    write(tmp_path, {"app/a.yaml": cm("a", namespace, "2")})
+    (tmp_path / "app/keep.yaml").unlink()
+    rev2 = git_repo(tmp_path)
+    out = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path)).stdout
+    assert "updated    ConfigMap/" in out and "retained   ConfigMap/" in out, out
+    a = core.read_namespaced_config_map("a", namespace)
+    assert a.data == {"v": "2"} and a.metadata.annotations["gitops-job.io/revision"] == rev2
+    b = core.read_namespaced_config_map("b", namespace)
+    assert b.metadata.annotations["gitops-job.io/revision"] == rev1  # unchanged: not written, keeps its revision
+    keep = core.read_namespaced_config_map("keep", namespace)
+    assert "gitops-job.io/stack" not in (keep.metadata.labels or {})  # retained and disowned
+
+
+def test_depends_on_order_and_crd_with_its_custom_resource(
+    tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog
+) -> None:
+    group = f"{namespace[-6:]}.example.com"
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": f"gadgets.{group}"},
+           "spec": {"group": group, "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}  # fmt: skip
+    gadget = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g", "namespace": namespace},
+              "spec": {"size": 3}}  # fmt: skip
+    write(tmp_path, {
+        "gitops.yaml": config(namespace, "  - name: second\n    path: second\n    dependsOn: [first]\n"
+                                         "  - name: first\n    path: first\n"),
+        "first/crd.yaml": json.dumps(crd), "first/gadget.yaml": json.dumps(gadget),
+        "second/cm.yaml": cm("after", namespace),
+    })  # fmt: skip
+    git_repo(tmp_path)
+    mark = audit.mark()
+    try:
+        gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))
+        applies = [f"{e['objectRef'].get('resource')}/{e['objectRef'].get('name')}" for e in audit.writes(mark)
+                   if e["verb"] == "patch"]  # fmt: skip
+        assert applies.index(f"customresourcedefinitions/gadgets.{group}") < applies.index("gadgets/g")
+        assert applies.index("gadgets/g") < applies.index("configmaps/after")
+    finally:
+        subprocess.run([SCRIPT, "--help"], capture_output=True, check=False)
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        from tools.localcluster import build
+
+        subprocess.run([str(build.binary("kubectl")), "delete", "crd", f"gadgets.{group}", "--wait=false"],
+                       env=env, capture_output=True, check=False)  # fmt: skip
+
+
+def test_health_timeout_names_the_object_and_why(tmp_path: Path, kubeconfig: Path, namespace: str) -> None:
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck", "namespace": namespace},
+                  "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "stuck"}},
+                           "template": {"metadata": {"labels": {"app": "stuck"}},
+                                        "spec": {"nodeSelector": {"no": "such-node"},
+                                                 "containers": [{"name": "c", "image": "example/stuck:1"}]}}}}  # fmt: skip
+    write(tmp_path, {
+        "gitops.yaml": config(namespace, "  - name: app\n    path: app\n    timeout: 4s\n"),
+        "app/d.yaml": json.dumps(deployment),
+    })  # fmt: skip
+    git_repo(tmp_path)
+    result = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), ok=False)
+    assert result.returncode == 1
+    assert f"Deployment/{namespace}/stuck" in result.stdout and "unavailable" in result.stdout, result.stdout
+    assert "wait:" in result.stdout
+
+
+def test_impersonation_denied_by_rbac_names_object_and_permission(
+    tmp_path: Path, kubeconfig: Path, namespace: str, api_client: client.ApiClient, audit: AuditLog
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "deployer"}})
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "read"}, "rules": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]})  # fmt: skip
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "read"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read"},
+        "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}]})  # fmt: skip
+    write(tmp_path, {
+        "gitops.yaml": config(namespace, f"  - name: app\n    path: app\n    namespace: {namespace}\n"
+                                         "    serviceAccountName: deployer\n"),
+        "app/cm.yaml": cm("denied", namespace),
+    })  # fmt: skip
+    git_repo(tmp_path)
+    mark = audit.mark()
+    result = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), ok=False)
+    assert f"ConfigMap/{namespace}/denied" in result.stdout, result.stdout
+    assert f"system:serviceaccount:{namespace}:deployer" in result.stdout and "cannot patch" in result.stdout
+    assert object_writes(audit, mark) == []
