@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from tests.kube import AuditLog
@@ -198,7 +197,8 @@ def test_health_timeout_names_the_object_and_why(tmp_path: Path, kubeconfig: Pat
                   "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "stuck"}},
                            "template": {"metadata": {"labels": {"app": "stuck"}},
                                         "spec": {"nodeSelector": {"no": "such-node"},
-                                                 "containers": [{"name": "c", "image": "example/stuck:1"}]}}}}  # fmt: skip
+                                                 "containers": [{"name": "c", "image": "example/stuck:1"}]},
+                                        }}}  # fmt: skip
     write(tmp_path, {
         "gitops.yaml": config(namespace, "  - name: app\n    path: app\n    timeout: 4s\n"),
         "app/d.yaml": json.dumps(deployment),
@@ -219,7 +219,8 @@ def test_impersonation_denied_by_rbac_names_object_and_permission(
     rbac.create_namespaced_role(namespace, {"metadata": {"name": "read"}, "rules": [
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]})  # fmt: skip
     rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "read"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read"},
+        "metadata": {"name": "read"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read"},
         "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}]})  # fmt: skip
     write(tmp_path, {
         "gitops.yaml": config(namespace, f"  - name: app\n    path: app\n    namespace: {namespace}\n"

@@ -24,7 +24,12 @@ SECRET_OLD, SECRET_NEW = "hunter2-old-value", "hunter2-new-value"
 
 
 def _cm(name: str, data: dict[str, str], **meta: Any) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "shop", **meta}, "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "shop", **meta},
+        "data": data,
+    }
 
 
 def _plan() -> Plan:
@@ -64,8 +69,8 @@ def _plan() -> Plan:
 @pytest.mark.parametrize(
     ("name", "produce"),
     [
-        ("plan.txt", lambda p: report.text(p)),
-        ("plan.md", lambda p: report.markdown(p)),
+        ("plan.txt", report.text),
+        ("plan.md", report.markdown),
     ],
 )
 def test_golden(name: str, produce: Any) -> None:
