@@ -42,18 +42,22 @@ cluster-down:
 cluster-status:
 	@$(PYTHON) -m tools.localcluster status --state-dir $(STATE)
 
-## demo: start the local cluster and plan examples/ against it
+## demo: start the local cluster, plan examples/ against it, apply them, then show their status
 demo: venv cluster-up
 	@kc=$$(pwd)/$(STATE)/kubeconfig; \
 	echo; echo "\$$ gitops-job plan --repo examples --kubeconfig $$kc"; \
 	$(BIN)/gitops-job plan --repo examples --kubeconfig $$kc; \
+	echo; echo "\$$ gitops-job apply --repo examples --kubeconfig $$kc"; \
+	$(BIN)/gitops-job apply --repo examples --kubeconfig $$kc; \
+	echo; echo "\$$ gitops-job status --repo examples --kubeconfig $$kc"; \
+	$(BIN)/gitops-job status --repo examples --kubeconfig $$kc; \
 	echo; echo "kubectl: $(call TOOL,kubectl) --kubeconfig $$kc get nodes"; \
 	echo "Stop the cluster with: make cluster-down"
 
 clean: cluster-down
 	rm -rf $(VENV) $(STATE)
 
-## bench: gitops-job plan vs kubectl diff --server-side on a fresh local cluster (BENCH_N objects, default 1000)
+## bench: gitops-job plan/apply vs kubectl diff/apply --server-side on a fresh local cluster (BENCH_N objects, default 1000)
 BENCH_N ?= 1000
 bench: venv build
 	$(BIN)/python -m tools.bench --n $(BENCH_N)

@@ -1,12 +1,16 @@
-"""``make bench``: `gitops-job plan` against `kubectl diff --server-side`, same cluster, same run, medians.
+"""``make bench``: gitops-job against kubectl on the same cluster in the same run, medians of several repetitions.
 
 Generates N objects (half ConfigMaps with 10 keys, half Deployments with replicas 0, over 20 namespaces) as one
 plain stack, applies them with `kubectl apply --server-side --field-manager=gitops-job` (as if gitops-job had applied
-them), then times, several repetitions each:
+them, ownership labels included), then times:
 
-  (a) nothing changed;  (b) 10 % changed out of band (a ConfigMap value edited by another field manager).
+  plan (a) nothing changed;  plan (b) 10 % changed out of band (a ConfigMap value edited by another field manager):
+      `gitops-job plan` vs `kubectl diff --server-side` (default concurrency and --concurrency=16);
+  apply (c) N new objects;  apply (d) the same N again, nothing changed:
+      `gitops-job apply --no-wait` vs `kubectl apply --server-side` (kubectl does not wait either).
 
-Prints wall time (median), peak RSS and requests per object for each tool, and each ratio on its own line.
+Prints wall time (median), peak RSS and requests per object for each tool, each ratio on its own line, and for
+apply the write requests each tool sent, counted in the API server's audit log.
 Usage: python -m tools.bench [--n 1000] [--reps 3] [--kubeconfig FILE]   (default: starts its own cluster)
 """
 
@@ -31,12 +35,13 @@ from tools.localcluster.cluster import LocalCluster
 NAMESPACES = 20
 
 
-def generate(repo: Path, n: int) -> list[dict]:
+def generate(repo: Path, n: int, prefix: str = "bench") -> list[dict]:
     objects: list[dict] = []
     stack = repo / "bench"
     stack.mkdir(parents=True)
+    owner = {"gitops-job.io/target": "bench", "gitops-job.io/stack": "bench"}
     for ns_index in range(NAMESPACES):
-        ns = f"bench-{ns_index:02d}"
+        ns = f"{prefix}-{ns_index:02d}"
         docs: list[dict] = []
         for i in range(ns_index, n, NAMESPACES):
             name = f"obj-{i:05d}"
@@ -45,7 +50,7 @@ def generate(repo: Path, n: int) -> list[dict]:
                     {
                         "apiVersion": "v1",
                         "kind": "ConfigMap",
-                        "metadata": {"name": name, "namespace": ns, "labels": {"bench": "true"}},
+                        "metadata": {"name": name, "namespace": ns, "labels": {"bench": "true", **owner}},
                         "data": {f"key{k}": f"value-{i}-{k}" for k in range(10)},
                     }
                 )
@@ -55,7 +60,7 @@ def generate(repo: Path, n: int) -> list[dict]:
                     {
                         "apiVersion": "apps/v1",
                         "kind": "Deployment",
-                        "metadata": {"name": name, "namespace": ns, "labels": {"bench": "true"}},
+                        "metadata": {"name": name, "namespace": ns, "labels": {"bench": "true", **owner}},
                         "spec": {
                             "replicas": 0,
                             "selector": {"matchLabels": labels},
@@ -68,9 +73,12 @@ def generate(repo: Path, n: int) -> list[dict]:
                 )
         (stack / f"{ns}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
         objects.extend(docs)
-    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"bench-{i:02d}"}} for i in range(20)]
+    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{prefix}-{i:02d}"}}
+                  for i in range(NAMESPACES)]  # fmt: skip
     (repo / "namespaces.yaml").write_text(yaml.safe_dump_all(namespaces))
-    (repo / "gitops.yaml").write_text("targets:\n  - name: bench\nstacks:\n  - name: bench\n    path: bench\n")
+    (repo / "gitops.yaml").write_text(
+        f"targets:\n  - name: bench\n    inventoryNamespace: {prefix}-00\nstacks:\n  - name: bench\n    path: bench\n"
+    )
     return objects
 
 
@@ -107,7 +115,9 @@ def main() -> int:
             cluster.up()
             kubeconfig = str(cluster.kubeconfig)
         try:
-            return run(Path(tmp) / "repo", args.n, args.reps, kubeconfig, kubectl, gitops_job)
+            code = run(Path(tmp) / "repo", args.n, args.reps, kubeconfig, kubectl, gitops_job)
+            audit = cluster.audit_log if cluster else None
+            return code or run_apply(Path(tmp), args.n, args.reps, kubeconfig, kubectl, gitops_job, audit)
         finally:
             if cluster:
                 cluster.down()
@@ -172,6 +182,53 @@ def run(repo: Path, n: int, reps: int, kubeconfig: str, kubectl: str, gitops_job
         subprocess.run([*cmd, "--field-manager=bench-editor"], env=env, check=True, capture_output=True)
     print(f"(b) {len(changed)} objects ({len(changed) * 100 // n} %) changed out of band")
     scenario("(b)")
+    return 0
+
+
+def writes_in_audit(audit: Path | None, since: int, agent: str) -> int | None:
+    """Write requests (not dry-runs) by ``agent`` that reached the API server since byte ``since`` of its audit log."""
+    if audit is None:
+        return None
+    with audit.open("rb") as f:
+        f.seek(since)
+        events = [json.loads(line) for line in f.read().splitlines()]
+    return sum(1 for e in events if str(e.get("userAgent", "")).startswith(agent) and "dryRun=" not in e["requestURI"])
+
+
+def run_apply(tmp: Path, n: int, reps: int, kubeconfig: str, kubectl: str, gitops_job: str, audit: Path | None) -> int:
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    tools = {
+        "gitops-job apply --no-wait": lambda repo: [gitops_job, "apply", "--repo", str(repo), "--no-wait", "-o",
+                                                     "json", "--revision", "bench"],
+        "kubectl apply --server-side": lambda repo: [kubectl, "apply", "--server-side", "--field-manager=gitops-job",
+                                                     "-f", str(repo / "bench")],
+    }  # fmt: skip
+    repos: dict[tuple[str, int], Path] = {}
+    for t, name in enumerate(tools):
+        for rep in range(reps):
+            repo = tmp / f"apply-{t}-{rep}"
+            generate(repo, n, prefix=f"a{t}r{rep}")
+            subprocess.run([kubectl, "apply", "--server-side", "-f", str(repo / "namespaces.yaml")], env=env,
+                           check=True, capture_output=True)  # fmt: skip
+            repos[(name, rep)] = repo
+    print(f"apply: N = {n} objects; {reps} repetitions, medians; writes counted in the API server's audit log")
+    for label in ("(c) create", "(d) nothing changed"):
+        medians: dict[str, float] = {}
+        for name, cmd in tools.items():
+            walls, rss, writes = [], 0.0, []
+            for rep in range(reps):
+                mark = audit.stat().st_size if audit else 0
+                wall, peak, _ = measure(cmd(repos[(name, rep)]), env, lambda c: c == 0)
+                walls.append(wall)
+                rss = max(rss, peak / 1024)
+                agent = "gitops-job/" if name.startswith("gitops-job") else "kubectl"
+                writes.append(writes_in_audit(audit, mark, agent))
+            medians[name] = statistics.median(walls)
+            counted = "" if writes[0] is None else f", {statistics.median(w or 0 for w in writes):.0f} write requests"
+            print(f"  {label}: {name}: {medians[name]:.2f} s wall, {rss:.0f} MiB peak RSS{counted}")
+        ours = medians["gitops-job apply --no-wait"]
+        print(f"  {label}: ratio kubectl apply --server-side / gitops-job apply = "
+              f"{medians['kubectl apply --server-side'] / ours:.1f}x")  # fmt: skip
     return 0
 
 
