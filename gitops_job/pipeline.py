@@ -155,27 +155,41 @@ def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rend
         rendered = render(selection, settings.vars, kube)
         masker = Masker()
         masker.learn(o.body for o in rendered.objects)
-        plans = []
-        for stack in selection.stacks:
-            inv = inventory.read(kube, selection.target.inventory_namespace, selection.target.name, stack.name)
-            mine = [o for o in rendered.objects if o.stack == stack.name]
-            plans.append(
-                plan(
-                    stack_kube(kube, stack, selection.target),
-                    selection.target.name,
-                    mine,
-                    {stack.name: stack},
-                    masker=masker,
-                    concurrency=settings.concurrency,
-                    progress=progress,
-                    previous={stack.name: inv.objects} if stack.prune else None,
-                    context=[o for o in rendered.objects if o.stack != stack.name],
-                )
-            )
+        plans = _plan_stacks(kube, selection, rendered, masker, settings, progress)
         result = _merge(selection.target.name, plans, kube.requests)
     finally:
         kube.close()
     return rendered, result
+
+
+def _plan_stacks(
+    kube: Kube,
+    selection: Selection,
+    rendered: Rendered,
+    masker: Masker,
+    settings: Settings,
+    progress: Progress | None = None,
+    revision: str | None = None,
+) -> list[Plan]:
+    plans = []
+    for stack in selection.stacks:
+        inv = inventory.read(kube, selection.target.inventory_namespace, selection.target.name, stack.name)
+        mine = [o for o in rendered.objects if o.stack == stack.name]
+        plans.append(
+            plan(
+                stack_kube(kube, stack, selection.target),
+                selection.target.name,
+                mine,
+                {stack.name: stack},
+                masker=masker,
+                concurrency=settings.concurrency,
+                progress=progress,
+                previous={stack.name: inv.objects} if stack.prune else None,
+                revision=revision,
+                context=[o for o in rendered.objects if o.stack != stack.name],
+            )
+        )
+    return plans
 
 
 # -- apply -------------------------------------------------------------------------------------------------------------
@@ -227,9 +241,15 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
         rendered = render(selection, settings.vars, kube)
         by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
         _preflight(kube, selection, by_stack, options)  # read-only: refuses before the first write
-        inventory.ensure_namespace(kube, target.inventory_namespace)
         masker = Masker()
         masker.learn(o.body for o in rendered.objects)
+        # Like Argo CD, dry-run everything first: an object the API server rejects stops the run before any write.
+        failures = [f for p in _plan_stacks(kube, selection, rendered, masker, settings, revision=revision)
+                    for f in p.failures]  # fmt: skip
+        if failures:
+            lines = "\n".join(f"  {f}" for f in failures)
+            raise PlanError(f"{len(failures)} object(s) could not be planned; nothing was written:\n{lines}")
+        inventory.ensure_namespace(kube, target.inventory_namespace)
         runs: list[StackRun] = []
         failed: set[str] = set()
         for stack in selection.stacks:

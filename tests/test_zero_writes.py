@@ -86,7 +86,7 @@ def _repo(root: Path, files: dict[str, str], ns: str) -> None:
             path.write_text(content.replace("{ns}", ns))
 
 
-@pytest.mark.parametrize("command", ["plan"])
+@pytest.mark.parametrize("command", ["plan", "apply"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_writes_nothing(
     case: str, command: str, tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog
