@@ -216,6 +216,11 @@ class StackRun:
     health: Mapping[ObjectId, Health] = field(default_factory=dict)
     error: str | None = None
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """``{"created": 2, "pruned": 1, "unchanged": 40, …}`` — what the run record and every report show."""
+        return _counts(self.plan, self.applied, self.pruned)
+
 
 @dataclass(frozen=True)
 class ApplyResult:

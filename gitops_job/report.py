@@ -11,7 +11,7 @@ from typing import Any
 import click
 import yaml
 
-from .pipeline import ApplyResult, StackRun
+from .pipeline import ApplyResult
 from .plan import Action, Plan, PlanEntry
 
 # One object's diff may take this many characters before it is cut, so one huge object cannot crowd out the rest.
@@ -171,26 +171,12 @@ def apply_lines(result: ApplyResult) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _stack_counts(run: StackRun) -> str:
-    if not run.plan and not run.applied:
-        return ""
-    counts: dict[str, int] = {}
-    for a in run.applied:
-        key = "failed" if not a.ok else {Action.CREATE: "created", Action.UPDATE: "updated"}.get(a.action, "recreated")
-        counts[key] = counts.get(key, 0) + 1
-    for p in run.pruned:
-        counts[p.verdict.value] = counts.get(p.verdict.value, 0) + 1
-    if run.plan:
-        counts["unchanged"] = run.plan.count(Action.UNCHANGED)
-    return ", ".join(f"{n} {k}" for k, n in counts.items())
-
-
 def apply_text(result: ApplyResult) -> str:
     """Counts per stack, one line per changed object, errors; the same facts as :func:`apply_json`."""
     out = [f"target {result.target} at revision {result.revision}"]
     rows = apply_lines(result)
     for run in result.stacks:
-        counts = _stack_counts(run)
+        counts = ", ".join(f"{n} {k}" for k, n in run.counts.items()) if run.plan else ""
         out.append(f"stack {run.stack}: {run.result}" + (f" ({counts})" if counts else ""))
         out.extend(f"  {verb:<10} {what}" for stack, verb, what in rows if stack == run.stack)
         if run.error:
