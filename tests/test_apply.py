@@ -230,6 +230,7 @@ def test_impersonation_denied_by_rbac_names_object_and_permission(
     git_repo(tmp_path)
     mark = audit.mark()
     result = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), ok=False)
-    assert f"ConfigMap/{namespace}/denied" in result.stdout, result.stdout
-    assert f"system:serviceaccount:{namespace}:deployer" in result.stdout and "cannot patch" in result.stdout
+    message = result.stdout + result.stderr  # denied at the dry-run every apply starts with: before any write
+    assert f"ConfigMap/{namespace}/denied" in message, message
+    assert f"system:serviceaccount:{namespace}:deployer" in message and "cannot patch" in message
     assert object_writes(audit, mark) == []

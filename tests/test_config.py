@@ -34,6 +34,7 @@ targets:
     context: kind-staging
     vars: {region: eu, replicas: 2, debug: true}
     kubeVersion: "1.35"
+    inventoryNamespace: gitops-state
   - name: prod
 stacks:
   - name: app
@@ -99,7 +100,7 @@ def test_full_config_round_trips_every_key(tmp_path: Path) -> None:
         release_name="my-app",
     )
     targets = (
-        Target("staging", "kind-staging", {"region": "eu", "replicas": 2, "debug": True}, "v1.35"),
+        Target("staging", "kind-staging", {"region": "eu", "replicas": 2, "debug": True}, "v1.35", "gitops-state"),
         Target("prod"),
     )
     assert config == RepoConfig(
