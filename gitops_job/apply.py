@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import order
-from .errors import ApplyError
+from .errors import ApplyError, GitopsJobError
 from .identity import ObjectId
 from .kube import ApiError, Conflict, Forbidden, Kube, ResourceType
 from .mask import Masker
@@ -113,6 +113,8 @@ def _write(
         return Applied(entry.id, entry.action, False, masker.scrub(f"forbidden: {e.reason}"))
     except ApiError as e:
         return Applied(entry.id, entry.action, False, masker.scrub(f"{e.reason} (HTTP {e.status})"))
+    except GitopsJobError as e:  # the cluster went away or the stack's deadline passed: keep every other result
+        return Applied(entry.id, entry.action, False, masker.scrub(e.reason))
     return Applied(entry.id, entry.action, True)
 
 

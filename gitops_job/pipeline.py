@@ -341,8 +341,11 @@ def _apply_stack(
             applied = apply_plan(skube, stack_plan, bodies, revision, masker, force_conflicts=options.force_conflicts,
                                  concurrency=settings.concurrency, progress=progress)  # fmt: skip
             fail_if_apply_failed(stack.name, applied)
-            if stack.prune:
+            if stack.prune and old - new:
                 lock.check()
+                # Ask the server, not the renewer's last view: a guarded write fails if another applier has
+                # written this inventory since we read it (it took the lock), and then nothing is pruned.
+                inv = inventory.write(kube, inv)
                 pruned = prune.prune(skube, old - new, target=target.name, stack=stack.name, masker=masker)
             kept = {r.id for r in pruned if r.verdict is prune.Verdict.FAILED}
             remaining = new | kept if stack.prune else old | new

@@ -372,10 +372,13 @@ def _dry_run(
 
 
 def _stamp(work: list[_Work], revision: str | None) -> list[_Work]:
-    if revision is None:
-        return work
-    return [_Work(stamped(w.obj, annotation(w.live, ANNOTATION_REVISION) if w.live else None, revision), w.rt, w.live)
-            for w in work]  # fmt: skip
+    """Stamp each object as apply would: the live object's own revision, else ``revision`` (none: leave it)."""
+    out = []
+    for w in work:
+        live_revision = annotation(w.live, ANNOTATION_REVISION) if w.live else None
+        stamp = live_revision or revision
+        out.append(_Work(stamped(w.obj, live_revision, stamp), w.rt, w.live) if stamp else w)
+    return out
 
 
 def _immutable(e: ApiError) -> bool:
