@@ -122,12 +122,19 @@ def test_custom_resource_in_another_stack_than_its_crd_is_known(kubeconfig: Path
     assert "Thing" in alone.stderr and "unknown kind" in alone.stderr
 
 
-def test_plan_progress_bar_only_on_a_tty(kubeconfig: Path) -> None:
+def test_plan_progress_bar_only_on_a_tty(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
     """On a terminal the dry-runs get a progress bar on stderr; piped, stderr stays clean for logs."""
     import os
     import pty
 
-    args = [SCRIPT, "plan", "--repo", str(EXAMPLES), "--kubeconfig", str(kubeconfig)]
+    # Objects not yet in the cluster: each one is dry-run (planning never creates them), whatever ran before.
+    (tmp_path / "gitops.yaml").write_text(
+        f"targets: [{{name: t}}]\nstacks:\n  - {{name: s, path: s, namespace: {namespace}}}\n"
+    )
+    (tmp_path / "s").mkdir()
+    for i in range(5):
+        (tmp_path / "s" / f"cm{i}.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm{i}\n")
+    args = [SCRIPT, "plan", "--repo", str(tmp_path), "--kubeconfig", str(kubeconfig)]
     piped = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0, piped.stderr
     assert "dry-runs" not in piped.stderr
