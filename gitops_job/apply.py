@@ -32,6 +32,10 @@ CRD_ESTABLISHED_TIMEOUT = 60.0
 RECREATE_TIMEOUT = 60.0
 
 
+#: What an applied entry is called once done: in reports, counts and run records.
+DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.RECREATE: "recreated"}
+
+
 @dataclass(frozen=True)
 class Applied:
     """What apply did to one object."""
@@ -144,12 +148,8 @@ def _without(body: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def failures(results: Sequence[Applied]) -> list[Applied]:
-    return [r for r in results if not r.ok]
-
-
 def fail_if_failed(stack: str, results: Sequence[Applied]) -> None:
-    failed = failures(results)
+    failed = [r for r in results if not r.ok]
     if failed:
         lines = "\n".join(f"  {r.id}: {r.message}" for r in failed)
         raise ApplyError(

@@ -114,18 +114,15 @@ class Kube:
 
     def impersonating(self, user: str | None) -> Kube:
         """A view of this connection whose requests act as ``user`` (same pool, counters and discovery)."""
-        if user is None:
-            return self
-        view = Kube.__new__(Kube)
-        view.__dict__.update(self.__dict__)
-        view.impersonate = user
-        return view
+        return self if user is None else self._view(impersonate=user)
 
     def with_deadline(self, seconds: float | None) -> Kube:
         """A view of this connection whose requests fail with :class:`DeadlineExceeded` after ``seconds``."""
+        return self._view(deadline=None if seconds is None else time.monotonic() + seconds)
+
+    def _view(self, **changes: Any) -> Kube:
         view = Kube.__new__(Kube)
-        view.__dict__.update(self.__dict__)
-        view.deadline = None if seconds is None else time.monotonic() + seconds
+        view.__dict__.update(self.__dict__, **changes)
         return view
 
     @classmethod
@@ -350,13 +347,16 @@ class Kube:
         namespace: str | None = None,
         *,
         uid: str | None = None,
+        resource_version: str | None = None,
         propagation: str = "Background",
         where: str | None = None,
     ) -> bool:
-        """DELETE (only the object with ``uid`` when given); False when it was already gone."""
+        """DELETE (only the object with ``uid`` / at ``resource_version`` when given: else :class:`Conflict`);
+        False when it was already gone."""
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
-        if uid:
-            body["preconditions"] = {"uid": uid}
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+        if preconditions:
+            body["preconditions"] = preconditions
         try:
             self.request("DELETE", rt.path(namespace, name), body=body, where=where)
         except NotFound:

@@ -497,15 +497,10 @@ def unlock(kube: Kube, namespace: str, name: str) -> str | None:
         if lease is None:
             return None
         meta = lease.get("metadata") or {}
-        body = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
-        }
         try:
-            kube.request("DELETE", rt.path(namespace, name), body=body, where=where)
-        except NotFound:
-            return None
+            if not kube.delete(rt, name, namespace, uid=meta.get("uid"), resource_version=meta.get("resourceVersion"),
+                               where=where):  # fmt: skip
+                return None
         except Conflict:  # renewed or taken over between our read and the delete: read again
             continue
         except Forbidden as e:

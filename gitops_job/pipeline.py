@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from . import config as cfg
 from . import inventory, prune, source
-from .apply import Applied, apply_plan
+from .apply import DONE, Applied, apply_plan
 from .apply import fail_if_failed as fail_if_apply_failed
 from .errors import ErrorGroup, GitopsJobError, PlanError, ValidationError
 from .identity import ObjectId
@@ -126,6 +127,22 @@ def connect(settings: Settings, target: cfg.Target) -> Kube:
     return Kube.connect(settings.kubeconfig, target.context, concurrency=settings.concurrency)
 
 
+@contextmanager
+def _connected(settings: Settings) -> Iterator[tuple[Selection, Kube]]:
+    """The selection and a connection to its target's cluster, closed afterwards."""
+    selection = select(settings)
+    kube = connect(settings, selection.target)
+    try:
+        yield selection, kube
+    finally:
+        kube.close()
+
+
+def _inventories(kube: Kube, selection: Selection) -> dict[str, inventory.Inventory]:
+    t = selection.target
+    return {s.name: inventory.read(kube, t.inventory_namespace, t.name, s.name) for s in selection.stacks}
+
+
 def stack_kube(kube: Kube, stack: cfg.Stack, target: cfg.Target) -> Kube:
     """The connection a stack's requests go through: impersonating its service account when it names one.
 
@@ -149,17 +166,12 @@ def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rend
     Each stack is planned through its own identity (impersonation), with its inventory's objects as prune
     candidates, and the other stacks' CRDs and Namespaces counted as created first.
     """
-    selection = select(settings)
-    kube = connect(settings, selection.target)
-    try:
+    with _connected(settings) as (selection, kube):
         rendered = render(selection, settings.vars, kube)
         masker = Masker()
         masker.learn(o.body for o in rendered.objects)
-        plans = _plan_stacks(kube, selection, rendered, masker, settings, progress)
-        result = _merge(selection.target.name, plans, kube.requests)
-    finally:
-        kube.close()
-    return rendered, result
+        plans = _plan_stacks(kube, selection, rendered, masker, settings, progress, _inventories(kube, selection))
+        return rendered, _merge(selection.target.name, plans, kube.requests)
 
 
 def _plan_stacks(
@@ -169,11 +181,13 @@ def _plan_stacks(
     masker: Masker,
     settings: Settings,
     progress: Progress | None = None,
+    inventories: Mapping[str, inventory.Inventory] | None = None,
     revision: str | None = None,
 ) -> list[Plan]:
+    """One plan per stack, through the stack's identity; with ``inventories``, prunes are planned too."""
     plans = []
     for stack in selection.stacks:
-        inv = inventory.read(kube, selection.target.inventory_namespace, selection.target.name, stack.name)
+        inv = inventories.get(stack.name) if inventories is not None else None
         mine = [o for o in rendered.objects if o.stack == stack.name]
         plans.append(
             plan(
@@ -184,7 +198,7 @@ def _plan_stacks(
                 masker=masker,
                 concurrency=settings.concurrency,
                 progress=progress,
-                previous={stack.name: inv.objects} if stack.prune else None,
+                previous={stack.name: inv.objects} if inv is not None and stack.prune else None,
                 revision=revision,
                 context=[o for o in rendered.objects if o.stack != stack.name],
             )
@@ -238,14 +252,12 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
     """Render and validate every selected stack (any error: nothing is written), check the prune guards of every
     stack, then apply the stacks in dependsOn order — each under its lock: plan, write-ahead inventory, staged apply,
     prune, wait, record. A stack whose dependency failed is skipped."""
-    selection = select(settings)
-    target = selection.target
-    revision = options.revision or source.revision(selection.config.root)
-    kube = connect(settings, target)
-    try:
+    with _connected(settings) as (selection, kube):
+        target = selection.target
+        revision = options.revision or source.revision(selection.config.root)
         rendered = render(selection, settings.vars, kube)
         by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
-        _preflight(kube, selection, by_stack, options)  # read-only: refuses before the first write
+        _preflight(selection, _inventories(kube, selection), by_stack, options)  # refuses before the first write
         masker = Masker()
         masker.learn(o.body for o in rendered.objects)
         # Like Argo CD, dry-run everything first: an object the API server rejects stops the run before any write.
@@ -269,8 +281,6 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
             if run.result != "succeeded":
                 failed.add(stack.name)
         return ApplyResult(target.name, revision, tuple(runs), dict(kube.requests))
-    finally:
-        kube.close()
 
 
 def _new_ids(objects: Sequence[RenderedObject]) -> frozenset[ObjectId]:
@@ -278,14 +288,15 @@ def _new_ids(objects: Sequence[RenderedObject]) -> frozenset[ObjectId]:
 
 
 def _preflight(
-    kube: Kube, selection: Selection, by_stack: Mapping[str, Sequence[RenderedObject]], options: ApplyOptions
+    selection: Selection,
+    inventories: Mapping[str, inventory.Inventory],
+    by_stack: Mapping[str, Sequence[RenderedObject]],
+    options: ApplyOptions,
 ) -> None:
     errors: list[GitopsJobError] = []
-    target = selection.target
     for stack in selection.stacks:
-        inv = inventory.read(kube, target.inventory_namespace, target.name, stack.name)
         try:
-            _guard(stack, inv, by_stack[stack.name], options)
+            _guard(stack, inventories[stack.name], by_stack[stack.name], options)
         except GitopsJobError as e:
             errors.append(e)
     if errors:
@@ -392,8 +403,7 @@ def _counts(p: Plan | None, applied: Sequence[Applied], pruned: Sequence[prune.P
     counts: dict[str, int] = {}
     for a in applied:
         if a.ok:
-            key = {Action.CREATE: "created", Action.UPDATE: "updated", Action.RECREATE: "recreated"}[a.action]
-            counts[key] = counts.get(key, 0) + 1
+            counts[DONE[a.action]] = counts.get(DONE[a.action], 0) + 1
     for r in pruned:
         counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
     if p is not None:
@@ -440,42 +450,28 @@ class StackStatus:
 
 def run_status(settings: Settings) -> list[StackStatus]:
     """Each selected stack's inventory and the current health of every object it lists."""
-
-    selection = select(settings)
-    target = selection.target
-    kube = connect(settings, target)
-    try:
+    with _connected(settings) as (selection, kube):
         by_kind = {(rt.group, rt.kind): rt for rt in kube.resource_types().values()}
         rows = []
-        for stack in selection.stacks:
-            inv = inventory.read(kube, target.inventory_namespace, target.name, stack.name)
+        for stack, inv in _inventories(kube, selection).items():
             health: dict[ObjectId, Health] = {}
             for oid in sorted(inv.objects):
                 rt = by_kind.get((oid.group, oid.kind))
                 live = kube.get(rt, oid.name, oid.namespace or None) if rt else None
                 health[oid] = status(live) if live is not None else Health(State.NOT_FOUND, "missing from the cluster")
-            rows.append(StackStatus(stack.name, inv, health))
+            rows.append(StackStatus(stack, inv, health))
         return rows
-    finally:
-        kube.close()
 
 
 def run_history(settings: Settings) -> inventory.Inventory:
-    selection = select(settings)
-    kube = connect(settings, selection.target)
-    try:
+    """The inventory (with its run records) of the first selected stack."""
+    with _connected(settings) as (selection, kube):
         t = selection.target
         return inventory.read(kube, t.inventory_namespace, t.name, selection.stacks[0].name)
-    finally:
-        kube.close()
 
 
 def run_unlock(settings: Settings) -> list[tuple[str, str | None]]:
-
-    selection = select(settings)
-    kube = connect(settings, selection.target)
-    try:
+    """Break each selected stack's lock; returns each stack with its former holder (None: it was not locked)."""
+    with _connected(settings) as (selection, kube):
         t = selection.target
         return [(s.name, unlock(kube, t.inventory_namespace, lease_name(t.name, s.name))) for s in selection.stacks]
-    finally:
-        kube.close()

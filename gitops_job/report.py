@@ -11,6 +11,7 @@ from typing import Any
 import click
 import yaml
 
+from .apply import DONE
 from .pipeline import ApplyResult
 from .plan import Action, Plan, PlanEntry
 
@@ -164,8 +165,9 @@ def apply_lines(result: ApplyResult) -> list[tuple[str, str, str]]:
     rows = []
     for run in result.stacks:
         for a in run.applied:
-            verb = {Action.CREATE: "created", Action.UPDATE: "updated", Action.RECREATE: "recreated"}[a.action]
-            rows.append((run.stack, verb if a.ok else "failed", f"{a.id}" + (f" — {a.message}" if a.message else "")))
+            rows.append(
+                (run.stack, DONE[a.action] if a.ok else "failed", f"{a.id}" + (f" — {a.message}" if a.message else ""))
+            )
         for p in run.pruned:
             rows.append((run.stack, p.verdict.value, f"{p.id}" + (f" — {p.message}" if p.message else "")))
     return rows

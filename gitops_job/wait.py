@@ -15,13 +15,13 @@ from collections.abc import Iterable, Mapping
 from .errors import WaitError
 from .identity import ObjectId
 from .kube import Forbidden, Gone, Kube, ResourceType
+from .plan import CLUSTER_WIDE_LIST_ABOVE
 from .status import Health, State, status
 
 # Kinds that have no status to wait for: they are current as soon as they exist, which apply has just confirmed.
 NO_STATUS = frozenset({"ConfigMap", "Secret", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
                        "ClusterRoleBinding", "ResourceQuota", "LimitRange", "NetworkPolicy", "Endpoints",
                        "PriorityClass", "StorageClass", "IngressClass", "RuntimeClass"})  # fmt: skip
-CLUSTER_WIDE_ABOVE = 3
 
 
 def wait_for(
@@ -42,7 +42,7 @@ def wait_for(
     for rt, ids in by_type.items():
         namespaces = sorted({oid.namespace for oid in ids})
         scopes: list[str | None] = (
-            [None] if not rt.namespaced or len(namespaces) > CLUSTER_WIDE_ABOVE else [*namespaces]
+            [None] if not rt.namespaced or len(namespaces) > CLUSTER_WIDE_LIST_ABOVE else [*namespaces]
         )
         for ns in scopes:
             selector = label_selector if ns is None else None
