@@ -125,7 +125,7 @@ def _write(
 def _delete_and_wait(kube: Kube, rt: ResourceType, oid: ObjectId) -> None:
     kube.delete(rt, oid.name, oid.namespace or None, propagation="Foreground", where=str(oid))
     deadline = time.monotonic() + RECREATE_TIMEOUT
-    while kube.get(rt, oid.name, oid.namespace or None) is not None:
+    while kube.get(rt, oid.name, oid.namespace or None, where=str(oid)) is not None:
         if time.monotonic() > deadline:
             raise ApplyError("deleted to be recreated, but it is still there", where=str(oid))
         time.sleep(0.2)

@@ -111,14 +111,16 @@ class Kube:
         self._types: dict[tuple[str, str], ResourceType] | None = None
         self.impersonate: str | None = None  # a user name sent as Impersonate-User
         self.deadline: float | None = None  # time.monotonic() after which no request starts
+        self.deadline_label = "the deadline"
 
     def impersonating(self, user: str | None) -> Kube:
         """A view of this connection whose requests act as ``user`` (same pool, counters and discovery)."""
         return self if user is None else self._view(impersonate=user)
 
-    def with_deadline(self, seconds: float | None) -> Kube:
-        """A view of this connection whose requests fail with :class:`DeadlineExceeded` after ``seconds``."""
-        return self._view(deadline=None if seconds is None else time.monotonic() + seconds)
+    def with_deadline(self, seconds: float | None, label: str = "the deadline") -> Kube:
+        """A view of this connection whose requests fail with :class:`DeadlineExceeded` after ``seconds``;
+        ``label`` names the deadline in that error ("stack web's timeout (20s)")."""
+        return self._view(deadline=None if seconds is None else time.monotonic() + seconds, deadline_label=label)
 
     def _view(self, **changes: Any) -> Kube:
         view = Kube.__new__(Kube)
@@ -182,28 +184,29 @@ class Kube:
             except ClusterUnreachableError:
                 if last:
                     raise
-                self._sleep(min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2), method, path)
+                self._sleep(min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2), method, path, where)
                 continue
             status, raw, headers = resp
             if 200 <= status < 300:
                 return json.loads(raw) if raw else None
             if not last and (status == 429 or (status >= 500 and method == "GET")):
-                self._sleep(_retry_after(headers, status, attempt), method, path)
+                self._sleep(_retry_after(headers, status, attempt), method, path, where)
                 continue
             raise _translate(status, raw, where or f"{method} {path}")
         raise AssertionError("unreachable")
 
-    def _sleep(self, seconds: float, method: str, path: str) -> None:
+    def _sleep(self, seconds: float, method: str, path: str, where: str | None) -> None:
         if self.deadline is not None and time.monotonic() + seconds > self.deadline:
-            raise DeadlineExceeded(f"{method} {path}: the deadline passes before the API server can be asked again")
+            reason = f"{self.deadline_label} passes before the API server can be asked again"
+            raise DeadlineExceeded(reason, where=where or f"{method} {path}")
         time.sleep(seconds)
 
-    def _remaining(self, method: str, path: str) -> float:
+    def _remaining(self, method: str, path: str, where: str | None) -> float:
         if self.deadline is None:
             return self.timeout
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise DeadlineExceeded(f"{method} {path}: the deadline passed")
+            raise DeadlineExceeded(f"{self.deadline_label} passed", where=where or f"{method} {path}")
         return min(self.timeout, left)
 
     def _send(
@@ -228,7 +231,7 @@ class Kube:
         dry_run = any(k == "dryRun" for k, _ in query)
         with self._lock:
             self.requests[f"{method} (dry-run)" if dry_run else method] += 1
-        budget = self._remaining(method, path)
+        budget = self._remaining(method, path, where)
         try:
             resp = self._api.call_api(
                 method, url, headers, payload, post, _request_timeout=timeout if stream else budget
@@ -239,7 +242,8 @@ class Kube:
         except (urllib3.exceptions.HTTPError, OSError) as e:
             reason = getattr(e, "reason", None) or e
             if self.deadline is not None and time.monotonic() >= self.deadline:
-                raise DeadlineExceeded(f"{method} {path}: no answer before the deadline ({reason})") from None
+                reason = f"no answer before {self.deadline_label} passed ({reason})"
+                raise DeadlineExceeded(reason, where=where or f"{method} {path}") from None
             raise ClusterUnreachableError(
                 f"{method} {path}: cannot reach the API server at {self._api.configuration.host}: {reason}"
             ) from None
@@ -298,9 +302,10 @@ class Kube:
             if not token:
                 return items, str(meta.get("resourceVersion") or "")
 
-    def get(self, rt: ResourceType, name: str, namespace: str | None = None) -> Any | None:
+    def get(self, rt: ResourceType, name: str, namespace: str | None = None, *, where: str | None = None) -> Any | None:
+        """The object, or None when it does not exist; ``where`` names it in errors (default: the URL)."""
         try:
-            return self.request("GET", rt.path(namespace, name))
+            return self.request("GET", rt.path(namespace, name), where=where)
         except NotFound:
             return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ ANNOTATION_FORCE = "gitops-job.io/force"  # enabled: delete and recreate when an
 ANNOTATION_PRUNE = "gitops-job.io/prune"  # disabled: never delete; enabled: delete a Namespace, PVC or CRD too
 
 
-def annotation(body: dict[str, Any], key: str) -> str | None:
+def annotation(body: Mapping[str, Any], key: str) -> str | None:
     """An annotation of a manifest or live object, or None."""
     meta = body.get("metadata")
     annotations = meta.get("annotations") if isinstance(meta, dict) else None
@@ -48,7 +49,7 @@ def annotation(body: dict[str, Any], key: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def label(body: dict[str, Any], key: str) -> str | None:
+def label(body: Mapping[str, Any], key: str) -> str | None:
     meta = body.get("metadata")
     labels = meta.get("labels") if isinstance(meta, dict) else None
     value = labels.get(key) if isinstance(labels, dict) else None

@@ -16,7 +16,7 @@ from . import config as cfg
 from . import inventory, prune, source
 from .apply import DONE, Applied, apply_plan
 from .apply import fail_if_failed as fail_if_apply_failed
-from .errors import ErrorGroup, GitopsJobError, PlanError, ValidationError
+from .errors import ApplyError, ErrorGroup, GitopsJobError, PlanError, PruneError, ValidationError, WaitError
 from .identity import ObjectId
 from .kube import Kube
 from .lock import Lock, holder_identity, lease_name, unlock
@@ -229,6 +229,8 @@ class StackRun:
     pruned: tuple[prune.Pruned, ...] = ()
     health: Mapping[ObjectId, Health] = field(default_factory=dict)
     error: str | None = None
+    in_sync: bool = False  # already applied at this revision with nothing to change: checked, nothing written
+    warnings: tuple[str, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -249,24 +251,27 @@ class ApplyResult:
 
 
 def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None = None) -> ApplyResult:
-    """Render and validate every selected stack (any error: nothing is written), check the prune guards of every
-    stack, then apply the stacks in dependsOn order — each under its lock: plan, write-ahead inventory, staged apply,
-    prune, wait, record. A stack whose dependency failed is skipped."""
+    """Render and validate every selected stack, check every stack's prune guards and dry-run every object (any
+    error: nothing is written), then apply the stacks in dependsOn order, each under its lock: write-ahead
+    inventory, staged apply, prune, wait, record. A stack whose dependency failed is skipped. A stack already in
+    sync at this revision is only checked: no lock, no record, zero writes."""
     with _connected(settings) as (selection, kube):
         target = selection.target
         revision = options.revision or source.revision(selection.config.root)
         rendered = render(selection, settings.vars, kube)
         by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
-        _preflight(selection, _inventories(kube, selection), by_stack, options)  # refuses before the first write
+        inventories = _inventories(kube, selection)
+        _preflight(selection, inventories, by_stack, options)  # refuses before the first write
         masker = Masker()
         masker.learn(o.body for o in rendered.objects)
         # Like Argo CD, dry-run everything first: an object the API server rejects stops the run before any write.
-        failures = [f for p in _plan_stacks(kube, selection, rendered, masker, settings, revision=revision)
-                    for f in p.failures]  # fmt: skip
+        # Each stack then applies this plan, unless its inventory changed before it took the lock.
+        plans = dict(zip(by_stack, _plan_stacks(kube, selection, rendered, masker, settings, progress, None, revision),
+                         strict=True))  # fmt: skip
+        failures = [f for p in plans.values() for f in p.failures]
         if failures:
             lines = "\n".join(f"  {f}" for f in failures)
             raise PlanError(f"{len(failures)} object(s) could not be planned; nothing was written:\n{lines}")
-        inventory.ensure_namespace(kube, target.inventory_namespace)
         runs: list[StackRun] = []
         failed: set[str] = set()
         for stack in selection.stacks:
@@ -275,12 +280,40 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
                 runs.append(StackRun(stack.name, "skipped", error=f"dependency {', '.join(blocked)} did not succeed"))
                 failed.add(stack.name)
                 continue
-            run = _apply_stack(kube, selection, stack, by_stack[stack.name], rendered, revision, masker, settings,
-                               options, progress)  # fmt: skip
+            work = _StackWork(stack, by_stack[stack.name], plans[stack.name], inventories[stack.name])
+            if work.in_sync(revision):
+                run = _check_stack(kube, selection, work, options)
+            else:
+                inventory.ensure_namespace(kube, target.inventory_namespace)
+                run = _apply_stack(kube, selection, work, rendered, revision, masker, settings, options, progress)
             runs.append(run)
             if run.result != "succeeded":
                 failed.add(stack.name)
         return ApplyResult(target.name, revision, tuple(runs), dict(kube.requests))
+
+
+@dataclass(frozen=True)
+class _StackWork:
+    """One stack's share of a run: its rendered objects, and the plan and inventory of the run's preflight."""
+
+    stack: cfg.Stack
+    objects: Sequence[RenderedObject]
+    plan: Plan
+    inv: inventory.Inventory  # as read before the run took any lock
+
+    @property
+    def new(self) -> frozenset[ObjectId]:
+        return _new_ids(self.objects)
+
+    def in_sync(self, revision: str) -> bool:
+        """Nothing to write: no change planned, nothing to prune, and this revision already recorded as applied."""
+        inv = self.inv
+        return not self.plan.has_changes and inv.objects == self.new and inv.revision == revision
+
+    def strays(self, inv: inventory.Inventory) -> list[str]:
+        """V10: objects labelled for this stack that are neither rendered nor listed — reported, never pruned."""
+        return [f"{oid}: carries stack {self.stack.name}'s ownership labels but is not in its inventory; left alone"
+                for _, oid in self.plan.strays if oid not in inv.objects]  # fmt: skip
 
 
 def _new_ids(objects: Sequence[RenderedObject]) -> frozenset[ObjectId]:
@@ -310,11 +343,49 @@ def _guard(
         prune.guard(stack.name, inv.objects, _new_ids(objects), allow_mass_prune=options.allow_mass_prune)
 
 
+_STAGE_ERRORS: dict[str, type[GitopsJobError]] = {
+    "plan": PlanError, "apply": ApplyError, "prune": PruneError, "wait": WaitError,
+}  # fmt: skip
+
+
+def _staged(stage: str, e: GitopsJobError) -> GitopsJobError:
+    """``e`` as an error of the pipeline stage it stopped (a deadline or lost connection is raised as "cluster")."""
+    if e.phase in _STAGE_ERRORS or e.phase == "lock" or isinstance(e, ErrorGroup):
+        return e
+    return _STAGE_ERRORS[stage](e.reason, where=e.where)
+
+
+def _stack_kube(kube: Kube, selection: Selection, stack: cfg.Stack) -> Kube:
+    timeout = f"stack {stack.name}'s timeout ({stack.timeout:g}s)"
+    return stack_kube(kube, stack, selection.target).with_deadline(stack.timeout, timeout)
+
+
+def _check_stack(kube: Kube, selection: Selection, work: _StackWork, options: ApplyOptions) -> StackRun:
+    """A stack in sync: wait for health (reads only) and write nothing, not even a run record."""
+    stack = work.stack
+    health: dict[ObjectId, Health] = {}
+    result, error = "succeeded", None
+    if stack.wait and options.wait:
+        skube = _stack_kube(kube, selection, stack)
+        try:
+            health = _wait(skube, selection, stack, work.objects)
+        except GitopsJobError as e:
+            result, error = "failed", str(_staged("wait", e))
+    return StackRun(stack.name, result, work.plan, health=health, error=error, in_sync=True,
+                    warnings=tuple(work.strays(work.inv)))  # fmt: skip
+
+
+def _wait(
+    skube: Kube, selection: Selection, stack: cfg.Stack, objects: Sequence[RenderedObject]
+) -> dict[ObjectId, Health]:
+    ours = f"{LABEL_STACK}={stack.name},{LABEL_TARGET}={selection.target.name}"
+    return wait_for(skube, _typed(skube, objects), max(1.0, _left(skube)), label_selector=ours)
+
+
 def _apply_stack(
     kube: Kube,
     selection: Selection,
-    stack: cfg.Stack,
-    objects: Sequence[RenderedObject],
+    work: _StackWork,
     rendered: Rendered,
     revision: str,
     masker: Masker,
@@ -322,10 +393,10 @@ def _apply_stack(
     options: ApplyOptions,
     progress: Progress | None,
 ) -> StackRun:
-    target = selection.target
+    target, stack, objects = selection.target, work.stack, work.objects
     ns = target.inventory_namespace
     started = inventory.now()
-    skube = stack_kube(kube, stack, target).with_deadline(stack.timeout)
+    skube = _stack_kube(kube, selection, stack)
     holder = holder_identity()
     with Lock(kube, ns, lease_name(target.name, stack.name), holder, ttl=options.lock_ttl, wait=options.lock_wait,
               on_wait=options.on_lock_wait) as lock:  # fmt: skip
@@ -335,16 +406,12 @@ def _apply_stack(
         applied: list[Applied] = []
         pruned: list[prune.Pruned] = []
         health: dict[ObjectId, Health] = {}
+        stage = "plan"
         try:
             _guard(stack, inv, objects, options)
-            stack_plan = plan(skube, target.name, objects, {stack.name: stack}, masker=masker,
-                              concurrency=settings.concurrency, revision=revision,
-                              context=[o for o in rendered.objects if o.stack != stack.name])  # fmt: skip
-            if stack_plan.failures:
-                lines = "\n".join(f"  {f}" for f in stack_plan.failures)
-                raise PlanError(f"{len(stack_plan.failures)} object(s) could not be planned; nothing written:\n{lines}",
-                                where=f"stack {stack.name}")  # fmt: skip
-            new = _new_ids(objects)
+            stack_plan = _replan(skube, selection, work, inv, rendered, masker, settings, revision)
+            stage = "apply"
+            new = work.new
             lock.check()
             if old | new != old:
                 inv = inventory.write(kube, dc_replace(inv, objects=old | new))  # write-ahead: old + new
@@ -352,6 +419,7 @@ def _apply_stack(
             applied = apply_plan(skube, stack_plan, bodies, revision, masker, force_conflicts=options.force_conflicts,
                                  concurrency=settings.concurrency, progress=progress)  # fmt: skip
             fail_if_apply_failed(stack.name, applied)
+            stage = "prune"
             if stack.prune and old - new:
                 lock.check()
                 # Ask the server, not the renewer's last view: a guarded write fails if another applier has
@@ -363,25 +431,56 @@ def _apply_stack(
             if remaining != inv.objects:
                 inv = inventory.write(kube, dc_replace(inv, objects=remaining))
             prune.fail_if_failed(stack.name, pruned)
+            stage = "wait"
             if stack.wait and options.wait:
-                ours = f"{LABEL_STACK}={stack.name},{LABEL_TARGET}={target.name}"
-                health = wait_for(skube, _typed(skube, objects), max(1.0, _left(skube)), label_selector=ours)
+                health = _wait(skube, selection, stack, objects)
             result, error = "succeeded", None
         except GitopsJobError as e:
-            result, error = "failed", masker.scrub(str(e))
+            result, error = "failed", masker.scrub(str(_staged(stage, e)))
         counts = _counts(stack_plan, applied, pruned)
         run = inventory.Run(revision, started, inventory.now(), result, counts, error or "")
         final = dc_replace(inv, revision=revision if result == "succeeded" else inv.revision).with_run(run)
         try:
-            lock.check()
-            final = inventory.write(kube, final)
-            summary = ", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing to do"
-            inventory.event(kube, final, reason="ApplySucceeded" if result == "succeeded" else "ApplyFailed",
-                            message=f"revision {revision}: {summary}" + (f"\n{error}" if error else ""),
-                            warning=result != "succeeded")  # fmt: skip
+            final = _record(kube, lock, final, run)
         except GitopsJobError as e:
             result, error = "failed", (error + "\n" if error else "") + masker.scrub(str(e))
-    return StackRun(stack.name, result, stack_plan, tuple(applied), tuple(pruned), health, error)
+    warnings = tuple(work.strays(final))
+    return StackRun(stack.name, result, stack_plan, tuple(applied), tuple(pruned), health, error, warnings=warnings)
+
+
+def _replan(
+    skube: Kube,
+    selection: Selection,
+    work: _StackWork,
+    inv: inventory.Inventory,
+    rendered: Rendered,
+    masker: Masker,
+    settings: Settings,
+    revision: str,
+) -> Plan:
+    """The preflight's plan if nobody applied this stack since (same inventory version), else a new one."""
+    stack = work.stack
+    if inv.resource_version == work.inv.resource_version:
+        return work.plan
+    fresh = plan(skube, selection.target.name, work.objects, {stack.name: stack}, masker=masker,
+                 concurrency=settings.concurrency, revision=revision,
+                 context=[o for o in rendered.objects if o.stack != stack.name])  # fmt: skip
+    if fresh.failures:
+        lines = "\n".join(f"  {f}" for f in fresh.failures)
+        raise PlanError(f"{len(fresh.failures)} object(s) could not be planned; nothing written:\n{lines}",
+                        where=f"stack {stack.name}")  # fmt: skip
+    return fresh
+
+
+def _record(kube: Kube, lock: Lock, inv: inventory.Inventory, run: inventory.Run) -> inventory.Inventory:
+    """Store the run in the inventory (still holding the lock) and announce it with an Event on it."""
+    lock.check()
+    stored = inventory.write(kube, inv)
+    summary = ", ".join(f"{n} {k}" for k, n in run.counts.items()) or "nothing to do"
+    ok = run.result == "succeeded"
+    message = f"revision {run.revision}: {summary}" + (f"\n{run.message}" if run.message else "")
+    inventory.event(kube, stored, reason="ApplySucceeded" if ok else "ApplyFailed", message=message, warning=not ok)
+    return stored
 
 
 def _left(kube: Kube) -> float:

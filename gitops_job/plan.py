@@ -22,7 +22,17 @@ from .fastpath import proven_unchanged
 from .identity import ObjectId
 from .kube import FIELD_MANAGER, ApiError, Conflict, Forbidden, Invalid, Kube, NotFound, ResourceType
 from .mask import Masker
-from .model import ANNOTATION_FORCE, ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, Source, annotation
+from .model import (
+    ANNOTATION_FORCE,
+    ANNOTATION_REVISION,
+    ANNOTATION_SSA,
+    LABEL_STACK,
+    LABEL_TARGET,
+    RenderedObject,
+    Source,
+    annotation,
+    label,
+)
 from .validate import crd_scopes
 
 # Server-set fields that are never part of a diff: (path, ...) from the object root.
@@ -93,6 +103,9 @@ class Plan:
     entries: tuple[PlanEntry, ...]
     failures: tuple[PlanFailure, ...] = ()
     requests: Mapping[str, int] = field(default_factory=dict)
+    #: Live objects that carry a planned stack's ownership labels but are neither rendered nor in its inventory
+    #: (made or relabelled by hand): never pruned, only reported. Seen among the kinds and namespaces listed.
+    strays: tuple[tuple[str, ObjectId], ...] = ()
 
     def count(self, action: Action) -> int:
         return sum(1 for e in self.entries if e.action is action)
@@ -216,9 +229,16 @@ def plan(
             work.append(_Work(obj, None, None))
 
     live_index: dict[ObjectId, dict[str, Any]] = {}
+    ours = f"{LABEL_TARGET}={target},{LABEL_STACK} in ({','.join(sorted(stacks))})"
     for rt, objs in by_type.items():
-        for item in _list_live(kube, rt, {o.id.namespace for o in objs}):
+        # What this stack applied before carries its labels: list just that. Objects not found that way (new, or
+        # not labelled ours yet) are looked for again without the selector, in their namespaces only.
+        for item in _list_live(kube, rt, {o.id.namespace for o in objs}, ours):
             live_index[ObjectId.of(item)] = item
+        unseen = {o.id.namespace for o in objs if o.id not in live_index}
+        if unseen:
+            for item in _list_live(kube, rt, unseen):
+                live_index.setdefault(ObjectId.of(item), item)
         work.extend(_Work(o, rt, live_index.get(o.id)) for o in objs)
 
     fast = fast and not _mutating_admission(kube, types)
@@ -246,10 +266,32 @@ def plan(
         else:
             failures.append(result)
 
-    entries.extend(_prunes(kube, types, previous or {}, {o.id for o in objects}, masker))
+    rendered = {o.id for o in objects}
+    entries.extend(_prunes(kube, types, previous or {}, rendered, masker))
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
-    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests))
+    strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
+    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays)
+
+
+def strays_of(
+    live: Iterable[Mapping[str, Any]],
+    target: str,
+    stacks: Iterable[str],
+    rendered: set[ObjectId],
+    inventories: Mapping[str, Iterable[ObjectId]],
+) -> tuple[tuple[str, ObjectId], ...]:
+    """``(stack, id)`` of each live object labelled for ``target`` and one of ``stacks`` that is neither rendered
+    nor in that stack's inventory (V10: such an object is left alone and reported, never pruned)."""
+    known = {name: rendered | set(inventories.get(name, ())) for name in stacks}
+    found = []
+    for item in live:
+        stack = label(item, LABEL_STACK)
+        if stack in known and label(item, LABEL_TARGET) == target:
+            oid = ObjectId.of(item)
+            if oid not in known[stack]:
+                found.append((stack, oid))
+    return tuple(sorted(found))
 
 
 def _dry_runs(
@@ -290,21 +332,21 @@ def _prunes(
     for stack_name, ids in previous.items():
         for oid in sorted(set(ids) - rendered):
             rt = next((t for t in types.values() if t.kind == oid.kind and t.group == oid.group), None)
-            live = kube.get(rt, oid.name, oid.namespace or None) if rt else None
+            live = kube.get(rt, oid.name, oid.namespace or None, where=str(oid)) if rt else None
             if live is not None:
                 entries.append(PlanEntry(oid, stack_name, Action.PRUNE, before=_display(live, [], masker)))
     return entries
 
 
-def _list_live(kube: Kube, rt: ResourceType, namespaces: set[str]) -> list[Any]:
+def _list_live(kube: Kube, rt: ResourceType, namespaces: set[str], selector: str | None = None) -> list[Any]:
     if not rt.namespaced:
-        return kube.list(rt)
+        return kube.list(rt, label_selector=selector)
     if len(namespaces) > CLUSTER_WIDE_LIST_ABOVE:
         try:
-            return kube.list(rt)
+            return kube.list(rt, label_selector=selector)
         except Forbidden:
             pass  # the plan credentials may list only their own namespaces
-    return [item for ns in sorted(namespaces) for item in kube.list(rt, ns)]
+    return [item for ns in sorted(namespaces) for item in kube.list(rt, ns, selector)]
 
 
 def _mutating_admission(kube: Kube, types: Mapping[tuple[str, str], ResourceType]) -> bool:
@@ -361,7 +403,7 @@ def _dry_run(
     if seen != (live.get("metadata") or {}).get("resourceVersion"):
         # The object moved on (a controller wrote to it) between our LIST and the dry-run, which applied to the
         # newer version: compare against that version, never a stale one (else a controller's write looks like ours).
-        fresh = kube.get(rt, obj.id.name, obj.id.namespace or None)
+        fresh = kube.get(rt, obj.id.name, obj.id.namespace or None, where=str(obj.id))
         if fresh is not None and (fresh.get("metadata") or {}).get("resourceVersion") == seen:
             live = fresh
         elif fresh is not None and attempts > 1:

@@ -92,7 +92,7 @@ def prune(
 
 
 def _one(kube: Kube, rt: ResourceType, oid: ObjectId, target: str, stack: str) -> Pruned:
-    live: dict[str, Any] | None = kube.get(rt, oid.name, oid.namespace or None)
+    live: dict[str, Any] | None = kube.get(rt, oid.name, oid.namespace or None, where=str(oid))
     if live is None:
         return Pruned(oid, Verdict.GONE, "already deleted")
     owner = label(live, LABEL_STACK)

@@ -179,8 +179,10 @@ def apply_text(result: ApplyResult) -> str:
     rows = apply_lines(result)
     for run in result.stacks:
         counts = ", ".join(f"{n} {k}" for k, n in run.counts.items()) if run.plan else ""
-        out.append(f"stack {run.stack}: {run.result}" + (f" ({counts})" if counts else ""))
+        state = "in sync, nothing written" if run.in_sync and run.result == "succeeded" else run.result
+        out.append(f"stack {run.stack}: {state}" + (f" ({counts})" if counts else ""))
         out.extend(f"  {verb:<10} {what}" for stack, verb, what in rows if stack == run.stack)
+        out.extend(f"  warning: {w}" for w in run.warnings)
         if run.error:
             out.extend(f"  error: {line}" if i == 0 else f"  {line}" for i, line in enumerate(run.error.splitlines()))
     return "\n".join(out) + "\n"
@@ -196,7 +198,9 @@ def apply_json(result: ApplyResult) -> str:
             {
                 "stack": run.stack,
                 "result": run.result,
+                "inSync": run.in_sync,
                 "error": run.error,
+                "warnings": list(run.warnings),
                 "objects": [{"stack": s, "result": verb, "object": what} for s, verb, what in apply_lines(result)
                             if s == run.stack],
                 "unchanged": run.plan.count(Action.UNCHANGED) if run.plan else 0,

@@ -66,13 +66,14 @@ def load_documents(text: str, file: str, error: type[GitopsJobError] = RenderErr
     raise ``error`` with ``where="<file>:<line>"``.
     """
     loader = _Loader(text)
+    aliases = "*" in text  # an alias is written `*name`: without a `*` there is nothing to expand
     documents: list[tuple[Any, int]] = []
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
-            if _expanded_size(node) > MAX_EXPANDED_NODES:
+            if aliases and _expanded_size(node) > MAX_EXPANDED_NODES:
                 raise error(
                     f"aliases expand to more than {MAX_EXPANDED_NODES:,} nodes; refusing (billion laughs?)",
                     where=f"{file}:{node.start_mark.line + 1}",

@@ -538,11 +538,6 @@ def test_f5_throttled_requests_retried_no_sooner_than_retry_after(env: Env) -> N
 
 
 # -- F6 ----------------------------------------------------------------------------------------------------------------
-@known_bug(
-    "a deadline hit inside a stack surfaces as kube.DeadlineExceeded (phase 'cluster', where = the URL: 'cluster: "
-    "GET /apis/…: no answer before the deadline …'): the stack's error names neither the pipeline phase it stopped "
-    "in (plan) nor the stack's timeout"
-)
 def test_f6_latency_hits_stack_deadline_cleanly_before_prune(env: Env) -> None:
     """F6. Every request takes 5 s more and the stack's deadline (``timeout: 20s``, for plan, apply, prune and wait)
     passes: a clean timeout error, nothing pruned, nothing half-written.
@@ -572,8 +567,13 @@ def test_f6_latency_hits_stack_deadline_cleanly_before_prune(env: Env) -> None:
     check_oracle(env, revision="B", before=before, mark=mark)
     assert env.inventory()["revision"] == "A", "a timed-out run recorded its revision as applied"
     check_converges(env, "B")
-    message = check_o1(result, "plan", f"stack {STACK}")
-    assert "deadline" in message or "timeout" in message, message
+    # Where the deadline strikes depends on timing (the plan is the preflight's, made before the latency): in apply
+    # or in prune's ownership check, which comes before any delete. Either way the stage, the object and the
+    # stack's timeout are named.
+    message = error_message(result)
+    phase = message.split(":", 1)[0]
+    assert phase in ("apply", "prune"), message
+    check_o1(result, phase, f"ConfigMap/{env.ns}/cm-0", f"stack {STACK}'s timeout (20s) passed")
 
 
 def test_f6_deadline_mid_apply_stops_before_prune_and_reports_what_was_written(env: Env) -> None:
@@ -813,10 +813,6 @@ def test_v10_inventory_object_relabelled_to_another_stack_left_alone_and_reporte
     check_converges(env, "B")
 
 
-@known_bug(
-    "nothing reports an object that carries the stack's ownership labels but is not in its inventory: prune only "
-    "looks at inventory - render (prune.prune / pipeline._apply_stack), so such an object is silently ignored"
-)
 def test_v10_labelled_object_missing_from_inventory_left_alone_and_reported(env: Env) -> None:
     """V10 (second half). An object labelled for our target and stack but not in the inventory (made by hand): it is
     not deleted, and the run reports it. (O4 does not apply: the test planted exactly such an object.)"""
@@ -883,7 +879,8 @@ def test_v11_namespace_pvc_and_crd_retained_and_disowned(env: Env) -> None:
 
 # -- L2 ----------------------------------------------------------------------------------------------------------------
 def test_l2_unchanged_stack_applied_repeatedly_writes_nothing(env: Env) -> None:
-    """L2. An unchanged stack applied again and again: zero object write requests, resourceVersions unchanged.
+    """L2. An unchanged stack applied again and again: zero write requests (not even the Lease or a run record),
+    resourceVersions unchanged.
 
     The row says 100 times; 20 runs through the Python API (``run_apply``, the CLI's own entry) keep the test
     fast — every run is a full plan against the cluster, so more runs only repeat the same requests.
@@ -903,6 +900,6 @@ def test_l2_unchanged_stack_applied_repeatedly_writes_nothing(env: Env) -> None:
         result = run_apply(settings, options)
         assert result.ok, (i, result)
         (run,) = result.stacks
-        assert run.applied == () and run.pruned == (), (i, run)
-    assert env.object_writes(mark) == [], "an unchanged stack was written"
+        assert run.applied == () and run.pruned == () and run.in_sync, (i, run)
+    assert env.audit.writes(mark) == [], "an unchanged stack was written"
     assert {k: o["metadata"]["resourceVersion"] for k, o in env.live(kinds).items()} == versions

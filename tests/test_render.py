@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gitops_job import jinja as jinja_module
 from gitops_job import render as render_module
 from gitops_job.config import RepoConfig, Stack, Target
 from gitops_job.errors import ErrorGroup, RenderError
@@ -272,7 +273,7 @@ def test_m2_jinja_resource_bombs_are_refused_quickly(tmp_path: Path, template: s
 
 
 def test_m2_jinja_time_limit_per_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render_module, "JINJA_TIMEOUT", 0.5)
+    monkeypatch.setattr(jinja_module, "JINJA_TIMEOUT", 0.5)
     root = make_repo(
         tmp_path, {"app/x.yaml.j2": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"}
     )

@@ -39,7 +39,7 @@ def generate(repo: Path, n: int, prefix: str = "bench") -> list[dict]:
     objects: list[dict] = []
     stack = repo / "bench"
     stack.mkdir(parents=True)
-    owner = {"gitops-job.io/target": "bench", "gitops-job.io/stack": "bench"}
+    owner = {"gitops-job.io/target": prefix, "gitops-job.io/stack": "bench"}  # one target per generated repo
     for ns_index in range(NAMESPACES):
         ns = f"{prefix}-{ns_index:02d}"
         docs: list[dict] = []
@@ -77,7 +77,8 @@ def generate(repo: Path, n: int, prefix: str = "bench") -> list[dict]:
                   for i in range(NAMESPACES)]  # fmt: skip
     (repo / "namespaces.yaml").write_text(yaml.safe_dump_all(namespaces))
     (repo / "gitops.yaml").write_text(
-        f"targets:\n  - name: bench\n    inventoryNamespace: {prefix}-00\nstacks:\n  - name: bench\n    path: bench\n"
+        f"targets:\n  - name: {prefix}\n    inventoryNamespace: {prefix}-00\n"
+        "stacks:\n  - name: bench\n    path: bench\n"
     )
     return objects
 
@@ -102,6 +103,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--kubeconfig", help="use this cluster instead of starting one")
+    parser.add_argument("--only", choices=("plan", "apply"), help="run one half of the benchmark")
     args = parser.parse_args()
 
     build.build_all(["etcd", "kubernetes", "kwok"])
@@ -115,9 +117,13 @@ def main() -> int:
             cluster.up()
             kubeconfig = str(cluster.kubeconfig)
         try:
-            code = run(Path(tmp) / "repo", args.n, args.reps, kubeconfig, kubectl, gitops_job)
+            code = 0
+            if args.only != "apply":
+                code = run(Path(tmp) / "repo", args.n, args.reps, kubeconfig, kubectl, gitops_job)
             audit = cluster.audit_log if cluster else None
-            return code or run_apply(Path(tmp), args.n, args.reps, kubeconfig, kubectl, gitops_job, audit)
+            if args.only != "plan":
+                code = code or run_apply(Path(tmp), args.n, args.reps, kubeconfig, kubectl, gitops_job, audit)
+            return code
         finally:
             if cluster:
                 cluster.down()
