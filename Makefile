@@ -8,7 +8,7 @@ TOOL    = $(shell $(PYTHON) -c 'from tools.localcluster.build import binary; pri
 export GITOPS_JOB_KUSTOMIZE ?= $(call TOOL,kustomize)
 export GITOPS_JOB_HELM ?= $(call TOOL,helm)
 
-.PHONY: venv build lint test cluster-up cluster-down cluster-status demo clean bench
+.PHONY: venv build fixtures lint test cluster-up cluster-down cluster-status demo clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## fixtures: GitHub's pinned REST description and webhook payloads (npm) for the GitHub stand-in, into the cache
+fixtures: venv
+	$(BIN)/python -m tools.github_fixtures
+
 ## test: lint, then the whole suite against a local cluster started for the run
-test: lint build
+test: lint build fixtures
 	$(BIN)/pytest
 
 ## cluster-up: start a cluster whose state lives in .localcluster/ and print its kubeconfig path

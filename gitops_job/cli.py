@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__, pipeline, report
+from . import __version__, actions, pipeline, report
 from .errors import GitopsJobError
 from .exitcodes import ExitCode
 from .mask import Masker
@@ -100,6 +100,46 @@ def _kube_options(f: F) -> F:
     )(f)
 
 
+def _github_options(f: F) -> F:
+    options = [
+        click.option(
+            "--github",
+            is_flag=True,
+            help="Inside GitHub Actions: post the plan as one sticky PR comment, write the job summary, the step "
+            "outputs and the full plan as files (see docs/github-actions.md). A fork's pull request is rendered and "
+            "validated only: it never reaches the cluster.",
+        ),
+        click.option(
+            "--comment/--no-comment",
+            default=True,
+            show_default=True,
+            help="With --github: post or edit the PR comment (plan: on pull_request events; apply: on the merged PR).",
+        ),
+        click.option(
+            "--artifact-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="With --github: write the whole plan here (plan.md, plan.json; apply.md, apply.json).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _github(kw: dict[str, Any], require_reviewed_plan: bool = False) -> actions.Options | None:
+    github, comment, artifact_dir = kw.pop("github"), kw.pop("comment"), kw.pop("artifact_dir")
+    if not github:
+        return None
+    return actions.Options(comment=comment, artifact_dir=artifact_dir, require_reviewed_plan=require_reviewed_plan)
+
+
+def _annotate(outcome: actions.Outcome) -> None:
+    """Warnings as GitHub workflow annotations (data escaped, so it cannot start a workflow command)."""
+    for warning in outcome.warnings:
+        escaped = warning.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        click.echo(f"::warning title=gitops-job::{escaped}", err=True)
+
+
 def _settings(**kw: Any) -> pipeline.Settings:
     return pipeline.Settings(
         repo=kw["repo"],
@@ -165,6 +205,7 @@ def validate_cmd(offline: bool, **kw: Any) -> None:
 @_kube_options
 @click.option("-o", "--output", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--exit-code", is_flag=True, help="Exit 3 when there are changes, 0 when there are none.")
+@_github_options
 def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     """Show exactly what would change in the cluster, without changing anything.
 
@@ -173,8 +214,20 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     with one LIST per type; "unchanged" is proven from the live object and its managedFields where possible, and
     everything else is checked by a server-side dry-run. Nothing is written.
     """
-    with ProgressBar() as progress:
-        _, result = pipeline.run_plan(_settings(**kw), progress=progress)
+    github = _github(kw)
+    if github is not None:
+        with ProgressBar() as progress:
+            outcome = actions.run_plan(_settings(**kw), github, progress)
+        _annotate(outcome)
+        if outcome.error is not None:
+            raise outcome.error
+        if outcome.plan is None:  # a fork's pull request: rendered and validated only
+            click.echo(outcome.body, nl=False)
+            return
+        result = outcome.plan
+    else:
+        with ProgressBar() as progress:
+            _, result = pipeline.run_plan(_settings(**kw), progress=progress)
     if output == "json":
         click.echo(report.json_text(result), nl=False)
     elif output == "markdown":
@@ -206,16 +259,23 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     show_default=True,
     help="Seconds to wait while another run holds a stack's lock.",
 )
+@_github_options
+@click.option(
+    "--require-reviewed-plan",
+    is_flag=True,
+    help="With --github: refuse (writing nothing) when the plan differs from the one reviewed on the merged PR.",
+)
 def apply_cmd(
     output: str, revision: str | None, force_conflicts: bool, allow_mass_prune: bool, no_wait: bool,
-    lock_timeout: float, **kw: Any,
+    lock_timeout: float, require_reviewed_plan: bool, **kw: Any,
 ) -> None:  # fmt: skip
     """Apply every selected stack: exactly what `plan` shows, then prune, wait and record.
 
     \b
     For each stack, in dependsOn order (a stack whose dependency failed is skipped):
       1. take the stack's lock (a Lease; a second run waits, see --lock-timeout);
-      2. plan it again, fresh; any error stops the stack before anything is written;
+      2. use the plan made before any write (planned again only if another run applied the
+         stack meanwhile); a stack already in sync at this revision writes nothing at all;
       3. write the inventory ahead (old + new objects), then server-side apply in stages
          (CRDs, Namespaces, ClusterRoles; *Class kinds; the rest by kind; webhooks last) —
          unchanged objects get no request;
@@ -234,8 +294,18 @@ def apply_cmd(
         lock_wait=lock_timeout,
         on_lock_wait=lambda message: click.echo(message, err=True),
     )
-    with ProgressBar() as progress:
-        result = pipeline.run_apply(_settings(**kw), options, progress=progress)
+    github = _github(kw, require_reviewed_plan)
+    if github is not None:
+        with ProgressBar() as progress:
+            outcome = actions.run_apply(_settings(**kw), options, github, progress)
+        _annotate(outcome)
+        if outcome.result is None:
+            assert outcome.error is not None
+            raise outcome.error
+        result = outcome.result
+    else:
+        with ProgressBar() as progress:
+            result = pipeline.run_apply(_settings(**kw), options, progress=progress)
     click.echo(report.apply_json(result) if output == "json" else report.apply_text(result), nl=False)
     if not result.ok:
         raise SystemExit(ExitCode.ERROR)

@@ -85,3 +85,9 @@ class WaitError(GitopsJobError):
     """Applied objects did not become healthy within the stack's timeout."""
 
     phase = "wait"
+
+
+class ReviewError(GitopsJobError):
+    """The plan to apply is not the one reviewed on the merged pull request (``--require-reviewed-plan``)."""
+
+    phase = "review"

@@ -216,6 +216,8 @@ class ApplyOptions:
     lock_wait: float = 300.0  # seconds to wait for another applier
     lock_ttl: float = 30.0
     on_lock_wait: Callable[[str], None] | None = None
+    #: Called with the whole preflight plan before the first write; raising refuses the run (nothing written).
+    review: Callable[[Plan], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,7 @@ class ApplyResult:
     revision: str
     stacks: tuple[StackRun, ...]
     requests: Mapping[str, int] = field(default_factory=dict)
+    plan: Plan | None = None  # the preflight plan of every selected stack (prunes included)
 
     @property
     def ok(self) -> bool:
@@ -266,12 +269,15 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
         masker.learn(o.body for o in rendered.objects)
         # Like Argo CD, dry-run everything first: an object the API server rejects stops the run before any write.
         # Each stack then applies this plan, unless its inventory changed before it took the lock.
-        plans = dict(zip(by_stack, _plan_stacks(kube, selection, rendered, masker, settings, progress, None, revision),
-                         strict=True))  # fmt: skip
+        planned = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, revision)
+        plans = dict(zip(by_stack, planned, strict=True))
         failures = [f for p in plans.values() for f in p.failures]
         if failures:
             lines = "\n".join(f"  {f}" for f in failures)
             raise PlanError(f"{len(failures)} object(s) could not be planned; nothing was written:\n{lines}")
+        whole = _merge(target.name, planned, kube.requests)
+        if options.review is not None:
+            options.review(whole)  # e.g. compare with the plan reviewed on the pull request; may refuse
         runs: list[StackRun] = []
         failed: set[str] = set()
         for stack in selection.stacks:
@@ -289,7 +295,7 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
             runs.append(run)
             if run.result != "succeeded":
                 failed.add(stack.name)
-        return ApplyResult(target.name, revision, tuple(runs), dict(kube.requests))
+        return ApplyResult(target.name, revision, tuple(runs), dict(kube.requests), whole)
 
 
 @dataclass(frozen=True)

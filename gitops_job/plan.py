@@ -9,6 +9,8 @@ data), filtered by ``ignoreDifferences`` and masked before it leaves this module
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -432,6 +434,35 @@ def stamped(obj: RenderedObject, live_revision: str | None, revision: str) -> Re
     body = copy.deepcopy(obj.body)
     body.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_REVISION] = live_revision or revision
     return RenderedObject(obj.id, body, obj.source, obj.stack)
+
+
+def digest(p: Plan) -> str:
+    """``sha256:<hex>`` of what a plan would do: each changed object's id, action, live state and desired state (as
+    shown: normalised and masked), conflicts, and the ids of unchanged objects and failures.
+
+    The revision stamp is left out, so the plan reviewed on a pull request's head and the plan recomputed on its
+    merge commit have the same digest when nothing else moved; so is how "unchanged" was proven (fast path or
+    dry-run). Secrets enter only as their masks, so the digest reveals nothing about their values.
+    """
+    rows: list[Any] = []
+    for e in sorted(p.entries, key=lambda e: (e.stack, e.id)):
+        if e.action is Action.UNCHANGED:
+            rows.append([e.stack, str(e.id), e.action.value])
+        else:
+            before, after = (_unstamped(x) for x in (e.before, e.after))
+            conflicts = [[c.field, c.manager] for c in e.conflicts]
+            rows.append([e.stack, str(e.id), e.action.value, before, after, conflicts])
+    rows.extend([f.stack, str(f.id), "failed", f.message] for f in sorted(p.failures, key=lambda f: (f.stack, f.id)))
+    canonical = json.dumps([p.target, rows], sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _unstamped(obj: Mapping[str, Any] | None) -> Any:
+    if obj is None:
+        return None
+    out = copy.deepcopy(dict(obj))
+    _remove(out, ["metadata", "annotations", ANNOTATION_REVISION])
+    return normalise(out, ())  # drops the annotations map if that was its only entry
 
 
 def fail_if_failed(p: Plan) -> None:

@@ -410,6 +410,17 @@ def _run_tool(tool: str, args: Sequence[str], *, where: str, homes: Sequence[str
     return done.stdout
 
 
+def tool_version(tool: str) -> str | None:
+    """The version ``kustomize`` or ``helm`` reports (``v5.8.1``), or None when it is not installed or says nothing."""
+    args = ["version"] if tool == "kustomize" else ["version", "--short"]
+    try:
+        out = _run_tool(tool, args, where=tool)
+    except RenderError:
+        return None
+    found = re.search(r"v\d+\.\d+\.\d+[-+.\w]*", out)
+    return found.group(0).split("+")[0] if found else None
+
+
 # --- substitution ----------------------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
+from tests.githubstub import GitHubStub
 from tests.kube import AuditLog
 from tools.localcluster import build
 from tools.localcluster.cluster import LocalCluster
@@ -76,3 +77,16 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
         yield name
     finally:
         core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubStub]:
+    """A local api.github.com that validates every request and response against GitHub's OpenAPI description.
+
+    The test fails at teardown when the stub recorded a contract violation; a test that provokes one on purpose
+    asserts on ``stub.violations`` and clears it.
+    """
+    with GitHubStub() as stub:
+        yield stub
+    if stub.violations:
+        pytest.fail("GitHub contract violations:\n" + "\n".join(f"  {v}" for v in stub.violations))

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.localcluster", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the pinned binaries into the cache (a no-op when present)")
-    b.add_argument("components", nargs="*", help="only these (etcd, kubernetes, kwok, kustomize, helm)")
+    b.add_argument("components", nargs="*", help=f"only these ({', '.join(c.name for c in build.COMPONENTS)})")
     for name, text in (("up", "start a cluster"), ("down", "stop it"), ("status", "say what runs")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--state-dir", type=Path, default=Path(".localcluster"), help="default: .localcluster")

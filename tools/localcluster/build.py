@@ -7,6 +7,7 @@ Layout of the cache (``$GITOPS_JOB_CACHE``, default ``${XDG_CACHE_HOME:-~/.cache
     kwok-v0.8.0/kwok  kwok-v0.8.0/stages/...
     kustomize-v5.8.1/kustomize
     helm-v3.21.4/helm
+    actionlint-v1.7.12/actionlint   the workflow linter (tests/test_workflows.py)
     go/{mod,build}          Go module and build caches
     src/<name>-<version>/   throw-away main modules for etcd and Kubernetes
 
@@ -183,6 +184,11 @@ def build_helm(c: Component, _: Path, env: dict[str, str]) -> None:
     _go_install(c, "helm.sh/helm/v3/cmd/helm", "helm", env, ldflags)
 
 
+def build_actionlint(c: Component, _: Path, env: dict[str, str]) -> None:
+    ldflags = f"-s -w -X github.com/rhysd/actionlint.version={c.version}"
+    _go_install(c, "github.com/rhysd/actionlint/cmd/actionlint", "actionlint", env, ldflags)
+
+
 COMPONENTS: tuple[Component, ...] = (
     Component("etcd", versions.ETCD, ("etcd",), build_etcd),
     Component("kubernetes", versions.KUBERNETES, _KUBE_COMMANDS, build_kubernetes),
@@ -190,6 +196,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("kwok", versions.KWOK, ("kwok", "stages"), build_kwok),
     Component("kustomize", versions.KUSTOMIZE, ("kustomize",), build_kustomize),
     Component("helm", versions.HELM, ("helm",), build_helm),
+    Component("actionlint", versions.ACTIONLINT, ("actionlint",), build_actionlint),
 )
 
 

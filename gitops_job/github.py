@@ -1,0 +1,430 @@
+"""The only module that talks to GitHub: the Actions run's context, the sticky PR comment, merged-PR lookup and commit
+statuses.
+
+It wraps PyGithub (pagination, retries on 5xx and on rate limits through ``GithubRetry``) behind a small interface of
+our own: what goes in and out are frozen dataclasses, never PyGithub objects, and every failure is a ``GitHubError``
+that says which repository, pull request or commit it was about and which ``permissions:`` the workflow job needs.
+The token never appears in any message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import github
+import requests
+from github import Auth, GithubException, GithubRetry, RateLimitExceededException
+from github.GithubException import RateLimitExceededExceedsMaxWait
+from github.IssueComment import IssueComment
+from urllib3 import Retry
+from urllib3.response import BaseHTTPResponse
+
+from .errors import GitopsJobError
+
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_SERVER_URL = "https://github.com"
+STATUS_DESCRIPTION_MAX = 140  # GitHub rejects longer commit status descriptions
+T = TypeVar("T")
+
+# The `permissions:` a workflow job needs per operation (GITHUB_TOKEN scopes; fine-grained tokens use the same names).
+PERMISSION_COMMENT = "pull-requests: write"  # issue comments on a pull request (`issues: write` also allows it)
+PERMISSION_READ_PULLS = "pull-requests: read, contents: read"
+PERMISSION_STATUS = "statuses: write"
+
+
+class GitHubError(GitopsJobError):
+    """A GitHub API call failed, or the Actions environment is not what the runner provides."""
+
+    phase = "github"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The Actions run's context
+
+
+@dataclass(frozen=True)
+class ActionsContext:
+    """What the GitHub Actions runner tells a step about its run (``GITHUB_*`` variables and the event payload)."""
+
+    event_name: str
+    event: Mapping[str, Any] = field(repr=False, compare=False)
+    repository: str
+    sha: str
+    ref: str
+    server_url: str
+    api_url: str
+    run_id: str
+    run_attempt: str
+    step_summary: Path | None
+    output: Path | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ActionsContext | None:
+        """The context of the current run, or None outside GitHub Actions (``GITHUB_ACTIONS`` is not ``true``)."""
+        if env.get("GITHUB_ACTIONS") != "true":
+            return None
+        missing = [
+            k for k in ("GITHUB_EVENT_NAME", "GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_SHA") if not env.get(k)
+        ]
+        if missing:
+            raise GitHubError(
+                f"{', '.join(missing)} not set although GITHUB_ACTIONS=true: run inside a GitHub Actions job, "
+                "or unset GITHUB_ACTIONS to run outside one"
+            )
+        path = Path(env["GITHUB_EVENT_PATH"])
+        try:
+            event = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise GitHubError(f"cannot read the event payload: {e.strerror}", where=str(path)) from e
+        except ValueError as e:
+            raise GitHubError(f"the event payload is not JSON: {e}", where=str(path)) from e
+        if not isinstance(event, dict):
+            raise GitHubError("the event payload is not a JSON object", where=str(path))
+
+        def optional_path(name: str) -> Path | None:
+            return Path(env[name]) if env.get(name) else None
+
+        return cls(
+            event_name=env["GITHUB_EVENT_NAME"],
+            event=event,
+            repository=env["GITHUB_REPOSITORY"],
+            sha=env["GITHUB_SHA"],
+            ref=env.get("GITHUB_REF", ""),
+            server_url=env.get("GITHUB_SERVER_URL") or DEFAULT_SERVER_URL,
+            api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+            run_id=env.get("GITHUB_RUN_ID", ""),
+            run_attempt=env.get("GITHUB_RUN_ATTEMPT", "1"),
+            step_summary=optional_path("GITHUB_STEP_SUMMARY"),
+            output=optional_path("GITHUB_OUTPUT"),
+        )
+
+    @property
+    def run_url(self) -> str:
+        return f"{self.server_url}/{self.repository}/actions/runs/{self.run_id}"
+
+    @property
+    def _pull(self) -> Mapping[str, Any] | None:
+        pr = self.event.get("pull_request")
+        return pr if self.event_name.startswith("pull_request") and isinstance(pr, dict) else None
+
+    @property
+    def pull_request_number(self) -> int | None:
+        """The pull request's number on ``pull_request`` events, else None."""
+        pr = self._pull
+        number = pr.get("number", self.event.get("number")) if pr is not None else None
+        return number if isinstance(number, int) else None
+
+    @property
+    def head_sha(self) -> str:
+        """The PR's head commit on ``pull_request`` events (GITHUB_SHA is a test merge there), else GITHUB_SHA."""
+        pr = self._pull
+        sha = pr.get("head", {}).get("sha") if pr is not None else None
+        return sha if isinstance(sha, str) and sha else self.sha
+
+    @property
+    def is_fork(self) -> bool:
+        """True when the PR's head lives in another (or a deleted) repository: it must not get cluster credentials."""
+        pr = self._pull
+        if pr is None:
+            return False
+        head_repo = (pr.get("head") or {}).get("repo")
+        base_repo = (pr.get("base") or {}).get("repo") or {}
+        if not head_repo:
+            return True
+        return bool(head_repo.get("fork")) or head_repo.get("full_name") != base_repo.get("full_name")
+
+    @property
+    def default_branch(self) -> str | None:
+        repo = self.event.get("repository")
+        branch = repo.get("default_branch") if isinstance(repo, dict) else None
+        return branch if isinstance(branch, str) else None
+
+    @property
+    def is_default_branch_push(self) -> bool:
+        """A ``push`` to the repository's default branch (the merge that ``apply`` acts on)."""
+        return (
+            self.event_name == "push"
+            and self.default_branch is not None
+            and self.ref == f"refs/heads/{self.default_branch}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# What the client returns
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    body: str
+    url: str  # the comment's page on github.com
+
+
+@dataclass(frozen=True)
+class CommentResult:
+    id: int
+    url: str
+    action: Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    head_sha: str
+    merged: bool
+    merge_commit_sha: str | None
+    url: str  # the pull request's page on github.com
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before reporting a failure; total time stays under ``attempts * max(max_wait, backoff_max)``."""
+
+    attempts: int = 5  # retries after the first request (5xx, rate limits, lost connections)
+    backoff: float = 1.0  # seconds; doubled on every retry
+    backoff_max: float = 30.0
+    max_wait: float = 120.0  # longest Retry-After or rate-limit reset we sleep through; longer fails at once
+    secondary_rate_wait: float = 60.0  # wait after a secondary rate limit that gives no Retry-After
+    timeout: int = 15  # seconds per request
+    request_interval: float = 0.25  # pacing between requests, and between writes (GitHub's advice against
+    write_interval: float = 1.0  # secondary rate limits); tests set both to 0
+
+
+class _Retry(GithubRetry):
+    """``GithubRetry`` that never sleeps past ``max_rate_limit_wait`` and never re-sends a POST after a 5xx.
+
+    A POST answered 5xx may still have been applied (a comment created), so the caller decides: ``GitHub`` looks for
+    the comment before posting again. Rate-limited POSTs (403/429) were not applied and are retried here.
+    """
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method.upper() == "POST" and status_code >= 500:
+            return False
+        return bool(super().is_retry(method, status_code, has_retry_after))
+
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> Retry:
+        if response is not None and self.max_rate_limit_wait is not None:
+            wait = self.get_retry_after(response)
+            if wait is not None and wait > self.max_rate_limit_wait:
+                raise RateLimitExceededExceedsMaxWait(response.status, None, dict(response.headers), wait=wait)
+        return super().increment(method, url, response, error, _pool, _stacktrace)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The client
+
+
+class GitHub:
+    """A repository's pull requests, comments and commit statuses through GitHub's REST API."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        repository: str,
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not token:
+            raise GitHubError("no GitHub token: pass `github-token` (in a workflow: ${{ secrets.GITHUB_TOKEN }})")
+        if repository.count("/") != 1:
+            raise GitHubError(f"repository {repository!r} is not of the form owner/name")
+        self.repository = repository
+        self.api_url = api_url.rstrip("/")
+        self._token = token
+        self._policy = retry
+        self._sleep = sleep
+        self._gh = github.Github(
+            base_url=self.api_url,
+            auth=Auth.Token(token),
+            timeout=retry.timeout,
+            per_page=100,
+            seconds_between_requests=retry.request_interval,
+            seconds_between_writes=retry.write_interval,
+            lazy=True,
+            retry=_Retry(
+                total=retry.attempts,
+                backoff_factor=retry.backoff,
+                backoff_max=retry.backoff_max,
+                status_forcelist=[*range(500, 600), 429],
+                allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"GET", "POST", "PATCH"},  # PATCH: same body, same end
+                raise_on_status=False,
+                secondary_rate_wait=retry.secondary_rate_wait,
+                max_rate_limit_wait=retry.max_wait,
+            ),
+        )
+        self._repo = self._gh.get_repo(repository)
+
+    def close(self) -> None:
+        self._gh.close()
+
+    def __enter__(self) -> GitHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- comments -----------------------------------------------------------------------------------------------------
+    def find_comment(self, pr: int, marker: str) -> Comment | None:
+        """The oldest comment on pull request ``pr`` whose body contains ``marker`` (our hidden tag), or None."""
+        found = self._call("list the comments of", self._pr(pr), PERMISSION_READ_PULLS, lambda: self._find(pr, marker))
+        return None if found is None else _comment(found)
+
+    def _find(self, pr: int, marker: str) -> IssueComment | None:
+        for c in self._repo.get_issue(pr).get_comments():
+            if marker in (c.body or ""):
+                return c
+        return None
+
+    def upsert_comment(self, pr: int, marker: str, body: str, *, same: str | None = None) -> CommentResult:
+        """Create our comment on ``pr``, or edit it in place; leave it alone when the body is already ``body`` (or
+        already contains ``same``: a key of the content that matters, when only a footer would change).
+
+        Our comment is the oldest one containing ``marker``; the marker is prepended to ``body`` if it lacks it, so the
+        next run finds it again. A comment without the marker is never touched, and a comment is never posted twice:
+        after a failed POST the comments are searched again before another try.
+        """
+        if not marker:
+            raise ValueError("upsert_comment needs a non-empty marker")
+        if marker not in body:
+            body = f"{marker}\n{body}"
+        where = self._pr(pr)
+        existing = self._call("list the comments of", where, PERMISSION_READ_PULLS, lambda: self._find(pr, marker))
+        if existing is not None:
+            if existing.body == body or (same is not None and same in (existing.body or "")):
+                return CommentResult(existing.id, existing.html_url, "unchanged")
+            self._call("edit our comment on", where, PERMISSION_COMMENT, lambda: existing.edit(body))
+            return CommentResult(existing.id, existing.html_url, "updated")
+
+        def create() -> Comment:
+            return _comment(self._repo.get_issue(pr).create_comment(body))
+
+        made = self._post("comment on", where, PERMISSION_COMMENT, create, lambda: self.find_comment(pr, marker))
+        return CommentResult(made.id, made.url, "created")
+
+    def _pr(self, pr: int) -> str:
+        return f"pull request #{pr} in {self.repository}"
+
+    # -- pull requests and statuses ------------------------------------------------------------------------------------
+    def merged_pull_for(self, sha: str) -> PullRequest | None:
+        """The merged pull request whose merge commit is ``sha`` (a push to the default branch), or None."""
+
+        def lookup() -> PullRequest | None:
+            for p in self._repo.get_commit(sha).get_pulls():
+                if p.merged_at is not None and p.merge_commit_sha == sha:
+                    return PullRequest(p.number, p.head.sha, True, p.merge_commit_sha, p.html_url)
+            return None
+
+        return self._call(
+            "list the pull requests of", f"commit {sha} in {self.repository}", PERMISSION_READ_PULLS, lookup
+        )
+
+    def set_status(
+        self,
+        sha: str,
+        state: Literal["error", "failure", "pending", "success"],
+        description: str,
+        context: str = "gitops-job",
+        target_url: str | None = None,
+    ) -> None:
+        """Set commit status ``context`` on ``sha``; ``description`` is cut to GitHub's 140 characters."""
+        if len(description) > STATUS_DESCRIPTION_MAX:
+            description = description[: STATUS_DESCRIPTION_MAX - 1] + "…"
+        commit = self._repo.get_commit(sha)
+
+        def create() -> None:
+            if target_url is None:
+                commit.create_status(state, description=description, context=context)
+            else:
+                commit.create_status(state, target_url=target_url, description=description, context=context)
+
+        self._post("set a commit status on", f"commit {sha} in {self.repository}", PERMISSION_STATUS, create, None)
+
+    # -- error translation and the POST retry loop --------------------------------------------------------------------
+    def _post(
+        self, what: str, where: str, needs: str, create: Callable[[], T], recheck: Callable[[], T | None] | None
+    ) -> T:
+        """Run a POST; after a 5xx, look whether it was applied (``recheck``) before sending it again."""
+        delay = self._policy.backoff
+        for attempt in range(self._policy.attempts + 1):
+            try:
+                return self._call(what, where, needs, create, raw_5xx=attempt < self._policy.attempts)
+            except _ServerError:
+                found = recheck() if recheck is not None else None
+                if found is not None:
+                    return found
+                self._sleep(min(delay, self._policy.backoff_max))
+                delay *= 2
+        raise AssertionError("unreachable")  # the last attempt raises GitHubError
+
+    def _call(self, what: str, where: str, needs: str, fn: Callable[[], T], *, raw_5xx: bool = False) -> T:
+        try:
+            return fn()
+        except RateLimitExceededExceedsMaxWait:
+            raise GitHubError(
+                f"cannot {what} {where}: rate limited, and GitHub asks to wait longer than the "
+                f"{self._policy.max_wait:g}s we allow; run again later"
+            ) from None
+        except RateLimitExceededException as e:
+            raise GitHubError(f"cannot {what} {where}: rate limited ({self._message(e)}); run again later") from None
+        except GithubException as e:
+            if raw_5xx and e.status >= 500:
+                raise _ServerError from None
+            raise GitHubError(self._explain(e, what, where, needs)) from None
+        except requests.RequestException as e:
+            raise GitHubError(
+                f"cannot {what} {where}: GitHub at {self.api_url} is unreachable ({type(e).__name__}); "
+                "check the network or GITHUB_API_URL"
+            ) from None
+
+    def _message(self, e: GithubException) -> str:
+        data = e.data
+        message = data.get("message") if isinstance(data, dict) else None
+        text = str(message or e.message or "no message")
+        return text.replace(self._token, "***") if self._token else text
+
+    def _explain(self, e: GithubException, what: str, where: str, needs: str) -> str:
+        msg = self._message(e)
+        if e.status == 401:
+            return (
+                f"cannot {what} {where}: GitHub rejected the token (401 {msg}): it is missing, expired or invalid; "
+                "pass a valid `github-token` (in a workflow: ${{ secrets.GITHUB_TOKEN }})"
+            )
+        if e.status == 403:
+            return (
+                f"cannot {what} {where}: the token lacks permission (403 {msg}); "
+                f"grant the workflow job `permissions: {needs}`"
+            )
+        if e.status == 404:
+            return (
+                f"cannot {what} {where}: not found (404): {where} does not exist, "
+                f"or the token cannot see it (it needs `{needs}`)"
+            )
+        if e.status == 422:
+            return f"cannot {what} {where}: GitHub refused the request (422 {msg})"
+        if e.status >= 500:
+            return f"cannot {what} {where}: GitHub failed (HTTP {e.status} {msg}) after retrying; run again later"
+        return f"cannot {what} {where}: GitHub answered HTTP {e.status} ({msg})"
+
+
+def _comment(c: IssueComment) -> Comment:
+    return Comment(id=c.id, body=c.body, url=c.html_url)
+
+
+class _ServerError(Exception):
+    """A POST answered 5xx: ``GitHub._post`` decides whether to send it again."""

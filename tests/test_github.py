@@ -1,0 +1,367 @@
+"""gitops_job.github against the local GitHub stand-in, which holds both sides to GitHub's OpenAPI description."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from gitops_job.github import ActionsContext, GitHub, GitHubError, RetryPolicy
+from tests.githubstub import BOT, GitHubStub, webhook_example
+
+REPO = "octo/app"
+MARKER = "<!-- gitops-job:target=prod -->"
+HEAD, MERGE = "a" * 40, "c" * 40
+FAST = RetryPolicy(
+    attempts=3, backoff=0.01, backoff_max=0.05, max_wait=3, secondary_rate_wait=1, request_interval=0, write_interval=0
+)
+
+
+@pytest.fixture
+def gh(github: GitHubStub) -> GitHub:
+    github.add_pull(REPO, 7, head_sha=HEAD)
+    github.add_pull(REPO, 6, head_sha="b" * 40, merged=True, merge_commit_sha=MERGE)
+    return GitHub(github.url, github.token, REPO, retry=FAST)
+
+
+# -- the sticky comment -----------------------------------------------------------------------------------------------
+
+
+def test_comment_created_then_updated_then_unchanged(github: GitHubStub, gh: GitHub) -> None:
+    first = gh.upsert_comment(7, MARKER, f"{MARKER}\nplan: 1 to create")
+    second = gh.upsert_comment(7, MARKER, f"{MARKER}\nplan: 2 to create")
+    third = gh.upsert_comment(7, MARKER, f"{MARKER}\nplan: 2 to create")
+
+    assert (first.action, second.action, third.action) == ("created", "updated", "unchanged")
+    assert first.id == second.id == third.id
+    assert first.url.startswith(f"https://github.com/{REPO}/pull/7#issuecomment-")
+    assert len(github.sent("POST")) == 1
+    assert len(github.sent("PATCH")) == 1
+    [comment] = github.comments_on(REPO, 7)
+    assert comment["body"] == f"{MARKER}\nplan: 2 to create"
+    assert comment["user"]["login"] == BOT
+    assert gh.find_comment(7, MARKER) is not None
+
+
+def test_marker_is_added_when_the_body_lacks_it(github: GitHubStub, gh: GitHub) -> None:
+    gh.upsert_comment(7, MARKER, "no marker here")
+    assert github.comments_on(REPO, 7)[0]["body"] == f"{MARKER}\nno marker here"
+    assert gh.upsert_comment(7, MARKER, "no marker here").action == "unchanged"
+
+
+def test_marker_found_across_pages(github: GitHubStub, gh: GitHub) -> None:
+    for i in range(150):
+        github.add_comment(REPO, 7, f"LGTM {i}")
+    ours = github.add_comment(REPO, 7, f"{MARKER}\nold plan", user=BOT)
+
+    result = gh.upsert_comment(7, MARKER, f"{MARKER}\nnew plan")
+
+    assert (result.action, result.id) == ("updated", ours["id"])
+    pages = github.sent("GET", r"/issues/7/comments$")
+    assert [r.query.get("page", "1") for r in pages] == ["1", "2"]  # followed the Link header
+    assert not github.sent("POST")
+
+
+def test_comment_without_marker_is_never_edited(github: GitHubStub, gh: GitHub) -> None:
+    theirs = github.add_comment(REPO, 7, "gitops-job: please look at prod")
+    result = gh.upsert_comment(7, MARKER, f"{MARKER}\nplan")
+    assert result.action == "created" and result.id != theirs["id"]
+    assert not github.sent("PATCH")
+    assert github.comments_on(REPO, 7)[0]["body"] == "gitops-job: please look at prod"
+
+
+def test_find_comment_returns_none_without_marker(github: GitHubStub, gh: GitHub) -> None:
+    github.add_comment(REPO, 7, "hello")
+    assert gh.find_comment(7, MARKER) is None
+
+
+def test_create_answered_5xx_is_looked_for_then_posted_again(github: GitHubStub, gh: GitHub) -> None:
+    github.fail(502, method="POST", path=r"/issues/7/comments$")
+    assert gh.upsert_comment(7, MARKER, f"{MARKER}\nplan").action == "created"
+    assert len(github.sent("POST")) == 2  # the 502, then again after looking for the comment
+    assert len(github.comments_on(REPO, 7)) == 1
+
+
+def test_create_applied_but_answered_5xx_is_not_posted_twice(github: GitHubStub, gh: GitHub) -> None:
+    github.fail(502, method="POST", path=r"/issues/7/comments$", after_serving=True)
+    result = gh.upsert_comment(7, MARKER, f"{MARKER}\nplan")
+    assert result.action == "created"
+    assert len(github.sent("POST")) == 1
+    [comment] = github.comments_on(REPO, 7)
+    assert result.id == comment["id"]
+
+
+# -- pull requests and statuses ---------------------------------------------------------------------------------------
+
+
+def test_merged_pull_for(github: GitHubStub, gh: GitHub) -> None:
+    pr = gh.merged_pull_for(MERGE)
+    assert pr is not None
+    assert (pr.number, pr.merged, pr.merge_commit_sha, pr.head_sha) == (6, True, MERGE, "b" * 40)
+    assert pr.url == f"https://github.com/{REPO}/pull/6"
+
+
+def test_merged_pull_for_ignores_open_pulls_containing_the_commit(github: GitHubStub, gh: GitHub) -> None:
+    github.associate(REPO, HEAD, [7])
+    assert gh.merged_pull_for(HEAD) is None
+
+
+def test_set_status_truncates_description(github: GitHubStub, gh: GitHub) -> None:
+    gh.set_status(MERGE, "success", "x" * 200, target_url="https://github.com/octo/app/actions/runs/1")
+    [status] = github.statuses(REPO, MERGE)
+    assert len(status["description"]) == 140
+    assert (status["state"], status["context"]) == ("success", "gitops-job")
+    [post] = github.sent("POST", "/statuses/")
+    assert post.body["target_url"] == "https://github.com/octo/app/actions/runs/1"
+
+
+# -- errors -----------------------------------------------------------------------------------------------------------
+
+
+def test_401_says_token_invalid_and_hides_it(github: GitHubStub) -> None:
+    github.add_pull(REPO, 7, head_sha=HEAD)
+    secret = "ghs_wrongTOKENvalue1234567890"
+    with pytest.raises(GitHubError) as e:
+        GitHub(github.url, secret, REPO, retry=FAST).upsert_comment(7, MARKER, "x")
+    text = str(e.value)
+    assert "401" in text and "missing, expired or invalid" in text and "pull request #7 in octo/app" in text
+    assert secret not in text and secret not in repr(e.value.__cause__) and github.token not in text
+    assert all("ghs_" not in v for r in github.requests for v in r.headers.values())  # recorded without the token
+
+
+def test_403_names_the_permission(github: GitHubStub, gh: GitHub) -> None:
+    github.fail(403, method="POST", message="Resource not accessible by integration")
+    with pytest.raises(GitHubError) as e:
+        gh.upsert_comment(7, MARKER, "x")
+    assert "pull-requests: write" in str(e.value) and "Resource not accessible by integration" in str(e.value)
+    assert e.value.phase == "github" and github.token not in str(e.value)
+
+    github.fail(403, method="POST", path="/statuses/", message="Resource not accessible by integration")
+    with pytest.raises(GitHubError, match="statuses: write"):
+        gh.set_status(MERGE, "success", "ok")
+
+
+def test_404_names_what_is_missing(github: GitHubStub, gh: GitHub) -> None:
+    with pytest.raises(GitHubError, match=r"pull request #99 in octo/app does not exist"):
+        gh.upsert_comment(99, MARKER, "x")
+    with pytest.raises(GitHubError, match=r"pull request #7 in octo/missing does not exist.*pull-requests: read"):
+        GitHub(github.url, github.token, "octo/missing", retry=FAST).find_comment(7, MARKER)
+
+
+def test_5xx_is_retried_then_succeeds(github: GitHubStub, gh: GitHub) -> None:
+    github.fail(502, times=2, method="GET")
+    github.fail(503, method="PATCH")
+    github.add_comment(REPO, 7, f"{MARKER}\nold", user=BOT)
+    assert gh.upsert_comment(7, MARKER, "new").action == "updated"
+    assert len(github.sent("GET")) == 3 and len(github.sent("PATCH")) == 2
+
+
+def test_5xx_gives_up_after_the_configured_attempts(github: GitHubStub, gh: GitHub) -> None:
+    github.fail(500, times=10, method="GET")
+    with pytest.raises(GitHubError, match=r"GitHub failed \(HTTP 500"):
+        gh.find_comment(7, MARKER)
+    assert len(github.sent("GET")) == FAST.attempts + 1
+
+
+def test_secondary_rate_limit_waits_for_retry_after(github: GitHubStub, gh: GitHub) -> None:
+    github.fail(
+        403,
+        method="POST",
+        headers={"Retry-After": "1"},
+        message="You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+    )
+    github.fail(429, method="GET", headers={"Retry-After": "1"}, message="secondary rate limit")
+    start = time.monotonic()
+    assert gh.upsert_comment(7, MARKER, "x").action == "created"
+    assert time.monotonic() - start >= 2.0  # both waits honoured
+    assert len(github.sent("POST")) == 2 and len(github.comments_on(REPO, 7)) == 1
+
+
+def test_primary_rate_limit_reset_beyond_max_wait_fails_fast(github: GitHubStub, gh: GitHub) -> None:
+    reset = str(int(time.time()) + 3600)
+    github.fail(
+        403,
+        method="GET",
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+        message="API rate limit exceeded for installation ID 1.",
+    )
+    start = time.monotonic()
+    with pytest.raises(GitHubError, match="rate limited"):
+        gh.find_comment(7, MARKER)
+    assert time.monotonic() - start < 2
+
+
+def test_retry_after_beyond_max_wait_fails_fast(github: GitHubStub, gh: GitHub) -> None:
+    github.fail(429, method="GET", headers={"Retry-After": "600"}, message="slow down")
+    with pytest.raises(GitHubError, match="longer than the 3s"):
+        gh.find_comment(7, MARKER)
+
+
+def test_unreachable_api(github: GitHubStub) -> None:
+    with pytest.raises(GitHubError, match="unreachable"):
+        GitHub("http://127.0.0.1:9", "t", REPO, retry=RetryPolicy(attempts=0, request_interval=0)).find_comment(7, "m")
+
+
+def test_no_token() -> None:
+    with pytest.raises(GitHubError, match="no GitHub token"):
+        GitHub("https://api.github.com", "", REPO)
+
+
+# -- ActionsContext from real event payloads --------------------------------------------------------------------------
+
+
+def _env(tmp_path: Path, event: str, payload: dict[str, Any], **extra: str) -> dict[str, str]:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(payload))
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": event,
+        "GITHUB_EVENT_PATH": str(path),
+        "GITHUB_REPOSITORY": payload["repository"]["full_name"],
+        "GITHUB_SHA": "f" * 40,
+        "GITHUB_REF": payload.get("ref", "refs/pull/1/merge"),
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_RUN_ID": "42",
+        "GITHUB_RUN_ATTEMPT": "2",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("action", ["opened", "synchronize"])
+def test_context_pull_request_same_repo(tmp_path: Path, action: str) -> None:
+    payload = webhook_example("pull_request", action)
+    ctx = ActionsContext.from_env(_env(tmp_path, "pull_request", payload))
+    assert ctx is not None
+    pr = payload["pull_request"]
+    assert ctx.pull_request_number == pr["number"] == payload["number"]
+    assert ctx.head_sha == pr["head"]["sha"] != ctx.sha
+    assert not ctx.is_fork
+    assert ctx.default_branch == payload["repository"]["default_branch"]
+    assert ctx.api_url == "https://api.github.com"
+    assert ctx.run_url == f"https://github.com/{payload['repository']['full_name']}/actions/runs/42"
+    assert ctx.step_summary == tmp_path / "summary.md" and ctx.output == tmp_path / "output"
+    assert not ctx.is_default_branch_push
+
+
+@pytest.mark.parametrize("action", ["opened", "synchronize"])
+def test_context_pull_request_from_fork(tmp_path: Path, action: str) -> None:
+    # The examples hold no fork PR; derive one: the head lives in the contributor's fork (or was deleted).
+    payload = webhook_example("pull_request", action)
+    head = payload["pull_request"]["head"]
+    head["repo"]["full_name"] = "contributor/Hello-World"
+    head["repo"]["fork"] = True
+    ctx = ActionsContext.from_env(_env(tmp_path, "pull_request", payload))
+    assert ctx is not None and ctx.is_fork
+    head["repo"] = None
+    ctx = ActionsContext.from_env(_env(tmp_path, "pull_request", payload))
+    assert ctx is not None and ctx.is_fork
+
+
+def test_context_push(tmp_path: Path) -> None:
+    payload = next(
+        webhook_example("push", index=i)
+        for i in range(7)
+        if webhook_example("push", index=i)["ref"]
+        == "refs/heads/" + webhook_example("push", index=i)["repository"]["default_branch"]
+    )
+    ctx = ActionsContext.from_env(
+        _env(tmp_path, "push", payload, GITHUB_SHA=payload["after"], GITHUB_API_URL="http://x")
+    )
+    assert ctx is not None
+    assert ctx.pull_request_number is None and not ctx.is_fork
+    assert ctx.head_sha == payload["after"] and ctx.api_url == "http://x"
+    assert ctx.is_default_branch_push
+
+
+def test_context_outside_actions(tmp_path: Path) -> None:
+    assert ActionsContext.from_env({}) is None
+    assert ActionsContext.from_env({"GITHUB_ACTIONS": "false"}) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "cannot read the event payload"), ("{not json", "not JSON"), ("[1]", "not a JSON object")],
+)
+def test_context_bad_payload(tmp_path: Path, content: str | None, reason: str) -> None:
+    env = _env(tmp_path, "pull_request", webhook_example("pull_request", "opened"))
+    if content is None:
+        Path(env["GITHUB_EVENT_PATH"]).unlink()
+    else:
+        Path(env["GITHUB_EVENT_PATH"]).write_text(content)
+    with pytest.raises(GitHubError, match=reason) as e:
+        ActionsContext.from_env(env)
+    assert env["GITHUB_EVENT_PATH"] in str(e.value)
+
+
+def test_context_missing_variables() -> None:
+    with pytest.raises(GitHubError, match="GITHUB_EVENT_PATH, GITHUB_REPOSITORY, GITHUB_SHA not set"):
+        ActionsContext.from_env({"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push"})
+
+
+# -- the stub can fail ------------------------------------------------------------------------------------------------
+
+
+def test_stub_rejects_a_request_body_the_schema_rejects(github: GitHubStub) -> None:
+    github.add_pull(REPO, 7, head_sha=HEAD)
+    url = f"{github.url}/repos/{REPO}/issues/7/comments"
+    r = requests.post(url, json={"text": "no body"}, headers={"Authorization": f"Bearer {github.token}"}, timeout=5)
+    assert r.status_code == 500
+    assert "issues/create-comment" in r.json()["message"] and "'body' is a required property" in r.json()["message"]
+    assert len(github.violations) == 1 and not github.comments_on(REPO, 7)
+    github.violations.clear()
+
+
+def test_stub_rejects_bad_parameters_and_unknown_routes(github: GitHubStub) -> None:
+    github.add_pull(REPO, 7, head_sha=HEAD)
+    auth = {"Authorization": f"token {github.token}"}
+    assert (
+        requests.get(f"{github.url}/repos/{REPO}/issues/7/comments?per_page=lots", headers=auth, timeout=5).status_code
+        == 500
+    )
+    assert (
+        requests.get(f"{github.url}/repos/{REPO}/issues/7/comments?pgae=2", headers=auth, timeout=5).status_code == 500
+    )
+    assert requests.get(f"{github.url}/repos/{REPO}/nonsense/7", headers=auth, timeout=5).status_code == 500
+    assert [v.split(":")[0] for v in github.violations] == [
+        "issues/list-comments (GET /repos/octo/app/issues/7/comments)",
+        "issues/list-comments (GET /repos/octo/app/issues/7/comments)",
+        "GET /repos/octo/app/nonsense/7",
+    ]
+    github.violations.clear()
+
+
+def test_stub_catches_an_invalid_response(github: GitHubStub, gh: GitHub) -> None:
+    github.add_comment(REPO, 7, f"{MARKER}\nold", user=BOT)
+
+    def break_comment(_req: object, body: Any) -> Any:
+        body[0]["id"] = "not-an-integer"
+        return body
+
+    github.tamper(break_comment)
+    assert gh.find_comment(7, MARKER) is not None  # the invalid answer went out as a 500, the retry got a valid one
+    [violation] = github.violations
+    assert "issues/list-comments" in violation and "0/id: 'not-an-integer' is not of type 'integer'" in violation
+    github.violations.clear()
+
+
+def test_stub_requires_a_token(github: GitHubStub) -> None:
+    github.add_repo(REPO)
+    assert requests.get(f"{github.url}/repos/{REPO}", timeout=5).status_code == 401
+    r = requests.get(f"{github.url}/repos/{REPO}", headers={"Authorization": f"Bearer {github.token}"}, timeout=5)
+    assert r.status_code == 200 and r.json()["full_name"] == REPO
+
+
+def test_stub_serves_pull_and_issue_as_github_describes_them(github: GitHubStub) -> None:
+    github.add_pull(REPO, 7, head_sha=HEAD, head_repo="contributor/app")
+    auth = {"Authorization": f"token {github.token}"}
+    pr = requests.get(f"{github.url}/repos/{REPO}/pulls/7", headers=auth, timeout=5).json()
+    assert pr["head"]["sha"] == HEAD and pr["head"]["repo"]["full_name"] == "contributor/app"
+    issue = requests.get(f"{github.url}/repos/{REPO}/issues/7", headers=auth, timeout=5).json()
+    assert issue["number"] == 7 and "pull_request" in issue
+    assert requests.get(f"{github.url}/repos/{REPO}/pulls/8", headers=auth, timeout=5).status_code == 404

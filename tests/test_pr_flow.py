@@ -1,0 +1,304 @@
+"""The pull-request flow end to end: real event payloads (``@octokit/webhooks-examples``), the ``GITHUB_*`` variables
+the runner sets, the GitHub stand-in (every request and response checked against GitHub's OpenAPI description), the
+local cluster, real git, and the CLI as the action runs it (``gitops-job plan|apply --github``).
+
+Rows F3 (cluster unreachable during a PR plan), M7 (fork PR: never the cluster, render-only comment), M8 (shell
+metacharacters in PR title and branch) and S5/O5 again (no secret in the comment, summary, outputs or artifacts).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.githubstub import GitHubStub, webhook_example
+from tests.kube import AuditLog
+from tests.test_apply import cm, git_repo, write
+
+SCRIPT = str(Path(sys.executable).parent / "gitops-job")
+REPO = "acme/deploy"
+PR = 7
+SECRET = "hunter2-planted-Secret-value"
+
+
+@dataclass
+class Flow:
+    root: Path
+    tmp: Path
+    ns: str
+    kubeconfig: Path
+    stub: GitHubStub
+    runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
+
+    def env(self, event: str, payload: dict[str, Any], sha: str, ref: str, name: str) -> dict[str, str]:
+        path = self.tmp / f"{name}.event.json"
+        path.write_text(json.dumps(payload))
+        for f in ("summary", "output"):
+            (self.tmp / f"{name}.{f}").touch()
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_EVENT_NAME": event,
+            "GITHUB_EVENT_PATH": str(path),
+            "GITHUB_REPOSITORY": REPO,
+            "GITHUB_SHA": sha,
+            "GITHUB_REF": ref,
+            "GITHUB_API_URL": self.stub.url,
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_RUN_ID": "4242",
+            "GITHUB_STEP_SUMMARY": str(self.tmp / f"{name}.summary"),
+            "GITHUB_OUTPUT": str(self.tmp / f"{name}.output"),
+            "GITHUB_TOKEN": self.stub.token,
+        }
+
+    def run(self, env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([SCRIPT, *args, "--repo", str(self.root)], capture_output=True, text=True, env=env,
+                                timeout=240)  # fmt: skip
+        self.runs.append(result)
+        assert (result.returncode == 0) == ok, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def plan(self, sha: str, name: str, *args: str, ok: bool = True, **pr: Any) -> subprocess.CompletedProcess[str]:
+        env = self.env("pull_request", pull_request_event(sha, **pr), sha, f"refs/pull/{PR}/merge", name)
+        return self.run(env, "plan", "--github", "--artifact-dir", str(self.tmp / name), *args, ok=ok)
+
+    def apply(self, merge_sha: str, name: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        env = self.env("push", push_event(merge_sha), merge_sha, "refs/heads/main", name)
+        return self.run(env, "apply", "--github", "--artifact-dir", str(self.tmp / name), *args, ok=ok)
+
+    def outputs(self, name: str) -> dict[str, str]:
+        lines = (self.tmp / f"{name}.output").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines)
+
+    def comments(self) -> list[dict[str, Any]]:
+        return self.stub.comments_on(REPO, PR)
+
+    def everything_written(self) -> str:
+        """Every output of every run: stdout, stderr, summaries, outputs, artifacts, and every body sent to GitHub."""
+        texts = [r.stdout + r.stderr for r in self.runs]
+        outputs = [p for p in self.tmp.rglob("*") if p.is_file() and not p.is_relative_to(self.root)]
+        texts += [p.read_text() for p in outputs if not p.name.endswith(".event.json")]
+        texts += [json.dumps(r.body) for r in self.stub.requests if r.body is not None]
+        return "\n".join(texts)
+
+
+def dead_kubeconfig(flow: Flow) -> Path:
+    """The cluster's kubeconfig pointed at a port where nothing listens."""
+    dead = flow.tmp / "dead-kubeconfig"
+    dead.write_text(re.sub(r"https://127\.0\.0\.1:\d+", "https://127.0.0.1:9", flow.kubeconfig.read_text()))
+    return dead
+
+
+def pull_request_event(head_sha: str, *, action: str = "synchronize", fork: bool = False, title: str = "",
+                       branch: str = "") -> dict[str, Any]:  # fmt: skip
+    payload = webhook_example("pull_request", action)
+    payload["number"] = PR
+    pr = payload["pull_request"]
+    pr["number"] = PR
+    pr["head"]["sha"] = head_sha
+    for side in ("head", "base"):
+        if pr[side].get("repo"):
+            pr[side]["repo"]["full_name"] = REPO
+            pr[side]["repo"]["fork"] = False
+    if fork:
+        pr["head"]["repo"]["full_name"] = "mallory/deploy"
+        pr["head"]["repo"]["fork"] = True
+    if title:
+        pr["title"] = title
+    if branch:
+        pr["head"]["ref"] = branch
+    payload["repository"]["full_name"] = REPO
+    return payload
+
+
+def push_event(sha: str) -> dict[str, Any]:
+    payload = webhook_example("push")
+    payload.update(ref="refs/heads/main", after=sha)
+    payload["repository"].update(full_name=REPO, default_branch="main")
+    return payload
+
+
+def secret(ns: str) -> str:
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": ns},
+            "stringData": {"password": SECRET}}  # fmt: skip
+    return json.dumps(body) + "\n"
+
+
+@pytest.fixture
+def flow(tmp_path: Path, namespace: str, kubeconfig: Path, github: GitHubStub) -> Flow:
+    root = tmp_path / "repo"
+    write(root, {
+        "gitops.yaml": f"targets:\n  - name: t\n    inventoryNamespace: {namespace}\n"
+                       "stacks:\n  - name: app\n    path: app\n",
+        "app/settings.yaml": cm("settings", namespace, "1") + "---\n" + cm("flags", namespace, "on"),
+        "app/secret.yaml": secret(namespace),
+    })  # fmt: skip
+    github.add_repo(REPO)
+    return Flow(root, tmp_path, namespace, kubeconfig, github)
+
+
+def assert_no_secret(flow: Flow) -> None:
+    everything = flow.everything_written()
+    for form in (SECRET, base64.b64encode(SECRET.encode()).decode()):
+        assert form not in everything, "a planted secret value reached an output"
+
+
+# -- the acceptance path -----------------------------------------------------------------------------------------------
+def test_pr_comment_edited_in_place_then_merge_applies_reports_and_sets_status(
+    flow: Flow, audit: AuditLog, api_client: client.ApiClient
+) -> None:
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+
+    first = flow.plan(head, "plan1")
+    (comment,) = flow.comments()
+    body = comment["body"]
+    assert body.startswith("<!-- gitops-job:comment target=t -->"), body
+    assert "gitops-job plan · `t`" in body, body
+    assert "**3 to create, 0 to update, 0 to prune, 0 unchanged**" in body
+    assert f"`ConfigMap/{flow.ns}/settings`" in body and "```diff" in body
+    assert (
+        "<!-- gitops-job:digest sha256:" in body and "[run](https://github.com/acme/deploy/actions/runs/4242)" in body
+    )
+    outputs = flow.outputs("plan1")
+    assert (
+        outputs["has-changes"] == "true" and outputs["created"] == "3" and outputs["plan-digest"].startswith("sha256:")
+    )
+    assert outputs["plan-digest"] in body
+    summary = (flow.tmp / "plan1.summary").read_text()
+    assert "gitops-job plan · `t`" in summary
+    assert json.loads((flow.tmp / "plan1" / "plan.json").read_text())["digest"] == outputs["plan-digest"]
+    assert "ConfigMap/" + flow.ns + "/flags" in (flow.tmp / "plan1" / "plan.md").read_text()
+    assert "3 to create" in first.stdout
+
+    # The same plan again: the comment is found and left alone (no POST, no PATCH).
+    posts, patches = len(flow.stub.sent("POST", "/comments")), len(flow.stub.sent("PATCH"))
+    flow.plan(head, "plan2")
+    assert len(flow.stub.sent("POST", "/comments")) == posts == 1
+    assert len(flow.stub.sent("PATCH")) == patches == 0
+
+    # A new commit on the PR: the same comment is edited in place.
+    write(flow.root, {"app/settings.yaml": cm("settings", flow.ns, "2") + "---\n" + cm("flags", flow.ns, "on")})
+    head2 = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head2)
+    flow.plan(head2, "plan3")
+    (comment,) = flow.comments()
+    assert len(flow.stub.sent("PATCH", r"/issues/comments/\d+$")) == 1
+    reviewed = flow.outputs("plan3")["plan-digest"]
+    assert reviewed in comment["body"] and reviewed != outputs["plan-digest"]
+
+    # Merge: the merge commit is applied; the plan is the reviewed one; the PR comment and a commit status say so.
+    merge = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head2, merged=True, merge_commit_sha=merge)
+    mark = audit.mark()
+    applied = flow.apply(merge, "apply1")
+    assert audit.writes(mark), "apply wrote nothing"
+    (comment,) = flow.comments()
+    body = comment["body"]
+    assert "gitops-job apply · `t`" in body and f"applied {merge[:12]}: 3 created" in body, body
+    assert f"Applied exactly the plan reviewed here (`{reviewed}`)" in body
+    assert "| app | succeeded |" in body
+    (status,) = flow.stub.statuses(REPO, merge)
+    assert status["state"] == "success" and status["context"] == "gitops-job/t", status
+    assert status["target_url"] == "https://github.com/acme/deploy/actions/runs/4242"
+    assert flow.outputs("apply1")["created"] == "3"
+    assert "::warning" not in applied.stderr, applied.stderr
+    live = client.CoreV1Api(api_client).read_namespaced_config_map("settings", flow.ns)
+    assert live.data == {"v": "2"} and live.metadata.annotations["gitops-job.io/revision"] == merge
+    assert_no_secret(flow)
+
+
+def test_plan_moved_between_review_and_merge_is_flagged_or_refused(
+    flow: Flow, audit: AuditLog, api_client: client.ApiClient
+) -> None:
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+    flow.plan(head, "plan")
+    reviewed = flow.outputs("plan")["plan-digest"]
+    # Between review and merge the cluster moves: someone creates one of the objects by hand.
+    core = client.CoreV1Api(api_client)
+    # (with the value git has, so applying over it is no conflict; the plan still differs: update, not create).
+    core.create_namespaced_config_map(flow.ns, {"metadata": {"name": "flags"}, "data": {"v": "on"}})
+    merge = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head, merged=True, merge_commit_sha=merge)
+
+    mark = audit.mark()
+    refused = flow.apply(merge, "strict", "--require-reviewed-plan", ok=False)
+    assert refused.returncode == 1
+    assert "review: " in refused.stderr and reviewed in refused.stderr, refused.stderr
+    assert "nothing was written" in refused.stderr
+    assert audit.writes(mark) == [], "a refused apply wrote"
+    (comment,) = flow.comments()
+    assert "❌ gitops-job apply" in comment["body"] and "Nothing was applied." in comment["body"]
+    (status,) = flow.stub.statuses(REPO, merge)
+    assert status["state"] == "failure"
+
+    loud = flow.apply(merge, "loud")
+    assert "::warning title=gitops-job::the plan to apply" in loud.stderr, loud.stderr
+    (comment,) = flow.comments()
+    assert "**Not the reviewed plan:**" in comment["body"] and reviewed in comment["body"]
+    assert "Not the reviewed plan" in (flow.tmp / "loud.summary").read_text()
+    assert core.read_namespaced_config_map("flags", flow.ns).data == {"v": "on"}
+
+
+# -- F3, M7, M8 --------------------------------------------------------------------------------------------------------
+def test_f3_cluster_unreachable_during_pr_plan(flow: Flow, tmp_path: Path) -> None:
+    """F3. The API server is unreachable: the comment says so and shows nothing as if it were a plan; exit 1."""
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+    env = flow.env("pull_request", pull_request_event(head), head, f"refs/pull/{PR}/merge", "f3")
+    env["KUBECONFIG"] = str(dead_kubeconfig(flow))
+    result = flow.run(env, "plan", "--github", ok=False)
+    assert result.returncode == 1 and "cluster" in result.stderr
+    (comment,) = flow.comments()
+    body = comment["body"]
+    assert "❌ gitops-job plan" in body and "The cluster was unreachable." in body, body
+    assert "to create" not in body and "```diff" not in body and "No changes" not in body
+    assert flow.outputs("f3")["has-changes"] == "false" and flow.outputs("f3")["plan-digest"] == ""
+
+
+def test_m7_fork_pr_is_rendered_only_and_never_reaches_the_cluster(flow: Flow) -> None:
+    """M7. A fork's pull request: render and validate only (offline), the comment says so; the cluster is never
+    asked anything (its kubeconfig points at a dead port: any request would fail the run); a read-only token
+    cannot comment, which is a warning only."""
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head, head_repo="mallory/deploy")
+    env = flow.env("pull_request", pull_request_event(head, fork=True), head, f"refs/pull/{PR}/merge", "fork")
+    env["KUBECONFIG"] = str(dead_kubeconfig(flow))
+    flow.stub.fail(403, method="POST", path=f"/repos/{REPO}/issues/{PR}/comments",
+                   message="Resource not accessible by integration")  # fmt: skip
+    result = flow.run(env, "plan", "--github")
+    assert "::warning title=gitops-job::the comment could not be posted" in result.stderr
+    summary = (flow.tmp / "fork.summary").read_text()
+    assert "comes from a fork" in summary and "rendered and validated 3 objects in 1 stack(s)" in summary
+    assert "```diff" not in summary
+    # With a token that may comment, the same run posts the render-only comment.
+    flow.run(env, "plan", "--github")
+    (comment,) = flow.comments()
+    assert "comes from a fork" in comment["body"] and "to create" not in comment["body"]
+    assert_no_secret(flow)
+
+
+def test_m8_shell_metacharacters_in_title_and_branch_are_data(flow: Flow, tmp_path: Path) -> None:
+    """M8. PR title and branch name full of shell syntax: nothing runs, the run succeeds, outputs stay one line."""
+    canary = tmp_path / "pwned"
+    title = f"$(touch {canary}) `touch {canary}` \"; touch {canary}; echo '\n::set-output name=x::y"
+    branch = f"main;touch${{IFS}}{canary}|$(id)"
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+    flow.plan(head, "m8", title=title, branch=branch)
+    assert not canary.exists()
+    assert set(flow.outputs("m8")) == {"has-changes", "created", "updated", "pruned", "plan-digest"}
+    (comment,) = flow.comments()
+    assert "gitops-job plan · `t`" in comment["body"]
