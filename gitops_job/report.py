@@ -223,9 +223,8 @@ def _object(e: PlanEntry) -> str:
     notes = [f"from {_code(str(e.source))}"] if e.source else []
     notes += [f"conflict: `{c.field}` is owned by `{c.manager}`" for c in e.conflicts]
     notes += [html_escape(e.note)] if e.note else []
-    return "\n".join(
-        [f"**`{e.id}`** ({e.action.value})", "", *(f"> {n}" for n in notes), "", fence(diff(e), "diff"), ""]
-    )
+    quoted = [*(f"> {n}" for n in notes), ""] if notes else []
+    return "\n".join([f"**`{e.id}`** ({e.action.value})", "", *quoted, fence(diff(e), "diff"), ""])
 
 
 def _budgeted(plan: Plan, page: Page, head: str, tail: str) -> str:

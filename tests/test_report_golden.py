@@ -8,6 +8,7 @@ does, so the golden files show what a reviewer would see. Regenerate after an in
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,102 @@ def test_golden(name: str, produce: Any) -> None:
     if os.environ.get("GITOPS_JOB_UPDATE_GOLDEN"):
         path.write_text(out)
     assert out == path.read_text(), f"{name} differs from the golden file; review, then regenerate (see docstring)"
+
+
+# -- PR comments -------------------------------------------------------------------------------------------------------
+FOOTER = ("head `0123456789ab`", "gitops-job 0.1.0", "kustomize v5.8.1", "helm v3.21.4", "12.3 s",
+          "[run](https://github.com/acme/deploy/actions/runs/4242)")  # fmt: skip
+DIGEST = "sha256:" + "ab" * 32
+ARTIFACT = "the files in the run's artifact (plan.md, plan.json)"
+
+
+def _page(**changes: Any) -> report.Page:
+    base = report.Page(marker="<!-- gitops-job:comment target=production -->", footer=FOOTER, digest=DIGEST,
+                       artifact=ARTIFACT, target="production")  # fmt: skip
+    return report.Page(**{**base.__dict__, **changes})
+
+
+def _unchanged() -> Plan:
+    entries = tuple(PlanEntry(ObjectId("", "ConfigMap", "shop", f"cm-{i}"), "shop", Action.UNCHANGED, proven=True)
+                    for i in range(3))  # fmt: skip
+    return Plan("production", entries)
+
+
+def _small() -> Plan:
+    masker = Masker()
+    before = _display(_cm("settings", {"mode": "slow"}), [], masker)
+    after = _display(_cm("settings", {"mode": "fast"}), [], masker)
+    entry = PlanEntry(ObjectId("", "ConfigMap", "shop", "settings"), "shop", Action.UPDATE,
+                      Source("apps/shop/settings.yaml", 3), before=before, after=after)  # fmt: skip
+    return Plan("production", (entry, *_unchanged().entries))
+
+
+def _huge() -> Plan:
+    """S6: 100 objects whose diffs add up to about 200 KB, with backtick runs in their content."""
+    masker = Masker()
+    entries = []
+    for i in range(100):
+        data = {f"line-{k}": f"value {i}-{k} ``` and ```````` inside" for k in range(40)}
+        entries.append(PlanEntry(ObjectId("", "ConfigMap", "shop", f"big-{i:03d}"), "shop", Action.CREATE,
+                                 Source("apps/shop/big.yaml", 1 + i), after=_display(_cm(f"big-{i:03d}", data), [],
+                                                                                     masker)))  # fmt: skip
+    return Plan("production", tuple(entries))
+
+
+COMMENTS = {
+    "comment-no-changes.md": lambda: report.markdown(_unchanged(), _page()),
+    "comment-small.md": lambda: report.markdown(_small(), _page()),
+    "comment-prunes-errors.md": lambda: report.markdown(_plan(), _page(digest="")),
+    "comment-unreachable.md": lambda: report.markdown(None, _page(digest="", error=(
+        "The cluster was unreachable. The plan could not be computed, so nothing below is a plan.\n"
+        "cluster: GET /api: cannot reach the API server at https://10.0.0.1:6443: connection refused"))),
+    "comment-fork.md": lambda: report.markdown(None, _page(digest="", notice=(
+        "This pull request comes from a fork, so it gets no cluster credentials: gitops-job rendered and validated "
+        "12 objects in 2 stack(s) but did not compare them with the cluster."))),
+    "comment-truncated.md": lambda: report.markdown(_huge(), _page()),
+}  # fmt: skip
+
+
+def well_formed(body: str) -> None:
+    """Every fence is closed by the same fence, <details> are balanced, and nothing is left open at the end."""
+    fence = None
+    for line in body.splitlines():
+        opening = re.fullmatch(r"(`{3,})[a-z]*", line)
+        if fence is None and opening:
+            fence = opening.group(1)
+        elif line == fence:
+            fence = None
+    assert fence is None, "a fence is left open"
+    assert body.count("<details>") == body.count("</details>")
+
+
+@pytest.mark.parametrize("name", sorted(COMMENTS))
+def test_comment_golden(name: str) -> None:
+    out = COMMENTS[name]()
+    assert SECRET_OLD not in out and SECRET_NEW not in out
+    assert len(out) <= report.COMMENT_LIMIT
+    well_formed(out)
+    path = GOLDEN / name
+    if os.environ.get("GITOPS_JOB_UPDATE_GOLDEN"):
+        path.write_text(out)
+    assert out == path.read_text(), f"{name} differs from the golden file; review, then regenerate (see docstring)"
+
+
+def test_s6_huge_diff_is_cut_to_whole_objects_with_a_pointer() -> None:
+    """S6. About 200 KB of diffs: the comment stays under GitHub's 65,536 characters, keeps the summary, shows whole
+    objects only, says how many were left out and where they are; fences survive backtick runs in the content."""
+    plan = _huge()
+    full = report.markdown(plan, _page(limit=10**9))
+    assert len(full) > 200_000
+    out = report.markdown(plan, _page())
+    assert len(out) <= report.COMMENT_LIMIT < len(full)
+    assert out.startswith("<!-- gitops-job:comment target=production -->\n### gitops-job plan · `production`")
+    assert "**100 to create, 0 to update, 0 to prune, 0 unchanged**" in out
+    shown = out.count("**`ConfigMap/shop/big-")
+    assert 0 < shown < 100
+    assert f"{100 - shown} of 100 changed objects are not shown" in out and ARTIFACT in out
+    assert out.rstrip().endswith(f"<!-- gitops-job:digest {DIGEST} -->")
+    well_formed(out)
+    for i in range(shown):  # whole objects: every shown object's diff is complete
+        assert f"+  line-39: value {i}-39" in out
+    assert "````````` diff" not in out and "`````````diff" in out  # a fence longer than the longest run (8)
