@@ -180,3 +180,10 @@ def test_s6_huge_diff_is_cut_to_whole_objects_with_a_pointer() -> None:
     for i in range(shown):  # whole objects: every shown object's diff is complete
         assert f"+  line-39: value {i}-39" in out
     assert "````````` diff" not in out and "`````````diff" in out  # a fence longer than the longest run (8)
+
+
+def test_readme_shows_the_golden_comment() -> None:
+    """README's "Use it in GitHub Actions" shows the small-change comment as the golden test renders it."""
+    golden = (GOLDEN / "comment-small.md").read_text()
+    shown = "\n".join(line for line in golden.splitlines() if not line.startswith("<!--"))
+    assert shown in (Path(__file__).parent.parent / "README.md").read_text()
