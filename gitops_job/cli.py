@@ -10,14 +10,17 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from . import __version__, actions, pipeline, report
+from . import __version__, pipeline, report
 from .errors import GitopsJobError
 from .exitcodes import ExitCode
 from .mask import Masker
+
+if TYPE_CHECKING:
+    from . import actions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -130,6 +133,8 @@ def _github(kw: dict[str, Any], require_reviewed_plan: bool = False) -> actions.
     github, comment, artifact_dir = kw.pop("github"), kw.pop("comment"), kw.pop("artifact_dir")
     if not github:
         return None
+    from . import actions  # here, not at the top: the GitHub client is slow to import
+
     return actions.Options(comment=comment, artifact_dir=artifact_dir, require_reviewed_plan=require_reviewed_plan)
 
 
@@ -216,6 +221,8 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     """
     github = _github(kw)
     if github is not None:
+        from . import actions
+
         with ProgressBar() as progress:
             outcome = actions.run_plan(_settings(**kw), github, progress)
         _annotate(outcome)
@@ -296,6 +303,8 @@ def apply_cmd(
     )
     github = _github(kw, require_reviewed_plan)
     if github is not None:
+        from . import actions
+
         with ProgressBar() as progress:
             outcome = actions.run_apply(_settings(**kw), options, github, progress)
         _annotate(outcome)
