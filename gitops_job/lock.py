@@ -51,6 +51,11 @@ _MAX_NAME = 253
 _RBAC_HINT = "it needs get, create and update on leases.coordination.k8s.io in that namespace (delete for unlock)"
 
 
+def _hint(e: Forbidden) -> str:
+    """The RBAC hint, unless an admission webhook or policy (not RBAC) refused."""
+    return "" if "admission" in e.reason.lower() else f"; {_RBAC_HINT}"
+
+
 # -- names ------------------------------------------------------------------------------------------------------------
 def lease_name(target: str, stack: str) -> str:
     """``gitops-job.<target>.<stack>``: the Lease that serialises applies of ``stack`` to ``target``.
@@ -327,7 +332,7 @@ class Lock:
         try:
             lease = self.kube.get(rt, self.name, self.namespace)
         except Forbidden as e:
-            raise LockError(f"may not read the lease: {e.reason}; {_RBAC_HINT}", where=self.where) from None
+            raise LockError(f"may not read the lease: {e.reason}{_hint(e)}", where=self.where) from None
         now = _now()
         if lease is None:
             body: dict[str, Any] = {
@@ -343,7 +348,7 @@ class Lock:
             except NotFound as e:
                 raise LockError(f"cannot create the lease: {e.reason}", where=self.where) from None
             except Forbidden as e:
-                raise LockError(f"may not create the lease: {e.reason}; {_RBAC_HINT}", where=self.where) from None
+                raise LockError(f"may not create the lease: {e.reason}{_hint(e)}", where=self.where) from None
         state = _Holding.of(lease)
         if state.holder != self.holder and state.held(now):
             return state
@@ -358,7 +363,7 @@ class Lock:
         except (Conflict, NotFound):  # someone else wrote or deleted it first
             return None
         except Forbidden as e:
-            raise LockError(f"may not update the lease: {e.reason}; {_RBAC_HINT}", where=self.where) from None
+            raise LockError(f"may not update the lease: {e.reason}{_hint(e)}", where=self.where) from None
 
     def _spec(self, now: datetime) -> dict[str, Any]:
         return {
@@ -504,6 +509,6 @@ def unlock(kube: Kube, namespace: str, name: str) -> str | None:
         except Conflict:  # renewed or taken over between our read and the delete: read again
             continue
         except Forbidden as e:
-            raise LockError(f"may not delete the lease: {e.reason}; {_RBAC_HINT}", where=where) from None
+            raise LockError(f"may not delete the lease: {e.reason}{_hint(e)}", where=where) from None
         return _Holding.of(lease).holder
     raise LockError("the lease kept changing while we tried to delete it; try again", where=where)

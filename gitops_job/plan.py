@@ -233,15 +233,13 @@ def plan(
     live_index: dict[ObjectId, dict[str, Any]] = {}
     ours = f"{LABEL_TARGET}={target},{LABEL_STACK} in ({','.join(sorted(stacks))})"
     for rt, objs in by_type.items():
-        # What this stack applied before carries its labels: list just that. Objects not found that way (new, or
-        # not labelled ours yet) are looked for again without the selector, in their namespaces only.
-        for item in _list_live(kube, rt, {o.id.namespace for o in objs}, ours):
-            live_index[ObjectId.of(item)] = item
-        unseen = {o.id.namespace for o in objs if o.id not in live_index}
-        if unseen:
-            for item in _list_live(kube, rt, unseen):
-                live_index.setdefault(ObjectId.of(item), item)
-        work.extend(_Work(o, rt, live_index.get(o.id)) for o in objs)
+        denied = _find_live(kube, rt, objs, ours, live_index)
+        for o in objs:
+            if o.id.namespace in denied:  # the identity may not read there: that object fails, the rest is planned
+                reason = masker.scrub(f"may not list {rt.plural} (HTTP 403): {denied[o.id.namespace].reason}")
+                failures.append(PlanFailure(o.id, o.stack, o.source, reason))
+            else:
+                work.append(_Work(o, rt, live_index.get(o.id)))
 
     fast = fast and not _mutating_admission(kube, types)
     live_objects = [w.live for w in work if w.live is not None]
@@ -340,15 +338,46 @@ def _prunes(
     return entries
 
 
-def _list_live(kube: Kube, rt: ResourceType, namespaces: set[str], selector: str | None = None) -> list[Any]:
-    if not rt.namespaced:
-        return kube.list(rt, label_selector=selector)
-    if len(namespaces) > CLUSTER_WIDE_LIST_ABOVE:
+def _find_live(
+    kube: Kube, rt: ResourceType, objs: Sequence[RenderedObject], ours: str, index: dict[ObjectId, dict[str, Any]]
+) -> dict[str, Forbidden]:
+    """Add the live objects of ``rt`` that ``objs`` name to ``index``; return the namespaces that may not be listed.
+
+    What this stack applied before carries its labels: list just that. Objects not found that way (new, or not
+    labelled ours yet) are looked for again without the selector, in their namespaces only.
+    """
+    items, denied = _list_live(kube, rt, {o.id.namespace for o in objs}, ours)
+    for item in items:
+        index.setdefault(ObjectId.of(item), item)
+    unseen = {o.id.namespace for o in objs if o.id not in index} - set(denied)
+    if unseen:
+        items, more = _list_live(kube, rt, unseen)
+        for item in items:
+            index.setdefault(ObjectId.of(item), item)
+        denied |= more
+    return denied
+
+
+def _list_live(
+    kube: Kube, rt: ResourceType, namespaces: set[str], selector: str | None = None
+) -> tuple[list[Any], dict[str, Forbidden]]:
+    """The live objects of ``rt`` in ``namespaces`` (one cluster-wide LIST when there are many), and the namespaces
+    (``""`` for a cluster-scoped type) the identity may not list, with the refusal."""
+    if not rt.namespaced or len(namespaces) > CLUSTER_WIDE_LIST_ABOVE:
         try:
-            return kube.list(rt, label_selector=selector)
-        except Forbidden:
-            pass  # the plan credentials may list only their own namespaces
-    return [item for ns in sorted(namespaces) for item in kube.list(rt, ns, selector)]
+            return kube.list(rt, label_selector=selector), {}
+        except Forbidden as e:
+            if not rt.namespaced:
+                return [], {"": e}
+            # the plan credentials may list only their own namespaces: ask each
+    items: list[Any] = []
+    denied: dict[str, Forbidden] = {}
+    for ns in sorted(namespaces):
+        try:
+            items.extend(kube.list(rt, ns, selector))
+        except Forbidden as e:
+            denied[ns] = e
+    return items, denied
 
 
 def _mutating_admission(kube: Kube, types: Mapping[tuple[str, str], ResourceType]) -> bool:
