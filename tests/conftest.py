@@ -6,6 +6,7 @@ Set ``GITOPS_JOB_TEST_KUBECONFIG`` to run the suite against a cluster that alrea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -70,7 +71,13 @@ def dyn(api_client: client.ApiClient) -> DynamicClient:
 def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> Iterator[str]:
     """A namespace of the test's own, deleted afterwards (without waiting for the deletion to finish)."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
+    with made_namespace(api_client, f"t-{slug}-{uuid.uuid4().hex[:6]}") as name:
+        yield name
+
+
+@contextlib.contextmanager
+def made_namespace(api_client: client.ApiClient, name: str) -> Iterator[str]:
+    """Create a test namespace ``name``; delete it afterwards (without waiting for the deletion to finish)."""
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": name, "labels": {"gitops-job.io/test": "true"}}})
     try:

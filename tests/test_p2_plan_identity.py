@@ -21,6 +21,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from tests.conftest import made_namespace
 from tests.kube import AuditLog, wait_until
 from tests.test_apply import cm, config, git_repo, gitops_job, write
 
@@ -163,13 +164,8 @@ def can_read_namespace(core: client.CoreV1Api, ns: str) -> bool:
 @pytest.fixture
 def other_namespace(api_client: client.ApiClient) -> Iterator[str]:
     """A namespace the plan identity has no rights in."""
-    name = f"t-p2-other-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": name, "labels": {"gitops-job.io/test": "true"}}})
-    try:
+    with made_namespace(api_client, f"t-p2-other-{uuid.uuid4().hex[:6]}") as name:
         yield name
-    finally:
-        core.delete_namespace(name, propagation_policy="Background")
 
 
 def committed(root: Path, ns: str, objects: dict[str, str]) -> Path:
