@@ -343,15 +343,17 @@ def _find_live(
 ) -> dict[str, Forbidden]:
     """Add the live objects of ``rt`` that ``objs`` name to ``index``; return the namespaces that may not be listed.
 
-    What this stack applied before carries its labels: list just that. Objects not found that way (new, or not
-    labelled ours yet) are looked for again without the selector, in their namespaces only.
+    What this stack applied before carries its labels: list just that (cluster-wide when it spans many namespaces:
+    the selector keeps the answer to our own objects). Objects not found that way (new, or not labelled ours yet)
+    are looked for again without the selector, namespace by namespace: a cluster-wide LIST without a selector would
+    return every object of the type in the cluster.
     """
     items, denied = _list_live(kube, rt, {o.id.namespace for o in objs}, ours)
     for item in items:
         index.setdefault(ObjectId.of(item), item)
     unseen = {o.id.namespace for o in objs if o.id not in index} - set(denied)
     if unseen:
-        items, more = _list_live(kube, rt, unseen)
+        items, more = _list_live(kube, rt, unseen, cluster_wide=False)
         for item in items:
             index.setdefault(ObjectId.of(item), item)
         denied |= more
@@ -359,11 +361,11 @@ def _find_live(
 
 
 def _list_live(
-    kube: Kube, rt: ResourceType, namespaces: set[str], selector: str | None = None
+    kube: Kube, rt: ResourceType, namespaces: set[str], selector: str | None = None, *, cluster_wide: bool = True
 ) -> tuple[list[Any], dict[str, Forbidden]]:
-    """The live objects of ``rt`` in ``namespaces`` (one cluster-wide LIST when there are many), and the namespaces
-    (``""`` for a cluster-scoped type) the identity may not list, with the refusal."""
-    if not rt.namespaced or len(namespaces) > CLUSTER_WIDE_LIST_ABOVE:
+    """The live objects of ``rt`` in ``namespaces`` (one cluster-wide LIST when there are many and ``cluster_wide``),
+    and the namespaces (``""`` for a cluster-scoped type) the identity may not list, with the refusal."""
+    if not rt.namespaced or (cluster_wide and len(namespaces) > CLUSTER_WIDE_LIST_ABOVE):
         try:
             return kube.list(rt, label_selector=selector), {}
         except Forbidden as e:
