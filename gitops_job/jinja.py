@@ -4,9 +4,14 @@ Imported only when a stack has templates (jinja2 is slow to import)."""
 
 from __future__ import annotations
 
+import os
+import pickle
+import resource
+import select
+import signal
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,6 +27,7 @@ from .render import _URL, _each, _is_yaml, _Job, _objects, _path_problem, _read,
 MAX_TEMPLATE_VALUE = 10 * 1024 * 1024  # bytes (or items) one `*` or `**` in a template may build
 MAX_TEMPLATE_OUTPUT = 10 * 1024 * 1024  # characters one template may render
 JINJA_TIMEOUT = 10.0  # seconds for all templates of one stack
+MAX_TEMPLATE_MEMORY = 512 * 2**20  # bytes of address space the templates of one stack may add
 
 
 class _RepoLoader(BaseLoader):
@@ -114,18 +120,89 @@ def render_jinja(job: _Job) -> list[RenderedObject]:
     Variables: the target's vars, then the stack's, then ``extra_vars`` (later wins), and ``target`` and ``stack``
     (their names). ``*.j2`` files whose name starts with ``_`` are partials: only rendered where included. An object's
     Source line is the line in the rendered output (not in the template) where its document starts.
+
+    The templates run in a child process with its address space capped (:data:`MAX_TEMPLATE_MEMORY` more than it
+    starts with) and killed at the stack's deadline, so what the sandbox's own checks cannot bound (a format width,
+    ``center(10**9)``) fails there, never in this process.
     """
-    loader = _RepoLoader(job.root, job.directory)
-    env = _Sandbox(loader, deadline=time.monotonic() + JINJA_TIMEOUT)
-    variables = {**job.variables, "target": job.target.name, "stack": job.stack.name}
+    files = [f for f in job.files if _is_yaml(f) or (f.suffix == ".j2" and not f.name.startswith("_"))]
+    templates = [f for f in files if f.suffix == ".j2"]
+    texts = _in_child(job, templates) if templates else {}
 
     def render(path: Path) -> list[RenderedObject]:
         if path.suffix != ".j2":
             return _objects(_read(job, path), job.rel(path), job.stack.name)
-        text = _render_template(env, loader, path.relative_to(job.directory).as_posix(), variables, job.rel(path))
+        text = texts[path]
+        if isinstance(text, RenderError):
+            raise text
         return _objects(text, job.rel(path), job.stack.name)
 
-    return _each((f for f in job.files if _is_yaml(f) or (f.suffix == ".j2" and not f.name.startswith("_"))), render)
+    return _each(files, render)
+
+
+def _render_all(job: _Job, templates: Sequence[Path]) -> dict[Path, str | tuple[str, str | None]]:
+    """Each template's output, or its error as ``(reason, where)``: run in the child."""
+    loader = _RepoLoader(job.root, job.directory)
+    env = _Sandbox(loader, deadline=time.monotonic() + JINJA_TIMEOUT)
+    variables = {**job.variables, "target": job.target.name, "stack": job.stack.name}
+    out: dict[Path, str | tuple[str, str | None]] = {}
+    for path in templates:
+        try:
+            out[path] = _render_template(env, loader, path.relative_to(job.directory).as_posix(), variables,
+                                         job.rel(path))  # fmt: skip
+        except RenderError as e:
+            out[path] = (e.reason, e.where)
+    return out
+
+
+def _in_child(job: _Job, templates: Sequence[Path]) -> dict[Path, str | RenderError]:
+    """:func:`_render_all` in a forked child under a memory cap and a hard deadline; its answer comes back pickled."""
+    first = job.rel(templates[0])
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: cap, render, answer, exit without running the parent's cleanup
+        os.close(read_end)
+        status = 0
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[0]) if Path("/proc/self/statm").exists() else 0
+            limit = pages * os.sysconf("SC_PAGE_SIZE") + MAX_TEMPLATE_MEMORY
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            try:
+                answer: Any = _render_all(job, templates)
+            except MemoryError:
+                answer = "memory"
+            with os.fdopen(write_end, "wb") as pipe:
+                pickle.dump(answer, pipe)
+        except BaseException:  # the child must never return into the parent's code
+            status = 1
+        os._exit(status)
+    os.close(write_end)
+    deadline = time.monotonic() + JINJA_TIMEOUT + 5  # the child checks the deadline itself; this is the backstop
+    data = bytearray()
+    with os.fdopen(read_end, "rb") as pipe:
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([pipe], [], [], max(0.0, left))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise RenderError(f"templates ran longer than {JINJA_TIMEOUT:g} s (the limit per stack)", where=first)
+            chunk = os.read(pipe.fileno(), 1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    _, status = os.waitpid(pid, 0)
+    if not data or os.waitstatus_to_exitcode(status) != 0:
+        raise RenderError(_memory_reason(), where=first)
+    answer = pickle.loads(data)  # from our own child, over a private pipe
+    if answer == "memory":
+        raise RenderError(_memory_reason(), where=first)
+    return {path: text if isinstance(text, str) else RenderError(text[0], where=text[1])
+            for path, text in answer.items()}  # fmt: skip
+
+
+def _memory_reason() -> str:
+    return f"the templates need more than {MAX_TEMPLATE_MEMORY // 2**20:,} MiB of memory; refused"
 
 
 def _render_template(env: _Sandbox, loader: _RepoLoader, name: str, variables: Mapping[str, Any], file: str) -> str:
@@ -156,6 +233,8 @@ def _template_reason(error: Exception) -> str:
         return f"refused by the template sandbox: {error}"
     if isinstance(error, UndefinedError):
         return f"undefined: {error} (set it in the target's or the stack's vars, or with --var)"
+    if isinstance(error, MemoryError):
+        return _memory_reason()
     if isinstance(error, TemplateNotFound):
         return f"template not found: {error.name}"
     return f"template failed: {type(error).__name__}: {error}"

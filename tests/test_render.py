@@ -3,6 +3,7 @@ Kustomize, Helm, ${VAR} substitution, and the reliability rows M1-M6, M9 and V3.
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -269,6 +270,28 @@ def test_m2_jinja_resource_bombs_are_refused_quickly(tmp_path: Path, template: s
     started = time.monotonic()
     assert reason in render_error(root, "bomb")
     assert time.monotonic() - started < 5
+    assert names(render(root, "fine", name="fine")) == ["fine"]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ '%*s' % (1500000000, 'x') }}",  # a format width: no operator the sandbox counts
+        "{{ '{:>1500000000}'.format('x') }}",
+        "{{ 'x' | center(1500000000) }}",
+        "{{ 'a\nb' | indent(1500000000) }}",
+    ],
+)
+def test_m2_jinja_memory_bombs_fail_in_the_child_not_here(tmp_path: Path, template: str) -> None:
+    """What the sandbox cannot size in advance runs into the template child's memory cap: a clear error at the
+    template, within seconds, and this process never holds the value (its peak RSS stays far below 1.5 GB)."""
+    root = make_repo(tmp_path, {"bomb/x.yaml.j2": template, "fine/cm.yaml.j2": CONFIGMAP.format(name="{{ stack }}")})
+    started = time.monotonic()
+    message = render_error(root, "bomb")
+    assert message.startswith("render: bomb/x.yaml.j2"), message
+    assert message.endswith(": the templates need more than 512 MiB of memory; refused"), message
+    assert time.monotonic() - started < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 1_000_000  # KiB: under 1 GB
     assert names(render(root, "fine", name="fine")) == ["fine"]
 
 
