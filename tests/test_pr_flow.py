@@ -302,3 +302,41 @@ def test_m8_shell_metacharacters_in_title_and_branch_are_data(flow: Flow, tmp_pa
     assert set(flow.outputs("m8")) == {"has-changes", "created", "updated", "pruned", "plan-digest"}
     (comment,) = flow.comments()
     assert "gitops-job plan · `t`" in comment["body"]
+
+
+# -- action.yml and the CLI --------------------------------------------------------------------------------------------
+def test_the_actions_run_step_drives_the_real_cli(flow: Flow) -> None:
+    """The action's own run step (from action.yml, as the runner would execute it with its inputs in `env:`) with
+    the real gitops-job: the flags it passes exist, the kubeconfig given as content reaches the cluster, and the
+    comment, outputs and artifact files appear."""
+    from tests.test_workflows import step_script
+
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+    env = flow.env("pull_request", pull_request_event(head), head, f"refs/pull/{PR}/merge", "action")
+    runner_temp = flow.tmp / "runner-temp"
+    runner_temp.mkdir()
+    env.pop("KUBECONFIG")
+    env.update(
+        RUNNER_TEMP=str(runner_temp),
+        GITOPS_JOB=SCRIPT,
+        INPUT_COMMAND="plan",
+        INPUT_CONFIG="gitops.yaml",
+        INPUT_TARGET="t",
+        INPUT_STACK="app",
+        INPUT_KUBECONFIG=flow.kubeconfig.read_text(),
+        INPUT_COMMENT="true",
+        INPUT_EXIT_CODE="true",
+        INPUT_REQUIRE_REVIEWED_PLAN="false",
+        INPUT_WORKING_DIRECTORY=str(flow.root),
+    )
+    result = subprocess.run(["bash", "-c", step_script("run")], env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 3, f"exit {result.returncode}: {result.stdout}\n{result.stderr}"  # --exit-code
+    (comment,) = flow.comments()
+    assert "**3 to create, 0 to update, 0 to prune, 0 unchanged**" in comment["body"]
+    outputs = flow.outputs("action")
+    assert outputs["has-changes"] == "true" and outputs["created"] == "3"
+    artifacts = Path(outputs["artifact-dir"])
+    assert {p.name for p in artifacts.iterdir()} == {"plan.md", "plan.json"}
+    assert not list(runner_temp.glob("kubeconfig.*")), "the kubeconfig written from content was left behind"
+    assert flow.kubeconfig.read_text() not in result.stdout + result.stderr
