@@ -22,7 +22,7 @@ from .kube import Kube
 from .lock import Lock, holder_identity, lease_name, unlock
 from .mask import Masker
 from .model import ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
-from .plan import Action, Plan, Progress, plan
+from .plan import Action, Plan, Progress, plan, stray_message
 from .render import render_stack
 from .status import Health, State, status
 from .validate import builtin_scopes, crd_scopes, validate
@@ -157,7 +157,7 @@ def stack_kube(kube: Kube, stack: cfg.Stack, target: cfg.Target) -> Kube:
 def _merge(target: str, plans: Sequence[Plan], requests: Mapping[str, int]) -> Plan:
     entries = tuple(e for p in plans for e in p.entries)
     failures = tuple(f for p in plans for f in p.failures)
-    return Plan(target, entries, failures, dict(requests))
+    return Plan(target, entries, failures, dict(requests), tuple(s for p in plans for s in p.strays))
 
 
 def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rendered, Plan]:
@@ -198,7 +198,7 @@ def _plan_stacks(
                 masker=masker,
                 concurrency=settings.concurrency,
                 progress=progress,
-                previous={stack.name: inv.objects} if inv is not None and stack.prune else None,
+                previous={stack.name: inv.objects} if inv is not None else None,
                 revision=revision,
                 context=[o for o in rendered.objects if o.stack != stack.name],
             )
@@ -314,12 +314,12 @@ class _StackWork:
     def in_sync(self, revision: str) -> bool:
         """Nothing to write: no change planned, nothing to prune, and this revision already recorded as applied."""
         inv = self.inv
-        return not self.plan.has_changes and inv.objects == self.new and inv.revision == revision
+        listed = inv.objects == self.new if self.stack.prune else self.new <= inv.objects  # no prune: old ids stay
+        return not self.plan.has_changes and listed and inv.revision == revision
 
     def strays(self, inv: inventory.Inventory) -> list[str]:
         """V10: objects labelled for this stack that are neither rendered nor listed — reported, never pruned."""
-        return [f"{oid}: carries stack {self.stack.name}'s ownership labels but is not in its inventory; left alone"
-                for _, oid in self.plan.strays if oid not in inv.objects]  # fmt: skip
+        return [stray_message(oid, self.stack.name) for _, oid in self.plan.strays if oid not in inv.objects]
 
 
 def _new_ids(objects: Sequence[RenderedObject]) -> frozenset[ObjectId]:

@@ -206,7 +206,8 @@ def plan(
     """Plan ``objects`` (rendered and validated, namespaces defaulted) against the cluster behind ``kube``.
 
     ``previous`` maps a stack name to the ids it applied last time (its inventory): those no longer rendered are
-    planned as prunes. Per-object failures are collected in :attr:`Plan.failures`; everything else is still planned.
+    planned as prunes (where the stack prunes), and live objects labelled for the stack outside it are strays.
+    Per-object failures are collected in :attr:`Plan.failures`; everything else is still planned.
     ``context`` holds the other objects of the run: a CRD or Namespace there counts as created before these.
     With ``revision``, objects are compared as if stamped with it — keeping a live object's own revision stamp, so
     a new commit alone changes nothing (apply stamps only the objects it writes).
@@ -267,11 +268,15 @@ def plan(
             failures.append(result)
 
     rendered = {o.id for o in objects}
-    entries.extend(_prunes(kube, types, previous or {}, rendered, masker))
+    entries.extend(_prunes(kube, types, stacks, previous or {}, rendered, masker))
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
     strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
     return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays)
+
+
+def stray_message(oid: ObjectId, stack: str) -> str:
+    return f"{oid}: carries stack {stack}'s ownership labels but is not in its inventory; left alone"
 
 
 def strays_of(
@@ -323,13 +328,16 @@ def _dry_runs(
 def _prunes(
     kube: Kube,
     types: Mapping[tuple[str, str], ResourceType],
+    stacks: Mapping[str, Stack],
     previous: Mapping[str, Iterable[ObjectId]],
     rendered: set[ObjectId],
     masker: Masker,
 ) -> list[PlanEntry]:
-    """Objects a stack applied last time and no longer renders, that still exist."""
+    """Objects a stack that prunes applied last time and no longer renders, that still exist."""
     entries = []
     for stack_name, ids in previous.items():
+        if stack_name in stacks and not stacks[stack_name].prune:
+            continue
         for oid in sorted(set(ids) - rendered):
             rt = next((t for t in types.values() if t.kind == oid.kind and t.group == oid.group), None)
             live = kube.get(rt, oid.name, oid.namespace or None, where=str(oid)) if rt else None

@@ -15,7 +15,7 @@ import yaml
 
 from .apply import DONE
 from .pipeline import ApplyResult
-from .plan import Action, Plan, PlanEntry
+from .plan import Action, Plan, PlanEntry, stray_message
 
 # One object's diff may take this many characters before it is cut, so one huge object cannot crowd out the rest.
 DIFF_BUDGET = 16_000
@@ -66,6 +66,7 @@ def text(plan: Plan, *, color: bool = False) -> str:
         for line in diff(entry).splitlines():
             out.append(_colour(line) if color else line)
         out.append("")
+    out.extend(f"warning: {stray_message(oid, stack)}" for stack, oid in plan.strays)
     for failure in plan.failures:
         message = f"error: plan: {failure}"
         out.append(click.style(message, fg="red") if color else message)
@@ -120,6 +121,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
             {"id": str(f.id), "stack": f.stack, "source": str(f.source) if f.source else None, "message": f.message}
             for f in plan.failures
         ],
+        "strays": [{"id": str(oid), "stack": stack} for stack, oid in plan.strays],
         "requests": dict(sorted(plan.requests.items())),
     }
 
@@ -200,6 +202,11 @@ def _warnings(plan: Plan, shown: int = 10) -> list[str]:
         if ids:
             more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
             lines.append(f"> **{len(ids)} object(s) will be {what}:** {', '.join(ids[:shown])}{more}")
+    strays = [f"`{oid}`" for _, oid in plan.strays]
+    if strays:
+        more = f" and {len(strays) - shown} more" if len(strays) > shown else ""
+        lines.append(f"> **{len(strays)} object(s) carry a stack's ownership labels but are not in its inventory** "
+                     f"(made by hand?); apply leaves them alone: {', '.join(strays[:shown])}{more}")  # fmt: skip
     immutable = [f"`{f.id}`" for f in plan.failures if "immutable" in f.message]
     if immutable:
         lines.append(f"> **Immutable field changed, blocked:** {', '.join(immutable[:shown])} (see failures)")

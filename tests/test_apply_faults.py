@@ -822,6 +822,8 @@ def test_v10_labelled_object_missing_from_inventory_left_alone_and_reported(env:
     stray["metadata"]["labels"] = {"gitops-job.io/target": TARGET, "gitops-job.io/stack": STACK}
     client.CoreV1Api(env.api).create_namespaced_config_map(env.ns, stray)
     env.write("B", cms(names("cm", 4), "B"))
+    planned = env.plan()  # the reviewer sees it before the merge too
+    assert json.loads(planned.stdout)["strays"] == [{"id": f"ConfigMap/{env.ns}/stray", "stack": STACK}], planned
     result = env.apply("B")
     assert env.get("ConfigMap", "stray") is not None
     assert ("ConfigMap", "stray") not in env.inventory_keys()
