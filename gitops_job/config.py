@@ -370,6 +370,8 @@ def _path_problem(root: Path, raw: str, *, directory: bool) -> str | None:
     if not real.is_relative_to(root):
         through = " through a symlink" if Path(os.path.normpath(root / raw)).is_relative_to(root) else ""
         return f"{raw!r} escapes the repository{through}"
+    if ".git" in real.relative_to(root).parts:
+        return f"{raw!r} is inside .git (refused: it may hold credentials)"
     if not real.exists():
         return f"{raw!r} does not exist"
     if directory and not real.is_dir():

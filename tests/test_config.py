@@ -344,6 +344,16 @@ def test_every_schema_error_is_reported_at_once_in_file_order(tmp_path: Path) ->
             id="values-escapes",
         ),
         pytest.param(
+            "stacks: [{name: a, path: .git/hooks}]\n",
+            "stacks[0].path: '.git/hooks' is inside .git (refused: it may hold credentials)",
+            id="path-in-dot-git",
+        ),
+        pytest.param(
+            "stacks: [{name: a, path: a, values: [.git/config]}]\n",
+            "stacks[0].values[0]: '.git/config' is inside .git (refused: it may hold credentials)",
+            id="values-in-dot-git",
+        ),
+        pytest.param(
             "stacks: [{name: a, path: a, values: [a/missing.yaml]}]\n",
             "stacks[0].values[0]: 'a/missing.yaml' does not exist",
             id="values-missing",
