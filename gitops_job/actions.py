@@ -87,7 +87,7 @@ def run_plan(settings: pipeline.Settings, options: Options, progress: Progress |
     plan: Plan | None = None
     error: GitopsJobError | None = None
     notice = ""
-    target = settings.target or ""
+    target = _target_name(settings)
     try:
         if ctx.is_fork:
             selection = pipeline.select(settings)
@@ -122,6 +122,14 @@ def run_plan(settings: pipeline.Settings, options: Options, progress: Progress |
     if options.comment and number is not None:
         warnings += _comment(ctx, number, target, body, fork=ctx.is_fork)
     return Outcome(plan, error, body, tuple(warnings))
+
+
+def _target_name(settings: pipeline.Settings) -> str:
+    """The target's name for the comment's marker, even when the config is broken (then the one asked for)."""
+    try:
+        return pipeline.select(settings).target.name
+    except GitopsJobError:
+        return settings.target or "default"
 
 
 def _failure_text(error: GitopsJobError | None, consequence: str) -> str:
@@ -228,7 +236,7 @@ def _apply(
 ) -> Outcome:
     warnings: list[str] = []
     pr = _merged_pull(ctx, gh, warnings)
-    target = settings.target or pipeline.select(settings).target.name
+    target = _target_name(settings)
     comment = gh.find_comment(pr.number, marker(target)) if gh and pr else None
     reviewed = reviewed_digest(comment.body) if comment else None
     seen: dict[str, str] = {}

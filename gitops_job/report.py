@@ -178,7 +178,7 @@ def markdown(plan: Plan | None, page: Page | None = None) -> str:
     if page.notice:
         head += _callout("NOTE", page.notice)
     if page.error:
-        head += _callout("CAUTION", page.error)
+        head += _callout("CAUTION", _cut(page.error, 20_000))
     for section in page.sections:
         head += [section.rstrip(), ""]
     head += _warnings(plan) if plan else []
@@ -219,11 +219,16 @@ def _failures(plan: Plan, shown: int = 50) -> list[str]:
     if not plan.failures:
         return []
     out = ["#### Failures", ""]
-    out += [f"- `{f.id}`{f' ({_code(str(f.source))})' if f.source else ''}: {html_escape(f.message)}"
+    out += [f"- `{f.id}`{f' ({_code(str(f.source))})' if f.source else ''}: {html_escape(_cut(f.message))}"
             for f in plan.failures[:shown]]  # fmt: skip
     if len(plan.failures) > shown:
         out.append(f"- … and {len(plan.failures) - shown} more (see the full plan)")
     return [*out, ""]
+
+
+def _cut(message: str, most: int = 1000) -> str:
+    """One message in a comment: at most ``most`` characters (the whole one is in the artifact)."""
+    return message if len(message) <= most else message[:most] + " …"
 
 
 def _object(e: PlanEntry) -> str:

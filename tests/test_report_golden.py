@@ -187,3 +187,15 @@ def test_readme_shows_the_golden_comment() -> None:
     golden = (GOLDEN / "comment-small.md").read_text()
     shown = "\n".join(line for line in golden.splitlines() if not line.startswith("<!--"))
     assert shown in (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_a_huge_error_or_many_long_failures_still_fit_a_comment() -> None:
+    many = tuple(
+        PlanFailure(ObjectId("", "ConfigMap", "shop", f"cm-{i}"), "shop", None, "x" * 5000) for i in range(200)
+    )
+    for body in (
+        report.markdown(None, _page(digest="", error="render: 2000 error(s):\n" + "  bad line\n" * 20_000)),
+        report.markdown(Plan("production", (), many), _page(digest="")),
+    ):
+        assert len(body) <= report.COMMENT_LIMIT, len(body)
+        well_formed(body)
