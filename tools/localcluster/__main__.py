@@ -27,9 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(args.state_dir)
     try:
         if args.cmd == "up":
-            started = time.monotonic()
-            cluster.up(timeout=args.timeout)
-            print(f"cluster ready in {time.monotonic() - started:.1f}s at {cluster.server}", file=sys.stderr)
+            procs = cluster.status()
+            if procs and all(p.alive for p in procs):  # `make demo` twice: use the cluster that runs
+                print(f"cluster already running at {cluster.server}", file=sys.stderr)
+            else:
+                started = time.monotonic()
+                cluster.up(timeout=args.timeout)
+                print(f"cluster ready in {time.monotonic() - started:.1f}s at {cluster.server}", file=sys.stderr)
             print(cluster.kubeconfig)
         elif args.cmd == "down":
             stopped = cluster.down()
