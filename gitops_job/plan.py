@@ -242,7 +242,9 @@ def plan(
             else:
                 work.append(_Work(o, rt, live_index.get(o.id)))
 
-    fast = fast and not _mutating_admission(kube, types)
+    # The fast path proves "unchanged" from the live object alone: not for a kind a mutating webhook or policy may
+    # change on apply (its change would only show in a dry-run).
+    mutators = _mutators(kube, types) if fast and any(w.live is not None for w in work) else None
     live_objects = [w.live for w in work if w.live is not None]
     masker.learn([*(w.obj.body for w in work), *live_objects])
 
@@ -256,7 +258,7 @@ def plan(
         elif w.rt is None or (w.live is None and w.rt.namespaced and w.obj.id.namespace in created_namespaces):
             reason = "its CRD is created by this plan" if w.rt is None else "its namespace is created by this plan"
             entries.append(_created(w.obj, stacks, masker, note=f"not dry-run: {reason}"))
-        elif w.live is not None and fast and proven_unchanged(w.obj.body, w.live, FIELD_MANAGER):
+        elif w.live is not None and _provable(w, mutators) and proven_unchanged(w.obj.body, w.live, FIELD_MANAGER):
             entries.append(PlanEntry(w.obj.id, w.obj.stack, Action.UNCHANGED, w.obj.source, proven=True))
         else:
             to_dry_run.append(w)
@@ -390,18 +392,68 @@ def _list_live(
     return items, denied
 
 
-def _mutating_admission(kube: Kube, types: Mapping[tuple[str, str], ResourceType]) -> bool:
-    """True when a mutating webhook or policy could change an object on every apply: the fast path is off then."""
+@dataclass(frozen=True)
+class AdmissionRule:
+    """What one rule of a mutating webhook or policy intercepts (admissionregistration's RuleWithOperations)."""
+
+    operations: frozenset[str]
+    groups: frozenset[str]
+    versions: frozenset[str]
+    resources: frozenset[str]
+    scope: str = "*"
+    exact: bool = False  # matchPolicy Exact; Equivalent (the default) also catches the same resource elsewhere
+
+    def may_mutate(self, rt: ResourceType) -> bool:
+        """Could a server-side apply of an existing ``rt`` object be changed by what this rule sends to a webhook?
+        Conservative: namespace and object selectors are taken to match everything."""
+        if not self.operations & {"UPDATE", "*"}:
+            return False
+        if self.scope not in ("*", "Namespaced" if rt.namespaced else "Cluster"):
+            return False
+        if not self.resources & {rt.plural, "*", "*/*"}:
+            return False
+        if not self.exact:  # an equivalent resource may be served under another group or version
+            return True
+        return bool(self.groups & {rt.group, "*"}) and bool(self.versions & {rt.version, "*"})
+
+
+def admission_rules(config: Mapping[str, Any]) -> list[AdmissionRule]:
+    """The rules of a MutatingWebhookConfiguration (every webhook's) or of a MutatingAdmissionPolicy."""
+    spec_rules: list[tuple[Any, Any]] = []
+    for hook in config.get("webhooks") or []:
+        spec_rules += [(rule, hook.get("matchPolicy")) for rule in hook.get("rules") or []]
+    constraints = (config.get("spec") or {}).get("matchConstraints") or {}
+    spec_rules += [(rule, constraints.get("matchPolicy")) for rule in constraints.get("resourceRules") or []]
+    return [
+        AdmissionRule(
+            frozenset(rule.get("operations") or []),
+            frozenset(rule.get("apiGroups") or []),
+            frozenset(rule.get("apiVersions") or []),
+            frozenset(rule.get("resources") or []),
+            rule.get("scope") or "*",
+            policy == "Exact",
+        )
+        for rule, policy in spec_rules
+    ]
+
+
+def _mutators(kube: Kube, types: Mapping[tuple[str, str], ResourceType]) -> list[AdmissionRule] | None:
+    """Every rule of every mutating webhook and policy in the cluster; None when they cannot be read (then every
+    kind counts as possibly mutated, and the fast path is off)."""
+    rules: list[AdmissionRule] = []
     for kind in ("MutatingWebhookConfiguration", "MutatingAdmissionPolicy"):
         for (_, k), rt in types.items():
             if k == kind:
                 try:
-                    if kube.list(rt):
-                        return True
+                    rules += [r for item in kube.list(rt) for r in admission_rules(item)]
                 except (Forbidden, NotFound):
-                    return True  # cannot tell: be safe
+                    return None  # cannot tell: be safe
                 break
-    return False
+    return rules
+
+
+def _provable(w: _Work, mutators: list[AdmissionRule] | None) -> bool:
+    return mutators is not None and w.rt is not None and not any(r.may_mutate(w.rt) for r in mutators)
 
 
 def _created(obj: RenderedObject, stacks: Mapping[str, Stack], masker: Masker, note: str = "") -> PlanEntry:

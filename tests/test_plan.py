@@ -241,3 +241,71 @@ def test_s5_secret_value_reused_elsewhere_is_masked_there_too(kube: Kube, namesp
     text = all_output(result)
     assert value not in text and base64.b64encode(value.encode()).decode() not in text
     assert text.count("<secret #1>") >= 3
+
+
+# -- mutating admission and the fast path ------------------------------------------------------------------------------
+def test_a_mutating_webhook_turns_the_fast_path_off_only_for_the_kinds_it_intercepts(
+    kube: Kube, namespace: str
+) -> None:
+    """A MutatingWebhookConfiguration on ConfigMap updates: ConfigMaps are dry-run (the webhook's change would only
+    show there), Deployments are still proven unchanged without one. The webhook points at a closed port and
+    ignores failures, so the dry-runs still answer; it is removed at the end, and then ConfigMaps are proven too."""
+    bodies = [cm(namespace, "c", k="1"), deployment(namespace, "d")]
+    apply_all(kube, *bodies)
+    rt = kube.resource_type("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration")
+    assert rt is not None
+    name = f"gitops-job-test-{uuid.uuid4().hex[:8]}"
+    hook = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "configmaps.test.gitops-job.io",
+            "clientConfig": {"url": "https://127.0.0.1:9/mutate"},
+            "rules": [{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                       "resources": ["configmaps"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 1,
+        }],
+    }  # fmt: skip
+    kube.apply(rt, hook)
+    try:
+        result = run(kube, *bodies)
+        proven = {str(e.id): e.proven for e in result.entries}
+        assert proven == {f"ConfigMap/{namespace}/c": False, f"Deployment/{namespace}/d": True}
+        assert result.count(Action.UNCHANGED) == 2
+    finally:
+        kube.delete(rt, name)
+    result = run(kube, *bodies)
+    assert all(e.proven for e in result.entries)
+
+
+@pytest.mark.parametrize(
+    ("rule", "resource", "mutates"),
+    [
+        ({"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]},
+         ("", "v1", "configmaps", True), True),
+        ({"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]},
+         ("", "v1", "configmaps", True), False),  # creates are always dry-run anyway
+        ({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]},
+         ("apps", "v1", "deployments", True), True),
+        ({"operations": ["UPDATE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments/scale"]},
+         ("apps", "v1", "deployments", True), False),  # a subresource, not what apply writes
+        ({"operations": ["UPDATE"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]},
+         ("", "v1", "secrets", True), True),
+        ({"operations": ["UPDATE"], "apiGroups": ["extensions"], "apiVersions": ["v1beta1"],
+          "resources": ["deployments"]}, ("apps", "v1", "deployments", True), True),  # matchPolicy Equivalent
+        ({"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"],
+          "scope": "Cluster"}, ("", "v1", "configmaps", True), False),
+    ],
+)  # fmt: skip
+def test_admission_rules_matching(rule: dict[str, Any], resource: tuple[str, str, str, bool], mutates: bool) -> None:
+    from gitops_job.kube import ResourceType
+    from gitops_job.plan import admission_rules
+
+    group, version, plural, namespaced = resource
+    rt = ResourceType(group, version, plural.title(), plural, namespaced, frozenset())
+    (parsed,) = admission_rules({"webhooks": [{"rules": [rule]}]})
+    assert parsed.may_mutate(rt) is mutates
+    exact = admission_rules({"spec": {"matchConstraints": {"matchPolicy": "Exact", "resourceRules": [rule]}}})
+    assert exact[0].may_mutate(rt) is (mutates and rule["apiGroups"] != ["extensions"])
