@@ -280,6 +280,7 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
             options.review(whole)  # e.g. compare with the plan reviewed on the pull request; may refuse
         runs: list[StackRun] = []
         failed: set[str] = set()
+        namespace_ready = False
         for stack in selection.stacks:
             blocked = [d for d in stack.depends_on if d in failed]
             if blocked:
@@ -290,7 +291,9 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
             if work.in_sync(revision):
                 run = _check_stack(kube, selection, work, options)
             else:
-                inventory.ensure_namespace(kube, target.inventory_namespace)
+                if not namespace_ready:  # once, before the first stack that writes
+                    inventory.ensure_namespace(kube, target.inventory_namespace)
+                    namespace_ready = True
                 run = _apply_stack(kube, selection, work, rendered, revision, masker, settings, options, progress)
             runs.append(run)
             if run.result != "succeeded":
