@@ -95,7 +95,8 @@ def test_get_list_create_through_proxy(proxy: FaultProxy, papi: client.ApiClient
     assert core.read_namespace(namespace).metadata.name == namespace
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "one"}, "data": {"k": "v"}})
     listed = core.list_namespaced_config_map(namespace)
-    assert {cm.metadata.name for cm in listed.items} >= {"one", ROOT_CA}
+    # (kube-root-ca.crt may or may not be there yet: the controller-manager publishes it after the namespace exists)
+    assert "one" in {cm.metadata.name for cm in listed.items}
     assert client.VersionApi(papi).get_code().major
 
     log = proxy.log
