@@ -23,6 +23,7 @@ from .lock import Lock, holder_identity, lease_name, unlock
 from .mask import Masker
 from .model import ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
 from .plan import Action, Plan, Progress, plan, stray_message
+from .plan import fail_if_failed as fail_if_plan_failed
 from .render import render_stack
 from .status import Health, State, status
 from .validate import builtin_scopes, crd_scopes, validate
@@ -271,11 +272,8 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
         # Each stack then applies this plan, unless its inventory changed before it took the lock.
         planned = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, revision)
         plans = dict(zip(by_stack, planned, strict=True))
-        failures = [f for p in plans.values() for f in p.failures]
-        if failures:
-            lines = "\n".join(f"  {f}" for f in failures)
-            raise PlanError(f"{len(failures)} object(s) could not be planned; nothing was written:\n{lines}")
         whole = _merge(target.name, planned, kube.requests)
+        fail_if_plan_failed(whole)
         if options.review is not None:
             options.review(whole)  # e.g. compare with the plan reviewed on the pull request; may refuse
         runs: list[StackRun] = []
@@ -474,10 +472,7 @@ def _replan(
     fresh = plan(skube, selection.target.name, work.objects, {stack.name: stack}, masker=masker,
                  concurrency=settings.concurrency, revision=revision,
                  context=[o for o in rendered.objects if o.stack != stack.name])  # fmt: skip
-    if fresh.failures:
-        lines = "\n".join(f"  {f}" for f in fresh.failures)
-        raise PlanError(f"{len(fresh.failures)} object(s) could not be planned; nothing written:\n{lines}",
-                        where=f"stack {stack.name}")  # fmt: skip
+    fail_if_plan_failed(fresh, where=f"stack {stack.name}")
     return fresh
 
 

@@ -556,8 +556,8 @@ def _unstamped(obj: Mapping[str, Any] | None) -> Any:
     return normalise(out, ())  # drops the annotations map if that was its only entry
 
 
-def fail_if_failed(p: Plan) -> None:
-    """Raise one error listing every object the plan could not compute."""
+def fail_if_failed(p: Plan, where: str | None = None) -> None:
+    """Raise one error listing every object the plan could not compute (before any write: nothing was written)."""
     if p.failures:
         lines = "\n".join(f"  {f}" for f in p.failures)
-        raise PlanError(f"{len(p.failures)} object(s) could not be planned:\n{lines}")
+        raise PlanError(f"{len(p.failures)} object(s) could not be planned; nothing was written:\n{lines}", where=where)

@@ -14,6 +14,7 @@ import click
 import yaml
 
 from .apply import DONE
+from .identity import ObjectId
 from .pipeline import ApplyResult
 from .plan import Action, Plan, PlanEntry, stray_message
 
@@ -195,24 +196,22 @@ def _callout(kind: str, text: str) -> list[str]:
     return [f"> [!{kind}]", *(f"> {html_escape(line)}" if line else ">" for line in text.splitlines()), ""]
 
 
-def _warnings(plan: Plan, shown: int = 10) -> list[str]:
-    lines = []
-    for action, what in ((Action.PRUNE, "deleted (pruned)"), (Action.RECREATE, "deleted and created again")):
-        ids = [f"`{e.id}`" for e in plan.entries if e.action is action]
-        if ids:
-            more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
-            lines.append(f"> **{len(ids)} object(s) will be {what}:** {', '.join(ids[:shown])}{more}")
-    strays = [f"`{oid}`" for _, oid in plan.strays]
-    if strays:
-        more = f" and {len(strays) - shown} more" if len(strays) > shown else ""
-        lines.append(f"> **{len(strays)} object(s) carry a stack's ownership labels but are not in its inventory** "
-                     f"(made by hand?); apply leaves them alone: {', '.join(strays[:shown])}{more}")  # fmt: skip
-    immutable = [f"`{f.id}`" for f in plan.failures if "immutable" in f.message]
-    if immutable:
-        lines.append(f"> **Immutable field changed, blocked:** {', '.join(immutable[:shown])} (see failures)")
-    if not lines:
-        return []
-    return ["> [!WARNING]", *"\n>\n".join(lines).splitlines(), ""]
+def _warnings(plan: Plan) -> list[str]:
+    groups = [
+        ("will be deleted (pruned)", [e.id for e in plan.entries if e.action is Action.PRUNE], ""),
+        ("will be deleted and created again", [e.id for e in plan.entries if e.action is Action.RECREATE], ""),
+        ("carry a stack's ownership labels but are not in its inventory", [oid for _, oid in plan.strays],
+         " (made by hand?); apply leaves them alone"),
+        ("have an immutable field changed, blocked", [f.id for f in plan.failures if "immutable" in f.message],
+         " (see failures)"),
+    ]  # fmt: skip
+    lines = [f"> **{len(ids)} object(s) {what}:** {_listed(ids)}{after}" for what, ids, after in groups if ids]
+    return ["> [!WARNING]", *"\n>\n".join(lines).splitlines(), ""] if lines else []
+
+
+def _listed(ids: Sequence[ObjectId], shown: int = 10) -> str:
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(f"`{oid}`" for oid in ids[:shown]) + more
 
 
 def _failures(plan: Plan, shown: int = 50) -> list[str]:
