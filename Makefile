@@ -8,7 +8,7 @@ TOOL    = $(shell $(PYTHON) -c 'from tools.localcluster.build import binary; pri
 export GITOPS_JOB_KUSTOMIZE ?= $(call TOOL,kustomize)
 export GITOPS_JOB_HELM ?= $(call TOOL,helm)
 
-.PHONY: venv build fixtures lint test cluster-up cluster-down cluster-status demo clean bench
+.PHONY: system-tools venv build fixtures lint test cluster-up cluster-down cluster-status demo clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 venv: $(BIN)/.installed
+
+## system-tools: git, openssl, npm, shellcheck … with apt-get when missing (tools/system-tools)
+system-tools:
+	@tools/system-tools
 
 ## build: the pinned control plane, kubectl, kustomize and helm, into the cache (seconds when already built)
 build:
@@ -33,7 +37,7 @@ fixtures: venv
 	$(BIN)/python -m tools.github_fixtures
 
 ## test: lint, then the whole suite against a local cluster started for the run
-test: lint build fixtures
+test: system-tools lint build fixtures
 	$(BIN)/pytest
 
 ## cluster-up: start a cluster whose state lives in .localcluster/ and print its kubeconfig path
@@ -47,7 +51,7 @@ cluster-status:
 	@$(PYTHON) -m tools.localcluster status --state-dir $(STATE)
 
 ## demo: start the local cluster, plan examples/ against it, apply them, then show their status
-demo: venv cluster-up
+demo: system-tools venv cluster-up
 	@kc=$$(pwd)/$(STATE)/kubeconfig; \
 	echo; echo "\$$ gitops-job plan --repo examples --kubeconfig $$kc"; \
 	$(BIN)/gitops-job plan --repo examples --kubeconfig $$kc; \

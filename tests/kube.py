@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tools.localcluster.audit import complete_lines
+
 T = TypeVar("T")
 
 
@@ -61,11 +63,8 @@ class AuditLog:
         return self.path.stat().st_size if self.path.exists() else 0
 
     def events(self, since: int, agent: str = "gitops-job/") -> list[dict[str, Any]]:
-        with self.path.open("rb") as f:
-            f.seek(since)
-            lines = f.read().splitlines()
         found = []
-        for line in lines:
+        for line in complete_lines(self.path, since):
             event = json.loads(line)
             if str(event.get("userAgent", "")).startswith(agent):
                 found.append(event)

@@ -3,8 +3,10 @@ dry-run, RBAC with ServiceAccount tokens, CRDs, and a clear failure when the API
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +20,8 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from tests.kube import condition, wait_until
 from tests.kube import crd as make_crd
-from tools.localcluster.cluster import ClusterError, LocalCluster
+from tools.localcluster.audit import complete_lines
+from tools.localcluster.cluster import CLIENT_RATE, ClusterError, LocalCluster
 
 MANAGER = "gitops-job-test"
 
@@ -228,3 +231,39 @@ def test_cluster_cli_up_status_down(tmp_path: Path) -> None:
     assert subprocess.run(["pgrep", "-f", str(state)], capture_output=True).returncode == 1  # nothing left
     status = subprocess.run([*run, "status", "--state-dir", str(state)], capture_output=True, text=True)
     assert status.returncode == 1
+
+
+def test_item20_audit_reader_reads_complete_lines_only(tmp_path: Path) -> None:
+    """A mark that falls inside a line, and a last line the server is still writing, never reach json.loads."""
+    log = tmp_path / "audit.log"
+    first, second, third = (json.dumps({"n": n, "pad": "x" * 50}).encode() + b"\n" for n in (1, 2, 3))
+    log.write_bytes(first + second[:20])  # the server is halfway through the second event
+    mark = log.stat().st_size  # a mark taken now falls inside the second line
+    assert complete_lines(log, 0, settle=0.0) == [first.rstrip()]  # the half line is left out, not parsed
+
+    with log.open("ab") as f:
+        f.write(second[20:] + third[:10])  # the second is done; the third is being written
+
+    def finish() -> None:
+        time.sleep(0.2)
+        with log.open("ab") as f:
+            f.write(third[10:])
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    try:
+        lines = complete_lines(log, mark, settle=5.0)  # waits for the line being written, then reads it whole
+    finally:
+        writer.join()
+    assert [json.loads(line)["n"] for line in lines] == [3]  # the second began before the mark: not ours
+    assert [json.loads(line)["n"] for line in complete_lines(log, len(first))] == [2, 3]
+
+
+def test_item20_controllers_get_realistic_client_rates(kubeconfig: Path) -> None:
+    """The controller-manager and scheduler talk to the API server at CLIENT_RATE, not client-go's 20 QPS default."""
+    pids = LocalCluster(kubeconfig.parent).state()["processes"]
+    if not pids:
+        pytest.skip("the suite runs against a cluster not started by tools.localcluster")
+    for name in ("kube-controller-manager", "kube-scheduler"):
+        args = Path(f"/proc/{pids[name]}/cmdline").read_bytes().decode().split("\0")
+        assert set(CLIENT_RATE) <= set(args), f"{name} runs with {args}"

@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from tools.localcluster import build
+from tools.localcluster.audit import complete_lines
 from tools.localcluster.cluster import LocalCluster
 
 NAMESPACES = 20
@@ -195,9 +196,7 @@ def writes_in_audit(audit: Path | None, since: int, agent: str) -> int | None:
     """Write requests (not dry-runs) by ``agent`` that reached the API server since byte ``since`` of its audit log."""
     if audit is None:
         return None
-    with audit.open("rb") as f:
-        f.seek(since)
-        events = [json.loads(line) for line in f.read().splitlines()]
+    events = [json.loads(line) for line in complete_lines(audit, since)]
     return sum(1 for e in events if str(e.get("userAgent", "")).startswith(agent) and "dryRun=" not in e["requestURI"])
 
 
