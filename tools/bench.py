@@ -9,9 +9,15 @@ them, ownership labels included), then times:
   apply (c) N new objects;  apply (d) the same N again, nothing changed:
       `gitops-job apply --no-wait` vs `kubectl apply --server-side` (kubectl does not wait either).
 
+  many stacks (row L1): 50 stacks x 400 objects (20,000; each stack its own Namespace): `gitops-job plan`, then
+      `gitops-job apply --no-wait`, then the plan again (nothing changed), against `kubectl apply --server-side` of
+      the same tree; HTTP 429 answers counted by the API server (apiserver_flowcontrol_rejected_requests_total), and
+      the PR comment's size (within GitHub's 65,536 characters, or cut with a pointer).
+
 Prints wall time (median), peak RSS and requests per object for each tool, each ratio on its own line, and for
 apply the write requests each tool sent, counted in the API server's audit log.
-Usage: python -m tools.bench [--n 1000] [--reps 3] [--kubeconfig FILE]   (default: starts its own cluster)
+Usage: python -m tools.bench [--n 1000] [--reps 3] [--kubeconfig FILE] [--only plan|apply|stacks]
+       [--stacks 50 --per-stack 400]   (default: starts its own cluster)
 """
 
 from __future__ import annotations
@@ -104,7 +110,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--kubeconfig", help="use this cluster instead of starting one")
-    parser.add_argument("--only", choices=("plan", "apply"), help="run one half of the benchmark")
+    parser.add_argument("--only", choices=("plan", "apply", "stacks"), help="run one part of the benchmark")
+    parser.add_argument("--stacks", type=int, default=50, help="many stacks (L1): how many")
+    parser.add_argument("--per-stack", type=int, default=400, help="many stacks (L1): objects per stack")
     args = parser.parse_args()
 
     build.build_all(["etcd", "kubernetes", "kwok"])
@@ -119,11 +127,15 @@ def main() -> int:
             kubeconfig = str(cluster.kubeconfig)
         try:
             code = 0
-            if args.only != "apply":
+            if args.only in (None, "plan"):
                 code = run(Path(tmp) / "repo", args.n, args.reps, kubeconfig, kubectl, gitops_job)
             audit = cluster.audit_log if cluster else None
-            if args.only != "plan":
+            if args.only in (None, "apply"):
                 code = code or run_apply(Path(tmp), args.n, args.reps, kubeconfig, kubectl, gitops_job, audit)
+            if args.only in (None, "stacks"):
+                code = code or run_stacks(
+                    Path(tmp), args.stacks, args.per_stack, kubeconfig, kubectl, gitops_job, audit
+                )
             return code
         finally:
             if cluster:
@@ -234,6 +246,81 @@ def run_apply(tmp: Path, n: int, reps: int, kubeconfig: str, kubectl: str, gitop
         ours = medians["gitops-job apply --no-wait"]
         print(f"  {label}: ratio kubectl apply --server-side / gitops-job apply = "
               f"{medians['kubectl apply --server-side'] / ours:.1f}x")  # fmt: skip
+    return 0
+
+
+def generate_stacks(repo: Path, stacks: int, per_stack: int, prefix: str) -> None:
+    """``stacks`` stacks of ``per_stack`` objects each (a Namespace, then ConfigMaps and Deployments half and half)."""
+    config = [f"targets:\n  - name: {prefix}\nstacks:"]
+    for s in range(stacks):
+        name, ns = f"s{s:02d}", f"{prefix}-s{s:02d}"
+        docs: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
+        for i in range(per_stack - 1):
+            meta = {"name": f"obj-{i:04d}", "namespace": ns, "labels": {"bench": "true"}}
+            if i % 2 == 0:
+                docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                             "data": {f"key{k}": f"value-{s}-{i}-{k}" for k in range(10)}})  # fmt: skip
+            else:
+                labels = {"app": meta["name"]}
+                template = {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": f"registry.example/app:{i}"}]},
+                }
+                spec = {"replicas": 0, "selector": {"matchLabels": labels}, "template": template}
+                docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec})
+        (repo / name).mkdir(parents=True)
+        (repo / name / "objects.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        config.append(f"  - name: {name}\n    path: {name}")
+    (repo / "gitops.yaml").write_text("\n".join(config) + "\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit",
+                    "-qm", "bench"], check=True)  # fmt: skip
+
+
+def rejected(kubectl: str, env: dict[str, str]) -> int:
+    """HTTP 429 answers the API server has sent so far (priority and fairness rejections, every flow)."""
+    out = subprocess.run([kubectl, "get", "--raw", "/metrics"], env=env, check=True, capture_output=True, text=True)
+    total = 0.0
+    for line in out.stdout.splitlines():
+        if line.startswith("apiserver_flowcontrol_rejected_requests_total"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def run_stacks(
+    tmp: Path, stacks: int, per_stack: int, kubeconfig: str, kubectl: str, gitops_job: str, audit: Path | None
+) -> int:
+    """Row L1: many stacks, planned then applied; no burst of 429; the PR comment within GitHub's limit."""
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    n = stacks * per_stack
+    ours, theirs = tmp / "stacks-gitops-job", tmp / "stacks-kubectl"
+    generate_stacks(ours, stacks, per_stack, "l1g")
+    generate_stacks(theirs, stacks, per_stack, "l1k")
+    print(f"many stacks (L1): {stacks} stacks x {per_stack} objects = {n} objects, each stack its own Namespace; "
+          "one run each")  # fmt: skip
+    ok = lambda code: code == 0  # noqa: E731
+
+    def timed(label: str, cmd: list[str], agent: str) -> tuple[float, str]:
+        before, mark = rejected(kubectl, env), audit.stat().st_size if audit else 0
+        wall, peak, stdout = measure(cmd, env, ok)
+        writes = writes_in_audit(audit, mark, agent)
+        counted = "" if writes is None else f", {writes} write requests"
+        print(f"  L1 {label}: {wall:.2f} s wall, {peak / 1024:.0f} MiB peak RSS{counted}, "
+              f"{rejected(kubectl, env) - before} answered 429 (all clients)")  # fmt: skip
+        return wall, stdout
+
+    plan = [gitops_job, "plan", "--repo", str(ours)]
+    timed("gitops-job plan (all new)", [*plan, "-o", "json"], "gitops-job/")
+    _, comment = timed("gitops-job plan -o markdown (the PR comment)", [*plan, "-o", "markdown"], "gitops-job/")
+    print(f"  L1 PR comment: {len(comment)} characters (GitHub's limit: 65536)"
+          f"{', cut with a pointer to the artifact' if 'are not shown' in comment else ''}")  # fmt: skip
+    wall_ours, _ = timed("gitops-job apply --no-wait", [gitops_job, "apply", "--repo", str(ours), "--no-wait"],
+                         "gitops-job/")  # fmt: skip
+    dirs = [arg for s in range(stacks) for arg in ("-f", str(theirs / f"s{s:02d}"))]
+    wall_theirs, _ = timed("kubectl apply --server-side", [kubectl, "apply", "--server-side", *dirs], "kubectl")
+    print(f"  L1: ratio kubectl apply --server-side / gitops-job apply = {wall_theirs / wall_ours:.1f}x")
+    timed("gitops-job plan (nothing changed)", [*plan, "-o", "json"], "gitops-job/")
     return 0
 
 
