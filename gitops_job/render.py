@@ -175,12 +175,13 @@ def _each(items: Iterable[_T], render: Callable[[_T], list[RenderedObject]]) -> 
 # --- YAML to objects -------------------------------------------------------------------------------------------------
 
 
-def _objects(text: str, file: str, stack: str, *, lines: bool = True) -> list[RenderedObject]:
+def _objects(text: str, file: str, stack: str, *, output_of: str | None = None) -> list[RenderedObject]:
     """The objects of a multi-document YAML text; ``kind: *List`` documents are flattened into their items, which
-    keep the List's file and line."""
+    keep the List's file and line. ``output_of`` names the tool whose output ``text`` is: its lines are not lines of
+    ``file``, so objects get no line."""
     objects: list[RenderedObject] = []
-    for document, line in load_documents(text, file):
-        source = Source(file, line if lines else None)
+    for document, line in load_documents(text, file, output_of=output_of):
+        source = Source(file, None if output_of else line)
         objects.extend(
             RenderedObject(ObjectId.of(body), body, source, stack) for body in _flatten(document, file, line)
         )
@@ -240,7 +241,7 @@ def _render_kustomize(job: _Job) -> list[RenderedObject]:
         raise RenderError(f"no kustomization file ({', '.join(KUSTOMIZATION_FILES)})", where=job.stack.path)
     _raise_all(_kustomization_problems(job))
     output = _run_tool("kustomize", ["build", str(job.directory)], where=job.stack.path)
-    return _objects(output, job.rel(file), job.stack.name, lines=False)
+    return _objects(output, job.rel(file), job.stack.name, output_of="kustomize")
 
 
 def _kustomization_problems(job: _Job) -> list[RenderError]:
@@ -352,7 +353,7 @@ def _render_helm(job: _Job) -> list[RenderedObject]:
     def objects(chunk: str) -> list[RenderedObject]:
         match = _HELM_SOURCE.search(chunk)
         file = PurePosixPath(job.rel(job.directory), *PurePosixPath(match[1]).parts[1:]).as_posix() if match else chart
-        return _objects(chunk, file, job.stack.name, lines=False)
+        return _objects(chunk, file, job.stack.name, output_of="helm")
 
     return _each(_DOCUMENT_SEPARATOR.split(output), objects)
 
