@@ -4,12 +4,11 @@ Render is offline: it never talks to the cluster or a network, and it runs no co
 sandbox. Jinja2 runs in jinja's immutable sandbox with caps on value size, output size and time; kustomize and helm run
 as child processes with an empty environment (no kubeconfig, no proxies, ``PATH`` and ``HOME`` an empty temporary
 directory) and a timeout, after every path they would read has been checked to lie inside the repository. After any
-renderer, Flux-style ``${VAR}`` substitution runs on every object.
+renderer, Flux-style ``${VAR}`` substitution runs on the objects of stacks that ask for it (``substitute:``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -20,22 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-import yaml
-
 from .config import RepoConfig, Stack, Target
 from .errors import ErrorGroup, GitopsJobError, RenderError
 from .identity import ObjectId
 from .model import RenderedObject, Source
+from .substitute import substitute, variable_text
 from .yamlio import load_documents
 
 TOOL_TIMEOUT = 60.0  # seconds for one kustomize or helm run
 NO_NETWORK_PROXY = "http://127.0.0.1:9"  # the discard port: a tool's HTTP(S) request fails at once, without DNS
-SUBSTITUTE_ANNOTATION = "gitops-job.io/substitute"
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _REMOTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|git::|git@|github\.com/)")
-_VARIABLE = re.compile(r"(\$?)\$\{([_a-zA-Z][_a-zA-Z0-9]*)(?::=([^}]*))?\}")
 _HELM_SOURCE = re.compile(r"^# Source: (.+?)\s*$", re.MULTILINE)
 _DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 
@@ -75,8 +71,11 @@ def render_stack(
     _raise_all(escapes)
     variables = {**target.vars, **stack.vars, **(extra_vars or {})}
     objects = _RENDERERS[renderer](_Job(root, directory, stack, target, variables, files))
-    values = {name: _text(value) for name, value in variables.items()}
-    return _each(objects, lambda obj: [_substitute(obj, values)])
+    if stack.substitute is None:
+        return objects
+    values = {**target.vars, **stack.vars, **stack.substitute, **(extra_vars or {})}
+    texts = {name: variable_text(value) for name, value in values.items()}
+    return _each(objects, lambda obj: [substitute(obj, texts)])
 
 
 def detect_renderer(directory: Path) -> str:
@@ -420,77 +419,6 @@ def tool_version(tool: str) -> str | None:
         return None
     found = re.search(r"v\d+\.\d+\.\d+[-+.\w]*", out)
     return found.group(0).split("+")[0] if found else None
-
-
-# --- substitution ----------------------------------------------------------------------------------------------------
-
-
-def _text(value: Any) -> str:
-    """A variable as substitution sees it: strings as they are, anything else as JSON (valid YAML flow)."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _has_placeholder(value: Any) -> bool:
-    if isinstance(value, str):
-        return "${" in value
-    if isinstance(value, dict):
-        return any(_has_placeholder(k) or _has_placeholder(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_placeholder(v) for v in value)
-    return False
-
-
-def _metadata(body: Mapping[str, Any], key: str) -> Any:
-    metadata = body.get("metadata")
-    return metadata.get(key) if isinstance(metadata, dict) else None
-
-
-def _substitute(obj: RenderedObject, values: Mapping[str, str]) -> RenderedObject:
-    """Flux's postBuild substitution, strict: in the object's YAML text ``${VAR}`` and ``${VAR:=default}`` become the
-    variable's value, ``$${VAR}`` a literal ``${VAR}``; an undefined variable without a default is an error. The text
-    is parsed again, so ``replicas: ${N}`` becomes a number. Annotation ``gitops-job.io/substitute: disabled`` opts
-    an object out."""
-    annotations = _metadata(obj.body, "annotations")
-    if isinstance(annotations, dict) and annotations.get(SUBSTITUTE_ANNOTATION) == "disabled":
-        return obj
-    if not _has_placeholder(obj.body):
-        return obj
-    missing: list[str] = []
-
-    def replace(match: re.Match[str]) -> str:
-        escaped, name, default = match.groups()
-        if escaped:
-            return match[0][1:]
-        if name in values:
-            return values[name]
-        if default is not None:
-            return default
-        missing.append(name)
-        return match[0]
-
-    text = yaml.dump(obj.body, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=1 << 30)
-    text = _VARIABLE.sub(replace, text)
-    where = str(obj.source)
-    if missing:
-        names = ", ".join(dict.fromkeys(missing))
-        raise RenderError(
-            f"undefined variable(s) {names}: set them in the target's or the stack's vars, pass --var, "
-            "or give a default (${VAR:=value})",
-            where=where,
-        )
-    documents = load_documents(text, where)
-    body = documents[0][0] if len(documents) == 1 else None
-    name = _metadata(obj.body, "name")
-    if (
-        not isinstance(body, dict)
-        or not isinstance(body.get("metadata", {}), dict)
-        or body.get("kind") != obj.body.get("kind")
-        or (_metadata(body, "name") != name and "${" not in str(name))
-    ):
-        raise RenderError(
-            "substitution changed the object's structure, kind or name; check the variables' values", where=where
-        )
-    return RenderedObject(ObjectId.of(body), body, obj.source, obj.stack)
 
 
 _RENDERERS: dict[str, Callable[[_Job], list[RenderedObject]]] = {

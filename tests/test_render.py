@@ -18,6 +18,7 @@ from gitops_job.errors import ErrorGroup, RenderError
 from gitops_job.identity import ObjectId
 from gitops_job.model import RenderedObject, Source
 from gitops_job.render import detect_renderer, render_stack
+from gitops_job.substitute import SubstitutionError, expand
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
 
@@ -593,47 +594,165 @@ spec:
       containers:
         - name: web
           image: "registry.example/web:${TAG:=latest}"
-          args: ["${LEVEL:=info}", "$${HOME}", "${FLAGS}"]
+          args: ["${LEVEL:=info}", "$${HOME}", "${FLAGS}", "${REGION}"]
 """
     root = make_repo(tmp_path, {"app/web.yaml": manifest})
     (obj,) = render(
         root,
         "app",
-        target=Target("t", vars={"ENV": "target", "N": 1, "LEVEL": "debug", "FLAGS": ["a", "b"]}),
+        target=Target("t", vars={"ENV": "target", "N": 1, "LEVEL": "debug", "FLAGS": ["a", "b"], "REGION": "x"}),
         vars={"ENV": "stack", "N": 3},
+        substitute={"REGION": "eu-1"},
         extra_vars={"ENV": "prod"},
     )
     assert obj.id == ObjectId("apps", "Deployment", "", "web-prod")
     assert obj.body["spec"]["replicas"] == 3
     container = obj.body["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example/web:latest"
-    assert container["args"] == ["debug", "${HOME}", ["a", "b"]]
+    assert container["args"] == ["debug", "${HOME}", ["a", "b"], "eu-1"]
     assert obj.source == Source("app/web.yaml", 1)
 
 
 def test_substitution_undefined_variable_names_file_line_and_variable(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {"app/cm.yaml": CONFIGMAP.format(name="a") + "---\n" + CONFIGMAP.format(name="${NAME}")})
-    message = render_error(root, "app")
-    assert message.startswith("render: app/cm.yaml:6: undefined variable(s) NAME:")
-
-
-def test_substitution_opt_out_annotation(tmp_path: Path) -> None:
-    body = CONFIGMAP.format(name="a") + "  annotations: {gitops-job.io/substitute: disabled}\ndata:\n  x: ${UNSET}\n"
-    root = make_repo(tmp_path, {"app/cm.yaml": body})
-    (obj,) = render(root, "app")
-    assert obj.body["data"] == {"x": "${UNSET}"}
+    message = render_error(root, "app", substitute={})
+    assert message.startswith("render: app/cm.yaml:6: ${VAR} substitution: undefined variable NAME: set NAME in")
+    assert "${NAME:=value}" in message
 
 
 def test_substitution_that_changes_the_structure_is_refused(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"app/cm.yaml": "apiVersion: v1\nkind: Config${X}\nmetadata:\n  name: a\n"})
+    message = render_error(root, "app", vars={"X": "Map"}, substitute={})
+    assert message.startswith("render: app/cm.yaml:1: ${VAR} substitution changed the object's structure")
+
+
+def test_substitution_strips_newlines_from_values_like_flux(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {"app/cm.yaml": CONFIGMAP.format(name="a") + "data:\n  x: ${X}\n"})
-    message = render_error(root, "app", vars={"X": "1\n---\nkind: Secret"})
-    assert message.startswith("render: app/cm.yaml:1: substitution changed the object's structure")
+    (obj,) = render(root, "app", substitute={"X": "1\n---\nkind Secret"})
+    assert obj.body["data"] == {"x": "1---kind Secret"}
 
 
 def test_substitution_runs_after_every_renderer(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {**CHART, "charts/cache/values.yaml": "size: ${SIZE:=medium}\n"})
-    objects = render(root, "charts/cache")
+    objects = render(root, "charts/cache", substitute={})
     assert objects[1].body["data"]["size"] == "medium"
+
+
+SCRIPT = """\
+#!/bin/sh
+: "${FRONTEND_URL:-http://frontend}"
+exec nginx -g "daemon off; env BACKEND=$${BACKEND};"
+"""
+
+
+def script_repo(tmp_path: Path) -> Path:
+    """A kustomize stack whose configMapGenerator ships a shell script holding shell ${...} syntax."""
+    return make_repo(
+        tmp_path,
+        {
+            "app/kustomization.yaml": "configMapGenerator:\n  - name: script\n    files: [start.sh]\n"
+            "generatorOptions: {disableNameSuffixHash: true}\nresources: [rules.yaml]\n",
+            "app/start.sh": SCRIPT,
+            "app/rules.yaml": CONFIGMAP.format(name="rules")
+            + "  labels: {kustomize.toolkit.fluxcd.io/substitute: disabled}\ndata:\n  rule: 'sum(${X}) > ${Y:-1}'\n",
+        },
+    )
+
+
+def test_item16_substitution_is_off_unless_the_stack_turns_it_on(tmp_path: Path) -> None:
+    """Shell syntax in a generated script renders as written: substitution runs only with ``substitute:``."""
+    objects = render(script_repo(tmp_path), "app")
+    script = next(o for o in objects if o.id.name == "script")
+    assert script.body["data"]["start.sh"] == SCRIPT  # no ${...} and no $$ touched
+    rules = next(o for o in objects if o.id.name == "rules")
+    assert rules.body["data"]["rule"] == "sum(${X}) > ${Y:-1}"
+
+
+def test_item16_substitution_on_follows_flux(tmp_path: Path) -> None:
+    """With ``substitute:`` on: Flux's forms expand, ``$$`` is a literal ``$``, and objects labelled or annotated
+    ``kustomize.toolkit.fluxcd.io/substitute: disabled`` (or ours, gitops-job.io/substitute) are left alone."""
+    root = script_repo(tmp_path)
+    objects = render(root, "app", substitute={"FRONTEND_URL": "https://shop.example"})
+    script = next(o for o in objects if o.id.name == "script")
+    assert script.body["data"]["start.sh"] == (
+        '#!/bin/sh\n: "https://shop.example"\nexec nginx -g "daemon off; env BACKEND=${BACKEND};"\n'
+    )
+    assert next(o for o in objects if o.id.name == "rules").body["data"]["rule"] == "sum(${X}) > ${Y:-1}"
+    (root / "app/rules.yaml").write_text(
+        CONFIGMAP.format(name="rules") + "  annotations: {gitops-job.io/substitute: disabled}\ndata:\n  x: ${UNSET}\n"
+    )
+    rules = next(o for o in render(root, "app", substitute={}) if o.id.name == "rules")
+    assert rules.body["data"] == {"x": "${UNSET}"}
+
+
+def test_item16_substitution_on_is_strict(tmp_path: Path) -> None:
+    """An undefined variable without a default fails the stack (Flux's strict mode), naming it and the fixes."""
+    root = script_repo(tmp_path)
+    (root / "app/start.sh").write_text('exec app --url "${FRONTEND_URL}"\n')
+    message = render_error(root, "app", substitute={})
+    assert message.startswith(
+        "render: app/kustomization.yaml: ${VAR} substitution: undefined variable FRONTEND_URL: set FRONTEND_URL in "
+        "the stack's substitute"
+    )
+    assert "$${...} for a literal ${...}" in message
+    assert "gitops-job.io/substitute: disabled" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x ${A} y", "x hello y"),
+        ("$${A}", "${A}"),
+        ("$$x $y $", "$x $y $"),
+        ("${A:=d}", "hello"),
+        ("${UNSET:=d-${A}}", "d-hello"),
+        ("${EMPTY:-dflt}", "dflt"),
+        ("${EMPTY:=dflt}", "dflt"),
+        ("${UNSET=z}", "z"),
+        ("${FRONTEND_URL:-http://frontend}", "http://frontend"),
+        ("${#A}", "5"),
+        ("${A^}", "Hello"),
+        ("${A^^}", "HELLO"),
+        ("${UP,}", "hELLO"),
+        ("${UP,,}", "hello"),
+        ("${A:1}", "ello"),
+        ("${A:1:2}", "el"),
+        ("${A: -3}", "llo"),
+        ("${A:1:-1}", "ell"),
+        ("${P#*/}", "b/c.tar.gz"),
+        ("${P##*/}", "b/c.tar.gz"),  # Go's path.Match: * never matches '/'
+        ("${P%.*}", "a/b/c.tar"),
+        ("${P%%.*}", "a/b/c"),
+        ("${P/\\//_}", "a_b/c.tar.gz"),
+        ("${P//\\//_}", "a_b_c.tar.gz"),
+        ("${A/#he/HE}", "HEllo"),
+        ("${A/%lo/LO}", "helLO"),
+        ("${A//l/}", "heo"),
+    ],
+)
+def test_item16_substitution_forms_match_fluxcd_envsubst(text: str, expected: str) -> None:
+    values = {"A": "hello", "UP": "HELLO", "EMPTY": "", "P": "a/b/c.tar.gz"}
+    assert expand(text, values.get) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("${UNSET}", "undefined variable UNSET"),
+        ("${UNSET^^}", "undefined variable UNSET"),
+        ("${A-x}", "bad substitution ${A-x}"),
+        ("${A:+x}", "':+' is not supported"),
+        ("${A:?x}", "':?' is not supported"),
+        ("${A", "missing closing brace"),
+        ("${}", "expected a variable name"),
+        ("${a.b}", "bad substitution ${a.b}"),
+        ("${A/x}", "expected ${A/text/repl}"),
+    ],
+)
+def test_item16_substitution_errors(text: str, reason: str) -> None:
+    with pytest.raises(SubstitutionError) as info:
+        expand(text, {"A": "hello"}.get)
+    assert reason in info.value.reason
 
 
 # --- auto ------------------------------------------------------------------------------------------------------------
