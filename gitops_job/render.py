@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from . import sandbox
 from .config import RepoConfig, Stack, Target
 from .errors import ErrorGroup, GitopsJobError, RenderError
+from .helm_schema import helm_schema_problems
 from .identity import ObjectId
 from .model import RenderedObject, Source
 from .substitute import substitute, variable_text
 from .yamlio import load_documents
-
-TOOL_TIMEOUT = 60.0  # seconds for one kustomize or helm run
-NO_NETWORK_PROXY = "http://127.0.0.1:9"  # the discard port: a tool's HTTP(S) request fails at once, without DNS
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -234,25 +230,35 @@ def _render_jinja(job: _Job) -> list[RenderedObject]:
 def _render_kustomize(job: _Job) -> list[RenderedObject]:
     """``kustomize build`` of the stack directory, with kustomize's defaults (no exec or container functions, no
     plugins, no helm, files only from within each kustomization's root), after every path the kustomizations reach
-    has been checked: local and inside the repository. Objects' Source is the stack's kustomization file."""
+    has been checked: local and inside the repository. kustomize runs on a copy of just the directories the
+    kustomizations reach, without ``.git`` (a generator's config could name any file below its root). Objects'
+    Source is the stack's kustomization file."""
     file = _kustomization_file(job.directory)
     if file is None:
         raise RenderError(f"no kustomization file ({', '.join(KUSTOMIZATION_FILES)})", where=job.stack.path)
-    _raise_all(_kustomization_problems(job))
-    output = _run_tool("kustomize", ["build", str(job.directory)], where=job.stack.path)
+    errors, directories = _kustomization_walk(job)
+    _raise_all(errors)
+    with sandbox.tree(job.root, directories) as tree:
+        output = sandbox.run(
+            "kustomize", ["build", str(tree.path(job.directory))], stack=job.stack.name, where=job.stack.path,
+            tree=tree,
+        )  # fmt: skip
     return _objects(output, job.rel(file), job.stack.name, output_of="kustomize")
 
 
-def _kustomization_problems(job: _Job) -> list[RenderError]:
-    """An error for each remote, missing or out-of-repository path in the kustomizations reachable from the stack."""
+def _kustomization_walk(job: _Job) -> tuple[list[RenderError], set[Path]]:
+    """An error for each remote, missing or out-of-repository path in the kustomizations reachable from the stack,
+    and every directory they reach (the stack's included)."""
     errors: list[RenderError] = []
     pending, seen = [job.directory], set[Path]()
     while pending:
         directory = pending.pop()
-        file = _kustomization_file(directory)
-        if directory in seen or file is None:
+        if directory in seen:
             continue
         seen.add(directory)
+        file = _kustomization_file(directory)
+        if file is None:
+            continue
         documents = load_documents(_read(job, file), job.rel(file))
         kustomization = documents[0][0] if documents and isinstance(documents[0][0], dict) else {}
         for ref in _kustomization_paths(kustomization):
@@ -261,7 +267,7 @@ def _kustomization_problems(job: _Job) -> list[RenderError]:
                 errors.append(RenderError(problem, where=job.rel(file)))
             elif _real(directory / ref).is_dir():
                 pending.append(_real(directory / ref))
-    return errors
+    return errors, seen
 
 
 def _kustomization_file(directory: Path) -> Path | None:
@@ -331,22 +337,25 @@ def _render_helm(job: _Job) -> list[RenderedObject]:
     """
     problems = (_values_problem(job.root, values) for values in job.stack.values)
     _raise_all([RenderError(problem, where=job.stack.path) for problem in problems if problem])
-    args = [
-        "template",
-        job.stack.release_name or job.stack.name,
-        str(job.directory),
-        "--namespace",
-        job.stack.namespace or "default",
-        "--kube-version",
-        job.target.kube_version,
-        "--no-hooks",
-        "--skip-tests",
-        "--include-crds",
-    ]
-    for values in job.stack.values:
-        args += ["--values", str(_real(job.root / values))]
-    helm_homes = ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
-    output = _run_tool("helm", args, where=job.stack.path, homes=helm_homes)
+    values = [_real(job.root / v) for v in job.stack.values]
+    with sandbox.tree(job.root, [job.directory], values) as tree:
+        _raise_all(helm_schema_problems(tree.path(job.directory), job.rel(job.directory)))
+        args = [
+            "template",
+            job.stack.release_name or job.stack.name,
+            str(tree.path(job.directory)),
+            "--namespace",
+            job.stack.namespace or "default",
+            "--kube-version",
+            job.target.kube_version,
+            "--no-hooks",
+            "--skip-tests",
+            "--include-crds",
+        ]
+        for file in values:
+            args += ["--values", str(tree.path(file))]
+        helm_homes = ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
+        output = sandbox.run("helm", args, stack=job.stack.name, where=job.stack.path, homes=helm_homes, tree=tree)
     chart = f"{job.rel(job.directory)}/Chart.yaml"
 
     def objects(chunk: str) -> list[RenderedObject]:
@@ -368,57 +377,6 @@ def _values_problem(root: Path, values: str) -> str | None:
     if problem is None and not real.is_file():
         return f"values file {values!r} is not a file"
     return problem
-
-
-# --- running kustomize and helm --------------------------------------------------------------------------------------
-
-
-def _run_tool(tool: str, args: Sequence[str], *, where: str, homes: Sequence[str] = ()) -> str:
-    """Run ``tool`` (from ``$GITOPS_JOB_<TOOL>``, else PATH) with an environment holding only ``PATH`` and ``HOME``
-    (and each variable in ``homes``) set to a fresh empty directory, so it finds no kubeconfig, git or cache; and an
-    HTTP(S) proxy that does not exist, so that a request the path checks did not foresee (a chart's values schema
-    may ``$ref`` a URL) fails instead of reaching a network."""
-    variable = f"GITOPS_JOB_{tool.upper()}"
-    binary = os.environ.get(variable) or shutil.which(tool)
-    if not binary:
-        raise RenderError(f"{tool} not found: install it on PATH or set {variable} to its path", where=where)
-    with tempfile.TemporaryDirectory(prefix=f"gitops-job-{tool}-") as home:
-        env = {
-            "PATH": home,
-            "HOME": home,
-            **dict.fromkeys(homes, home),
-            **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY"), NO_NETWORK_PROXY),
-        }
-        try:
-            done = subprocess.run(
-                [binary, *args],
-                cwd=home,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=TOOL_TIMEOUT,
-                encoding="utf-8",
-                errors="replace",
-            )
-        except subprocess.TimeoutExpired:
-            raise RenderError(f"{tool} did not finish within {TOOL_TIMEOUT:g} s", where=where) from None
-        except OSError as e:
-            raise RenderError(f"cannot run {tool} ({binary}): {e.strerror}; set {variable}", where=where) from None
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-20:])
-        raise RenderError(f"{tool} failed (exit {done.returncode}):\n{tail}", where=where)
-    return done.stdout
-
-
-def tool_version(tool: str) -> str | None:
-    """The version ``kustomize`` or ``helm`` reports (``v5.8.1``), or None when it is not installed or says nothing."""
-    args = ["version"] if tool == "kustomize" else ["version", "--short"]
-    try:
-        out = _run_tool(tool, args, where=tool)
-    except RenderError:
-        return None
-    found = re.search(r"v\d+\.\d+\.\d+[-+.\w]*", out)
-    return found.group(0).split("+")[0] if found else None
 
 
 _RENDERERS: dict[str, Callable[[_Job], list[RenderedObject]]] = {
