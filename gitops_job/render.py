@@ -2,8 +2,9 @@
 
 Render is offline: it never talks to the cluster or a network, and it runs no code from the repository outside a
 sandbox. Jinja2 runs in jinja's immutable sandbox with caps on value size, output size and time; kustomize and helm run
-as child processes with an empty environment (no kubeconfig, no proxies, ``PATH`` and ``HOME`` an empty temporary
-directory) and a timeout, after every path they would read has been checked to lie inside the repository. After any
+through :mod:`gitops_job.sandbox` (an empty environment, caps on memory, time and output, on a copy of only what they
+may read, without ``.git``), after every path they would read has been checked to lie inside the repository and every
+helm values schema to refer only to itself. After any
 renderer, Flux-style ``${VAR}`` substitution runs on the objects of stacks that ask for it (``substitute:``).
 """
 
@@ -332,8 +333,10 @@ def _render_helm(job: _Job) -> list[RenderedObject]:
     Hooks are left out (``--no-hooks``, ``--skip-tests``): a GitOps apply has no install or upgrade lifecycle to hang
     them on, so a hook would run on every reconcile or never. CRDs from ``crds/`` are included. Dependencies must be
     vendored in ``charts/`` (``helm dependency build`` never runs). Helm's home directories are a fresh empty
-    directory and there is no kubeconfig, so ``lookup`` returns nothing and nothing reaches a network. Each object's
-    Source is the chart template helm names in its ``# Source:`` comment (no line).
+    directory and there is no kubeconfig, so ``lookup`` returns nothing and nothing reaches a network; the values
+    schemas may refer only to themselves (helm would fetch a URL or read a ``file://`` path). helm runs on a copy of
+    the chart and the values files, without ``.git`` (``.Files`` reads any file of the chart directory). Each
+    object's Source is the chart template helm names in its ``# Source:`` comment (no line).
     """
     problems = (_values_problem(job.root, values) for values in job.stack.values)
     _raise_all([RenderError(problem, where=job.stack.path) for problem in problems if problem])
