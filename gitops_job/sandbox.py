@@ -256,7 +256,7 @@ def _problem(tool: str, stack: str, outcome: _Outcome, stderr: str) -> str | Non
         return None
     if "out of memory" in stderr or "cannot allocate memory" in stderr or outcome.returncode == -signal.SIGKILL:
         return (
-            f"stack {stack}: {tool} needed more than {TOOL_MEMORY // 2**30} GiB of memory (address space; the limit "
+            f"stack {stack}: {tool} needed more than {TOOL_MEMORY / 2**30:g} GiB of memory (address space; the limit "
             "per run); refused"
         )
     tail = "\n".join(stderr.strip().splitlines()[-20:])

@@ -999,8 +999,8 @@ def test_item15_helm_memory_is_capped(tmp_path: Path, monkeypatch: pytest.Monkey
     started = time.monotonic()
     message = render_error(root, "charts/bomb", name="bomb")
     assert message == (
-        "render: charts/bomb: stack bomb: helm needed more than 1 GiB of memory (address space; the limit per run); "
-        "refused"
+        "render: charts/bomb: stack bomb: helm needed more than 1.5625 GiB of memory (address space; the limit per "
+        "run); refused"
     )
     assert time.monotonic() - started < 30
 
