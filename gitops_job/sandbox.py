@@ -104,13 +104,14 @@ class _Mirror:
             here = self.copy.path(current)
             here.mkdir(parents=True, exist_ok=True)
             for entry in os.scandir(current):
-                source, destination = Path(entry.path), here / entry.name
-                if entry.name == ".git" or destination.is_symlink() or destination.is_file():
+                if entry.name == ".git":
                     continue
+                source, destination = Path(entry.path), here / entry.name
                 if entry.is_symlink():
                     real = Path(os.path.realpath(source))
                     if self.allowed(real):
-                        destination.symlink_to(os.path.relpath(self.copy.path(real), here))
+                        with contextlib.suppress(FileExistsError):
+                            destination.symlink_to(os.path.relpath(self.copy.path(real), here))
                         targets.append(real)
                 elif entry.is_dir(follow_symlinks=False):
                     if source not in done:
@@ -122,10 +123,10 @@ class _Mirror:
 
     @staticmethod
     def file(source: Path, destination: Path) -> None:
-        if destination.exists():
-            return
         try:
             os.link(source, destination)
+        except FileExistsError:  # copied already (a symlink's target inside a directory copied as well)
+            pass
         except OSError:  # another file system, or a file we may not link: copy it
             shutil.copyfile(source, destination)
 
