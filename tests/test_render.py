@@ -1068,3 +1068,25 @@ def test_item15_tool_stderr_cannot_issue_workflow_commands(tmp_path: Path) -> No
 )
 def test_item15_neutralise_workflow_commands(text: str, expected: str) -> None:
     assert sandbox.neutralise_workflow_commands(text) == expected
+
+
+def test_item11_the_copy_has_no_git_at_any_depth_and_links_files(tmp_path: Path) -> None:
+    """The copy the renderers get: no `.git` directory or file (a submodule's) anywhere, files hard-linked where the
+    file system allows, a symlink loop inside the repository kept as it is."""
+    root = make_repo(
+        tmp_path,
+        {
+            ".git/config": GIT_CONFIG,
+            "app/.git": "gitdir: ../.git/modules/app\n",
+            "app/sub/.git/config": GIT_CONFIG,
+            "app/a.yaml": CONFIGMAP.format(name="a"),
+            "app/sub/b.yaml": CONFIGMAP.format(name="b"),
+        },
+    )
+    (root / "app/sub/loop").symlink_to("..")
+    with sandbox.tree(root.resolve(), [root.resolve() / "app"]) as copy:
+        found = sorted(p.relative_to(copy.root).as_posix() for p in copy.root.rglob("*"))
+        assert found == ["app", "app/a.yaml", "app/sub", "app/sub/b.yaml", "app/sub/loop"]
+        assert (copy.root / "app/sub/loop/a.yaml").read_text() == CONFIGMAP.format(name="a")
+        assert (copy.root / "app/a.yaml").stat().st_ino == (root / "app/a.yaml").stat().st_ino
+    assert not copy.root.exists()
