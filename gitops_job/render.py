@@ -4,8 +4,8 @@ Render is offline: it never talks to the cluster or a network, and it runs no co
 sandbox. Jinja2 runs in jinja's immutable sandbox with caps on value size, output size and time; kustomize and helm run
 through :mod:`gitops_job.sandbox` (an empty environment, caps on memory, time and output, on a copy of only what they
 may read, without ``.git``), after every path they would read has been checked to lie inside the repository and every
-helm values schema to refer only to itself. After any
-renderer, Flux-style ``${VAR}`` substitution runs on the objects of stacks that ask for it (``substitute:``).
+helm values schema to refer only to itself. After any renderer, Flux-style ``${VAR}`` substitution runs on the
+objects of stacks that ask for it (``substitute:``).
 """
 
 from __future__ import annotations
@@ -240,10 +240,8 @@ def _render_kustomize(job: _Job) -> list[RenderedObject]:
     errors, directories = _kustomization_walk(job)
     _raise_all(errors)
     with sandbox.tree(job.root, directories) as tree:
-        output = sandbox.run(
-            "kustomize", ["build", str(tree.path(job.directory))], stack=job.stack.name, where=job.stack.path,
-            tree=tree,
-        )  # fmt: skip
+        args = ["build", str(tree.path(job.directory))]
+        output = sandbox.run("kustomize", args, stack=job.stack.name, where=job.stack.path, tree=tree)
     return _objects(output, job.rel(file), job.stack.name, output_of="kustomize")
 
 
