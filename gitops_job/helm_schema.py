@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,12 +45,26 @@ def helm_schema_problems(chart: Path, shown: str) -> list[RenderError]:
 
 def _schemas(chart: Path, shown: str) -> Iterator[tuple[str, bytes | str]]:
     """Each values schema as ``(name, content)``; ``content`` is a reason instead where an archive cannot be read."""
-    for path in sorted(chart.rglob("*")):
+    for path in _files(chart):
         name = f"{shown}/{path.relative_to(chart).as_posix()}".removeprefix("./")
         if path.name == SCHEMA_FILE and path.is_file():
             yield name, path.read_bytes()
         elif path.name.endswith(_ARCHIVES) and path.parent.name == "charts" and path.is_file():
             yield from _archive_schemas(path.read_bytes(), name, 1)
+
+
+def _files(chart: Path) -> list[Path]:
+    """Every file below ``chart`` as helm walks it: symlinked directories followed (each real directory once)."""
+    files: list[Path] = []
+    seen: set[str] = set()
+    for directory, subdirectories, names in os.walk(chart, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirectories[:] = []
+            continue
+        seen.add(real)
+        files.extend(Path(directory, name) for name in names)
+    return sorted(files)
 
 
 def _archive_schemas(content: bytes, shown: str, depth: int) -> Iterator[tuple[str, bytes | str]]:

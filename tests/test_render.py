@@ -1090,3 +1090,24 @@ def test_item11_the_copy_has_no_git_at_any_depth_and_links_files(tmp_path: Path)
         assert (copy.root / "app/sub/loop/a.yaml").read_text() == CONFIGMAP.format(name="a")
         assert (copy.root / "app/a.yaml").stat().st_ino == (root / "app/a.yaml").stat().st_ino
     assert not copy.root.exists()
+
+
+def test_item12_a_symlinked_subchart_is_checked_too(tmp_path: Path, loopback_server: str) -> None:
+    """helm follows a symlinked subchart directory; so does the check."""
+    root = make_repo(
+        tmp_path,
+        {
+            **CHART,
+            "charts/cache/Chart.yaml": CHART["charts/cache/Chart.yaml"]
+            + "dependencies:\n  - {name: sub, version: 0.1.0}\n",
+            "shared/sub/Chart.yaml": "apiVersion: v2\nname: sub\nversion: 0.1.0\n",
+            "shared/sub/values.schema.json": json.dumps({"$ref": f"http://localhost:{loopback_server}/s.json"}),
+        },
+    )
+    (root / "charts/cache/charts").mkdir()
+    (root / "charts/cache/charts/sub").symlink_to("../../../shared/sub")
+    message = render_error(root, "charts/cache")
+    assert message.startswith(
+        f"render: charts/cache/charts/sub/values.schema.json: $ref 'http://localhost:{loopback_server}/s.json' refused"
+    )
+    assert _Recorder.hits == []
