@@ -29,7 +29,7 @@ from .apply import DONE
 from .errors import GitopsJobError, ReviewError
 from .github import ActionsContext, GitHub, GitHubError, PullRequest
 from .plan import Action, Plan, Progress, digest
-from .render import tool_version
+from .sandbox import tool_version
 
 ARTIFACT = "the files in the run's artifact (plan.md, plan.json)"
 _DIGEST = re.compile(r"<!-- gitops-job:digest (sha256:[0-9a-f]{64}) -->")

@@ -74,6 +74,8 @@ class Stack:
     ignore_differences: tuple[IgnoreDifference, ...] = ()
     values: tuple[str, ...] = ()  # helm: values files, repo-relative
     release_name: str | None = None  # helm: default is the stack name
+    # Flux-style ${VAR} substitution after rendering: None = off; else on, with these variables over the vars
+    substitute: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -422,6 +424,7 @@ def _stack(raw: Mapping[str, Any], root: Path) -> Stack:
         "allow": lambda a: _build(AllowPolicy, a, {"namespaces": tuple}),
         "ignoreDifferences": lambda ds: tuple(_build(IgnoreDifference, d, {"jsonPointers": tuple}) for d in ds),
         "values": lambda vs: tuple(repo_relative(v) for v in vs),
+        "substitute": lambda v: dict(v) if isinstance(v, dict) else {} if v else None,
     }
     return _build(Stack, raw, convert)
 

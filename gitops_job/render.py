@@ -2,40 +2,33 @@
 
 Render is offline: it never talks to the cluster or a network, and it runs no code from the repository outside a
 sandbox. Jinja2 runs in jinja's immutable sandbox with caps on value size, output size and time; kustomize and helm run
-as child processes with an empty environment (no kubeconfig, no proxies, ``PATH`` and ``HOME`` an empty temporary
-directory) and a timeout, after every path they would read has been checked to lie inside the repository. After any
-renderer, Flux-style ``${VAR}`` substitution runs on every object.
+through :mod:`gitops_job.sandbox` (an empty environment, caps on memory, time and output, on a copy of only what they
+may read, without ``.git``), after every path they would read has been checked to lie inside the repository and every
+helm values schema to refer only to itself. After any renderer, Flux-style ``${VAR}`` substitution runs on the
+objects of stacks that ask for it (``substitute:``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-import yaml
-
+from . import sandbox
 from .config import RepoConfig, Stack, Target
 from .errors import ErrorGroup, GitopsJobError, RenderError
+from .helm_schema import helm_schema_problems
 from .identity import ObjectId
 from .model import RenderedObject, Source
+from .substitute import substitute, variable_text
 from .yamlio import load_documents
-
-TOOL_TIMEOUT = 60.0  # seconds for one kustomize or helm run
-NO_NETWORK_PROXY = "http://127.0.0.1:9"  # the discard port: a tool's HTTP(S) request fails at once, without DNS
-SUBSTITUTE_ANNOTATION = "gitops-job.io/substitute"
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _REMOTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|git::|git@|github\.com/)")
-_VARIABLE = re.compile(r"(\$?)\$\{([_a-zA-Z][_a-zA-Z0-9]*)(?::=([^}]*))?\}")
 _HELM_SOURCE = re.compile(r"^# Source: (.+?)\s*$", re.MULTILINE)
 _DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 
@@ -75,8 +68,11 @@ def render_stack(
     _raise_all(escapes)
     variables = {**target.vars, **stack.vars, **(extra_vars or {})}
     objects = _RENDERERS[renderer](_Job(root, directory, stack, target, variables, files))
-    values = {name: _text(value) for name, value in variables.items()}
-    return _each(objects, lambda obj: [_substitute(obj, values)])
+    if stack.substitute is None:
+        return objects
+    values = {**target.vars, **stack.vars, **stack.substitute, **(extra_vars or {})}
+    texts = {name: variable_text(value) for name, value in values.items()}
+    return _each(objects, lambda obj: [substitute(obj, texts)])
 
 
 def detect_renderer(directory: Path) -> str:
@@ -175,12 +171,13 @@ def _each(items: Iterable[_T], render: Callable[[_T], list[RenderedObject]]) -> 
 # --- YAML to objects -------------------------------------------------------------------------------------------------
 
 
-def _objects(text: str, file: str, stack: str, *, lines: bool = True) -> list[RenderedObject]:
+def _objects(text: str, file: str, stack: str, *, output_of: str | None = None) -> list[RenderedObject]:
     """The objects of a multi-document YAML text; ``kind: *List`` documents are flattened into their items, which
-    keep the List's file and line."""
+    keep the List's file and line. ``output_of`` names the tool whose output ``text`` is: its lines are not lines of
+    ``file``, so objects get no line."""
     objects: list[RenderedObject] = []
-    for document, line in load_documents(text, file):
-        source = Source(file, line if lines else None)
+    for document, line in load_documents(text, file, output_of=output_of):
+        source = Source(file, None if output_of else line)
         objects.extend(
             RenderedObject(ObjectId.of(body), body, source, stack) for body in _flatten(document, file, line)
         )
@@ -234,25 +231,33 @@ def _render_jinja(job: _Job) -> list[RenderedObject]:
 def _render_kustomize(job: _Job) -> list[RenderedObject]:
     """``kustomize build`` of the stack directory, with kustomize's defaults (no exec or container functions, no
     plugins, no helm, files only from within each kustomization's root), after every path the kustomizations reach
-    has been checked: local and inside the repository. Objects' Source is the stack's kustomization file."""
+    has been checked: local and inside the repository. kustomize runs on a copy of just the directories the
+    kustomizations reach, without ``.git`` (a generator's config could name any file below its root). Objects'
+    Source is the stack's kustomization file."""
     file = _kustomization_file(job.directory)
     if file is None:
         raise RenderError(f"no kustomization file ({', '.join(KUSTOMIZATION_FILES)})", where=job.stack.path)
-    _raise_all(_kustomization_problems(job))
-    output = _run_tool("kustomize", ["build", str(job.directory)], where=job.stack.path)
-    return _objects(output, job.rel(file), job.stack.name, lines=False)
+    errors, directories = _kustomization_walk(job)
+    _raise_all(errors)
+    with sandbox.tree(job.root, directories) as tree:
+        args = ["build", str(tree.path(job.directory))]
+        output = sandbox.run("kustomize", args, stack=job.stack.name, where=job.stack.path, tree=tree)
+    return _objects(output, job.rel(file), job.stack.name, output_of="kustomize")
 
 
-def _kustomization_problems(job: _Job) -> list[RenderError]:
-    """An error for each remote, missing or out-of-repository path in the kustomizations reachable from the stack."""
+def _kustomization_walk(job: _Job) -> tuple[list[RenderError], set[Path]]:
+    """An error for each remote, missing or out-of-repository path in the kustomizations reachable from the stack,
+    and every directory they reach (the stack's included)."""
     errors: list[RenderError] = []
     pending, seen = [job.directory], set[Path]()
     while pending:
         directory = pending.pop()
-        file = _kustomization_file(directory)
-        if directory in seen or file is None:
+        if directory in seen:
             continue
         seen.add(directory)
+        file = _kustomization_file(directory)
+        if file is None:
+            continue
         documents = load_documents(_read(job, file), job.rel(file))
         kustomization = documents[0][0] if documents and isinstance(documents[0][0], dict) else {}
         for ref in _kustomization_paths(kustomization):
@@ -261,7 +266,7 @@ def _kustomization_problems(job: _Job) -> list[RenderError]:
                 errors.append(RenderError(problem, where=job.rel(file)))
             elif _real(directory / ref).is_dir():
                 pending.append(_real(directory / ref))
-    return errors
+    return errors, seen
 
 
 def _kustomization_file(directory: Path) -> Path | None:
@@ -326,33 +331,38 @@ def _render_helm(job: _Job) -> list[RenderedObject]:
     Hooks are left out (``--no-hooks``, ``--skip-tests``): a GitOps apply has no install or upgrade lifecycle to hang
     them on, so a hook would run on every reconcile or never. CRDs from ``crds/`` are included. Dependencies must be
     vendored in ``charts/`` (``helm dependency build`` never runs). Helm's home directories are a fresh empty
-    directory and there is no kubeconfig, so ``lookup`` returns nothing and nothing reaches a network. Each object's
-    Source is the chart template helm names in its ``# Source:`` comment (no line).
+    directory and there is no kubeconfig, so ``lookup`` returns nothing and nothing reaches a network; the values
+    schemas may refer only to themselves (helm would fetch a URL or read a ``file://`` path). helm runs on a copy of
+    the chart and the values files, without ``.git`` (``.Files`` reads any file of the chart directory). Each
+    object's Source is the chart template helm names in its ``# Source:`` comment (no line).
     """
     problems = (_values_problem(job.root, values) for values in job.stack.values)
     _raise_all([RenderError(problem, where=job.stack.path) for problem in problems if problem])
-    args = [
-        "template",
-        job.stack.release_name or job.stack.name,
-        str(job.directory),
-        "--namespace",
-        job.stack.namespace or "default",
-        "--kube-version",
-        job.target.kube_version,
-        "--no-hooks",
-        "--skip-tests",
-        "--include-crds",
-    ]
-    for values in job.stack.values:
-        args += ["--values", str(_real(job.root / values))]
-    helm_homes = ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
-    output = _run_tool("helm", args, where=job.stack.path, homes=helm_homes)
+    values = [_real(job.root / v) for v in job.stack.values]
+    with sandbox.tree(job.root, [job.directory], values) as tree:
+        _raise_all(helm_schema_problems(tree.path(job.directory), job.rel(job.directory)))
+        args = [
+            "template",
+            job.stack.release_name or job.stack.name,
+            str(tree.path(job.directory)),
+            "--namespace",
+            job.stack.namespace or "default",
+            "--kube-version",
+            job.target.kube_version,
+            "--no-hooks",
+            "--skip-tests",
+            "--include-crds",
+        ]
+        for file in values:
+            args += ["--values", str(tree.path(file))]
+        helm_homes = ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
+        output = sandbox.run("helm", args, stack=job.stack.name, where=job.stack.path, homes=helm_homes, tree=tree)
     chart = f"{job.rel(job.directory)}/Chart.yaml"
 
     def objects(chunk: str) -> list[RenderedObject]:
         match = _HELM_SOURCE.search(chunk)
         file = PurePosixPath(job.rel(job.directory), *PurePosixPath(match[1]).parts[1:]).as_posix() if match else chart
-        return _objects(chunk, file, job.stack.name, lines=False)
+        return _objects(chunk, file, job.stack.name, output_of="helm")
 
     return _each(_DOCUMENT_SEPARATOR.split(output), objects)
 
@@ -368,128 +378,6 @@ def _values_problem(root: Path, values: str) -> str | None:
     if problem is None and not real.is_file():
         return f"values file {values!r} is not a file"
     return problem
-
-
-# --- running kustomize and helm --------------------------------------------------------------------------------------
-
-
-def _run_tool(tool: str, args: Sequence[str], *, where: str, homes: Sequence[str] = ()) -> str:
-    """Run ``tool`` (from ``$GITOPS_JOB_<TOOL>``, else PATH) with an environment holding only ``PATH`` and ``HOME``
-    (and each variable in ``homes``) set to a fresh empty directory, so it finds no kubeconfig, git or cache; and an
-    HTTP(S) proxy that does not exist, so that a request the path checks did not foresee (a chart's values schema
-    may ``$ref`` a URL) fails instead of reaching a network."""
-    variable = f"GITOPS_JOB_{tool.upper()}"
-    binary = os.environ.get(variable) or shutil.which(tool)
-    if not binary:
-        raise RenderError(f"{tool} not found: install it on PATH or set {variable} to its path", where=where)
-    with tempfile.TemporaryDirectory(prefix=f"gitops-job-{tool}-") as home:
-        env = {
-            "PATH": home,
-            "HOME": home,
-            **dict.fromkeys(homes, home),
-            **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY"), NO_NETWORK_PROXY),
-        }
-        try:
-            done = subprocess.run(
-                [binary, *args],
-                cwd=home,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=TOOL_TIMEOUT,
-                encoding="utf-8",
-                errors="replace",
-            )
-        except subprocess.TimeoutExpired:
-            raise RenderError(f"{tool} did not finish within {TOOL_TIMEOUT:g} s", where=where) from None
-        except OSError as e:
-            raise RenderError(f"cannot run {tool} ({binary}): {e.strerror}; set {variable}", where=where) from None
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-20:])
-        raise RenderError(f"{tool} failed (exit {done.returncode}):\n{tail}", where=where)
-    return done.stdout
-
-
-def tool_version(tool: str) -> str | None:
-    """The version ``kustomize`` or ``helm`` reports (``v5.8.1``), or None when it is not installed or says nothing."""
-    args = ["version"] if tool == "kustomize" else ["version", "--short"]
-    try:
-        out = _run_tool(tool, args, where=tool)
-    except RenderError:
-        return None
-    found = re.search(r"v\d+\.\d+\.\d+[-+.\w]*", out)
-    return found.group(0).split("+")[0] if found else None
-
-
-# --- substitution ----------------------------------------------------------------------------------------------------
-
-
-def _text(value: Any) -> str:
-    """A variable as substitution sees it: strings as they are, anything else as JSON (valid YAML flow)."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _has_placeholder(value: Any) -> bool:
-    if isinstance(value, str):
-        return "${" in value
-    if isinstance(value, dict):
-        return any(_has_placeholder(k) or _has_placeholder(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_placeholder(v) for v in value)
-    return False
-
-
-def _metadata(body: Mapping[str, Any], key: str) -> Any:
-    metadata = body.get("metadata")
-    return metadata.get(key) if isinstance(metadata, dict) else None
-
-
-def _substitute(obj: RenderedObject, values: Mapping[str, str]) -> RenderedObject:
-    """Flux's postBuild substitution, strict: in the object's YAML text ``${VAR}`` and ``${VAR:=default}`` become the
-    variable's value, ``$${VAR}`` a literal ``${VAR}``; an undefined variable without a default is an error. The text
-    is parsed again, so ``replicas: ${N}`` becomes a number. Annotation ``gitops-job.io/substitute: disabled`` opts
-    an object out."""
-    annotations = _metadata(obj.body, "annotations")
-    if isinstance(annotations, dict) and annotations.get(SUBSTITUTE_ANNOTATION) == "disabled":
-        return obj
-    if not _has_placeholder(obj.body):
-        return obj
-    missing: list[str] = []
-
-    def replace(match: re.Match[str]) -> str:
-        escaped, name, default = match.groups()
-        if escaped:
-            return match[0][1:]
-        if name in values:
-            return values[name]
-        if default is not None:
-            return default
-        missing.append(name)
-        return match[0]
-
-    text = yaml.dump(obj.body, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=1 << 30)
-    text = _VARIABLE.sub(replace, text)
-    where = str(obj.source)
-    if missing:
-        names = ", ".join(dict.fromkeys(missing))
-        raise RenderError(
-            f"undefined variable(s) {names}: set them in the target's or the stack's vars, pass --var, "
-            "or give a default (${VAR:=value})",
-            where=where,
-        )
-    documents = load_documents(text, where)
-    body = documents[0][0] if len(documents) == 1 else None
-    name = _metadata(obj.body, "name")
-    if (
-        not isinstance(body, dict)
-        or not isinstance(body.get("metadata", {}), dict)
-        or body.get("kind") != obj.body.get("kind")
-        or (_metadata(body, "name") != name and "${" not in str(name))
-    ):
-        raise RenderError(
-            "substitution changed the object's structure, kind or name; check the variables' values", where=where
-        )
-    return RenderedObject(ObjectId.of(body), body, obj.source, obj.stack)
 
 
 _RENDERERS: dict[str, Callable[[_Job], list[RenderedObject]]] = {

@@ -155,3 +155,50 @@ def test_plan_progress_bar_only_on_a_tty(kubeconfig: Path, namespace: str, tmp_p
     os.close(leader)
     drawn = b"".join(chunks).decode()
     assert "dry-runs" in drawn and "#" in drawn, drawn
+
+
+@pytest.mark.parametrize(
+    ("value", "line", "reason"),
+    [
+        ("2024-01-01", 6, "2024-01-01 is a YAML date/time, which JSON cannot carry; quote it: '2024-01-01'"),
+        ("2024-01-01T10:00:00Z", 6, "is a YAML date/time, which JSON cannot carry; quote it"),
+        ("!!binary aGVsbG8=", 6, "!!binary is a YAML type JSON cannot carry"),
+        ("!!set {a, b}", 6, "!!set is a YAML type JSON cannot carry; write a list instead"),
+        ("!!float .inf", 6, ".inf is a YAML number JSON cannot carry; quote it"),
+    ],
+)
+def test_item09_yaml_types_json_cannot_carry_are_errors_at_file_line(
+    kubeconfig: Path, tmp_path: Path, value: str, line: int, reason: str
+) -> None:
+    """An unquoted date, !!binary, !!set: render -o json, validate and plan fail at file:line with the fix, never a
+    traceback, and validate never says valid."""
+    (tmp_path / "gitops.yaml").write_text("stacks:\n  - {name: s, path: s, namespace: default}\n")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s/cm.yaml").write_text(
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dated\ndata:\n  when: {value}\n"
+    )
+    repo = ("--repo", str(tmp_path))
+    kube = ("--kubeconfig", str(kubeconfig))
+    for args in (("render", "-o", "json"), ("validate", "--offline"), ("validate", *kube), ("plan", *kube)):
+        result = run(*args, *repo)
+        assert result.returncode == ExitCode.ERROR, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert f"render: s/cm.yaml:{line}: " in result.stderr, (args, result.stderr)
+        assert reason in result.stderr, (args, result.stderr)
+        assert "valid" not in result.stdout
+
+
+def test_item09_helm_output_date_names_the_template(tmp_path: Path) -> None:
+    """kustomize's and helm's output is YAML too: an unquoted date a chart renders names the chart's template."""
+    (tmp_path / "gitops.yaml").write_text("stacks:\n  - {name: c, path: chart, namespace: default}\n")
+    (tmp_path / "chart/templates").mkdir(parents=True)
+    (tmp_path / "chart/Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (tmp_path / "chart/values.yaml").write_text("when: '2024-01-01'\n")
+    (tmp_path / "chart/templates/cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dated\ndata:\n  when: {{ .Values.when }}\n"
+    )
+    result = run("render", "-o", "json", "--repo", str(tmp_path))
+    assert result.returncode == ExitCode.ERROR, result.stdout
+    assert "Traceback" not in result.stderr
+    assert "render: chart/templates/cm.yaml: 2024-01-01 is a YAML date/time" in result.stderr
+    assert "of helm's output" in result.stderr

@@ -53,6 +53,7 @@ stacks:
       - {group: apps, kind: Deployment, name: web, namespace: apps, jsonPointers: [/spec/replicas]}
     values: [apps/app/values.yaml]
     releaseName: my-app
+    substitute: {REGION: eu-1, REPLICAS: 3}
   - name: base
     path: base
 """
@@ -98,6 +99,7 @@ def test_full_config_round_trips_every_key(tmp_path: Path) -> None:
         ignore_differences=(IgnoreDifference("Deployment", ("/spec/replicas",), "apps", "web", "apps"),),
         values=("apps/app/values.yaml",),
         release_name="my-app",
+        substitute={"REGION": "eu-1", "REPLICAS": 3},
     )
     targets = (
         Target("staging", "kind-staging", {"region": "eu", "replicas": 2, "debug": True}, "v1.35", "gitops-state"),
@@ -130,6 +132,24 @@ def test_defaults(tmp_path: Path) -> None:
     stack = config.stacks[0]
     assert (stack.render, stack.prune, stack.wait, stack.timeout) == ("auto", True, True, 300.0)
     assert stack.allow == AllowPolicy(namespaces=None, cluster_scoped=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("true", {}), ("false", None), ("{A: x, _b2: 1}", {"A": "x", "_b2": 1})]
+)
+def test_item16_substitute_is_off_by_default_and_turned_on_per_stack(
+    tmp_path: Path, value: str, expected: dict[str, Any] | None
+) -> None:
+    config = load_config(
+        make_repo(tmp_path, f"stacks: [{{name: a, path: a}}, {{name: b, path: b, substitute: {value}}}]")
+    )
+    assert [s.substitute for s in config.stacks] == [None, expected]
+
+
+@pytest.mark.parametrize("value", ["{a-b: x}", "{1a: x}", "{A: [1]}", "[A]", "'yes'"])
+def test_item16_substitute_variables_are_checked(tmp_path: Path, value: str) -> None:
+    (error,) = errors_of(tmp_path, f"stacks:\n  - name: a\n    path: a\n    substitute: {value}\n")
+    assert error.startswith("config: gitops.yaml:4: stacks[0].substitute: expected true, false, or a mapping of")
 
 
 def test_schema_file_is_valid_draft_2020_12() -> None:

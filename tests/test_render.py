@@ -3,21 +3,29 @@ Kustomize, Helm, ${VAR} substitution, and the reliability rows M1-M6, M9 and V3.
 
 from __future__ import annotations
 
+import http.server
+import io
+import json
 import resource
+import subprocess
+import sys
+import tarfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from gitops_job import jinja as jinja_module
-from gitops_job import render as render_module
+from gitops_job import sandbox
 from gitops_job.config import RepoConfig, Stack, Target
 from gitops_job.errors import ErrorGroup, RenderError
 from gitops_job.identity import ObjectId
 from gitops_job.model import RenderedObject, Source
 from gitops_job.render import detect_renderer, render_stack
+from gitops_job.substitute import SubstitutionError, expand
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
 
@@ -539,12 +547,18 @@ def test_helm_missing_dependency_is_not_fetched(tmp_path: Path) -> None:
     assert "missing in charts/ directory: redis" in message
 
 
-def test_helm_cannot_reach_a_network(tmp_path: Path) -> None:
-    schema = '{"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": "https://example.com/s.json"}'
-    root = make_repo(tmp_path, {**CHART, "charts/cache/values.schema.json": schema})
+def test_helm_values_schema_with_local_references_still_validates(tmp_path: Path) -> None:
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$defs": {"size": {"enum": ["small", "large"]}},
+        "properties": {"size": {"$ref": "#/$defs/size"}},
+    }
+    root = make_repo(tmp_path, {**CHART, "charts/cache/values.schema.json": json.dumps(schema)})
+    assert render(root, "charts/cache")[1].body["data"]["size"] == "small"
+    (root / "charts/cache/values.yaml").write_text("size: huge\n")
     message = render_error(root, "charts/cache")
     assert message.startswith("render: charts/cache: helm failed (exit 1):")
-    assert f"proxyconnect tcp: dial tcp {render_module.NO_NETWORK_PROXY[7:]}" in message
+    assert "size" in message and "values don't meet the specifications of the schema" in message
 
 
 @pytest.mark.parametrize(
@@ -593,47 +607,165 @@ spec:
       containers:
         - name: web
           image: "registry.example/web:${TAG:=latest}"
-          args: ["${LEVEL:=info}", "$${HOME}", "${FLAGS}"]
+          args: ["${LEVEL:=info}", "$${HOME}", "${FLAGS}", "${REGION}"]
 """
     root = make_repo(tmp_path, {"app/web.yaml": manifest})
     (obj,) = render(
         root,
         "app",
-        target=Target("t", vars={"ENV": "target", "N": 1, "LEVEL": "debug", "FLAGS": ["a", "b"]}),
+        target=Target("t", vars={"ENV": "target", "N": 1, "LEVEL": "debug", "FLAGS": ["a", "b"], "REGION": "x"}),
         vars={"ENV": "stack", "N": 3},
+        substitute={"REGION": "eu-1"},
         extra_vars={"ENV": "prod"},
     )
     assert obj.id == ObjectId("apps", "Deployment", "", "web-prod")
     assert obj.body["spec"]["replicas"] == 3
     container = obj.body["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example/web:latest"
-    assert container["args"] == ["debug", "${HOME}", ["a", "b"]]
+    assert container["args"] == ["debug", "${HOME}", ["a", "b"], "eu-1"]
     assert obj.source == Source("app/web.yaml", 1)
 
 
 def test_substitution_undefined_variable_names_file_line_and_variable(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {"app/cm.yaml": CONFIGMAP.format(name="a") + "---\n" + CONFIGMAP.format(name="${NAME}")})
-    message = render_error(root, "app")
-    assert message.startswith("render: app/cm.yaml:6: undefined variable(s) NAME:")
-
-
-def test_substitution_opt_out_annotation(tmp_path: Path) -> None:
-    body = CONFIGMAP.format(name="a") + "  annotations: {gitops-job.io/substitute: disabled}\ndata:\n  x: ${UNSET}\n"
-    root = make_repo(tmp_path, {"app/cm.yaml": body})
-    (obj,) = render(root, "app")
-    assert obj.body["data"] == {"x": "${UNSET}"}
+    message = render_error(root, "app", substitute={})
+    assert message.startswith("render: app/cm.yaml:6: ${VAR} substitution: undefined variable NAME: set NAME in")
+    assert "${NAME:=value}" in message
 
 
 def test_substitution_that_changes_the_structure_is_refused(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"app/cm.yaml": "apiVersion: v1\nkind: Config${X}\nmetadata:\n  name: a\n"})
+    message = render_error(root, "app", vars={"X": "Map"}, substitute={})
+    assert message.startswith("render: app/cm.yaml:1: ${VAR} substitution changed the object's structure")
+
+
+def test_substitution_strips_newlines_from_values_like_flux(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {"app/cm.yaml": CONFIGMAP.format(name="a") + "data:\n  x: ${X}\n"})
-    message = render_error(root, "app", vars={"X": "1\n---\nkind: Secret"})
-    assert message.startswith("render: app/cm.yaml:1: substitution changed the object's structure")
+    (obj,) = render(root, "app", substitute={"X": "1\n---\nkind Secret"})
+    assert obj.body["data"] == {"x": "1---kind Secret"}
 
 
 def test_substitution_runs_after_every_renderer(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {**CHART, "charts/cache/values.yaml": "size: ${SIZE:=medium}\n"})
-    objects = render(root, "charts/cache")
+    objects = render(root, "charts/cache", substitute={})
     assert objects[1].body["data"]["size"] == "medium"
+
+
+SCRIPT = """\
+#!/bin/sh
+: "${FRONTEND_URL:-http://frontend}"
+exec nginx -g "daemon off; env BACKEND=$${BACKEND};"
+"""
+
+
+def script_repo(tmp_path: Path) -> Path:
+    """A kustomize stack whose configMapGenerator ships a shell script holding shell ${...} syntax."""
+    return make_repo(
+        tmp_path,
+        {
+            "app/kustomization.yaml": "configMapGenerator:\n  - name: script\n    files: [start.sh]\n"
+            "generatorOptions: {disableNameSuffixHash: true}\nresources: [rules.yaml]\n",
+            "app/start.sh": SCRIPT,
+            "app/rules.yaml": CONFIGMAP.format(name="rules")
+            + "  labels: {kustomize.toolkit.fluxcd.io/substitute: disabled}\ndata:\n  rule: 'sum(${X}) > ${Y:-1}'\n",
+        },
+    )
+
+
+def test_item16_substitution_is_off_unless_the_stack_turns_it_on(tmp_path: Path) -> None:
+    """Shell syntax in a generated script renders as written: substitution runs only with ``substitute:``."""
+    objects = render(script_repo(tmp_path), "app")
+    script = next(o for o in objects if o.id.name == "script")
+    assert script.body["data"]["start.sh"] == SCRIPT  # no ${...} and no $$ touched
+    rules = next(o for o in objects if o.id.name == "rules")
+    assert rules.body["data"]["rule"] == "sum(${X}) > ${Y:-1}"
+
+
+def test_item16_substitution_on_follows_flux(tmp_path: Path) -> None:
+    """With ``substitute:`` on: Flux's forms expand, ``$$`` is a literal ``$``, and objects labelled or annotated
+    ``kustomize.toolkit.fluxcd.io/substitute: disabled`` (or ours, gitops-job.io/substitute) are left alone."""
+    root = script_repo(tmp_path)
+    objects = render(root, "app", substitute={"FRONTEND_URL": "https://shop.example"})
+    script = next(o for o in objects if o.id.name == "script")
+    assert script.body["data"]["start.sh"] == (
+        '#!/bin/sh\n: "https://shop.example"\nexec nginx -g "daemon off; env BACKEND=${BACKEND};"\n'
+    )
+    assert next(o for o in objects if o.id.name == "rules").body["data"]["rule"] == "sum(${X}) > ${Y:-1}"
+    (root / "app/rules.yaml").write_text(
+        CONFIGMAP.format(name="rules") + "  annotations: {gitops-job.io/substitute: disabled}\ndata:\n  x: ${UNSET}\n"
+    )
+    rules = next(o for o in render(root, "app", substitute={}) if o.id.name == "rules")
+    assert rules.body["data"] == {"x": "${UNSET}"}
+
+
+def test_item16_substitution_on_is_strict(tmp_path: Path) -> None:
+    """An undefined variable without a default fails the stack (Flux's strict mode), naming it and the fixes."""
+    root = script_repo(tmp_path)
+    (root / "app/start.sh").write_text('exec app --url "${FRONTEND_URL}"\n')
+    message = render_error(root, "app", substitute={})
+    assert message.startswith(
+        "render: app/kustomization.yaml: ${VAR} substitution: undefined variable FRONTEND_URL: set FRONTEND_URL in "
+        "the stack's substitute"
+    )
+    assert "$${...} for a literal ${...}" in message
+    assert "gitops-job.io/substitute: disabled" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x ${A} y", "x hello y"),
+        ("$${A}", "${A}"),
+        ("$$x $y $", "$x $y $"),
+        ("${A:=d}", "hello"),
+        ("${UNSET:=d-${A}}", "d-hello"),
+        ("${EMPTY:-dflt}", "dflt"),
+        ("${EMPTY:=dflt}", "dflt"),
+        ("${UNSET=z}", "z"),
+        ("${FRONTEND_URL:-http://frontend}", "http://frontend"),
+        ("${#A}", "5"),
+        ("${A^}", "Hello"),
+        ("${A^^}", "HELLO"),
+        ("${UP,}", "hELLO"),
+        ("${UP,,}", "hello"),
+        ("${A:1}", "ello"),
+        ("${A:1:2}", "el"),
+        ("${A: -3}", "llo"),
+        ("${A:1:-1}", "ell"),
+        ("${P#*/}", "b/c.tar.gz"),
+        ("${P##*/}", "b/c.tar.gz"),  # Go's path.Match: * never matches '/'
+        ("${P%.*}", "a/b/c.tar"),
+        ("${P%%.*}", "a/b/c"),
+        ("${P/\\//_}", "a_b/c.tar.gz"),
+        ("${P//\\//_}", "a_b_c.tar.gz"),
+        ("${A/#he/HE}", "HEllo"),
+        ("${A/%lo/LO}", "helLO"),
+        ("${A//l/}", "heo"),
+    ],
+)
+def test_item16_substitution_forms_match_fluxcd_envsubst(text: str, expected: str) -> None:
+    values = {"A": "hello", "UP": "HELLO", "EMPTY": "", "P": "a/b/c.tar.gz"}
+    assert expand(text, values.get) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("${UNSET}", "undefined variable UNSET"),
+        ("${UNSET^^}", "undefined variable UNSET"),
+        ("${A-x}", "bad substitution ${A-x}"),
+        ("${A:+x}", "':+' is not supported"),
+        ("${A:?x}", "':?' is not supported"),
+        ("${A", "missing closing brace"),
+        ("${}", "expected a variable name"),
+        ("${a.b}", "bad substitution ${a.b}"),
+        ("${A/x}", "expected ${A/text/repl}"),
+    ],
+)
+def test_item16_substitution_errors(text: str, reason: str) -> None:
+    with pytest.raises(SubstitutionError) as info:
+        expand(text, {"A": "hello"}.get)
+    assert reason in info.value.reason
 
 
 # --- auto ------------------------------------------------------------------------------------------------------------
@@ -654,3 +786,328 @@ def test_substitution_runs_after_every_renderer(tmp_path: Path) -> None:
 def test_detect_renderer(tmp_path: Path, files: list[str], expected: str) -> None:
     root = make_repo(tmp_path, dict.fromkeys(files, ""))
     assert detect_renderer(root) == expected
+
+
+# --- confinement and limits of kustomize and helm ---------------------------------------------------------------
+
+TOKEN = "ghp_PlantedCheckoutToken0123456789abcdef"
+GIT_CONFIG = f'[http "https://github.com/"]\n\textraheader = AUTHORIZATION: basic {TOKEN}\n'
+
+
+def root_stack_repo(tmp_path: Path) -> Path:
+    """A repository whose root is a kustomize stack and a Helm chart at once, with a checkout token in .git/config."""
+    return make_repo(
+        tmp_path,
+        {
+            ".git/config": GIT_CONFIG,
+            "gitops.yaml": "stacks:\n  - {name: k, path: ., render: kustomize, namespace: default}\n"
+            "  - {name: h, path: ., render: helm, namespace: default}\n",
+            # kustomize: a builtin generator's config file names .git/config (its root is the repository root)
+            "kustomization.yaml": "generators: [gen.yaml]\n",
+            "gen.yaml": "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: leak\n"
+            "files: [.git/config]\n",
+            # helm: the chart is the repository root; .Files reads any file of the chart
+            "Chart.yaml": "apiVersion: v2\nname: root\nversion: 0.1.0\n",
+            "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: files\ndata:\n"
+            '  config: {{ .Files.Get ".git/config" | quote }}\n'
+            '  globbed: {{ range $path, $_ := .Files.Glob ".git/**" }}{{ $path }} {{ end }}""\n',
+            "app/cm.yaml": CONFIGMAP.format(name="app"),
+        },
+    )
+
+
+def test_item11_renderers_never_see_git_at_the_repository_root(tmp_path: Path) -> None:
+    """A kustomize generator config and Helm's .Files at a root stack find no .git: the token is in no output."""
+    root = root_stack_repo(tmp_path)
+    message = render_error(root, ".", name="k", render="kustomize")
+    assert message.startswith("render: .: kustomize failed (exit 1):")
+    assert ".git/config" in message and "gitops-job-tree" not in message  # paths in the copy shown repo-relative
+    assert TOKEN not in message
+    (obj,) = render(root, ".", name="h", render="helm")
+    assert obj.body["data"] == {"config": "", "globbed": ""}
+    assert TOKEN not in str(obj.body)
+
+
+def test_item11_the_token_appears_in_no_output_of_the_cli(tmp_path: Path) -> None:
+    root = root_stack_repo(tmp_path)
+    for args in (["render"], ["render", "-s", "h", "-o", "json"], ["validate", "--offline"]):
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "gitops-job"), *args, "--repo", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert TOKEN not in result.stdout + result.stderr, args
+        assert "Traceback" not in result.stderr
+
+
+def test_item11_the_copy_keeps_symlinks_inside_the_repository_and_drops_the_rest(tmp_path: Path) -> None:
+    """Only what the renderer may read is copied: a symlink to a shared directory of the repository still works
+    (its target is copied too); one into .git or out of the repository finds nothing."""
+    (tmp_path / "outside.txt").write_text("outside-the-repository")
+    root = make_repo(
+        tmp_path,
+        {
+            **CHART,
+            ".git/config": GIT_CONFIG,
+            "shared/labels.tpl": '{{ define "labels" }}app: cache{{ end }}\n',
+            "charts/cache/templates/configmap.yaml": CHART["charts/cache/templates/configmap.yaml"]
+            + '  labels: {{ include "labels" . | quote }}\n'
+            '  shared: {{ .Files.Get "files/shared/labels.tpl" | len | quote }}\n'
+            '  git: {{ .Files.Get "files/git/config" | quote }}\n'
+            '  outside: {{ .Files.Get "files/outside.txt" | quote }}\n'
+            '  sibling: {{ .Files.Get "files/sibling.yaml" | quote }}\n',
+        },
+    )
+    (root / "charts/cache/templates/_labels.tpl").symlink_to("../../../shared/labels.tpl")
+    (root / "charts/cache/files").mkdir()
+    (root / "charts/cache/files/shared").symlink_to("../../../shared")
+    (root / "charts/cache/files/git").symlink_to("../../../.git")
+    (root / "charts/cache/files/outside.txt").symlink_to(tmp_path / "outside.txt")
+    (root / "charts/cache/files/sibling.yaml").symlink_to("../../../config/cache-prod.yaml")
+    # the symlinks that leave the repository or enter .git are errors of the stack's own files (M3) ...
+    with pytest.raises(ErrorGroup) as info:
+        render(root, "charts/cache")
+    message = str(info.value)
+    assert "path escapes the repository: charts/cache/files/outside.txt" in message
+    assert "path is inside .git (refused: it may hold credentials): charts/cache/files/git" in message
+    # ... and, without them, the copy holds what the others point to
+    (root / "charts/cache/files/git").unlink()
+    (root / "charts/cache/files/outside.txt").unlink()
+    data = render(root, "charts/cache")[1].body["data"]
+    assert data["labels"] == "app: cache"
+    assert data["shared"] == str(len((root / "shared/labels.tpl").read_text()))
+    assert (data["git"], data["outside"]) == ("", "")
+    assert data["sibling"] == "size: large\n"
+
+
+def test_item11_kustomize_reads_only_the_directories_its_kustomizations_reach(tmp_path: Path) -> None:
+    """A base reached through ../../base is copied; a directory no kustomization names is not (a generator's files
+    are limited to its kustomization's root by kustomize itself)."""
+    root = kustomize_repo(tmp_path, "resources: [../../base]\nnamePrefix: prod-\n")
+    (root / "unrelated").mkdir()
+    (root / "unrelated/secret.txt").write_text("not-for-kustomize")
+    objects = render(root, "apps/web/overlays/prod")
+    assert sorted(str(o.id) for o in objects) == ["ConfigMap/prod-settings", "Deployment/prod-web"]
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        _Recorder.hits.append(self.path)
+        body = b'{"type": "object"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[str]:
+    """A real HTTP server on loopback that records every request it gets."""
+    _Recorder.hits = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _tgz(files: Mapping[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_item12_helm_values_schema_references_are_refused_before_helm_runs(
+    tmp_path: Path, loopback_server: str
+) -> None:
+    """Remote and file: references in the chart's, a subchart's and an archived subchart's values.schema.json are
+    refused, each named with its file; the loopback server is never asked and the planted file is never read."""
+    port = loopback_server
+    planted = tmp_path / "outside.json"
+    planted.write_text('{"properties": {"size": {"const": "PLANTED-outside-value"}}}')
+    dependencies = "dependencies:\n  - {name: sub, version: 0.1.0}\n  - {name: packed, version: 0.1.0}\n"
+    root = make_repo(
+        tmp_path,
+        {
+            **CHART,
+            "charts/cache/Chart.yaml": CHART["charts/cache/Chart.yaml"] + dependencies,
+            "charts/cache/values.schema.json": json.dumps(
+                {"$schema": f"http://127.0.0.1:{port}/meta", "$ref": f"http://localhost:{port}/values.json"}
+            ),
+            "charts/cache/charts/sub/Chart.yaml": "apiVersion: v2\nname: sub\nversion: 0.1.0\n",
+            "charts/cache/charts/sub/values.schema.json": json.dumps(
+                {
+                    "properties": {"a": {"$ref": "#/$defs/a"}, "b": {"$ref": f"http://127.0.0.1:{port}/b.json"}},
+                    "$defs": {"a": {"type": "string"}},
+                }
+            ),
+        },
+    )
+    (root / "charts/cache/charts/packed-0.1.0.tgz").write_bytes(
+        _tgz(
+            {
+                "packed/Chart.yaml": "apiVersion: v2\nname: packed\nversion: 0.1.0\n",
+                "packed/values.schema.json": json.dumps({"$ref": f"file://{planted}"}),
+            }
+        )
+    )
+    with pytest.raises(ErrorGroup) as info:
+        render(root, "charts/cache")
+    assert [(e.where, e.reason.split(" refused")[0]) for e in info.value.errors] == [
+        ("charts/cache/charts/packed-0.1.0.tgz:packed/values.schema.json", f"$ref 'file://{planted}'"),
+        ("charts/cache/charts/sub/values.schema.json", f"$ref 'http://127.0.0.1:{port}/b.json'"),
+        ("charts/cache/values.schema.json", f"$schema 'http://127.0.0.1:{port}/meta'"),
+        ("charts/cache/values.schema.json", f"$ref 'http://localhost:{port}/values.json'"),
+    ]
+    assert "render is offline and reads no file outside the chart" in info.value.errors[0].reason
+    assert _Recorder.hits == []
+    assert "PLANTED" not in str(info.value)
+
+
+def test_item12_a_schema_that_is_not_json_is_refused(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {**CHART, "charts/cache/values.schema.json": '{"$ref": NaN'})
+    message = render_error(root, "charts/cache")
+    assert message.startswith("render: charts/cache/values.schema.json: not valid JSON")
+
+
+TPL_BOMB = {
+    "charts/bomb/Chart.yaml": "apiVersion: v2\nname: bomb\nversion: 0.1.0\n",
+    "charts/bomb/values.yaml": 'a: "{{ tpl .Values.a . }}{{ tpl .Values.a . }}"\n',
+    "charts/bomb/templates/cm.yaml": CONFIGMAP.format(name="bomb") + "data:\n  a: {{ tpl .Values.a . | quote }}\n",
+}
+
+
+def test_item15_helm_memory_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `tpl` self-recursion grows until the address-space cap stops it: the stack fails, naming helm and the
+    limit. (The cap is lowered here so the test is quick; what matters is that one exists.)"""
+    monkeypatch.setattr(sandbox, "TOOL_MEMORY", 1600 * 2**20)
+    monkeypatch.setattr(sandbox, "TOOL_GOMEMLIMIT", "off")
+    root = make_repo(tmp_path, TPL_BOMB)
+    started = time.monotonic()
+    message = render_error(root, "charts/bomb", name="bomb")
+    assert message == (
+        "render: charts/bomb: stack bomb: helm needed more than 1.5625 GiB of memory (address space; the limit per "
+        "run); refused"
+    )
+    assert time.monotonic() - started < 30
+
+
+def test_item15_the_default_caps_let_real_renders_through(tmp_path: Path) -> None:
+    """Go reserves much address space before its heap grows: the real caps must not break an ordinary run."""
+    assert sandbox.TOOL_MEMORY >= 2 * 2**30
+    root = make_repo(tmp_path, CHART)
+    assert len(render(root, "charts/cache")) == 2
+    assert len(render(kustomize_repo(tmp_path, "resources: [../../base]\n"), "apps/web/overlays/prod")) == 2
+
+
+def test_item15_helm_time_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "TOOL_TIMEOUT", 2.0)
+    slow = "{{ range until 100000 }}{{ range until 100000 }}{{ end }}{{ end }}"
+    root = make_repo(tmp_path, {**CHART, "charts/cache/templates/slow.yaml": slow})
+    started = time.monotonic()
+    message = render_error(root, "charts/cache", name="cache")
+    assert message == "render: charts/cache: stack cache: helm did not finish within 2 s (the limit per run); refused"
+    assert time.monotonic() - started < 10
+
+
+def test_item15_helm_output_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chart that writes more manifests than the cap fails instead of passing as valid."""
+    monkeypatch.setattr(sandbox, "MAX_TOOL_OUTPUT", 2**20)
+    big = CONFIGMAP.format(name="big") + 'data:\n  x: {{ repeat 3000000 "a" | quote }}\n'
+    root = make_repo(tmp_path, {**CHART, "charts/cache/templates/big.yaml": big})
+    message = render_error(root, "charts/cache", name="cache")
+    assert message == (
+        "render: charts/cache: stack cache: helm wrote more than 1 MiB of manifests (the limit per run); refused"
+    )
+
+
+def test_item15_kustomize_output_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "MAX_TOOL_OUTPUT", 2**20)
+    root = kustomize_repo(tmp_path, "resources: [../../base]\nconfigMapGenerator:\n  - {name: big, files: [big.txt]}\n")
+    (root / "apps/web/overlays/prod/big.txt").write_text("a" * 3 * 2**20)
+    message = render_error(root, "apps/web/overlays/prod", name="web")
+    assert message == (
+        "render: apps/web/overlays/prod: stack web: kustomize wrote more than 1 MiB of manifests (the limit per run); "
+        "refused"
+    )
+
+
+def test_item15_tool_stderr_cannot_issue_workflow_commands(tmp_path: Path) -> None:
+    failing = '{{ fail "boom\\n::add-mask::x\\n  ::error title=pwned::owned\\n##[set-output name=a;]b" }}'
+    root = make_repo(tmp_path, {**CHART, "charts/cache/templates/fail.yaml": failing})
+    message = render_error(root, "charts/cache")
+    assert message.startswith("render: charts/cache: helm failed (exit 1):")
+    assert "boom" in message
+    lines = message.splitlines()
+    assert not any(line.lstrip().startswith(("::", "##[")) for line in lines), message
+    assert "> ::add-mask::x" in message and "  > ::error title=pwned::owned" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("::error::x", "> ::error::x"),
+        ("a\n::add-mask::s\nb", "a\n> ::add-mask::s\nb"),
+        ("\t  ::warning::w", "\t  > ::warning::w"),
+        ("##[set-output name=a;]b", "> ##[set-output name=a;]b"),
+        ("Error: a::b ::c", "Error: a::b ::c"),
+    ],
+)
+def test_item15_neutralise_workflow_commands(text: str, expected: str) -> None:
+    assert sandbox.neutralise_workflow_commands(text) == expected
+
+
+def test_item11_the_copy_has_no_git_at_any_depth_and_links_files(tmp_path: Path) -> None:
+    """The copy the renderers get: no `.git` directory or file (a submodule's) anywhere, files hard-linked where the
+    file system allows, a symlink loop inside the repository kept as it is."""
+    root = make_repo(
+        tmp_path,
+        {
+            ".git/config": GIT_CONFIG,
+            "app/.git": "gitdir: ../.git/modules/app\n",
+            "app/sub/.git/config": GIT_CONFIG,
+            "app/a.yaml": CONFIGMAP.format(name="a"),
+            "app/sub/b.yaml": CONFIGMAP.format(name="b"),
+        },
+    )
+    (root / "app/sub/loop").symlink_to("..")
+    with sandbox.tree(root.resolve(), [root.resolve() / "app"]) as copy:
+        found = sorted(p.relative_to(copy.root).as_posix() for p in copy.root.rglob("*"))
+        assert found == ["app", "app/a.yaml", "app/sub", "app/sub/b.yaml", "app/sub/loop"]
+        assert (copy.root / "app/sub/loop/a.yaml").read_text() == CONFIGMAP.format(name="a")
+        assert (copy.root / "app/a.yaml").stat().st_ino == (root / "app/a.yaml").stat().st_ino
+    assert not copy.root.exists()
+
+
+def test_item12_a_symlinked_subchart_is_checked_too(tmp_path: Path, loopback_server: str) -> None:
+    """helm follows a symlinked subchart directory; so does the check."""
+    root = make_repo(
+        tmp_path,
+        {
+            **CHART,
+            "charts/cache/Chart.yaml": CHART["charts/cache/Chart.yaml"]
+            + "dependencies:\n  - {name: sub, version: 0.1.0}\n",
+            "shared/sub/Chart.yaml": "apiVersion: v2\nname: sub\nversion: 0.1.0\n",
+            "shared/sub/values.schema.json": json.dumps({"$ref": f"http://localhost:{loopback_server}/s.json"}),
+        },
+    )
+    (root / "charts/cache/charts").mkdir()
+    (root / "charts/cache/charts/sub").symlink_to("../../../shared/sub")
+    message = render_error(root, "charts/cache")
+    assert message.startswith(
+        f"render: charts/cache/charts/sub/values.schema.json: $ref 'http://localhost:{loopback_server}/s.json' refused"
+    )
+    assert _Recorder.hits == []
