@@ -26,6 +26,7 @@ from .kube import ApiError, Conflict, Forbidden, Kube, ResourceType
 from .mask import Masker
 from .model import ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, annotation
 from .plan import Action, Plan, PlanEntry, Progress
+from .prune import Verdict, delete_owned
 from .wait import wait_for
 
 CRD_ESTABLISHED_TIMEOUT = 60.0
@@ -33,7 +34,9 @@ RECREATE_TIMEOUT = 60.0
 
 
 #: What an applied entry is called once done: in reports, counts and run records.
-DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.RECREATE: "recreated"}
+DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.RECREATE: "recreated", Action.ADOPT: "adopted"}
+#: The entries apply writes (everything else is unchanged, or pruned later).
+WRITTEN = frozenset(DONE)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Applied:
     """What apply did to one object."""
 
     id: ObjectId
-    action: Action  # CREATE, UPDATE or RECREATE
+    action: Action  # CREATE, UPDATE, RECREATE or ADOPT
     ok: bool
     message: str = ""
 
@@ -57,14 +60,15 @@ def apply_plan(
     concurrency: int = 16,
     progress: Progress | None = None,
 ) -> list[Applied]:
-    """Write every CREATE / UPDATE / RECREATE entry of ``plan``, step by step; stops after a step with a failure."""
-    todo = [e for e in plan.entries if e.action in (Action.CREATE, Action.UPDATE, Action.RECREATE)]
+    """Write every CREATE / UPDATE / RECREATE / ADOPT entry of ``plan``, step by step; stops after a step with a
+    failure. A RECREATE deletes only an object that is still ours (labelled for ``plan.target`` and its stack)."""
+    todo = [e for e in plan.entries if e.action in WRITTEN]
     results: list[Applied] = []
     done = 0
     for step in order.steps(todo, lambda e: e.id):
 
         def write(entry: PlanEntry) -> Applied:
-            return _write(kube, entry, objects[entry.id], revision, masker, force_conflicts)
+            return _write(kube, plan.target, entry, objects[entry.id], revision, masker, force_conflicts)
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             for result in pool.map(write, step):
@@ -88,7 +92,7 @@ def _established(kube: Kube, crds: Sequence[ObjectId]) -> None:
 
 
 def _write(
-    kube: Kube, entry: PlanEntry, obj: RenderedObject, revision: str, masker: Masker, force_conflicts: bool
+    kube: Kube, target: str, entry: PlanEntry, obj: RenderedObject, revision: str, masker: Masker, force_conflicts: bool
 ) -> Applied:
     body = copy.deepcopy(obj.body)
     body.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_REVISION] = revision
@@ -99,7 +103,7 @@ def _write(
         return Applied(entry.id, entry.action, False, "its kind is not served (was its CRD applied?)")
     try:
         if entry.action is Action.RECREATE:
-            _delete_and_wait(kube, rt, entry.id)
+            _delete_and_wait(kube, rt, entry.id, target, entry.stack)
         try:
             kube.apply(rt, body, force=force_conflicts and not merge, where=where)
         except Conflict as e:
@@ -122,8 +126,11 @@ def _write(
     return Applied(entry.id, entry.action, True)
 
 
-def _delete_and_wait(kube: Kube, rt: ResourceType, oid: ObjectId) -> None:
-    kube.delete(rt, oid.name, oid.namespace or None, propagation="Foreground", where=str(oid))
+def _delete_and_wait(kube: Kube, rt: ResourceType, oid: ObjectId, target: str, stack: str) -> None:
+    done = delete_owned(kube, rt, oid, target=target, stack=stack, propagation="Foreground")
+    if done.verdict is Verdict.NOT_OURS:
+        raise ApplyError(f"refusing to delete it to recreate it: {done.message.removeprefix('left alone: ')}; "
+                         f"nothing of it was written", where=str(oid))  # fmt: skip
     deadline = time.monotonic() + RECREATE_TIMEOUT
     while kube.get(rt, oid.name, oid.namespace or None, where=str(oid)) is not None:
         if time.monotonic() > deadline:

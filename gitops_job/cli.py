@@ -258,6 +258,12 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     is_flag=True,
     help="Allow an empty render, or one that removes more than half of a stack's objects, to prune them.",
 )
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Take over live objects that are not ours (planned as 'adopt'); else only those annotated "
+    "gitops-job.io/adopt: enabled, and any other refuses the run before it writes.",
+)
 @click.option("--no-wait", is_flag=True, help="Do not wait for the applied objects to become healthy.")
 @click.option(
     "--lock-timeout",
@@ -273,7 +279,7 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     help="With --github: refuse (writing nothing) when the plan differs from the one reviewed on the merged PR.",
 )
 def apply_cmd(
-    output: str, revision: str | None, force_conflicts: bool, allow_mass_prune: bool, no_wait: bool,
+    output: str, revision: str | None, force_conflicts: bool, allow_mass_prune: bool, adopt: bool, no_wait: bool,
     lock_timeout: float, require_reviewed_plan: bool, **kw: Any,
 ) -> None:  # fmt: skip
     """Apply every selected stack: exactly what `plan` shows, then prune, wait and record.
@@ -291,12 +297,15 @@ def apply_cmd(
          Namespaces, PVCs and CRDs are retained);
       5. wait until the objects are healthy (the stack's timeout);
       6. record the run in the inventory (see `status` and `history`) and as an Event.
-    Render and validation errors in any stack stop the run before its first write.
+    Render and validation errors in any stack stop the run before its first write, and so
+    do a stack whose inventory another repository owns and a live object that is not ours
+    (adopt it with --adopt or the annotation gitops-job.io/adopt: enabled).
     """
     options = pipeline.ApplyOptions(
         revision=revision,
         force_conflicts=force_conflicts,
         allow_mass_prune=allow_mass_prune,
+        adopt=adopt,
         wait=not no_wait,
         lock_wait=lock_timeout,
         on_lock_wait=lambda message: click.echo(message, err=True),

@@ -84,6 +84,7 @@ class RepoConfig:
     file: Path  # the config file that was loaded
     targets: tuple[Target, ...]
     stacks: tuple[Stack, ...]  # in dependsOn order: every stack after the stacks it depends on
+    name: str | None = None  # the repository's name (inventories record it); default: its git remote
 
 
 CONFIG_FILE = "gitops.yaml"
@@ -132,7 +133,8 @@ def load_config(repo_root: Path, config_file: Path | None = None) -> RepoConfig:
     _raise_all(doc.errors(problem for error in _validator().iter_errors(data) for problem in _explain(error)))
     _raise_all(doc.errors(_semantic_problems(data, root)))
     targets = tuple(_target(t) for t in data.get("targets", ())) or (Target(DEFAULT_TARGET),)
-    return RepoConfig(root, file, targets, _dependency_order([_stack(s, root) for s in data["stacks"]]))
+    stacks = _dependency_order([_stack(s, root) for s in data["stacks"]])
+    return RepoConfig(root, file, targets, stacks, data.get("name"))
 
 
 def target(config: RepoConfig, name: str | None) -> Target:

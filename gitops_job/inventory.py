@@ -1,8 +1,8 @@
 """What a stack applied, kept in the cluster: one ConfigMap per target + stack (``gitops-job.<target>.<stack>``).
 
-It holds the ids of every object the stack owns, the revision last applied in full, and the last
-:data:`KEEP_RUNS` runs. Apply writes it *before* its first write as old + new (write-ahead: a run killed halfway
-leaves nothing unlisted) and shrinks it only after deletes are confirmed. Every write is guarded by the
+It holds the repository the stack belongs to, the ids of every object the stack owns, the revision last applied in
+full, and the last :data:`KEEP_RUNS` runs. Apply writes it *before* its first write as old + new (write-ahead: a run
+killed halfway leaves nothing unlisted) and shrinks it only after deletes are confirmed. Every write is guarded by the
 resourceVersion read: if another applier wrote in between, the write fails and the run stops before prune.
 """
 
@@ -47,6 +47,7 @@ class Inventory:
     revision: str | None = None  # the last revision applied (and pruned) in full
     runs: tuple[Run, ...] = ()  # newest first
     resource_version: str | None = None  # None: not stored yet
+    repository: str | None = None  # the repository whose stack this is (None: stored before repositories were)
 
     @property
     def name(self) -> str:
@@ -78,6 +79,7 @@ def _encode(inv: Inventory) -> dict[str, Any]:
     doc = {
         "target": inv.target,
         "stack": inv.stack,
+        "repository": inv.repository,
         "revision": inv.revision,
         "objects": [[o.group, o.kind, o.namespace, o.name] for o in sorted(inv.objects)],
         "runs": [
@@ -111,6 +113,7 @@ def _decode(target: str, stack: str, namespace: str, cm: Mapping[str, Any]) -> I
         revision=doc.get("revision"),
         runs=runs,
         resource_version=str(cm["metadata"]["resourceVersion"]),
+        repository=doc.get("repository"),
     )
 
 

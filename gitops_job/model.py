@@ -39,6 +39,7 @@ ANNOTATION_REVISION = "gitops-job.io/revision"
 ANNOTATION_SSA = "gitops-job.io/ssa"  # Override (default) | Merge | IfNotPresent | Ignore
 ANNOTATION_FORCE = "gitops-job.io/force"  # enabled: delete and recreate when an immutable field changes
 ANNOTATION_PRUNE = "gitops-job.io/prune"  # disabled: never delete; enabled: delete a Namespace, PVC or CRD too
+ANNOTATION_ADOPT = "gitops-job.io/adopt"  # enabled: take over a live object that is not ours (apply --adopt: all)
 
 
 def annotation(body: Mapping[str, Any], key: str) -> str | None:

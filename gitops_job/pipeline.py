@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from . import config as cfg
-from . import inventory, prune, source
+from . import inventory, ownership, prune, source
 from .apply import DONE, Applied, apply_plan
 from .apply import fail_if_failed as fail_if_apply_failed
 from .errors import ApplyError, ErrorGroup, GitopsJobError, PlanError, PruneError, ValidationError, WaitError
 from .identity import ObjectId
-from .kube import Kube
+from .kube import Forbidden, Kube
 from .lock import Lock, holder_identity, lease_name, unlock
 from .mask import Masker
-from .model import ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
+from .model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
 from .plan import Action, Plan, Progress, plan, stray_message
 from .plan import fail_if_failed as fail_if_plan_failed
 from .render import render_stack
@@ -100,6 +100,7 @@ def render(selection: Selection, variables: Mapping[str, str], kube: Kube | None
         except GitopsJobError as e:
             errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
     errors.extend(_duplicates_across_stacks(objects))
+    errors.extend(ownership.reserved(objects, selection.target.inventory_namespace))
     if errors:
         raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
     return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects))
@@ -144,6 +145,67 @@ def _inventories(kube: Kube, selection: Selection) -> dict[str, inventory.Invent
     return {s.name: inventory.read(kube, t.inventory_namespace, t.name, s.name) for s in selection.stacks}
 
 
+def _stored(kube: Kube, selection: Selection) -> dict[str, inventory.Inventory]:
+    """Every stored inventory of the target (another repository's too), and an empty one for each selected stack
+    never applied. An identity that may only get (not list) the inventories sees just this repository's stacks."""
+    t, ns = selection.target, selection.target.inventory_namespace
+    try:
+        found = {i.stack: i for i in inventory.read_all(kube, ns, t.name)}
+    except Forbidden:
+        found = {s.name: inventory.read(kube, ns, t.name, s.name) for s in cfg.stacks_for(selection.config, t.name)}
+    for s in selection.stacks:
+        found.setdefault(s.name, inventory.Inventory(t.name, s.name, ns))
+    return found
+
+
+def _holders(
+    kube: Kube, selection: Selection, rendered: Rendered, stored: Mapping[str, inventory.Inventory],
+    variables: Mapping[str, str],
+) -> ownership.Holders:  # fmt: skip
+    """Who owns what on the target, for this run; refuses (before any write) a selected stack whose inventory another
+    repository owns, and an object a stack renders that another stack of this repository still renders.
+
+    A stack that is not selected is rendered too when this run could take objects from it or hand objects to it
+    (an id in its inventory is rendered here, or a selected stack leaves some of its own): else a move between
+    stacks would look like a prune on one side and an adoption on the other."""
+    t = selection.target
+    repository = selection.config.name or source.repository(selection.config.root)
+    errors: list[GitopsJobError] = []
+    for s in selection.stacks:
+        inv = stored[s.name]
+        problem = ownership.claim_problem(inv.id, s.name, inv.repository, repository, t.name)
+        if problem:
+            errors.append(ValidationError(problem, where=str(inv.id)))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
+    ours = cfg.stacks_for(selection.config, t.name)
+    selected = {s.name for s in selection.stacks}
+    by_id = {o.id: o for o in rendered.objects}
+    others = tuple(s for s in ours if s.name not in selected)
+    leaving = any(stored[s].objects - {o.id for o in rendered.objects if o.stack == s} for s in selected)
+    arriving = any(oid in by_id for s in others if s.name in stored for oid in stored[s.name].objects)
+    if others and (leaving or arriving):
+        elsewhere = render(Selection(selection.config, t, others), variables, kube).objects
+        for o in elsewhere:
+            mine = by_id.get(o.id)
+            if mine is not None:
+                reason = (f"duplicate object {o.id}: stack {mine.stack} at {mine.source} and stack {o.stack} "
+                          f"(not selected) at {o.source}; an object belongs to one stack: remove it from "
+                          f"one")  # fmt: skip
+                errors.append(ValidationError(reason, where=str(mine.source)))
+        if errors:
+            raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
+        by_id = {o.id: o for o in elsewhere} | by_id
+    return ownership.Holders(
+        target=t.name,
+        repository=repository,
+        stacks=frozenset(s.name for s in ours),
+        inventories={name: inv.objects for name, inv in stored.items()},
+        repositories={name: inv.repository for name, inv in stored.items()},
+        rendered={oid: o.stack for oid, o in by_id.items()},
+    )
+
+
 def stack_kube(kube: Kube, stack: cfg.Stack, target: cfg.Target) -> Kube:
     """The connection a stack's requests go through: impersonating its service account when it names one.
 
@@ -169,9 +231,12 @@ def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rend
     """
     with _connected(settings) as (selection, kube):
         rendered = render(selection, settings.vars, kube)
+        stored = _stored(kube, selection)
+        holders = _holders(kube, selection, rendered, stored, settings.vars)
         masker = Masker()
         masker.learn(o.body for o in rendered.objects)
-        plans = _plan_stacks(kube, selection, rendered, masker, settings, progress, _inventories(kube, selection))
+        inventories = {s.name: stored[s.name] for s in selection.stacks}
+        plans = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, holders=holders)
         return rendered, _merge(selection.target.name, plans, kube.requests)
 
 
@@ -184,11 +249,14 @@ def _plan_stacks(
     progress: Progress | None = None,
     inventories: Mapping[str, inventory.Inventory] | None = None,
     revision: str | None = None,
+    holders: ownership.Holders | None = None,
 ) -> list[Plan]:
-    """One plan per stack, through the stack's identity; with ``inventories``, prunes are planned too."""
+    """One plan per stack, through the stack's identity; with ``inventories``, prunes are planned too (but not of
+    what moved to another stack); with ``holders``, objects not ours are planned as adoptions."""
     plans = []
     for stack in selection.stacks:
         inv = inventories.get(stack.name) if inventories is not None else None
+        moved = holders.moved_out(stack.name, inv.objects) if holders and inv else frozenset()
         mine = [o for o in rendered.objects if o.stack == stack.name]
         plans.append(
             plan(
@@ -199,9 +267,10 @@ def _plan_stacks(
                 masker=masker,
                 concurrency=settings.concurrency,
                 progress=progress,
-                previous={stack.name: inv.objects} if inv is not None else None,
+                previous={stack.name: inv.objects - moved} if inv is not None else None,
                 revision=revision,
                 context=[o for o in rendered.objects if o.stack != stack.name],
+                holders=holders,
             )
         )
     return plans
@@ -213,6 +282,7 @@ class ApplyOptions:
     revision: str | None = None  # default: the checked-out commit of the repo
     force_conflicts: bool = False
     allow_mass_prune: bool = False
+    adopt: bool = False  # take over live objects that are not ours (else only those annotated gitops-job.io/adopt)
     wait: bool = True  # False: skip every stack's health wait
     lock_wait: float = 300.0  # seconds to wait for another applier
     lock_ttl: float = 30.0
@@ -264,16 +334,19 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
         revision = options.revision or source.revision(selection.config.root)
         rendered = render(selection, settings.vars, kube)
         by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
-        inventories = _inventories(kube, selection)
-        _preflight(selection, inventories, by_stack, options)  # refuses before the first write
+        stored = _stored(kube, selection)
+        holders = _holders(kube, selection, rendered, stored, settings.vars)  # refuses before the first write
+        inventories = {s.name: stored[s.name] for s in selection.stacks}
+        _preflight(selection, inventories, by_stack, options, holders)  # refuses before the first write
         masker = Masker()
         masker.learn(o.body for o in rendered.objects)
         # Like Argo CD, dry-run everything first: an object the API server rejects stops the run before any write.
         # Each stack then applies this plan, unless its inventory changed before it took the lock.
-        planned = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, revision)
+        planned = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, revision, holders)
         plans = dict(zip(by_stack, planned, strict=True))
         whole = _merge(target.name, planned, kube.requests)
         fail_if_plan_failed(whole)
+        refuse_adoptions(whole, rendered.objects, options.adopt)
         if options.review is not None:
             options.review(whole)  # e.g. compare with the plan reviewed on the pull request; may refuse
         runs: list[StackRun] = []
@@ -285,7 +358,7 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
                 runs.append(StackRun(stack.name, "skipped", error=f"dependency {', '.join(blocked)} did not succeed"))
                 failed.add(stack.name)
                 continue
-            work = _StackWork(stack, by_stack[stack.name], plans[stack.name], inventories[stack.name])
+            work = _StackWork(stack, by_stack[stack.name], plans[stack.name], inventories[stack.name], holders)
             if work.in_sync(revision):
                 run = _check_stack(kube, selection, work, options)
             else:
@@ -307,16 +380,23 @@ class _StackWork:
     objects: Sequence[RenderedObject]
     plan: Plan
     inv: inventory.Inventory  # as read before the run took any lock
+    holders: ownership.Holders
 
     @property
     def new(self) -> frozenset[ObjectId]:
         return _new_ids(self.objects)
 
+    def moved(self, inv: inventory.Inventory) -> frozenset[ObjectId]:
+        """What ``inv`` lists that another stack renders now: handed over (dropped from ``inv``), never pruned."""
+        return self.holders.moved_out(self.stack.name, inv.objects)
+
     def in_sync(self, revision: str) -> bool:
-        """Nothing to write: no change planned, nothing to prune, and this revision already recorded as applied."""
+        """Nothing to write: no change planned, nothing to prune or hand over, this revision already recorded as
+        applied, and the inventory ours already."""
         inv = self.inv
         listed = inv.objects == self.new if self.stack.prune else self.new <= inv.objects  # no prune: old ids stay
-        return not self.plan.has_changes and listed and inv.revision == revision
+        claimed = inv.repository == self.holders.repository
+        return not self.plan.has_changes and listed and not self.moved(inv) and inv.revision == revision and claimed
 
     def strays(self, inv: inventory.Inventory) -> list[str]:
         """V10: objects labelled for this stack that are neither rendered nor listed — reported, never pruned."""
@@ -332,11 +412,13 @@ def _preflight(
     inventories: Mapping[str, inventory.Inventory],
     by_stack: Mapping[str, Sequence[RenderedObject]],
     options: ApplyOptions,
+    holders: ownership.Holders,
 ) -> None:
     errors: list[GitopsJobError] = []
     for stack in selection.stacks:
+        inv = inventories[stack.name]
         try:
-            _guard(stack, inventories[stack.name], by_stack[stack.name], options)
+            _guard(stack, inv.objects - holders.moved_out(stack.name, inv.objects), by_stack[stack.name], options)
         except GitopsJobError as e:
             errors.append(e)
     if errors:
@@ -344,10 +426,27 @@ def _preflight(
 
 
 def _guard(
-    stack: cfg.Stack, inv: inventory.Inventory, objects: Sequence[RenderedObject], options: ApplyOptions
+    stack: cfg.Stack, old: frozenset[ObjectId], objects: Sequence[RenderedObject], options: ApplyOptions
 ) -> None:
+    """The prune guards, on ``old`` (the inventory, less what moved to another stack) and the render."""
     if stack.prune or not objects:  # an empty render is refused even where prune is off
-        prune.guard(stack.name, inv.objects, _new_ids(objects), allow_mass_prune=options.allow_mass_prune)
+        prune.guard(stack.name, old, _new_ids(objects), allow_mass_prune=options.allow_mass_prune)
+
+
+def refuse_adoptions(p: Plan, objects: Sequence[RenderedObject], adopt: bool) -> None:
+    """Refuse (before any write) to take over live objects that are not ours, unless ``adopt`` (``--adopt``) or the
+    object is annotated ``gitops-job.io/adopt: enabled``."""
+    if adopt:
+        return
+    asked = {o.id for o in objects if annotation(o.body, ANNOTATION_ADOPT) == "enabled"}
+    refused = [e for e in p.entries if e.action is Action.ADOPT and e.id not in asked]
+    if refused:
+        lines = "\n".join(f"  {e.id} (stack {e.stack}): {e.note.split(';')[0]}" for e in refused)
+        raise ValidationError(
+            f"{len(refused)} object(s) already exist and are not ours; refusing to take them over (nothing was "
+            f"written; a later prune would delete them):\n{lines}\nTo adopt them, re-run with --adopt, or annotate "
+            f"each manifest {ANNOTATION_ADOPT}: enabled"
+        )
 
 
 _STAGE_ERRORS: dict[str, type[GitopsJobError]] = {
@@ -407,21 +506,23 @@ def _apply_stack(
     holder = holder_identity()
     with Lock(kube, ns, lease_name(target.name, stack.name), holder, ttl=options.lock_ttl, wait=options.lock_wait,
               on_wait=options.on_lock_wait) as lock:  # fmt: skip
-        inv = inventory.read(kube, ns, target.name, stack.name)
-        old = inv.objects
+        inv = _read_claimed(kube, target, work)
+        if isinstance(inv, StackRun):
+            return inv  # another repository claimed the stack since the preflight: touch nothing, not even its record
+        old = inv.objects - work.moved(inv)  # what moved to another stack is dropped from the inventory, not pruned
         stack_plan: Plan | None = None
         applied: list[Applied] = []
         pruned: list[prune.Pruned] = []
         health: dict[ObjectId, Health] = {}
         stage = "plan"
         try:
-            _guard(stack, inv, objects, options)
-            stack_plan = _replan(skube, selection, work, inv, rendered, masker, settings, revision)
+            _guard(stack, old, objects, options)
+            stack_plan = _replan(skube, selection, work, inv, rendered, masker, settings, revision, options.adopt)
             stage = "apply"
             new = work.new
             lock.check()
-            if old | new != old:
-                inv = inventory.write(kube, dc_replace(inv, objects=old | new))  # write-ahead: old + new
+            if not new <= inv.objects:
+                inv = inventory.write(kube, dc_replace(inv, objects=inv.objects | new))  # write-ahead: old + new
             bodies = {o.id: o for o in objects}
             applied = apply_plan(skube, stack_plan, bodies, revision, masker, force_conflicts=options.force_conflicts,
                                  concurrency=settings.concurrency, progress=progress)  # fmt: skip
@@ -455,6 +556,17 @@ def _apply_stack(
     return StackRun(stack.name, result, stack_plan, tuple(applied), tuple(pruned), health, error, warnings=warnings)
 
 
+def _read_claimed(kube: Kube, target: cfg.Target, work: _StackWork) -> inventory.Inventory | StackRun:
+    """The stack's inventory, claimed for this run's repository (stored with the next write); a failed run when
+    another repository owns it."""
+    stack, repository = work.stack.name, work.holders.repository
+    inv = inventory.read(kube, target.inventory_namespace, target.name, stack)
+    problem = ownership.claim_problem(inv.id, stack, inv.repository, repository, target.name)
+    if problem:
+        return StackRun(stack, "failed", error=str(ValidationError(problem, where=str(inv.id))))
+    return dc_replace(inv, repository=repository)
+
+
 def _replan(
     skube: Kube,
     selection: Selection,
@@ -464,15 +576,18 @@ def _replan(
     masker: Masker,
     settings: Settings,
     revision: str,
+    adopt: bool,
 ) -> Plan:
-    """The preflight's plan if nobody applied this stack since (same inventory version), else a new one."""
+    """The preflight's plan if nobody applied this stack since (same inventory version), else a new one (which may
+    not adopt what ``adopt`` does not allow)."""
     stack = work.stack
     if inv.resource_version == work.inv.resource_version:
         return work.plan
     fresh = plan(skube, selection.target.name, work.objects, {stack.name: stack}, masker=masker,
                  concurrency=settings.concurrency, revision=revision,
-                 context=[o for o in rendered.objects if o.stack != stack.name])  # fmt: skip
+                 context=[o for o in rendered.objects if o.stack != stack.name], holders=work.holders)  # fmt: skip
     fail_if_plan_failed(fresh, where=f"stack {stack.name}")
+    refuse_adoptions(fresh, work.objects, adopt)
     return fresh
 
 

@@ -14,7 +14,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +25,7 @@ from .identity import ObjectId
 from .kube import FIELD_MANAGER, ApiError, Conflict, Forbidden, Invalid, Kube, NotFound, ResourceType
 from .mask import Masker
 from .model import (
+    ANNOTATION_ADOPT,
     ANNOTATION_FORCE,
     ANNOTATION_REVISION,
     ANNOTATION_SSA,
@@ -35,6 +36,7 @@ from .model import (
     annotation,
     label,
 )
+from .ownership import OURS, Claim, Holders, Standing, not_ours
 from .validate import crd_scopes
 
 # Server-set fields that are never part of a diff: (path, ...) from the object root.
@@ -60,6 +62,7 @@ class Action(StrEnum):
     RECREATE = "recreate"  # an immutable field changed and the object opted in to delete + create
     UNCHANGED = "unchanged"
     PRUNE = "prune"
+    ADOPT = "adopt"  # it exists and is not ours (see the note: owned by …); applied only when adoption is allowed
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,7 @@ def plan(
     progress: Progress | None = None,
     revision: str | None = None,
     context: Sequence[RenderedObject] = (),
+    holders: Holders | None = None,
 ) -> Plan:
     """Plan ``objects`` (rendered and validated, namespaces defaulted) against the cluster behind ``kube``.
 
@@ -211,6 +215,9 @@ def plan(
     ``context`` holds the other objects of the run: a CRD or Namespace there counts as created before these.
     With ``revision``, objects are compared as if stamped with it — keeping a live object's own revision stamp, so
     a new commit alone changes nothing (apply stamps only the objects it writes).
+    With ``holders`` (who owns what on the target), a live object that is not ours is planned as ADOPT (its live
+    content not shown), one another stack of this repository handed over says so ("moved from stack A"), and a
+    recreate of an object not labelled ours fails.
     """
     masker = masker or Masker()
     types = kube.resource_types()
@@ -245,12 +252,12 @@ def plan(
     # The fast path proves "unchanged" from the live object alone: not for a kind a mutating webhook or policy may
     # change on apply (its change would only show in a dry-run).
     mutators = _mutators(kube, types) if fast and any(w.live is not None for w in work) else None
-    live_objects = [w.live for w in work if w.live is not None]
-    masker.learn([*(w.obj.body for w in work), *live_objects])
-
+    masker.learn([*(w.obj.body for w in work), *(w.live for w in work if w.live is not None)])
+    claims = _claims(work, holders)
+    by_id = {w.obj.id: w for w in _stamp(work, revision)}
     entries: list[PlanEntry] = []
     to_dry_run: list[_Work] = []
-    for w in _stamp(work, revision):
+    for w in by_id.values():
         ssa = annotation(w.obj.body, ANNOTATION_SSA)
         if ssa == "Ignore" or (ssa == "IfNotPresent" and w.live is not None):
             note = f"not applied ({ANNOTATION_SSA}: {ssa})"
@@ -258,23 +265,73 @@ def plan(
         elif w.rt is None or (w.live is None and w.rt.namespaced and w.obj.id.namespace in created_namespaces):
             reason = "its CRD is created by this plan" if w.rt is None else "its namespace is created by this plan"
             entries.append(_created(w.obj, stacks, masker, note=f"not dry-run: {reason}"))
-        elif w.live is not None and _provable(w, mutators) and proven_unchanged(w.obj.body, w.live, FIELD_MANAGER):
+        elif (
+            w.live is not None
+            and claims.get(w.obj.id, OURS).standing is Standing.OURS  # else the dry-run shows what taking it over does
+            and _provable(w, mutators)
+            and proven_unchanged(w.obj.body, w.live, FIELD_MANAGER)
+        ):
             entries.append(PlanEntry(w.obj.id, w.obj.stack, Action.UNCHANGED, w.obj.source, proven=True))
         else:
             to_dry_run.append(w)
 
-    for result in _dry_runs(kube, to_dry_run, stacks, masker, concurrency, progress):
+    for result in (
+        _judged(r, claims.get(r.id), by_id[r.id], target, stacks, masker)
+        for r in _dry_runs(kube, to_dry_run, stacks, masker, concurrency, progress)
+    ):
         if isinstance(result, PlanEntry):
             entries.append(result)
         else:
             failures.append(result)
 
     rendered = {o.id for o in objects}
-    entries.extend(_prunes(kube, types, stacks, previous or {}, rendered, masker))
+    entries.extend(_prunes(kube, types, target, stacks, previous or {}, rendered, masker))
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
-    strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
-    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays)
+    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests),
+                strays_of(live_index.values(), target, stacks, rendered, previous or {}))  # fmt: skip
+
+
+def _claims(work: Iterable[_Work], holders: Holders | None) -> dict[ObjectId, Claim]:
+    """Where each rendered object that exists stands (none without ``holders``: everything counts as ours)."""
+    if holders is None:
+        return {}
+    return {w.obj.id: holders.claim(w.obj.id, w.obj.stack, w.live) for w in work if w.live is not None}
+
+
+def _judged(
+    entry: PlanEntry | PlanFailure,
+    claim: Claim | None,
+    w: _Work,
+    target: str,
+    stacks: Mapping[str, Stack],
+    masker: Masker,
+) -> PlanEntry | PlanFailure:
+    """``entry`` (an existing object's dry-run verdict) as its ownership makes it: a foreign object is adopted (shown
+    as its manifest alone: the live content of an object not ours is never shown), a moved one says where from, and
+    only an object still labelled ours may be deleted to be recreated."""
+    if isinstance(entry, PlanFailure) or w.live is None or claim is None:
+        return entry
+    if entry.action is Action.RECREATE:
+        why = not_ours(w.live, target, w.obj.stack)
+        if why or claim.standing is not Standing.OURS:
+            owner = f"owned by {claim.holder}" if claim.standing is Standing.FOREIGN else why or ""
+            reason = (f"an immutable field changed, but it is not ours to delete and create again ({owner}); "
+                      f"change it back, or delete it by hand and re-run")  # fmt: skip
+            return PlanFailure(entry.id, entry.stack, entry.source, masker.scrub(reason))
+        return entry
+    if claim.standing is Standing.MOVED:
+        note = "; ".join(n for n in (entry.note, f"moved from stack {claim.holder}") if n)
+        return replace(entry, note=note)
+    if claim.standing is Standing.FOREIGN:
+        asked = (
+            f" (adopted: {ANNOTATION_ADOPT}: enabled)" if annotation(w.obj.body, ANNOTATION_ADOPT) == "enabled" else ""
+        )
+        after = _display(w.obj.body, ignored_pointers(_rules(stacks, w.obj.stack), w.obj.id), masker)
+        note = masker.scrub(f"owned by {claim.holder}; it exists, its live content is not shown{asked}")
+        return PlanEntry(entry.id, entry.stack, Action.ADOPT, entry.source, after=after, conflicts=entry.conflicts,
+                         note=note)  # fmt: skip
+    return entry
 
 
 def stray_message(oid: ObjectId, stack: str) -> str:
@@ -330,12 +387,14 @@ def _dry_runs(
 def _prunes(
     kube: Kube,
     types: Mapping[tuple[str, str], ResourceType],
+    target: str,
     stacks: Mapping[str, Stack],
     previous: Mapping[str, Iterable[ObjectId]],
     rendered: set[ObjectId],
     masker: Masker,
 ) -> list[PlanEntry]:
-    """Objects a stack that prunes applied last time and no longer renders, that still exist."""
+    """Objects a stack that prunes applied last time and no longer renders, that still exist and are still labelled
+    ours (prune leaves any other alone: :func:`~gitops_job.ownership.not_ours`)."""
     entries = []
     for stack_name, ids in previous.items():
         if stack_name in stacks and not stacks[stack_name].prune:
@@ -343,7 +402,7 @@ def _prunes(
         for oid in sorted(set(ids) - rendered):
             rt = next((t for t in types.values() if t.kind == oid.kind and t.group == oid.group), None)
             live = kube.get(rt, oid.name, oid.namespace or None, where=str(oid)) if rt else None
-            if live is not None:
+            if live is not None and not_ours(live, target, stack_name) is None:
                 entries.append(PlanEntry(oid, stack_name, Action.PRUNE, before=_display(live, [], masker)))
     return entries
 

@@ -2,10 +2,10 @@
 
 Guards, all checked before the first write of a run (:func:`guard`): never on an empty render, never more than
 ``threshold`` of a stack's inventory at once when that is :data:`MASS_PRUNE_MIN` objects or more (unless
-allowed). At delete time (:func:`prune`) each candidate must
-still carry this target's and stack's ownership labels; Namespaces, PersistentVolumeClaims and CRDs (which take
-data with them), and objects annotated ``gitops-job.io/prune: disabled``, are *retained*: their ownership labels
-are removed, nothing else changes. Deletes go in reverse apply order; a failed delete stays in the inventory.
+allowed). At delete time (:func:`prune`) each candidate must still carry this target's and stack's ownership labels
+(:func:`delete_owned`: the one delete, which recreate uses too); Namespaces, PersistentVolumeClaims and CRDs (which
+take data with them), and objects annotated ``gitops-job.io/prune: disabled``, are *retained*: their ownership
+labels are removed, nothing else changes. Deletes go in reverse apply order; a failed delete stays in the inventory.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from .errors import PruneError
 from .identity import ObjectId
 from .kube import ApiError, Kube, ResourceType
 from .mask import Masker
-from .model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET, annotation, label
+from .model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET, annotation
+from .ownership import not_ours
 
 DEFAULT_THRESHOLD = 0.5
 # The threshold guards against a broken render wiping a stack; removing one or two objects is a normal edit.
@@ -92,20 +93,36 @@ def prune(
 
 
 def _one(kube: Kube, rt: ResourceType, oid: ObjectId, target: str, stack: str) -> Pruned:
+    return delete_owned(kube, rt, oid, target=target, stack=stack, retain=True)
+
+
+def delete_owned(
+    kube: Kube,
+    rt: ResourceType,
+    oid: ObjectId,
+    *,
+    target: str,
+    stack: str,
+    retain: bool = False,
+    propagation: str = "Background",
+) -> Pruned:
+    """The one way gitops-job deletes an object (prune and recreate alike): only while it still carries ``target``'s
+    and ``stack``'s ownership labels (:func:`~gitops_job.ownership.not_ours`), and only that very object (its uid).
+    With ``retain``, a Namespace, PVC or CRD (unless ``prune: enabled``) or an object annotated ``prune: disabled``
+    is disowned instead."""
     live: dict[str, Any] | None = kube.get(rt, oid.name, oid.namespace or None, where=str(oid))
     if live is None:
         return Pruned(oid, Verdict.GONE, "already deleted")
-    owner = label(live, LABEL_STACK)
-    if label(live, LABEL_TARGET) != target or owner != stack:
-        why = f"now labelled for stack {owner}" if owner else "it does not carry this stack's ownership labels"
+    why = not_ours(live, target, stack)
+    if why:
         return Pruned(oid, Verdict.NOT_OURS, f"left alone: {why}")
     setting = annotation(live, ANNOTATION_PRUNE)
-    if setting == "disabled" or ((oid.group, oid.kind) in RETAINED_KINDS and setting != "enabled"):
+    if retain and (setting == "disabled" or ((oid.group, oid.kind) in RETAINED_KINDS and setting != "enabled")):
         _disown(kube, rt, oid)
         why = f"{ANNOTATION_PRUNE}: disabled" if setting == "disabled" else f"a {oid.kind} is never pruned by default"
         return Pruned(oid, Verdict.RETAINED, f"retained ({why}); no longer managed")
     uid = (live.get("metadata") or {}).get("uid")
-    deleted = kube.delete(rt, oid.name, oid.namespace or None, uid=uid, where=str(oid))
+    deleted = kube.delete(rt, oid.name, oid.namespace or None, uid=uid, propagation=propagation, where=str(oid))
     return Pruned(oid, Verdict.PRUNED if deleted else Verdict.GONE)
 
 

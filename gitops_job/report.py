@@ -20,7 +20,7 @@ from .plan import Action, Plan, PlanEntry, stray_message
 
 # One object's diff may take this many characters before it is cut, so one huge object cannot crowd out the rest.
 DIFF_BUDGET = 16_000
-_ORDER = (Action.CREATE, Action.UPDATE, Action.RECREATE, Action.PRUNE)
+_ORDER = (Action.CREATE, Action.ADOPT, Action.UPDATE, Action.RECREATE, Action.PRUNE)
 
 
 def to_yaml(obj: Any) -> str:
@@ -30,8 +30,9 @@ def to_yaml(obj: Any) -> str:
 def counts_line(plan: Plan) -> str:
     """``2 to create, 3 to update, 1 to prune, 40 unchanged`` (and failures, when there are any)."""
     recreate = f"{plan.count(Action.RECREATE)} to recreate, " if plan.count(Action.RECREATE) else ""
+    adopt = f"{plan.count(Action.ADOPT)} to adopt, " if plan.count(Action.ADOPT) else ""
     line = (
-        f"{plan.count(Action.CREATE)} to create, {plan.count(Action.UPDATE)} to update, {recreate}"
+        f"{plan.count(Action.CREATE)} to create, {adopt}{plan.count(Action.UPDATE)} to update, {recreate}"
         f"{plan.count(Action.PRUNE)} to prune, {plan.count(Action.UNCHANGED)} unchanged"
     )
     return line + (f", {len(plan.failures)} failed" if plan.failures else "")
@@ -95,6 +96,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "target": plan.target,
         "summary": {
             "create": plan.count(Action.CREATE),
+            "adopt": plan.count(Action.ADOPT),
             "update": plan.count(Action.UPDATE),
             "recreate": plan.count(Action.RECREATE),
             "prune": plan.count(Action.PRUNE),
@@ -200,6 +202,8 @@ def _warnings(plan: Plan) -> list[str]:
     groups = [
         ("will be deleted (pruned)", [e.id for e in plan.entries if e.action is Action.PRUNE], ""),
         ("will be deleted and created again", [e.id for e in plan.entries if e.action is Action.RECREATE], ""),
+        ("exist and are not ours", [e.id for e in plan.entries if e.action is Action.ADOPT],
+         ": apply takes them over only with --adopt or the annotation gitops-job.io/adopt: enabled"),
         ("carry a stack's ownership labels but are not in its inventory", [oid for _, oid in plan.strays],
          " (made by hand?); apply leaves them alone"),
         ("have an immutable field changed, blocked", [f.id for f in plan.failures if "immutable" in f.message],
