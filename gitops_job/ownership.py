@@ -65,11 +65,16 @@ class Holders:
     def claim(self, oid: ObjectId, stack: str, live: Mapping[str, Any]) -> Claim:
         """Where the live object ``oid`` that ``stack`` renders stands."""
         target, owner = label(live, LABEL_TARGET), label(live, LABEL_STACK)
-        if (target == self.target and owner == stack) or oid in self.inventories.get(stack, ()):
+        labelled = owner if target == self.target else None
+        if labelled == stack:
+            return OURS
+        # Listed in our inventory is ours too, unless another stack's inventory lists it and its labels name that
+        # stack: then it was handed over (or adopted by another repository) after our inventory was written.
+        if oid in self.inventories.get(stack, ()) and not (labelled and oid in self.inventories.get(labelled, ())):
             return OURS
         held = sorted(s for s, ids in self.inventories.items() if s != stack and oid in ids)
-        if target == self.target and owner and owner not in held:
-            held.insert(0, owner)
+        if labelled:
+            held = [labelled, *(s for s in held if s != labelled)]
         foreign = [s for s in held if not self.ours(s)]
         if foreign:
             return Claim(Standing.FOREIGN, self._describe(foreign[0]))
@@ -81,12 +86,12 @@ class Holders:
         return Claim(Standing.FOREIGN, f"{', '.join(managers) or 'someone else'}, not gitops-job")
 
     def _describe(self, stack: str) -> str:
+        """Who holds a stack that is not ours: another repository's (its inventory says so), or one this
+        repository's config does not know."""
         repository = self.repositories.get(stack)
-        if repository is not None and repository != self.repository:
+        if repository is not None:
             return f"stack {stack} of repository {repository}"
-        if stack not in self.stacks:
-            return f"stack {stack}, which is not in this repository's gitops.yaml"
-        return f"stack {stack}"  # pragma: no cover - a stack of ours is never foreign
+        return f"stack {stack}, which is not in this repository's gitops.yaml"
 
     def moved_out(self, stack: str, ids: Iterable[ObjectId]) -> frozenset[ObjectId]:
         """The ids among ``ids`` (``stack``'s inventory) that another stack renders now: handed over, never pruned."""

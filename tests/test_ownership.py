@@ -47,7 +47,7 @@ def test_item01_remote_names_one_repository_without_credentials(url: str, name: 
     assert TOKEN not in canonical_remote(url)
 
 
-A, B, X = (ObjectId("", "ConfigMap", "ns", n) for n in ("a", "b", "x"))
+A, B, C, X = (ObjectId("", "ConfigMap", "ns", n) for n in ("a", "b", "c", "x"))
 
 
 def live(target: str | None = None, stack: str | None = None, managers: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -61,7 +61,7 @@ HOLDERS = Holders(
     target="t",
     repository="github.com/o/mine",
     stacks=frozenset({"app", "infra"}),
-    inventories={"app": frozenset({A}), "infra": frozenset({X}), "theirs": frozenset({B}), "old": frozenset()},
+    inventories={"app": frozenset({A, C}), "infra": frozenset({X}), "theirs": frozenset({B, C}), "old": frozenset()},
     repositories={"app": "github.com/o/mine", "infra": None, "theirs": "github.com/o/other", "old": None},
     rendered={A: "app", X: "app", B: "app"},
 )
@@ -71,6 +71,9 @@ HOLDERS = Holders(
     ("oid", "body", "claim"),
     [
         pytest.param(A, live(), Claim(Standing.OURS), id="in-our-inventory"),
+        pytest.param(A, live("t", "stray"), Claim(Standing.OURS), id="in-our-inventory-relabelled-by-hand"),
+        pytest.param(C, live("t", "theirs"), Claim(Standing.FOREIGN, "stack theirs of repository github.com/o/other"),
+                     id="in-our-inventory-adopted-by-another-repository"),
         pytest.param(X, live("t", "app"), Claim(Standing.OURS), id="labelled-ours"),
         pytest.param(X, live("t", "infra"), Claim(Standing.MOVED, "infra"), id="from-another-stack-of-ours"),
         pytest.param(X, live(), Claim(Standing.MOVED, "infra"), id="in-another-stack-inventory"),
