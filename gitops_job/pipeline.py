@@ -346,9 +346,9 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
         plans = dict(zip(by_stack, planned, strict=True))
         whole = _merge(target.name, planned, kube.requests)
         fail_if_plan_failed(whole)
-        refuse_adoptions(whole, rendered.objects, options.adopt)
         if options.review is not None:
             options.review(whole)  # e.g. compare with the plan reviewed on the pull request; may refuse
+        refuse_adoptions(whole, rendered.objects, options.adopt)
         runs: list[StackRun] = []
         failed: set[str] = set()
         namespace_ready = False
