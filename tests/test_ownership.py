@@ -19,7 +19,7 @@ from gitops_job.inventory import inventory_name
 from gitops_job.kube import Kube
 from gitops_job.mask import Masker
 from gitops_job.model import RenderedObject, Source
-from gitops_job.ownership import Claim, Holders, Standing, reserved
+from gitops_job.ownership import Claim, Holders, Standing, claim_problem, reserved
 from gitops_job.plan import Action, Plan, PlanEntry
 from gitops_job.source import canonical_remote
 from tests.kube import AuditLog
@@ -45,6 +45,28 @@ TOKEN = "ghs_0123456789abcdefSECRETTOKEN"
 def test_item01_remote_names_one_repository_without_credentials(url: str, name: str) -> None:
     assert canonical_remote(url) == name
     assert TOKEN not in canonical_remote(url)
+
+
+INVENTORY = ObjectId("", "ConfigMap", "state", "gitops-job.t.app")
+
+
+@pytest.mark.parametrize(
+    ("stored", "ours", "fragments"),
+    [
+        (None, "github.com/o/mine", None),  # written before inventories named a repository: claimed
+        (None, None, None),
+        ("github.com/o/mine", "github.com/o/mine", None),
+        ("github.com/o/theirs", "github.com/o/mine", ("github.com/o/theirs", "github.com/o/mine", "rename")),
+        ("github.com/o/theirs", None, ("github.com/o/theirs", "no git remote and no name", "set name:")),
+    ],
+)
+def test_item01_claim_problem(stored: str | None, ours: str | None, fragments: tuple[str, ...] | None) -> None:
+    problem = claim_problem(INVENTORY, "app", stored, ours, "t")
+    if fragments is None:
+        assert problem is None
+    else:
+        assert problem is not None and all(f in problem for f in fragments), problem
+        assert "kubectl -n state delete configmap gitops-job.t.app" in problem
 
 
 A, B, C, X = (ObjectId("", "ConfigMap", "ns", n) for n in ("a", "b", "c", "x"))
