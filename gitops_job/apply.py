@@ -3,7 +3,7 @@
 Unchanged objects get no request at all. Steps come from :mod:`gitops_job.order`; the objects of one step are
 written concurrently over the one connection pool. After the first step, new CRDs must be Established (and
 discovery is refreshed) before their custom resources are applied. Every written object is stamped with the run's
-revision (``gitops-job.io/revision``). Per-object annotations (docs/apply.md, *Annotations*):
+revision (``gitops-job.io/revision``). Per-object annotations (docs/apply.md, *Per-object annotations*):
 
 * ``gitops-job.io/ssa: Merge`` — never take fields other managers own, even with ``--force-conflicts``: fields in
   conflict are left to their owners (and reported); ``IfNotPresent`` — create only; ``Ignore`` — never applied.

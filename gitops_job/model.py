@@ -35,7 +35,7 @@ LABEL_TARGET = "gitops-job.io/target"
 LABEL_STACK = "gitops-job.io/stack"
 # The git revision an object was last written at (set only on objects a run writes).
 ANNOTATION_REVISION = "gitops-job.io/revision"
-# Per-object controls (docs/apply.md, *Annotations*).
+# Per-object controls (docs/apply.md, *Per-object annotations*).
 ANNOTATION_SSA = "gitops-job.io/ssa"  # Override (default) | Merge | IfNotPresent | Ignore
 ANNOTATION_FORCE = "gitops-job.io/force"  # enabled: delete and recreate when an immutable field changes
 ANNOTATION_PRUNE = "gitops-job.io/prune"  # disabled: never delete; enabled: delete a Namespace, PVC or CRD too
