@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from tests.kube import AuditLog
+from tests.kube import crd as make_crd
 from tools.localcluster import build
 
 SCRIPT = str(Path(sys.executable).parent / "gitops-job")
@@ -233,3 +235,47 @@ def test_impersonation_denied_by_rbac_names_object_and_permission(
     assert f"ConfigMap/{namespace}/denied" in message, message
     assert f"system:serviceaccount:{namespace}:deployer" in message and "cannot patch" in message
     assert object_writes(audit, mark) == []
+
+
+# -- issue 11 ----------------------------------------------------------------------------------------------------------
+def _delete_crd(kubeconfig: Path, name: str) -> None:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    subprocess.run([str(build.binary("kubectl")), "delete", "crd", name, "--wait=false"],
+                   env=env, capture_output=True, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("crd_from", ["plain", "helm"])
+def test_item06_crd_in_one_stack_and_its_custom_resources_in_a_later_stack_apply_the_first_time(
+    crd_from: str, tmp_path: Path, kubeconfig: Path, namespace: str, api_client: client.ApiClient
+) -> None:
+    """Flux's layout: stack controllers holds a CRD (a plain manifest, or in a Helm chart's crds/), stack configs
+    (dependsOn controllers) a custom resource of it. The first apply creates both: the CRD's kind is served by the
+    time configs is applied, through the discovery every stack's connection shares."""
+    group = f"{namespace[-6:]}{crd_from}.example.com"
+    definition = json.dumps(make_crd(group, "Gizmo", {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}))  # fmt: skip
+    if crd_from == "helm":
+        controllers = "  - name: controllers\n    path: chart\n    render: helm\n"
+        files = {"chart/Chart.yaml": "apiVersion: v2\nname: controllers\nversion: 0.1.0\n",
+                 "chart/crds/gizmo.yaml": definition,
+                 "chart/templates/cm.yaml": cm("controller", namespace)}  # fmt: skip
+    else:
+        controllers = "  - name: controllers\n    path: controllers\n"
+        files = {"controllers/crd.yaml": definition}
+    gizmo = {"apiVersion": f"{group}/v1", "kind": "Gizmo", "metadata": {"name": "g", "namespace": namespace},
+             "spec": {"size": 3}}  # fmt: skip
+    write(tmp_path, {
+        "gitops.yaml": config(namespace, controllers + "  - name: configs\n    path: configs\n"
+                                         "    dependsOn: [controllers]\n"),
+        "configs/gizmo.yaml": json.dumps(gizmo), **files,
+    })  # fmt: skip
+    git_repo(tmp_path)
+    try:
+        result = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), "-o", "json", ok=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        doc = json.loads(result.stdout)
+        assert {s["stack"]: s["result"] for s in doc["stacks"]} == {"controllers": "succeeded", "configs": "succeeded"}
+        live = client.CustomObjectsApi(api_client).get_namespaced_custom_object(group, "v1", namespace, "gizmos", "g")
+        assert live["spec"] == {"size": 3}
+    finally:
+        _delete_crd(kubeconfig, f"gizmos.{group}")
