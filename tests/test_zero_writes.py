@@ -104,3 +104,23 @@ def test_bad_input_writes_nothing(
         assert fragment.replace("{ns}", namespace) in message, f"{fragment!r} missing from:\n{message}"
     assert audit.writes(mark) == [], "a write reached the API server"
     assert not Path("/tmp/gitops-job-pwned").exists()
+
+
+def test_item08_an_object_over_etcds_limit_stops_the_run_before_any_write(
+    tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog
+) -> None:
+    """A 1.6 MiB ConfigMap among other objects passes the API server's dry-run but not etcd: refused by validation."""
+    big = CM.format(name="big", ns="{ns}").replace("a: '1'", "blob: " + "x" * int(1.6 * 2**20))
+    _repo(tmp_path, {"app/a.yaml": CM.format(name="a", ns="{ns}"), "app/big.yaml": big,
+                     "app/z.yaml": CM.format(name="z", ns="{ns}")}, namespace)  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    for command in ("plan", "apply"):
+        mark = audit.mark()
+        result = subprocess.run(
+            [SCRIPT, command, "--repo", str(tmp_path)], capture_output=True, text=True, timeout=60, env=env
+        )
+        message = result.stdout + result.stderr
+        assert result.returncode == 1, message
+        assert f"validate: app/big.yaml:1: ConfigMap/{namespace}/big: is 1.60 MiB" in message, message
+        assert "1572864 bytes (1.5 MiB)" in message
+        assert audit.writes(mark) == [], "a write reached the API server"
