@@ -279,3 +279,62 @@ def test_item06_crd_in_one_stack_and_its_custom_resources_in_a_later_stack_apply
         assert live["spec"] == {"size": 3}
     finally:
         _delete_crd(kubeconfig, f"gizmos.{group}")
+
+
+def test_item07_apply_dry_runs_the_rest_of_the_stack_once_its_namespace_exists(
+    tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog
+) -> None:
+    """What the schema check leaves to the server (a Deployment without its required selector) is refused by the
+    dry-run apply makes right after the Namespace is created: nothing else of the stack is written."""
+    new_ns = f"{namespace}-new"
+    meta = {"name": "noselector", "namespace": new_ns}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+                  "spec": {"template": {"metadata": {"labels": {"a": "b"}},
+                                        "spec": {"containers": [{"name": "c", "image": "x"}]}}}}  # fmt: skip
+    write(tmp_path, {
+        "gitops.yaml": config(namespace, "  - name: app\n    path: app\n"),
+        "app/ns.yaml": json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": new_ns}}),
+        "app/cm.yaml": cm("settings", new_ns), "app/d.yaml": json.dumps(deployment),
+    })  # fmt: skip
+    git_repo(tmp_path)
+    mark = audit.mark()
+    try:
+        result = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), ok=False)
+        message = result.stdout + result.stderr
+        assert result.returncode == 1, message
+        assert f"Deployment/{new_ns}/noselector" in message and "refused by the dry-run" in message, message
+        assert "spec.selector: Required value" in message, message
+        assert object_writes(audit, mark) == [f"patch namespaces/{new_ns}/{new_ns}"]
+    finally:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        subprocess.run([str(build.binary("kubectl")), "delete", "namespace", new_ns, "--wait=false"],
+                       env=env, capture_output=True, check=False)  # fmt: skip
+
+
+def test_item10_a_field_ignored_by_json_pointer_and_changed_out_of_band_survives_an_apply(
+    tmp_path: Path, kubeconfig: Path, namespace: str, api_client: client.ApiClient
+) -> None:
+    """Argo CD's RespectIgnoreDifferences: an ignored field the manifest sets keeps its live value when apply writes
+    the object, so apply writes what the plan shows — b, changed by hand, stays; c, still ours, is not dropped."""
+    core = client.CoreV1Api(api_client)
+
+    def settings(a: str) -> str:
+        meta = {"name": "settings", "namespace": namespace}
+        return json.dumps(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"a": a, "b": "1", "c": "1"}}
+        )
+
+    stack = (f"  - name: app\n    path: app\n    namespace: {namespace}\n    ignoreDifferences:\n"
+             "      - kind: ConfigMap\n        name: settings\n        jsonPointers: [/data/b, /data/c]\n")  # fmt: skip
+    write(tmp_path, {"gitops.yaml": config(namespace, stack), "app/cm.yaml": settings("1")})
+    git_repo(tmp_path)
+    gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))
+    core.patch_namespaced_config_map("settings", namespace, {"data": {"b": "by hand"}}, field_manager="someone")
+
+    write(tmp_path, {"app/cm.yaml": settings("2")})
+    git_repo(tmp_path)
+    plan = json.loads(gitops_job(kubeconfig, "plan", "--repo", str(tmp_path), "-o", "json").stdout)
+    (entry,) = [e for e in plan["objects"] if e["id"].endswith("/settings")]
+    assert entry["action"] == "update" and not entry.get("conflicts"), entry
+    gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))
+    assert core.read_namespaced_config_map("settings", namespace).data == {"a": "2", "b": "by hand", "c": "1"}

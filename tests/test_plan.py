@@ -309,3 +309,27 @@ def test_admission_rules_matching(rule: dict[str, Any], resource: tuple[str, str
     assert parsed.may_mutate(rt) is mutates
     exact = admission_rules({"spec": {"matchConstraints": {"matchPolicy": "Exact", "resourceRules": [rule]}}})
     assert exact[0].may_mutate(rt) is (mutates and rule["apiGroups"] != ["extensions"])
+
+
+@pytest.mark.parametrize(
+    ("body", "live", "pointers", "expected"),
+    [
+        ({"data": {"a": "1", "b": "1"}}, {"data": {"a": "0", "b": "hand"}}, ["/data/b"],
+         {"data": {"a": "1", "b": "hand"}}),
+        ({"data": {"a": "1", "b": "1"}}, {"data": {"a": "0"}}, ["/data/b"], {"data": {"a": "1"}}),  # none live: out
+        ({"data": {"a": "1"}}, {"data": {"b": "hand"}}, ["/data/b"], {"data": {"a": "1"}}),  # not set: not added
+        ({"data": {"a": "1"}}, None, ["/data/a"], {"data": {"a": "1"}}),  # a new object is written as rendered
+        ({"spec": {"c": [{"i": "x"}, {"i": "y"}]}}, {"spec": {"c": [{"i": "x"}, {"i": "live"}]}}, ["/spec/c/1/i"],
+         {"spec": {"c": [{"i": "x"}, {"i": "live"}]}}),
+        ({"m": {"a/b": 1}}, {"m": {"a/b": 2}}, ["/m/a~1b"], {"m": {"a/b": 2}}),
+        ({"spec": {"r": 3, "x": 1}}, {"spec": {"r": 5, "x": 0}}, ["/spec"], {"spec": {"r": 5, "x": 0}}),
+    ],
+)  # fmt: skip
+def test_item10_applied_manifest_takes_ignored_fields_from_the_live_object(
+    body: dict[str, Any], live: dict[str, Any] | None, pointers: list[str], expected: dict[str, Any]
+) -> None:
+    from gitops_job.plan import pointer_path, respecting_ignored
+
+    before = copy.deepcopy(body)
+    assert respecting_ignored(body, live, [pointer_path(p) for p in pointers]) == expected
+    assert body == before, "the rendered manifest is never changed"
