@@ -365,15 +365,27 @@ def _dry_runs(
         try:
             return _dry_run(kube, w.rt, w.obj, w.live, stacks, masker)
         except ApiError as e:
-            hint = f"; to delete and recreate it, annotate it {ANNOTATION_FORCE}: enabled" if _immutable(e) else ""
-            message = masker.scrub(f"{e.reason} (HTTP {e.status}){hint}")
-            return PlanFailure(w.obj.id, w.obj.stack, w.obj.source, message)
+            return PlanFailure(w.obj.id, w.obj.stack, w.obj.source, masker.scrub(_refused(e)))
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for done, result in enumerate(pool.map(dry_run, todo), 1):
             if progress:
                 progress("dry-runs", done, len(todo))
             yield result
+
+
+def _refused(e: ApiError) -> str:
+    """Why a dry-run was refused, and what to do."""
+    if e.status == 400 and "does not support dry run" in e.reason:  # F7: the cluster's webhook, not the manifest
+        return (
+            f"cannot be dry-run, because of the cluster, not the manifest: {e.reason} (HTTP 400) — that admission"
+            " webhook declares sideEffects other than None or NoneOnDryRun, so the API server refuses to dry-run"
+            " what it intercepts and this object's change cannot be shown (it is not reported unchanged); ask the"
+            " webhook's owner to set sideEffects: None (or NoneOnDryRun), or to exclude this namespace or kind"
+            " from its rules"
+        )
+    hint = f"; to delete and recreate it, annotate it {ANNOTATION_FORCE}: enabled" if _immutable(e) else ""
+    return f"{e.reason} (HTTP {e.status}){hint}"
 
 
 def _prunes(
