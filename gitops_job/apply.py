@@ -28,7 +28,7 @@ from .identity import ObjectId
 from .kube import ApiError, Conflict, Forbidden, Kube, ResourceType
 from .mask import Masker
 from .model import ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, annotation
-from .plan import Action, Plan, PlanEntry, Progress, ignored_pointers, respecting_ignored
+from .plan import Action, Plan, PlanEntry, Progress, ignored_pointers, refusal, respecting_ignored
 from .wait import wait_for
 
 CRD_ESTABLISHED_TIMEOUT = 60.0
@@ -120,8 +120,8 @@ def _check(
     except Conflict:
         return None  # the write reports it, with the fields and managers
     except GitopsJobError as e:
-        status = f" (HTTP {e.status})" if isinstance(e, ApiError) else ""
-        message = f"refused by the dry-run made once its namespace or CRD existed{status}: {e.reason}"
+        reason = refusal(e) if isinstance(e, ApiError) else e.reason
+        message = f"refused by the dry-run made once its namespace or CRD existed: {reason}"
         return Applied(entry.id, entry.action, False, masker.scrub(f"{message}; nothing after them was written"))
     return None
 

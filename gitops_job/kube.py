@@ -314,7 +314,9 @@ class Kube:
                     url = d.openapi_paths.get(key)
                     path, _, query = (url or "").partition("?")
                     d.openapi[key] = self.request("GET", path, query=parse_qsl(query)) if path else None
-                except (NotFound, Forbidden):
+                except (
+                    ApiError
+                ):  # not published, not readable: nothing is checked against it (apply's dry-run still is)
                     d.openapi[key] = None
             return d.openapi[key]
 

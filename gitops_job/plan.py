@@ -365,7 +365,7 @@ def _dry_runs(
         try:
             return _dry_run(kube, w.rt, w.obj, w.live, stacks, masker)
         except ApiError as e:
-            return PlanFailure(w.obj.id, w.obj.stack, w.obj.source, masker.scrub(_refused(e)))
+            return PlanFailure(w.obj.id, w.obj.stack, w.obj.source, masker.scrub(refusal(e)))
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for done, result in enumerate(pool.map(dry_run, todo), 1):
@@ -374,7 +374,7 @@ def _dry_runs(
             yield result
 
 
-def _refused(e: ApiError) -> str:
+def refusal(e: ApiError) -> str:
     """Why a dry-run was refused, and what to do."""
     if e.status == 400 and "does not support dry run" in e.reason:  # F7: the cluster's webhook, not the manifest
         return (
@@ -521,7 +521,7 @@ def _schema_checked(
     kube: Kube, todo: Sequence[_Work], run: Sequence[RenderedObject], stacks: Mapping[str, Stack], masker: Masker
 ) -> Iterator[PlanEntry | PlanFailure]:
     """Objects that cannot be dry-run yet (their CRD or namespace is created by this run, among ``run``), checked
-    against the schema the API server will hold them to (:mod:`gitops_job.schema`)."""
+    against the schema the API server will hold them to (:mod:`gitops_job.schema`); apply dry-runs them later."""
     schemas = Schemas(kube.openapi, (o.body for o in run))
     for w in todo:
         reason = "its CRD is created by this plan" if w.rt is None else "its namespace is created by this plan"
@@ -529,18 +529,11 @@ def _schema_checked(
         if problems:
             message = f"not valid against {schema} (not dry-run: {reason}): {'; '.join(problems)}; fix the manifest"
             yield PlanFailure(w.obj.id, w.obj.stack, w.obj.source, masker.scrub(message))
-        else:
-            yield _created(
-                w.obj, stacks, masker, note=f"not dry-run: {reason}; checked against {schema}", deferred=True
-            )
-
-
-def _created(
-    obj: RenderedObject, stacks: Mapping[str, Stack], masker: Masker, note: str = "", *, deferred: bool = False
-) -> PlanEntry:
-    ignore = ignored_pointers(_rules(stacks, obj.stack), obj.id)
-    after = _display(obj.body, ignore, masker)
-    return PlanEntry(obj.id, obj.stack, Action.CREATE, obj.source, after=after, note=note, deferred=deferred)
+            continue
+        checked = f"checked against {schema}" if schema else "no schema published to check it against"
+        after = _display(w.obj.body, ignored_pointers(_rules(stacks, w.obj.stack), w.obj.id), masker)
+        note = f"not dry-run: {reason}; {checked}"
+        yield PlanEntry(w.obj.id, w.obj.stack, Action.CREATE, w.obj.source, after=after, note=note, deferred=True)
 
 
 def _rules(stacks: Mapping[str, Stack], name: str) -> tuple[IgnoreDifference, ...]:
