@@ -174,24 +174,33 @@ def ignored_pointers(rules: Iterable[IgnoreDifference], oid: ObjectId) -> list[l
 def respecting_ignored(body: dict[str, Any], live: Mapping[str, Any] | None, ignore: list[list[str]]) -> dict[str, Any]:
     """``body`` as apply writes it, like Argo CD's ``RespectIgnoreDifferences``: each ignored field the manifest sets
     takes the live object's value, or is left out where the live object has none — so what is applied is what the
-    plan shows, and a field changed out of band survives. A new object (no ``live``) is written as rendered."""
+    plan shows, and a field changed out of band survives. A new object (no ``live``) is written as rendered. What
+    gitops-job itself sets (the ownership labels, the revision stamp) is never taken from the live object."""
     if live is None or not ignore:
         return body
     out = copy.deepcopy(body)
     for path in ignore:
-        if _lookup(out, path) is _ABSENT:
-            continue
-        value = _lookup(live, path)
-        if value is _ABSENT:
-            _remove(out, path)
-        else:
-            parent = _lookup(out, path[:-1])
-            key: Any = int(path[-1]) if isinstance(parent, list) else path[-1]
-            parent[key] = copy.deepcopy(value)
+        if _lookup(out, path) is not _ABSENT:
+            _put(out, path, _lookup(live, path))
+    for own in _OWN:
+        _put(out, own, _lookup(body, own))
     return out
 
 
 _ABSENT = object()
+#: Paths of what gitops-job sets on every object it writes.
+_OWN = (("metadata", "labels", LABEL_TARGET), ("metadata", "labels", LABEL_STACK),
+        ("metadata", "annotations", ANNOTATION_REVISION))  # fmt: skip
+
+
+def _put(node: Any, path: Sequence[str], value: Any) -> None:
+    """Set ``path`` to a copy of ``value`` (creating maps on the way), or remove it when ``value`` is absent."""
+    if value is _ABSENT:
+        _remove(node, list(path))
+        return
+    for key in path[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    node[int(path[-1]) if isinstance(node, list) else path[-1]] = copy.deepcopy(value)
 
 
 def _lookup(node: Any, path: Sequence[str]) -> Any:

@@ -324,6 +324,15 @@ def test_admission_rules_matching(rule: dict[str, Any], resource: tuple[str, str
          {"spec": {"c": [{"i": "x"}, {"i": "live"}]}}),
         ({"m": {"a/b": 1}}, {"m": {"a/b": 2}}, ["/m/a~1b"], {"m": {"a/b": 2}}),
         ({"spec": {"r": 3, "x": 1}}, {"spec": {"r": 5, "x": 0}}, ["/spec"], {"spec": {"r": 5, "x": 0}}),
+        # what gitops-job sets itself is never taken from the live object
+        ({"metadata": {"labels": {"a": "1", "gitops-job.io/stack": "app"}}},
+         {"metadata": {"labels": {"a": "2", "gitops-job.io/stack": "other"}}}, ["/metadata/labels"],
+         {"metadata": {"labels": {"a": "2", "gitops-job.io/stack": "app"}}}),
+        ({"metadata": {"annotations": {"gitops-job.io/revision": "new"}}},
+         {"metadata": {"annotations": {"x": "y", "gitops-job.io/revision": "old"}}}, ["/metadata/annotations"],
+         {"metadata": {"annotations": {"x": "y", "gitops-job.io/revision": "new"}}}),
+        ({"metadata": {"name": "n"}}, {"metadata": {"labels": {"gitops-job.io/stack": "x"}}}, ["/metadata/labels"],
+         {"metadata": {"name": "n"}}),
     ],
 )  # fmt: skip
 def test_item10_applied_manifest_takes_ignored_fields_from_the_live_object(
