@@ -2,8 +2,9 @@
 
 Unchanged objects get no request at all. Steps come from :mod:`gitops_job.order`; the objects of one step are
 written concurrently over the one connection pool. After the first step, new CRDs must be Established (and
-discovery is refreshed) before their custom resources are applied. What the plan could not dry-run (an object in a
-Namespace, or of a CRD, that the run creates) is dry-run once they exist, before anything after them is written.
+discovery is refreshed) before their custom resources are applied. Then, before anything after them is written,
+what the plan could not dry-run (an object in a Namespace, or of a CRD, that the run creates) is dry-run — and
+everything else that changes, when the stack has just written Namespaces or CRDs.
 Every written object is stamped with the run's revision (``gitops-job.io/revision``). Per-object annotations
 (docs/annotations.md):
 
@@ -71,12 +72,15 @@ def apply_plan(
     steps = order.steps(todo, lambda e: e.id)
     after_first = next((i for i, step in enumerate(steps) if order.stage(step[0].id) > order.FIRST_STAGE), None)
     for i, step in enumerate(steps):
-        if i == after_first:  # the Namespaces and CRDs exist now: dry-run what the plan could not, before any of it
-            deferred = [e for later in steps[i:] for e in later if e.deferred]
+        if i == after_first:
+            # The Namespaces and CRDs exist now: dry-run the rest before writing any of it — what the plan could not
+            # dry-run, and everything when this stack just wrote Namespaces or CRDs (a CRD's new schema, a
+            # Namespace's new labels may refuse what the plan's dry-run accepted). A recreate cannot be dry-run.
+            rest = [
+                e for later in steps[i:] for e in later if e.deferred or (i > 0 and e.action is not Action.RECREATE)
+            ]
             with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-                checked = pool.map(
-                    lambda e: _check(kube, e, objects[e.id], revision, masker, force_conflicts), deferred
-                )
+                checked = pool.map(lambda e: _check(kube, e, objects[e.id], revision, masker, force_conflicts), rest)
                 refused = [r for r in checked if r is not None]
             if refused:
                 results.extend(refused)
@@ -110,7 +114,8 @@ def _established(kube: Kube, crds: Sequence[ObjectId]) -> None:
 def _check(
     kube: Kube, entry: PlanEntry, obj: RenderedObject, revision: str, masker: Masker, force_conflicts: bool
 ) -> Applied | None:
-    """Dry-run one deferred entry as it will be written; the refusal, or None."""
+    """Dry-run one entry as it will be written (ignored fields aside: they only matter as conflicts, which the write
+    reports); the refusal, or None."""
     body = _body(obj, revision)
     rt = kube.resource_type(str(body.get("apiVersion")), entry.id.kind)
     if rt is None:
@@ -121,7 +126,7 @@ def _check(
         return None  # the write reports it, with the fields and managers
     except GitopsJobError as e:
         reason = refusal(e) if isinstance(e, ApiError) else e.reason
-        message = f"refused by the dry-run made once its namespace or CRD existed: {reason}"
+        message = f"refused by the dry-run made after this run's Namespaces and CRDs were written: {reason}"
         return Applied(entry.id, entry.action, False, masker.scrub(f"{message}; nothing after them was written"))
     return None
 

@@ -338,3 +338,42 @@ def test_item10_a_field_ignored_by_json_pointer_and_changed_out_of_band_survives
     assert entry["action"] == "update" and not entry.get("conflicts"), entry
     gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))
     assert core.read_namespaced_config_map("settings", namespace).data == {"a": "2", "b": "by hand", "c": "1"}
+
+
+def test_item07_after_writing_a_crd_apply_dry_runs_the_rest_before_writing_any_of_it(
+    tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog
+) -> None:
+    """A CRD update that tightens its schema (size at most 5) and a custom resource changed to size 10 in one commit:
+    the plan's dry-run of the resource ran against the old schema and passed. Once the CRD is written, apply
+    dry-runs the rest of the stack again, so the resource is refused before the ConfigMap beside it is written."""
+    group = f"{namespace[-6:]}.example.com"
+
+    def definition(maximum: int | None) -> str:
+        size: dict[str, Any] = {"type": "integer", **({"maximum": maximum} if maximum else {})}
+        spec = {"type": "object", "properties": {"size": size}}
+        return json.dumps(make_crd(group, "Gizmo", {"type": "object", "properties": {"spec": spec}}))
+
+    def gizmo(size: int) -> str:
+        meta = {"name": "g", "namespace": namespace}
+        return json.dumps({"apiVersion": f"{group}/v1", "kind": "Gizmo", "metadata": meta, "spec": {"size": size}})
+
+    stack = "  - name: app\n    path: app\n"
+    write(tmp_path, {"gitops.yaml": config(namespace, stack), "app/crd.yaml": definition(None), "app/g.yaml": gizmo(3),
+                     "app/cm.yaml": cm("beside", namespace)})  # fmt: skip
+    git_repo(tmp_path)
+    try:
+        gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))
+        write(
+            tmp_path,
+            {"app/crd.yaml": definition(5), "app/g.yaml": gizmo(10), "app/cm.yaml": cm("beside", namespace, "2")},
+        )
+        git_repo(tmp_path)
+        mark = audit.mark()
+        result = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), ok=False)
+        message = result.stdout + result.stderr
+        assert result.returncode == 1, message
+        assert f"Gizmo/{namespace}/g" in message and "refused by the dry-run" in message, message
+        assert "spec.size: Invalid value: 10" in message, message
+        assert object_writes(audit, mark) == [f"patch customresourcedefinitions//gizmos.{group}"]
+    finally:
+        _delete_crd(kubeconfig, f"gizmos.{group}")
