@@ -2,8 +2,11 @@
 
 Unchanged objects get no request at all. Steps come from :mod:`gitops_job.order`; the objects of one step are
 written concurrently over the one connection pool. After the first step, new CRDs must be Established (and
-discovery is refreshed) before their custom resources are applied. Every written object is stamped with the run's
-revision (``gitops-job.io/revision``). Per-object annotations (docs/apply.md, *Per-object annotations*):
+discovery is refreshed) before their custom resources are applied. Then, before anything after them is written,
+what the plan could not dry-run (an object in a Namespace, or of a CRD, that the run creates) is dry-run — and
+everything else that changes, when the stack has just written Namespaces or CRDs.
+Every written object is stamped with the run's revision (``gitops-job.io/revision``). Per-object annotations
+(docs/apply.md, *Per-object annotations*):
 
 * ``gitops-job.io/ssa: Merge`` — never take fields other managers own, even with ``--force-conflicts``: fields in
   conflict are left to their owners (and reported); ``IfNotPresent`` — create only; ``Ignore`` — never applied.
@@ -20,12 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import order
+from .config import IgnoreDifference
 from .errors import ApplyError, GitopsJobError
 from .identity import ObjectId
 from .kube import ApiError, Conflict, Forbidden, Kube, ResourceType
 from .mask import Masker
 from .model import ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, annotation
-from .plan import Action, Plan, PlanEntry, Progress
+from .plan import Action, Plan, PlanEntry, Progress, ignored_pointers, refusal, respecting_ignored
 from .prune import Verdict, delete_owned
 from .wait import wait_for
 
@@ -59,16 +63,36 @@ def apply_plan(
     force_conflicts: bool = False,
     concurrency: int = 16,
     progress: Progress | None = None,
+    ignore_differences: Sequence[IgnoreDifference] = (),
 ) -> list[Applied]:
     """Write every CREATE / UPDATE / RECREATE / ADOPT entry of ``plan``, step by step; stops after a step with a
-    failure. A RECREATE deletes only an object that is still ours (labelled for ``plan.target`` and its stack)."""
+    failure. A RECREATE deletes only an object that is still ours (labelled for ``plan.target`` and its stack).
+
+    A field ``ignore_differences`` names keeps its live value on update (:func:`~gitops_job.plan.respecting_ignored`).
+    """
     todo = [e for e in plan.entries if e.action in WRITTEN]
     results: list[Applied] = []
     done = 0
-    for step in order.steps(todo, lambda e: e.id):
+    steps = order.steps(todo, lambda e: e.id)
+    after_first = next((i for i, step in enumerate(steps) if order.stage(step[0].id) > order.FIRST_STAGE), None)
+    for i, step in enumerate(steps):
+        if i == after_first:
+            # The Namespaces and CRDs exist now: dry-run the rest before writing any of it — what the plan could not
+            # dry-run, and everything when this stack just wrote Namespaces or CRDs (a CRD's new schema, a
+            # Namespace's new labels may refuse what the plan's dry-run accepted). A recreate cannot be dry-run.
+            rest = [
+                e for later in steps[i:] for e in later if e.deferred or (i > 0 and e.action is not Action.RECREATE)
+            ]
+            with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+                checked = pool.map(lambda e: _check(kube, e, objects[e.id], revision, masker, force_conflicts), rest)
+                refused = [r for r in checked if r is not None]
+            if refused:
+                results.extend(refused)
+                break
 
         def write(entry: PlanEntry) -> Applied:
-            return _write(kube, plan.target, entry, objects[entry.id], revision, masker, force_conflicts)
+            pointers = ignored_pointers(ignore_differences, entry.id)
+            return _write(kube, plan.target, entry, objects[entry.id], revision, masker, force_conflicts, pointers)
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             for result in pool.map(write, step):
@@ -91,17 +115,54 @@ def _established(kube: Kube, crds: Sequence[ObjectId]) -> None:
     kube.invalidate_discovery()
 
 
-def _write(
-    kube: Kube, target: str, entry: PlanEntry, obj: RenderedObject, revision: str, masker: Masker, force_conflicts: bool
-) -> Applied:
+def _check(
+    kube: Kube, entry: PlanEntry, obj: RenderedObject, revision: str, masker: Masker, force_conflicts: bool
+) -> Applied | None:
+    """Dry-run one entry as it will be written (ignored fields aside: they only matter as conflicts, which the write
+    reports); the refusal, or None."""
+    body = _body(obj, revision)
+    rt = kube.resource_type(str(body.get("apiVersion")), entry.id.kind)
+    if rt is None:
+        return Applied(entry.id, entry.action, False, "its kind is not served (was its CRD applied?)")
+    try:
+        kube.apply(rt, body, dry_run=True, force=force_conflicts, where=str(entry.id))
+    except Conflict:
+        return None  # the write reports it, with the fields and managers
+    except GitopsJobError as e:
+        reason = refusal(e) if isinstance(e, ApiError) else e.reason
+        message = f"refused by the dry-run made after this run's Namespaces and CRDs were written: {reason}"
+        return Applied(entry.id, entry.action, False, masker.scrub(f"{message}; nothing after them was written"))
+    return None
+
+
+def _body(obj: RenderedObject, revision: str) -> dict[str, Any]:
+    """The manifest as written: stamped with the run's revision."""
     body = copy.deepcopy(obj.body)
     body.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_REVISION] = revision
+    return body
+
+
+def _write(
+    kube: Kube,
+    target: str,
+    entry: PlanEntry,
+    obj: RenderedObject,
+    revision: str,
+    masker: Masker,
+    force_conflicts: bool,
+    ignore: list[list[str]],
+) -> Applied:
+    body = _body(obj, revision)
     merge = annotation(body, ANNOTATION_SSA) == "Merge"
     rt = kube.resource_type(str(body.get("apiVersion")), entry.id.kind)
     where = str(entry.id)
     if rt is None:
         return Applied(entry.id, entry.action, False, "its kind is not served (was its CRD applied?)")
     try:
+        if ignore and entry.action in (Action.UPDATE, Action.ADOPT):  # ignored fields keep their live values
+            body = respecting_ignored(
+                body, kube.get(rt, entry.id.name, entry.id.namespace or None, where=where), ignore
+            )
         if entry.action is Action.RECREATE:
             _delete_and_wait(kube, rt, entry.id, target, entry.stack)
         try:

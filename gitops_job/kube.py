@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import urllib3
 from kubernetes import client, config
@@ -97,6 +97,22 @@ class ResourceType:
         return f"{base}/{quote(name, safe='')}" if name else base
 
 
+class _Discovery:
+    """What the API server serves, shared by every view of one connection (impersonating, with a deadline): the
+    kinds (aggregated discovery) and the OpenAPI v3 documents asked for, each fetched once per run and dropped
+    together when a CRD changes what is served."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.types: dict[tuple[str, str], ResourceType] | None = None
+        self.openapi_paths: dict[str, str] | None = None  # "apis/apps/v1" -> its document's URL
+        self.openapi: dict[str, Mapping[str, Any] | None] = {}
+
+    def clear(self) -> None:
+        with self.lock:
+            self.types, self.openapi_paths, self.openapi = None, None, {}
+
+
 class Kube:
     """A connection to one cluster: discovery, list, get, server-side apply (and its dry-run), delete."""
 
@@ -108,7 +124,7 @@ class Kube:
         self.timeout = timeout
         self.requests: Counter[str] = Counter()  # by HTTP verb
         self._lock = threading.Lock()
-        self._types: dict[tuple[str, str], ResourceType] | None = None
+        self._discovery = _Discovery()  # shared by every view
         self.impersonate: str | None = None  # a user name sent as Impersonate-User
         self.deadline: float | None = None  # time.monotonic() after which no request starts
         self.deadline_label = "the deadline"
@@ -253,29 +269,56 @@ class Kube:
 
     # -- discovery ---------------------------------------------------------------------------------------------------
     def resource_types(self) -> dict[tuple[str, str], ResourceType]:
-        """Every served kind by ``(apiVersion, kind)``, from aggregated discovery (two requests, cached per run)."""
-        if self._types is None:
-            types: dict[tuple[str, str], ResourceType] = {}
-            for root in ("/api", "/apis"):
-                doc = self.request("GET", root, accept=_AGGREGATED_DISCOVERY)
-                for group in doc.get("items") or []:
-                    name = (group.get("metadata") or {}).get("name", "")
-                    for version in group.get("versions") or []:
-                        for res in version.get("resources") or []:
-                            rt = ResourceType(
-                                group=name,
-                                version=version["version"],
-                                kind=res["responseKind"]["kind"],
-                                plural=res["resource"],
-                                namespaced=res.get("scope") == "Namespaced",
-                                verbs=frozenset(res.get("verbs") or ()),
-                            )
-                            types.setdefault((rt.api_version, rt.kind), rt)
-            self._types = types
-        return self._types
+        """Every served kind by ``(apiVersion, kind)``, from aggregated discovery (two requests, cached per run and
+        shared by every view of this connection)."""
+        d = self._discovery
+        with d.lock:
+            if d.types is None:
+                d.types = self._discover()
+            return d.types
+
+    def _discover(self) -> dict[tuple[str, str], ResourceType]:
+        types: dict[tuple[str, str], ResourceType] = {}
+        for root in ("/api", "/apis"):
+            doc = self.request("GET", root, accept=_AGGREGATED_DISCOVERY)
+            for group in doc.get("items") or []:
+                name = (group.get("metadata") or {}).get("name", "")
+                for version in group.get("versions") or []:
+                    for res in version.get("resources") or []:
+                        rt = ResourceType(
+                            group=name,
+                            version=version["version"],
+                            kind=res["responseKind"]["kind"],
+                            plural=res["resource"],
+                            namespaced=res.get("scope") == "Namespaced",
+                            verbs=frozenset(res.get("verbs") or ()),
+                        )
+                        types.setdefault((rt.api_version, rt.kind), rt)
+        return types
 
     def invalidate_discovery(self) -> None:
-        self._types = None
+        """Forget what is served (for every view of this connection): after a CRD is Established, say."""
+        self._discovery.clear()
+
+    def openapi(self, api_version: str) -> Mapping[str, Any] | None:
+        """The OpenAPI v3 document the API server publishes for one group-version (``apps/v1``, ``v1``), or None
+        when it publishes none (or may not be read); only the group-versions asked for are fetched, once per run."""
+        key = f"apis/{api_version}" if "/" in api_version else f"api/{api_version}"
+        d = self._discovery
+        with d.lock:
+            if key not in d.openapi:
+                try:
+                    if d.openapi_paths is None:
+                        paths = (self.request("GET", "/openapi/v3") or {}).get("paths") or {}
+                        d.openapi_paths = {k: str(v.get("serverRelativeURL") or "") for k, v in paths.items()}
+                    url = d.openapi_paths.get(key)
+                    path, _, query = (url or "").partition("?")
+                    d.openapi[key] = self.request("GET", path, query=parse_qsl(query)) if path else None
+                except (
+                    ApiError
+                ):  # not published, not readable: nothing is checked against it (apply's dry-run still is)
+                    d.openapi[key] = None
+            return d.openapi[key]
 
     def resource_type(self, api_version: str, kind: str) -> ResourceType | None:
         return self.resource_types().get((api_version, kind))

@@ -46,11 +46,15 @@ _RANK = {kind: i for i, kinds in enumerate(KIND_RANK) for kind in kinds}
 CUSTOM_RANK = len(KIND_RANK)
 
 
+#: The stage of :data:`FIRST`: ``stage(oid) <= FIRST_STAGE`` for Namespaces, CRDs and ClusterRoles only.
+FIRST_STAGE = (0, 0)
+
+
 def stage(oid: ObjectId) -> tuple[int, int]:
     """``(stage, rank)`` of an object: lower goes first."""
     key = (oid.group, oid.kind)
     if key in FIRST:
-        return (0, 0)
+        return FIRST_STAGE
     if oid.kind.endswith("Class"):
         return (1, 0)
     if key in LAST:

@@ -525,7 +525,8 @@ def _apply_stack(
                 inv = inventory.write(kube, dc_replace(inv, objects=inv.objects | new))  # write-ahead: old + new
             bodies = {o.id: o for o in objects}
             applied = apply_plan(skube, stack_plan, bodies, revision, masker, force_conflicts=options.force_conflicts,
-                                 concurrency=settings.concurrency, progress=progress)  # fmt: skip
+                                 concurrency=settings.concurrency, progress=progress,
+                                 ignore_differences=stack.ignore_differences)  # fmt: skip
             fail_if_apply_failed(stack.name, applied)
             stage = "prune"
             if stack.prune and old - new:

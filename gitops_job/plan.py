@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from itertools import chain
 from typing import Any
 
 from .config import IgnoreDifference, Stack
@@ -37,6 +38,7 @@ from .model import (
     label,
 )
 from .ownership import OURS, Claim, Holders, Standing, not_ours
+from .schema import Schemas
 from .validate import crd_scopes
 
 # Server-set fields that are never part of a diff: (path, ...) from the object root.
@@ -86,6 +88,9 @@ class PlanEntry:
     conflicts: tuple[FieldConflict, ...] = ()
     proven: bool = False  # unchanged, proven without a dry-run
     note: str = ""
+    #: Not dry-run (its Namespace or CRD is created by this plan): checked against its schema; apply dry-runs it once
+    #: the Namespace or CRD exists, before writing anything after them.
+    deferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,50 @@ def ignored_pointers(rules: Iterable[IgnoreDifference], oid: ObjectId) -> list[l
     ]
 
 
+def respecting_ignored(body: dict[str, Any], live: Mapping[str, Any] | None, ignore: list[list[str]]) -> dict[str, Any]:
+    """``body`` as apply writes it, like Argo CD's ``RespectIgnoreDifferences``: each ignored field the manifest sets
+    takes the live object's value, or is left out where the live object has none — so what is applied is what the
+    plan shows, and a field changed out of band survives. A new object (no ``live``) is written as rendered. What
+    gitops-job itself sets (the ownership labels, the revision stamp) is never taken from the live object."""
+    if live is None or not ignore:
+        return body
+    out = copy.deepcopy(body)
+    for path in ignore:
+        if _lookup(out, path) is not _ABSENT:
+            _put(out, path, _lookup(live, path))
+    for own in _OWN:
+        _put(out, own, _lookup(body, own))
+    return out
+
+
+_ABSENT = object()
+#: Paths of what gitops-job sets on every object it writes.
+_OWN = (("metadata", "labels", LABEL_TARGET), ("metadata", "labels", LABEL_STACK),
+        ("metadata", "annotations", ANNOTATION_REVISION))  # fmt: skip
+
+
+def _put(node: Any, path: Sequence[str], value: Any) -> None:
+    """Set ``path`` to a copy of ``value`` (creating maps on the way), or remove it when ``value`` is absent."""
+    if value is _ABSENT:
+        _remove(node, list(path))
+        return
+    for key in path[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    node[int(path[-1]) if isinstance(node, list) else path[-1]] = copy.deepcopy(value)
+
+
+def _lookup(node: Any, path: Sequence[str]) -> Any:
+    """The value at ``path`` (dict keys, list indices), or :data:`_ABSENT`."""
+    for key in path:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return _ABSENT
+    return node
+
+
 def _display(obj: Mapping[str, Any], ignore: list[list[str]], masker: Masker) -> dict[str, Any]:
     out = normalise(obj)
     for path in ignore:
@@ -190,6 +239,12 @@ class _Work:
     obj: RenderedObject
     rt: ResourceType | None
     live: dict[str, Any] | None
+
+
+def _respected(w: _Work, stacks: Mapping[str, Stack]) -> _Work:
+    """``w`` with its manifest as apply will write it (:func:`respecting_ignored`)."""
+    body = respecting_ignored(w.obj.body, w.live, ignored_pointers(_rules(stacks, w.obj.stack), w.obj.id))
+    return w if body is w.obj.body else _Work(RenderedObject(w.obj.id, body, w.obj.source, w.obj.stack), w.rt, w.live)
 
 
 def plan(
@@ -247,7 +302,7 @@ def plan(
                 reason = masker.scrub(f"may not list {rt.plural} (HTTP 403): {denied[o.id.namespace].reason}")
                 failures.append(PlanFailure(o.id, o.stack, o.source, reason))
             else:
-                work.append(_Work(o, rt, live_index.get(o.id)))
+                work.append(_respected(_Work(o, rt, live_index.get(o.id)), stacks))
 
     # The fast path proves "unchanged" from the live object alone: not for a kind a mutating webhook or policy may
     # change on apply (its change would only show in a dry-run).
@@ -257,14 +312,14 @@ def plan(
     by_id = {w.obj.id: w for w in _stamp(work, revision)}
     entries: list[PlanEntry] = []
     to_dry_run: list[_Work] = []
+    not_yet: list[_Work] = []  # cannot be dry-run before this plan's CRDs and namespaces exist
     for w in by_id.values():
         ssa = annotation(w.obj.body, ANNOTATION_SSA)
         if ssa == "Ignore" or (ssa == "IfNotPresent" and w.live is not None):
             note = f"not applied ({ANNOTATION_SSA}: {ssa})"
             entries.append(PlanEntry(w.obj.id, w.obj.stack, Action.UNCHANGED, w.obj.source, note=note))
         elif w.rt is None or (w.live is None and w.rt.namespaced and w.obj.id.namespace in created_namespaces):
-            reason = "its CRD is created by this plan" if w.rt is None else "its namespace is created by this plan"
-            entries.append(_created(w.obj, stacks, masker, note=f"not dry-run: {reason}"))
+            not_yet.append(w)  # checked against its schema instead
         elif (
             w.live is not None
             and claims.get(w.obj.id, OURS).standing is Standing.OURS  # else the dry-run shows what taking it over does
@@ -275,9 +330,12 @@ def plan(
         else:
             to_dry_run.append(w)
 
-    for result in (
-        _judged(r, claims.get(r.id), by_id[r.id], target, stacks, masker)
-        for r in _dry_runs(kube, to_dry_run, stacks, masker, concurrency, progress)
+    for result in chain(
+        _schema_checked(kube, not_yet, [*objects, *context], stacks, masker),
+        (
+            _judged(r, claims.get(r.id), by_id[r.id], target, stacks, masker)
+            for r in _dry_runs(kube, to_dry_run, stacks, masker, concurrency, progress)
+        ),
     ):
         if isinstance(result, PlanEntry):
             entries.append(result)
@@ -373,15 +431,27 @@ def _dry_runs(
         try:
             return _dry_run(kube, w.rt, w.obj, w.live, stacks, masker)
         except ApiError as e:
-            hint = f"; to delete and recreate it, annotate it {ANNOTATION_FORCE}: enabled" if _immutable(e) else ""
-            message = masker.scrub(f"{e.reason} (HTTP {e.status}){hint}")
-            return PlanFailure(w.obj.id, w.obj.stack, w.obj.source, message)
+            return PlanFailure(w.obj.id, w.obj.stack, w.obj.source, masker.scrub(refusal(e)))
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for done, result in enumerate(pool.map(dry_run, todo), 1):
             if progress:
                 progress("dry-runs", done, len(todo))
             yield result
+
+
+def refusal(e: ApiError) -> str:
+    """Why a dry-run was refused, and what to do."""
+    if e.status == 400 and "does not support dry run" in e.reason:  # F7: the cluster's webhook, not the manifest
+        return (
+            f"cannot be dry-run, because of the cluster, not the manifest: {e.reason} (HTTP 400) — that admission"
+            " webhook declares sideEffects other than None or NoneOnDryRun, so the API server refuses to dry-run"
+            " what it intercepts and this object's change cannot be shown (it is not reported unchanged); ask the"
+            " webhook's owner to set sideEffects: None (or NoneOnDryRun), or to exclude this namespace or kind"
+            " from its rules"
+        )
+    hint = f"; to delete and recreate it, annotate it {ANNOTATION_FORCE}: enabled" if _immutable(e) else ""
+    return f"{e.reason} (HTTP {e.status}){hint}"
 
 
 def _prunes(
@@ -515,9 +585,23 @@ def _provable(w: _Work, mutators: list[AdmissionRule] | None) -> bool:
     return mutators is not None and w.rt is not None and not any(r.may_mutate(w.rt) for r in mutators)
 
 
-def _created(obj: RenderedObject, stacks: Mapping[str, Stack], masker: Masker, note: str = "") -> PlanEntry:
-    ignore = ignored_pointers(_rules(stacks, obj.stack), obj.id)
-    return PlanEntry(obj.id, obj.stack, Action.CREATE, obj.source, after=_display(obj.body, ignore, masker), note=note)
+def _schema_checked(
+    kube: Kube, todo: Sequence[_Work], run: Sequence[RenderedObject], stacks: Mapping[str, Stack], masker: Masker
+) -> Iterator[PlanEntry | PlanFailure]:
+    """Objects that cannot be dry-run yet (their CRD or namespace is created by this run, among ``run``), checked
+    against the schema the API server will hold them to (:mod:`gitops_job.schema`); apply dry-runs them later."""
+    schemas = Schemas(kube.openapi, (o.body for o in run))
+    for w in todo:
+        reason = "its CRD is created by this plan" if w.rt is None else "its namespace is created by this plan"
+        problems, schema = schemas.problems(w.obj.body), schemas.source(w.obj.body)
+        if problems:
+            message = f"not valid against {schema} (not dry-run: {reason}): {'; '.join(problems)}; fix the manifest"
+            yield PlanFailure(w.obj.id, w.obj.stack, w.obj.source, masker.scrub(message))
+            continue
+        checked = f"checked against {schema}" if schema else "no schema published to check it against"
+        after = _display(w.obj.body, ignored_pointers(_rules(stacks, w.obj.stack), w.obj.id), masker)
+        note = f"not dry-run: {reason}; {checked}"
+        yield PlanEntry(w.obj.id, w.obj.stack, Action.CREATE, w.obj.source, after=after, note=note, deferred=True)
 
 
 def _rules(stacks: Mapping[str, Stack], name: str) -> tuple[IgnoreDifference, ...]:

@@ -1,9 +1,11 @@
 """The validate stage: every check on one stack's rendered objects that needs no write, run before any request that
-could write (design invariant 1): required fields, names, scope, duplicates (V4), the stack's allow policy (V5, V6)
-and, with discovery, unknown kinds (V2). Pure: the caller says which kinds exist and whether they are namespaced."""
+could write (design invariant 1): required fields, names, scope, duplicates (V4), the stack's allow policy (V5, V6),
+size (what etcd can store) and, with discovery, unknown kinds (V2). Pure: the caller says which kinds exist and
+whether they are namespaced."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -19,6 +21,10 @@ Scopes = Callable[[str, str], bool | None]
 when the kind is unknown."""
 
 RBAC = "rbac.authorization.k8s.io"
+
+#: etcd refuses a request over 1.5 MiB (its default ``--max-request-bytes``), after the API server has accepted the
+#: object (and its dry-run): an object larger than this fails mid-apply.
+MAX_OBJECT_BYTES = 1536 * 1024
 
 # Built-in kinds by apiVersion: (namespaced kinds, cluster-scoped kinds). Used offline and as a fallback.
 _BUILTIN_KINDS = {
@@ -122,6 +128,7 @@ def validate(
             *_unknown_kind(out, namespaced, stack, discovery),
             *_name_problems(out, namespaced, stack),
             *_policy_problems(out, namespaced, stack),
+            *_size_problems(out),
         ]
         errors.extend(ValidationError(f"{out.id}: {p}", where=str(out.source)) for p in problems)
         checked.append(out)
@@ -197,6 +204,17 @@ def _name_problems(obj: RenderedObject, namespaced: bool | None, stack: Stack) -
             " set one of them"
         )
     return problems
+
+
+def _size_problems(obj: RenderedObject) -> list[str]:
+    size = len(json.dumps(obj.body, separators=(",", ":"), default=str).encode())
+    if size <= MAX_OBJECT_BYTES:
+        return []
+    return [
+        f"is {size / 2**20:.2f} MiB ({size} bytes) as JSON, over the {MAX_OBJECT_BYTES} bytes (1.5 MiB) etcd stores"
+        " per object: the API server would accept its dry-run, then fail the write; split it into smaller objects"
+        " (or keep large data out of the cluster's API)"
+    ]
 
 
 def _policy_problems(obj: RenderedObject, namespaced: bool | None, stack: Stack) -> list[str]:

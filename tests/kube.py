@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +49,23 @@ def crd(group: str, kind: str, schema: dict[str, Any]) -> dict[str, Any]:
             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}],
         },
     }
+
+
+def etcd_put(kubeconfig: Path, key: str, obj: dict[str, Any]) -> None:
+    """Store ``obj`` as JSON under ``key`` in the local cluster's etcd, behind the API server's back (it reads JSON as
+    well as protobuf): for objects it no longer accepts but may still hold, written by an older version — such as a
+    webhook with ``sideEffects: Unknown``, refused by admissionregistration/v1 since Kubernetes 1.22."""
+    state = json.loads((kubeconfig.parent / "state.json").read_text())
+    body = {"key": _b64(key), "value": _b64(json.dumps(obj))}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{state['ports']['etcd']}/v3/kv/put", data=json.dumps(body).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 class AuditLog:

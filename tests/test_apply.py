@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from tests.kube import AuditLog
+from tests.kube import crd as make_crd
 from tools.localcluster import build
 
 SCRIPT = str(Path(sys.executable).parent / "gitops-job")
@@ -233,3 +235,145 @@ def test_impersonation_denied_by_rbac_names_object_and_permission(
     assert f"ConfigMap/{namespace}/denied" in message, message
     assert f"system:serviceaccount:{namespace}:deployer" in message and "cannot patch" in message
     assert object_writes(audit, mark) == []
+
+
+# -- issue 11 ----------------------------------------------------------------------------------------------------------
+def _delete_crd(kubeconfig: Path, name: str) -> None:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    subprocess.run([str(build.binary("kubectl")), "delete", "crd", name, "--wait=false"],
+                   env=env, capture_output=True, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("crd_from", ["plain", "helm"])
+def test_item06_crd_in_one_stack_and_its_custom_resources_in_a_later_stack_apply_the_first_time(
+    crd_from: str, tmp_path: Path, kubeconfig: Path, namespace: str, api_client: client.ApiClient
+) -> None:
+    """Flux's layout: stack controllers holds a CRD (a plain manifest, or in a Helm chart's crds/), stack configs
+    (dependsOn controllers) a custom resource of it. The first apply creates both: the CRD's kind is served by the
+    time configs is applied, through the discovery every stack's connection shares."""
+    group = f"{namespace[-6:]}{crd_from}.example.com"
+    definition = json.dumps(make_crd(group, "Gizmo", {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}))  # fmt: skip
+    if crd_from == "helm":
+        controllers = "  - name: controllers\n    path: chart\n    render: helm\n"
+        files = {"chart/Chart.yaml": "apiVersion: v2\nname: controllers\nversion: 0.1.0\n",
+                 "chart/crds/gizmo.yaml": definition,
+                 "chart/templates/cm.yaml": cm("controller", namespace)}  # fmt: skip
+    else:
+        controllers = "  - name: controllers\n    path: controllers\n"
+        files = {"controllers/crd.yaml": definition}
+    gizmo = {"apiVersion": f"{group}/v1", "kind": "Gizmo", "metadata": {"name": "g", "namespace": namespace},
+             "spec": {"size": 3}}  # fmt: skip
+    write(tmp_path, {
+        "gitops.yaml": config(namespace, controllers + "  - name: configs\n    path: configs\n"
+                                         "    dependsOn: [controllers]\n"),
+        "configs/gizmo.yaml": json.dumps(gizmo), **files,
+    })  # fmt: skip
+    git_repo(tmp_path)
+    try:
+        result = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), "-o", "json", ok=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        doc = json.loads(result.stdout)
+        assert {s["stack"]: s["result"] for s in doc["stacks"]} == {"controllers": "succeeded", "configs": "succeeded"}
+        live = client.CustomObjectsApi(api_client).get_namespaced_custom_object(group, "v1", namespace, "gizmos", "g")
+        assert live["spec"] == {"size": 3}
+    finally:
+        _delete_crd(kubeconfig, f"gizmos.{group}")
+
+
+def test_item07_apply_dry_runs_the_rest_of_the_stack_once_its_namespace_exists(
+    tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog
+) -> None:
+    """What the schema check leaves to the server (a Deployment without its required selector) is refused by the
+    dry-run apply makes right after the Namespace is created: nothing else of the stack is written."""
+    new_ns = f"{namespace}-new"
+    meta = {"name": "noselector", "namespace": new_ns}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+                  "spec": {"template": {"metadata": {"labels": {"a": "b"}},
+                                        "spec": {"containers": [{"name": "c", "image": "x"}]}}}}  # fmt: skip
+    write(tmp_path, {
+        "gitops.yaml": config(namespace, "  - name: app\n    path: app\n"),
+        "app/ns.yaml": json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": new_ns}}),
+        "app/cm.yaml": cm("settings", new_ns), "app/d.yaml": json.dumps(deployment),
+    })  # fmt: skip
+    git_repo(tmp_path)
+    mark = audit.mark()
+    try:
+        result = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), ok=False)
+        message = result.stdout + result.stderr
+        assert result.returncode == 1, message
+        assert f"Deployment/{new_ns}/noselector" in message and "refused by the dry-run" in message, message
+        assert "spec.selector: Required value" in message, message
+        assert object_writes(audit, mark) == [f"patch namespaces/{new_ns}/{new_ns}"]
+    finally:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        subprocess.run([str(build.binary("kubectl")), "delete", "namespace", new_ns, "--wait=false"],
+                       env=env, capture_output=True, check=False)  # fmt: skip
+
+
+def test_item10_a_field_ignored_by_json_pointer_and_changed_out_of_band_survives_an_apply(
+    tmp_path: Path, kubeconfig: Path, namespace: str, api_client: client.ApiClient
+) -> None:
+    """Argo CD's RespectIgnoreDifferences: an ignored field the manifest sets keeps its live value when apply writes
+    the object, so apply writes what the plan shows — b, changed by hand, stays; c, still ours, is not dropped."""
+    core = client.CoreV1Api(api_client)
+
+    def settings(a: str) -> str:
+        meta = {"name": "settings", "namespace": namespace}
+        return json.dumps(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"a": a, "b": "1", "c": "1"}}
+        )
+
+    stack = (f"  - name: app\n    path: app\n    namespace: {namespace}\n    ignoreDifferences:\n"
+             "      - kind: ConfigMap\n        name: settings\n        jsonPointers: [/data/b, /data/c]\n")  # fmt: skip
+    write(tmp_path, {"gitops.yaml": config(namespace, stack), "app/cm.yaml": settings("1")})
+    git_repo(tmp_path)
+    gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))
+    core.patch_namespaced_config_map("settings", namespace, {"data": {"b": "by hand"}}, field_manager="someone")
+
+    write(tmp_path, {"app/cm.yaml": settings("2")})
+    git_repo(tmp_path)
+    plan = json.loads(gitops_job(kubeconfig, "plan", "--repo", str(tmp_path), "-o", "json").stdout)
+    (entry,) = [e for e in plan["objects"] if e["id"].endswith("/settings")]
+    assert entry["action"] == "update" and not entry.get("conflicts"), entry
+    gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))
+    assert core.read_namespaced_config_map("settings", namespace).data == {"a": "2", "b": "by hand", "c": "1"}
+
+
+def test_item07_after_writing_a_crd_apply_dry_runs_the_rest_before_writing_any_of_it(
+    tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog
+) -> None:
+    """A CRD update that tightens its schema (size at most 5) and a custom resource changed to size 10 in one commit:
+    the plan's dry-run of the resource ran against the old schema and passed. Once the CRD is written, apply
+    dry-runs the rest of the stack again, so the resource is refused before the ConfigMap beside it is written."""
+    group = f"{namespace[-6:]}.example.com"
+
+    def definition(maximum: int | None) -> str:
+        size: dict[str, Any] = {"type": "integer", **({"maximum": maximum} if maximum else {})}
+        spec = {"type": "object", "properties": {"size": size}}
+        return json.dumps(make_crd(group, "Gizmo", {"type": "object", "properties": {"spec": spec}}))
+
+    def gizmo(size: int) -> str:
+        meta = {"name": "g", "namespace": namespace}
+        return json.dumps({"apiVersion": f"{group}/v1", "kind": "Gizmo", "metadata": meta, "spec": {"size": size}})
+
+    stack = "  - name: app\n    path: app\n"
+    write(tmp_path, {"gitops.yaml": config(namespace, stack), "app/crd.yaml": definition(None), "app/g.yaml": gizmo(3),
+                     "app/cm.yaml": cm("beside", namespace)})  # fmt: skip
+    git_repo(tmp_path)
+    try:
+        gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))
+        write(
+            tmp_path,
+            {"app/crd.yaml": definition(5), "app/g.yaml": gizmo(10), "app/cm.yaml": cm("beside", namespace, "2")},
+        )
+        git_repo(tmp_path)
+        mark = audit.mark()
+        result = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), ok=False)
+        message = result.stdout + result.stderr
+        assert result.returncode == 1, message
+        assert f"Gizmo/{namespace}/g" in message and "refused by the dry-run" in message, message
+        assert "spec.size: Invalid value: 10" in message, message
+        assert object_writes(audit, mark) == [f"patch customresourcedefinitions//gizmos.{group}"]
+    finally:
+        _delete_crd(kubeconfig, f"gizmos.{group}")

@@ -17,11 +17,12 @@ import pytest
 from gitops_job import report
 from gitops_job.config import IgnoreDifference, Stack
 from gitops_job.identity import ObjectId
-from gitops_job.kube import FIELD_MANAGER, Kube
+from gitops_job.kube import FIELD_MANAGER, ApiError, Kube
 from gitops_job.mask import LAST_APPLIED
 from gitops_job.model import RenderedObject, Source
 from gitops_job.plan import Action, Plan, plan
 from tests.kube import crd as make_crd
+from tests.kube import etcd_put, wait_until
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "gitops_job/schemas/plan.schema.json").read_text())
 
@@ -309,3 +310,99 @@ def test_admission_rules_matching(rule: dict[str, Any], resource: tuple[str, str
     assert parsed.may_mutate(rt) is mutates
     exact = admission_rules({"spec": {"matchConstraints": {"matchPolicy": "Exact", "resourceRules": [rule]}}})
     assert exact[0].may_mutate(rt) is (mutates and rule["apiGroups"] != ["extensions"])
+
+
+@pytest.mark.parametrize(
+    ("body", "live", "pointers", "expected"),
+    [
+        ({"data": {"a": "1", "b": "1"}}, {"data": {"a": "0", "b": "hand"}}, ["/data/b"],
+         {"data": {"a": "1", "b": "hand"}}),
+        ({"data": {"a": "1", "b": "1"}}, {"data": {"a": "0"}}, ["/data/b"], {"data": {"a": "1"}}),  # none live: out
+        ({"data": {"a": "1"}}, {"data": {"b": "hand"}}, ["/data/b"], {"data": {"a": "1"}}),  # not set: not added
+        ({"data": {"a": "1"}}, None, ["/data/a"], {"data": {"a": "1"}}),  # a new object is written as rendered
+        ({"spec": {"c": [{"i": "x"}, {"i": "y"}]}}, {"spec": {"c": [{"i": "x"}, {"i": "live"}]}}, ["/spec/c/1/i"],
+         {"spec": {"c": [{"i": "x"}, {"i": "live"}]}}),
+        ({"m": {"a/b": 1}}, {"m": {"a/b": 2}}, ["/m/a~1b"], {"m": {"a/b": 2}}),
+        ({"spec": {"r": 3, "x": 1}}, {"spec": {"r": 5, "x": 0}}, ["/spec"], {"spec": {"r": 5, "x": 0}}),
+        # what gitops-job sets itself is never taken from the live object
+        ({"metadata": {"labels": {"a": "1", "gitops-job.io/stack": "app"}}},
+         {"metadata": {"labels": {"a": "2", "gitops-job.io/stack": "other"}}}, ["/metadata/labels"],
+         {"metadata": {"labels": {"a": "2", "gitops-job.io/stack": "app"}}}),
+        ({"metadata": {"annotations": {"gitops-job.io/revision": "new"}}},
+         {"metadata": {"annotations": {"x": "y", "gitops-job.io/revision": "old"}}}, ["/metadata/annotations"],
+         {"metadata": {"annotations": {"x": "y", "gitops-job.io/revision": "new"}}}),
+        ({"metadata": {"name": "n"}}, {"metadata": {"labels": {"gitops-job.io/stack": "x"}}}, ["/metadata/labels"],
+         {"metadata": {"name": "n"}}),
+    ],
+)  # fmt: skip
+def test_item10_applied_manifest_takes_ignored_fields_from_the_live_object(
+    body: dict[str, Any], live: dict[str, Any] | None, pointers: list[str], expected: dict[str, Any]
+) -> None:
+    from gitops_job.plan import pointer_path, respecting_ignored
+
+    before = copy.deepcopy(body)
+    assert respecting_ignored(body, live, [pointer_path(p) for p in pointers]) == expected
+    assert body == before, "the rendered manifest is never changed"
+
+
+def test_item19_f7_a_webhook_without_side_effects_none_blocks_dry_run_plan_says_so_never_unchanged(
+    kube: Kube, kubeconfig: Path, namespace: str
+) -> None:
+    """Row F7, with real registrations: a validating webhook (sideEffects Unknown) on ConfigMaps and a mutating one
+    (sideEffects Some) on Deployment updates, as an older cluster may still hold them (v1 refuses to create them: they
+    are stored in etcd directly). The API server refuses every dry-run they intercept; the plan fails exactly those
+    objects with what to do, never "unchanged" — the fast path's "unchanged" stands only where it is true (a
+    validating webhook cannot change an object, and an unchanged object is not written)."""
+    same, changed, dep = cm(namespace, "same", k="1"), cm(namespace, "changed", k="1"), deployment(namespace, "d")
+    apply_all(kube, same, changed, dep)
+    name = f"gitops-job-test-{uuid.uuid4().hex[:8]}"
+    configmaps = {"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                  "resources": ["configmaps"]}  # fmt: skip
+    deployments = {"operations": ["UPDATE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"]}
+    hooks = {  # kind -> (webhook name, sideEffects, rule)
+        "ValidatingWebhookConfiguration": (f"configmaps.{name}.gitops-job.io", "Unknown", configmaps),
+        "MutatingWebhookConfiguration": (f"deployments.{name}.gitops-job.io", "Some", deployments),
+    }
+    for kind, (hook, side_effects, rule) in hooks.items():
+        webhook = {"name": hook, "clientConfig": {"url": "https://127.0.0.1:9/hook"}, "rules": [rule],
+                   "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                   "objectSelector": {}, "failurePolicy": "Ignore", "matchPolicy": "Equivalent",
+                   "sideEffects": side_effects, "admissionReviewVersions": ["v1"], "timeoutSeconds": 1}  # fmt: skip
+        if kind.startswith("Mutating"):
+            webhook["reinvocationPolicy"] = "Never"
+        meta = {"name": name, "uid": str(uuid.uuid4()), "creationTimestamp": "2026-01-01T00:00:00Z"}
+        stored = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind,
+            "metadata": meta,
+            "webhooks": [webhook],
+        }
+        etcd_put(kubeconfig, f"/registry/{kind.lower()}s/{name}", stored)
+    cm_rt = kube.resource_type("v1", "ConfigMap")
+    assert cm_rt is not None
+
+    def refused() -> bool:
+        try:
+            kube.apply(cm_rt, cm(namespace, "probe"), dry_run=True)
+        except ApiError as e:
+            return "does not support dry run" in e.reason
+        return False
+
+    try:
+        wait_until(refused, 30, "the API server to load the webhooks")
+        result = run(kube, same, cm(namespace, "changed", k="2"), cm(namespace, "new"), dep)
+        assert {str(e.id): (e.action, e.proven) for e in result.entries} == {
+            f"ConfigMap/{namespace}/same": (Action.UNCHANGED, True)}  # fmt: skip
+        failed = {str(f.id): f.message for f in result.failures}
+        assert set(failed) == {f"ConfigMap/{namespace}/changed", f"ConfigMap/{namespace}/new",
+                               f"Deployment/{namespace}/d"}  # fmt: skip
+        for oid, message in failed.items():
+            hook = hooks["ValidatingWebhookConfiguration" if "ConfigMap" in oid else "MutatingWebhookConfiguration"][0]
+            assert f'admission webhook "{hook}" does not support dry run' in message, message
+            assert "because of the cluster, not the manifest" in message and "sideEffects: None" in message
+            assert "not reported unchanged" in message
+    finally:
+        for kind in hooks:
+            rt = kube.resource_type("admissionregistration.k8s.io/v1", kind)
+            assert rt is not None
+            kube.delete(rt, name)

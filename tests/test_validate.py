@@ -4,6 +4,7 @@ policy (V5, V6), unknown kinds with discovery (V2) and offline. Pure logic: no c
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -420,3 +421,19 @@ def test_crd_scopes_reads_every_served_version_and_skips_malformed_crds() -> Non
         ("example.com/v2", "Widget"): True,
         ("example.com/v1", "Fleet"): False,
     }
+
+
+@pytest.mark.parametrize(("size", "refused"), [(1536 * 1024 - 200, False), (1536 * 1024 + 1, True), (1_700_000, True)])
+def test_item08_objects_over_etcds_limit_are_refused_naming_object_and_size(size: int, refused: bool) -> None:
+    body = cm("big", "apps")
+    body["data"] = {"blob": ""}
+    body["data"]["blob"] = "x" * (size - len(json.dumps(body, separators=(",", ":"))))
+    objects = [rendered(cm("small", "apps")), rendered(body, "app/big.yaml", 3)]
+    if not refused:
+        assert len(validate(objects, APP, builtin_scopes, discovery=False)) == 2
+        return
+    with pytest.raises(ErrorGroup) as info:
+        validate(objects, APP, builtin_scopes, discovery=False)
+    (message,) = [str(e) for e in info.value.errors]
+    assert message.startswith("validate: app/big.yaml:3: ConfigMap/apps/big: ")
+    assert f"({size} bytes)" in message and "1572864 bytes (1.5 MiB)" in message and "split it" in message

@@ -6,6 +6,7 @@ client's own bookkeeping. Each case is a small repo; the row id is in the case n
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kube import AuditLog
+from tests.kube import AuditLog, crd
+from tools.localcluster import build
 
 SCRIPT = str(Path(sys.executable).parent / "gitops-job")
 
@@ -104,3 +106,83 @@ def test_bad_input_writes_nothing(
         assert fragment.replace("{ns}", namespace) in message, f"{fragment!r} missing from:\n{message}"
     assert audit.writes(mark) == [], "a write reached the API server"
     assert not Path("/tmp/gitops-job-pwned").exists()
+
+
+def test_item08_an_object_over_etcds_limit_stops_the_run_before_any_write(
+    tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog
+) -> None:
+    """A 1.6 MiB ConfigMap among other objects passes the API server's dry-run but not etcd: refused by validation."""
+    big = CM.format(name="big", ns="{ns}").replace("a: '1'", "blob: " + "x" * int(1.6 * 2**20))
+    _repo(tmp_path, {"app/a.yaml": CM.format(name="a", ns="{ns}"), "app/big.yaml": big,
+                     "app/z.yaml": CM.format(name="z", ns="{ns}")}, namespace)  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    for command in ("plan", "apply"):
+        mark = audit.mark()
+        result = subprocess.run(
+            [SCRIPT, command, "--repo", str(tmp_path)], capture_output=True, text=True, timeout=60, env=env
+        )
+        message = result.stdout + result.stderr
+        assert result.returncode == 1, message
+        assert f"validate: app/big.yaml:1: ConfigMap/{namespace}/big: is 1.60 MiB" in message, message
+        assert "1572864 bytes (1.5 MiB)" in message
+        assert audit.writes(mark) == [], "a write reached the API server"
+
+
+def _gizmo_crd(group: str) -> str:
+    spec = {"type": "object", "required": ["size"],
+            "properties": {"size": {"type": "integer"}, "port": {"x-kubernetes-int-or-string": True}}}  # fmt: skip
+    return json.dumps(crd(group, "Gizmo", {"type": "object", "properties": {"spec": spec}}))
+
+
+def _manifest(api_version: str, kind: str, name: str, namespace: str, spec: str) -> str:
+    return f"apiVersion: {api_version}\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: {namespace}\n{spec}"
+
+
+@pytest.mark.parametrize("created", ["namespace", "crd"])
+def test_item07_objects_in_a_namespace_or_of_a_crd_the_run_creates_are_checked_before_any_write(
+    created: str, tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog
+) -> None:
+    """They cannot be dry-run before the Namespace or CRD exists: they are checked against the schema the server
+    publishes (the API server's OpenAPI v3; the rendered CRD's openAPIV3Schema), so a wrong field type in one of
+    them stops plan and apply before the Namespace, the CRD or anything else is written."""
+    new_ns, group = f"{namespace}-new", f"{namespace[-6:]}.example.com"
+    if created == "namespace":
+        template = "  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: x}]}\n"
+        files = {
+            "app/ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {new_ns}\n",
+            "app/good.yaml": CM.format(name="good", ns=new_ns),
+            "app/bad.yaml": _manifest("apps/v1", "Deployment", "bad", new_ns,
+                                      "spec:\n  replicas: many\n  selector: {matchLabels: {a: b}}\n" + template),
+        }  # fmt: skip
+        expected = (f"Deployment/{new_ns}/bad (app/bad.yaml:1)", "the API server's OpenAPI schema",
+                    "spec.replicas: 'many' is not of type 'integer'")  # fmt: skip
+    else:
+        files = {
+            "app/crd.yaml": _gizmo_crd(group),
+            "app/good.yaml": CM.format(name="good", ns=namespace),
+            "app/ok.yaml": _manifest(f"{group}/v1", "Gizmo", "ok", namespace, "spec:\n  size: 1\n  port: http\n"),
+            "app/bad.yaml": _manifest(f"{group}/v1", "Gizmo", "bad", namespace, "spec:\n  size: big\n  port: 1.5\n"),
+        }
+        expected = (f"Gizmo/{namespace}/bad (app/bad.yaml:1)", "the schema of its CRD in this run",
+                    "spec.port: 1.5 is not of type 'integer', 'string'",
+                    "spec.size: 'big' is not of type 'integer'")  # fmt: skip
+    (tmp_path / "gitops.yaml").write_text("targets:\n  - name: test\nstacks:\n  - name: app\n    path: app\n")
+    for rel, content in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(content)
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    try:
+        for command in ("plan", "apply"):
+            mark = audit.mark()
+            result = subprocess.run(
+                [SCRIPT, command, "--repo", str(tmp_path)], capture_output=True, text=True, timeout=60, env=env
+            )
+            message = result.stdout + result.stderr
+            assert result.returncode == 1, message
+            for fragment in ("plan:", *expected):
+                assert fragment in message, f"{fragment!r} missing from:\n{message}"
+            assert audit.writes(mark) == [], "a write reached the API server"
+    finally:
+        kinds = ("namespace", new_ns) if created == "namespace" else ("crd", f"gizmos.{group}")
+        subprocess.run([str(build.binary("kubectl")), "delete", *kinds, "--ignore-not-found", "--wait=false"],
+                       env=env, capture_output=True, check=False)  # fmt: skip
