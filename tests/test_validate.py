@@ -422,7 +422,7 @@ def test_crd_scopes_reads_every_served_version_and_skips_malformed_crds() -> Non
     }
 
 
-# -- item 14: escalation from a namespaced stack ------------------------------------------------------------------------
+# -- item 14: escalation from a namespaced stack ------------------------------------------------------------------
 ADMISSION_V1 = "admissionregistration.k8s.io/v1"
 RBAC_V1 = "rbac.authorization.k8s.io/v1"
 WITH_CLUSTER_ROLES = Stack(
