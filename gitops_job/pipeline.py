@@ -158,7 +158,8 @@ def stack_kube(kube: Kube, stack: cfg.Stack, target: cfg.Target) -> Kube:
 def _merge(target: str, plans: Sequence[Plan], requests: Mapping[str, int]) -> Plan:
     entries = tuple(e for p in plans for e in p.entries)
     failures = tuple(f for p in plans for f in p.failures)
-    return Plan(target, entries, failures, dict(requests), tuple(s for p in plans for s in p.strays))
+    strays = tuple(s for p in plans for s in p.strays)
+    return Plan(target, entries, failures, dict(requests), strays, tuple(s for p in plans for s in p.stacks))
 
 
 def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rendered, Plan]:

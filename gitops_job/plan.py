@@ -108,6 +108,8 @@ class Plan:
     #: Live objects that carry a planned stack's ownership labels but are neither rendered nor in its inventory
     #: (made or relabelled by hand): never pruned, only reported. Seen among the kinds and namespaces listed.
     strays: tuple[tuple[str, ObjectId], ...] = ()
+    #: The planned stacks in apply order (the config's dependsOn order): how the text plan groups its entries.
+    stacks: tuple[str, ...] = ()
 
     def count(self, action: Action) -> int:
         return sum(1 for e in self.entries if e.action is action)
@@ -274,7 +276,7 @@ def plan(
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
     strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
-    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays)
+    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays, tuple(stacks))
 
 
 def stray_message(oid: ObjectId, stack: str) -> str:
