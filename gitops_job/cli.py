@@ -17,7 +17,6 @@ import click
 from . import __version__, pipeline, report
 from .errors import GitopsJobError
 from .exitcodes import ExitCode
-from .mask import Masker
 
 if TYPE_CHECKING:
     from . import actions
@@ -173,8 +172,7 @@ def render(output: str, **kw: Any) -> None:
     Secret values are masked (<secret #N>), as in every output of gitops-job.
     """
     rendered = pipeline.render(pipeline.select(_settings(**kw)), kw["variables"])
-    masker = Masker()
-    masker.learn(o.body for o in rendered.objects)
+    masker = rendered.masker  # has learned every Secret of the target
     if output == "json":
         items = [masker.mask(o.body) for o in rendered.objects]
         click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
@@ -409,8 +407,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as e:  # usage errors and the like
         e.show()
         sys.exit(ExitCode.USAGE if isinstance(e, click.UsageError) else ExitCode.ERROR)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
+    except click.Abort:  # Ctrl-C outside an apply's writes (an apply says how far it got: errors.Interrupted)
+        click.echo("interrupted (Ctrl-C)", err=True)
         sys.exit(ExitCode.ERROR)
     except GitopsJobError as e:
         _say(f"error: {e}", err=True)

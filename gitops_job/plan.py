@@ -247,8 +247,11 @@ def plan(
     # The fast path proves "unchanged" from the live object alone: not for a kind a mutating webhook or policy may
     # change on apply (its change would only show in a dry-run).
     mutators = _mutators(kube, types) if fast and any(w.live is not None for w in work) else None
-    live_objects = [w.live for w in work if w.live is not None]
-    masker.learn([*(w.obj.body for w in work), *live_objects])
+    rendered = {o.id for o in objects}
+    # Every value is learned before the first diff is built (on this thread: the learning order numbers the
+    # tokens), the live objects to prune included: a pruned Secret's values may appear in other objects.
+    prunes = _prune_candidates(kube, types, stacks, previous or {}, rendered)
+    masker.learn([*(w.obj.body for w in work), *(w.live for w in work if w.live), *(live for _, _, live in prunes)])
 
     entries: list[PlanEntry] = []
     to_dry_run: list[_Work] = []
@@ -271,8 +274,9 @@ def plan(
         else:
             failures.append(result)
 
-    rendered = {o.id for o in objects}
-    entries.extend(_prunes(kube, types, stacks, previous or {}, rendered, masker))
+    entries.extend(
+        PlanEntry(oid, stack, Action.PRUNE, before=_display(live, [], masker)) for stack, oid, live in prunes
+    )
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
     strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
@@ -329,16 +333,16 @@ def _dry_runs(
             yield result
 
 
-def _prunes(
+def _prune_candidates(
     kube: Kube,
     types: Mapping[tuple[str, str], ResourceType],
     stacks: Mapping[str, Stack],
     previous: Mapping[str, Iterable[ObjectId]],
     rendered: set[ObjectId],
-    masker: Masker,
-) -> list[PlanEntry]:
-    """Objects a stack that prunes applied last time and no longer renders, that still exist."""
-    entries = []
+) -> list[tuple[str, ObjectId, dict[str, Any]]]:
+    """``(stack, id, live)`` of the objects a stack that prunes applied last time and no longer renders, that still
+    exist."""
+    found = []
     for stack_name, ids in previous.items():
         if stack_name in stacks and not stacks[stack_name].prune:
             continue
@@ -346,8 +350,8 @@ def _prunes(
             rt = next((t for t in types.values() if t.kind == oid.kind and t.group == oid.group), None)
             live = kube.get(rt, oid.name, oid.namespace or None, where=str(oid)) if rt else None
             if live is not None:
-                entries.append(PlanEntry(oid, stack_name, Action.PRUNE, before=_display(live, [], masker)))
-    return entries
+                found.append((stack_name, oid, live))
+    return found
 
 
 def _find_live(
