@@ -94,12 +94,15 @@ def apply_plan(
             pointers = ignored_pointers(ignore_differences, entry.id)
             return _write(kube, plan.target, entry, objects[entry.id], revision, masker, force_conflicts, pointers)
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+        try:
             for result in pool.map(write, step):
                 results.append(result)
                 done += 1
                 if progress:
                     progress("applied", done, len(todo))
+        finally:  # Ctrl-C: writes not started yet are dropped, not sent (the run stops as soon as it can)
+            pool.shutdown(cancel_futures=True)
         if any(not r.ok for r in results):
             break  # later steps build on this one
         crds = [e.id for e in step if e.id.kind == "CustomResourceDefinition"]

@@ -17,7 +17,6 @@ import click
 from . import __version__, pipeline, report
 from .errors import GitopsJobError
 from .exitcodes import ExitCode
-from .mask import Masker
 
 if TYPE_CHECKING:
     from . import actions
@@ -141,8 +140,14 @@ def _github(kw: dict[str, Any], require_reviewed_plan: bool = False) -> actions.
 def _annotate(outcome: actions.Outcome) -> None:
     """Warnings as GitHub workflow annotations (data escaped, so it cannot start a workflow command)."""
     for warning in outcome.warnings:
-        escaped = warning.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        escaped = report.printable(warning).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
         click.echo(f"::warning title=gitops-job::{escaped}", err=True)
+
+
+def _say(message: str, *, err: bool = False, nl: bool = True) -> None:
+    """Print one message, its control characters escaped (:func:`report.printable`): what the repository or the
+    cluster says can never move the cursor, colour the terminal or reverse the text."""
+    click.echo(report.printable(message), err=err, nl=nl)
 
 
 def _settings(**kw: Any) -> pipeline.Settings:
@@ -167,14 +172,13 @@ def render(output: str, **kw: Any) -> None:
     Secret values are masked (<secret #N>), as in every output of gitops-job.
     """
     rendered = pipeline.render(pipeline.select(_settings(**kw)), kw["variables"])
-    masker = Masker()
-    masker.learn(o.body for o in rendered.objects)
+    masker = rendered.masker  # has learned every Secret of the target
     if output == "json":
         items = [masker.mask(o.body) for o in rendered.objects]
         click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
         return
     for obj in rendered.objects:
-        click.echo(f"---\n# stack: {obj.stack}, source: {obj.source}")
+        _say(f"---\n# stack: {obj.stack}, source: {obj.source}")
         click.echo(report.to_yaml(masker.mask(obj.body)), nl=False)
 
 
@@ -200,9 +204,7 @@ def validate_cmd(offline: bool, **kw: Any) -> None:
             kube.close()
     stacks = len(rendered.selection.stacks)
     mode = "offline" if offline else "with discovery"
-    click.echo(
-        f"{len(rendered.objects)} objects in {stacks} stack(s) of target {selection.target.name}: valid ({mode})"
-    )
+    _say(f"{len(rendered.objects)} objects in {stacks} stack(s) of target {selection.target.name}: valid ({mode})")
 
 
 @cli.command(name="plan")
@@ -229,7 +231,7 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
         if outcome.error is not None:
             raise outcome.error
         if outcome.plan is None:  # a fork's pull request: rendered and validated only
-            click.echo(outcome.body, nl=False)
+            _say(outcome.body, nl=False)
             return
         result = outcome.plan
     else:
@@ -308,7 +310,7 @@ def apply_cmd(
         adopt=adopt,
         wait=not no_wait,
         lock_wait=lock_timeout,
-        on_lock_wait=lambda message: click.echo(message, err=True),
+        on_lock_wait=lambda message: _say(message, err=True),
     )
     github = _github(kw, require_reviewed_plan)
     if github is not None:
@@ -340,9 +342,9 @@ def status_cmd(output: str, **kw: Any) -> None:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
         return
     for r in rows:
-        click.echo(r.line())
+        _say(r.line())
         for problem in r.problems:
-            click.echo(f"  {problem}")
+            _say(f"  {problem}")
 
 
 @cli.command(name="history")
@@ -354,13 +356,13 @@ def history_cmd(stack_name: str, **kw: Any) -> None:
     kw["stacks"] = (stack_name,)
     inv = pipeline.run_history(_settings(**kw))
     if not inv.runs:
-        click.echo(f"stack {stack_name}: never applied to target {inv.target}")
+        _say(f"stack {stack_name}: never applied to target {inv.target}")
         return
     for run in inv.runs:
         counts = ", ".join(f"{n} {k}" for k, n in run.counts.items())
-        click.echo(f"{run.finished}  {run.result:<9}  {run.revision[:12]:<12}  {counts}")
+        _say(f"{run.finished}  {run.result:<9}  {run.revision[:12]:<12}  {counts}")
         if run.message:
-            click.echo(f"  {run.message.splitlines()[0]}")
+            _say(f"  {run.message.splitlines()[0]}")
 
 
 @cli.command(name="unlock")
@@ -373,7 +375,7 @@ def unlock_cmd(**kw: Any) -> None:
     before it prunes.
     """
     for stack, holder in pipeline.run_unlock(_settings(**kw)):
-        click.echo(f"stack {stack}: " + (f"lock held by {holder} broken" if holder else "was not locked"))
+        _say(f"stack {stack}: " + (f"lock held by {holder} broken" if holder else "was not locked"))
 
 
 class ProgressBar:
@@ -414,10 +416,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as e:  # usage errors and the like
         e.show()
         sys.exit(ExitCode.USAGE if isinstance(e, click.UsageError) else ExitCode.ERROR)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
+    except click.Abort:  # Ctrl-C outside an apply's writes (an apply says how far it got: errors.Interrupted)
+        click.echo("interrupted (Ctrl-C)", err=True)
         sys.exit(ExitCode.ERROR)
     except GitopsJobError as e:
-        click.echo(f"error: {e}", err=True)
+        _say(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     sys.exit(ExitCode.OK)

@@ -4,10 +4,11 @@ shipped JSON Schema (``gitops_job/schemas/config.schema.json``) is :func:`load_c
 from __future__ import annotations
 
 import difflib
+import heapq
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -42,6 +43,9 @@ class AllowPolicy:
 
     namespaces: tuple[str, ...] | None = None  # None = any namespace
     cluster_scoped: bool = True  # may the stack contain cluster-scoped kinds?
+    # The cluster-scoped kinds a namespaced stack (one with ``namespaces``) may hold besides its own Namespaces, each
+    # ``Kind`` or ``Kind.group`` (``ClusterRole``, ``ClusterIssuer.cert-manager.io``). None: none.
+    cluster_kinds: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -300,12 +304,13 @@ def _duplicate_names(section: str, items: Sequence[Mapping[str, Any]]) -> list[P
 
 def _reference_problems(stacks: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> list[Problem]:
     names = [s["name"] for s in stacks]
+    known = set(names)
     problems: list[Problem] = []
     for i, stack in enumerate(stacks):
         for j, dep in enumerate(stack.get("dependsOn", ())):
             if dep == stack["name"]:
                 problems.append((("stacks", i, "dependsOn", j), f"stack {dep!r} cannot depend on itself"))
-            elif dep not in names:
+            elif dep not in known:
                 problems.append((("stacks", i, "dependsOn", j), f"unknown stack {dep!r}; stacks: {', '.join(names)}"))
         for j, name in enumerate(stack.get("targets", ())):
             if name not in targets:
@@ -330,24 +335,35 @@ def _cycle_problems(stacks: Sequence[Mapping[str, Any]]) -> list[Problem]:
 
 
 def _cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """Every cycle a depth-first walk in declaration order closes, each as ``[a, b, c, a]``."""
+    """Every cycle a depth-first walk in declaration order closes, each as ``[a, b, c, a]``.
+
+    Iterative (a chain of thousands of stacks needs no recursion) and linear in stacks + dependencies."""
     done: set[str] = set()
     path: list[str] = []
+    on_path: dict[str, int] = {}  # name -> its index in path
     cycles: list[list[str]] = []
+    walk: list[Iterator[str]] = []  # the dependencies left to visit of each stack on the path
 
-    def visit(name: str) -> None:
+    def enter(name: str) -> None:
+        on_path[name] = len(path)
         path.append(name)
-        for dep in graph[name]:
-            if dep in path:
-                cycles.append([*path[path.index(dep) :], dep])
-            elif dep not in done:
-                visit(dep)
-        path.pop()
-        done.add(name)
+        walk.append(iter(graph[name]))
 
-    for name in graph:
-        if name not in done:
-            visit(name)
+    for start in graph:
+        if start in done:
+            continue
+        enter(start)
+        while walk:
+            dep = next(walk[-1], None)
+            if dep is None:
+                walk.pop()
+                name = path.pop()
+                del on_path[name]
+                done.add(name)
+            elif dep in on_path:
+                cycles.append([*path[on_path[dep] :], dep])
+            elif dep not in done:
+                enter(dep)
     return cycles
 
 
@@ -396,13 +412,27 @@ def _namespace_problems(stacks: Sequence[Mapping[str, Any]]) -> list[Problem]:
 
 
 def _dependency_order(stacks: Sequence[Stack]) -> tuple[Stack, ...]:
-    """Every stack after the stacks it depends on; among stacks that are ready, declaration order (stable)."""
-    pending = list(stacks)
+    """Every stack after the stacks it depends on; among stacks that are ready, declaration order (stable).
+
+    Kahn's algorithm with the ready stacks in a heap by declaration index: O((stacks + dependencies) log stacks).
+    The config was checked first: every dependency exists and there is no cycle."""
+    index = {s.name: i for i, s in enumerate(stacks)}
+    waiting = [len(set(s.depends_on)) for s in stacks]  # dependencies not placed yet
+    dependents: dict[str, list[int]] = {}
+    for i, s in enumerate(stacks):
+        for dep in set(s.depends_on):
+            dependents.setdefault(dep, []).append(i)
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    heapq.heapify(ready)
     placed: list[Stack] = []
-    while pending:
-        ready = next(s for s in pending if {p.name for p in placed}.issuperset(s.depends_on))
-        placed.append(ready)
-        pending.remove(ready)
+    while ready:
+        i = heapq.heappop(ready)
+        placed.append(stacks[i])
+        for j in dependents.get(stacks[i].name, ()):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
+    assert len(placed) == len(stacks) == len(index), "dependsOn was checked for cycles and unknown stacks"
     return tuple(placed)
 
 
@@ -423,7 +453,7 @@ def _stack(raw: Mapping[str, Any], root: Path) -> Stack:
         "targets": tuple,
         "dependsOn": tuple,
         "timeout": _seconds,
-        "allow": lambda a: _build(AllowPolicy, a, {"namespaces": tuple}),
+        "allow": lambda a: _build(AllowPolicy, a, {"namespaces": tuple, "clusterKinds": tuple}),
         "ignoreDifferences": lambda ds: tuple(_build(IgnoreDifference, d, {"jsonPointers": tuple}) for d in ds),
         "values": lambda vs: tuple(repo_relative(v) for v in vs),
         "substitute": lambda v: dict(v) if isinstance(v, dict) else {} if v else None,

@@ -3,6 +3,8 @@ leads with where (``Kind/namespace/name`` or ``file:line``), then the reason, th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .exitcodes import ExitCode
 
 
@@ -19,6 +21,14 @@ class GitopsJobError(Exception):
 
     def __str__(self) -> str:
         return f"{self.phase}: {self.where}: {self.reason}" if self.where else f"{self.phase}: {self.reason}"
+
+    def scrubbed(self, scrub: Callable[[str], str]) -> GitopsJobError:
+        """This error, its reason and where passed through ``scrub`` (in place: same class, phase and exit code).
+        The pipeline scrubs every error with its run's masker before it leaves, so no message carries a secret."""
+        self.reason = scrub(self.reason)
+        self.where = scrub(self.where) if self.where else self.where
+        self.args = (self.reason,)
+        return self
 
 
 class ConfigError(GitopsJobError):
@@ -62,6 +72,10 @@ class ErrorGroup(GitopsJobError):
     def __str__(self) -> str:
         return f"{len(self.errors)} error(s):\n" + "\n".join(f"  {e}" for e in self.errors)
 
+    def scrubbed(self, scrub: Callable[[str], str]) -> GitopsJobError:
+        self.errors = [e.scrubbed(scrub) for e in self.errors]
+        return super().scrubbed(scrub)
+
 
 class LockError(GitopsJobError):
     """Another applier holds the stack's lock (a Lease), or this run lost it."""
@@ -85,6 +99,12 @@ class WaitError(GitopsJobError):
     """Applied objects did not become healthy within the stack's timeout."""
 
     phase = "wait"
+
+
+class Interrupted(GitopsJobError):
+    """Ctrl-C (SIGINT) stopped the run; the message says how far it got and that a re-run converges."""
+
+    phase = "interrupted"
 
 
 class ReviewError(GitopsJobError):

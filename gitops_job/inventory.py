@@ -146,12 +146,24 @@ def write(kube: Kube, inv: Inventory) -> Inventory:
         else:
             stored = kube.replace(rt, _encode(inv), where=where)
     except Conflict:
+        stored = _ours_already(kube, rt, inv)
+        if stored is not None:
+            return replace(inv, resource_version=str(stored["metadata"]["resourceVersion"]))
         raise LockError(
             "the inventory was changed by someone else during this run (another applier?); "
             "stopping before prune — re-run to reconcile",
             where=where,
         ) from None
     return replace(inv, resource_version=str(stored["metadata"]["resourceVersion"]))
+
+
+def _ours_already(kube: Kube, rt: ResourceType, inv: Inventory) -> Any:
+    """After a create refused as AlreadyExists: the stored inventory when it is exactly what we wrote — the create
+    went through and only its answer was lost (the request was retried) — else None (someone else wrote it)."""
+    if inv.resource_version is not None:
+        return None
+    stored = kube.get(rt, inv.name, inv.namespace, where=str(inv.id))
+    return stored if stored is not None and (stored.get("data") or {}) == _encode(inv)["data"] else None
 
 
 def ensure_namespace(kube: Kube, namespace: str) -> None:

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
+import os
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import urllib3
+import yaml
 from kubernetes import client, config
 
 from . import __version__
@@ -149,17 +153,23 @@ class Kube:
     ) -> Kube:
         """Load a kubeconfig (or the in-cluster service account when none is found) with a pool of ``concurrency``."""
         cfg = client.Configuration()
+        paths = _kubeconfig_paths(kubeconfig)
+        failures = _LoggedErrors()
         try:
-            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+            with failures:  # the client logs a failing exec plugin (and its stderr) and goes on without credentials
+                config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
         except config.ConfigException as e:
+            missing = [p for p in paths if not Path(p).exists()]
+            if kubeconfig is not None and not missing:
+                raise ClusterUnreachableError(f"cannot load kubeconfig {os.pathsep.join(paths)}: {e}") from None
             if kubeconfig is not None or context is not None:
-                raise ClusterUnreachableError(f"cannot load kubeconfig: {e}") from None
+                raise ClusterUnreachableError(_no_kubeconfig(paths, in_cluster=None)) from None
             try:
                 config.load_incluster_config(client_configuration=cfg)
-            except config.ConfigException:
-                raise ClusterUnreachableError(
-                    f"no kubeconfig found ({e}) and not running in a cluster; pass --kubeconfig"
-                ) from None
+            except config.ConfigException as incluster:
+                raise ClusterUnreachableError(_no_kubeconfig(paths, in_cluster=str(incluster))) from None
+        if failures.messages:
+            raise ClusterUnreachableError(_plugin_failed(paths, context, failures.messages))
         cfg.connection_pool_maxsize = concurrency
         cfg.retries = 0  # retries are decided here, not silently inside urllib3
         api = client.ApiClient(cfg)
@@ -476,3 +486,73 @@ def _translate(status: int, raw: bytes, where: str) -> ApiError:
     if status == 422 or (status == 500 and "failed to create typed patch object" in message):
         return Invalid(status, message, where=where, body=body)
     return ApiError(status, message, where=where, body=body)
+
+
+# -- loading a kubeconfig: what was tried, and a credential plugin that fails ------------------------------------------
+def _kubeconfig_paths(kubeconfig: str | None) -> list[str]:
+    """The files a kubeconfig is read from: ``kubeconfig`` (``$KUBECONFIG``: a list), else ``~/.kube/config``."""
+    raw = kubeconfig if kubeconfig is not None else os.environ.get("KUBECONFIG") or "~/.kube/config"
+    return [str(Path(p).expanduser()) for p in raw.split(os.pathsep) if p]
+
+
+def _no_kubeconfig(paths: list[str], *, in_cluster: str | None) -> str:
+    tried = [f"{p} ({'no configuration' if Path(p).exists() else 'does not exist'})" for p in paths]
+    if in_cluster is not None:
+        tried.append(f"the in-cluster service account ({in_cluster.rstrip('.')})")
+    return f"no kubeconfig found; tried {', '.join(tried)}: pass --kubeconfig FILE (or set KUBECONFIG)"
+
+
+class _LoggedErrors(logging.Handler):
+    """Collects what the kubernetes client logs at ERROR while loading a kubeconfig — never printed: a failing exec
+    plugin's message ends with its stderr, which may hold a token."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> _LoggedErrors:
+        logging.getLogger().addHandler(self)  # a handler on the root: Python's last-resort printer stays silent
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeHandler(self)
+
+
+def _plugin_failed(paths: list[str], context: str | None, messages: list[str]) -> str:
+    """The error for credentials that failed to load: the exec plugin's command and exit status, not its output."""
+    user, command = _exec_user(paths, context)
+    status = next((m.split(".")[0] for m in messages if m.startswith("exec: process returned")), "it failed")
+    plugin = f"the exec credential plugin {command!r} of kubeconfig user {user!r}" if command else "loading credentials"
+    return (
+        f"{plugin} failed ({status}; its output is not shown: it may hold credentials); stopping rather than going on"
+        " unauthenticated. Run the command yourself to see why, or fix the user's exec section"
+        f" in {os.pathsep.join(paths)}"
+    )
+
+
+def _exec_user(paths: list[str], context: str | None) -> tuple[str, str | None]:
+    """``(user name, exec command)`` of the context in use, read from the kubeconfig files (first one wins)."""
+    docs = []
+    for path in paths:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(loaded, dict):
+            docs.append(loaded)
+    current = context or next((d["current-context"] for d in docs if d.get("current-context")), None)
+
+    def named(section: str, name: Any) -> dict[str, Any]:
+        for d in docs:
+            for entry in d.get(section) or []:
+                if isinstance(entry, dict) and entry.get("name") == name:
+                    return dict(entry.get(section[:-1]) or {})
+        return {}
+
+    user = named("contexts", current).get("user")
+    exec_ = named("users", user).get("exec") or {}
+    command = exec_.get("command") if isinstance(exec_, dict) else None
+    return str(user), str(command) if command else None

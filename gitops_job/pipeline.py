@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from pathlib import Path
@@ -16,9 +16,18 @@ from . import config as cfg
 from . import inventory, ownership, prune, source
 from .apply import DONE, Applied, apply_plan
 from .apply import fail_if_failed as fail_if_apply_failed
-from .errors import ApplyError, ErrorGroup, GitopsJobError, PlanError, PruneError, ValidationError, WaitError
+from .errors import (
+    ApplyError,
+    ErrorGroup,
+    GitopsJobError,
+    Interrupted,
+    PlanError,
+    PruneError,
+    ValidationError,
+    WaitError,
+)
 from .identity import ObjectId
-from .kube import Forbidden, Kube
+from .kube import ApiError, Forbidden, Kube
 from .lock import Lock, holder_identity, lease_name, unlock
 from .mask import Masker
 from .model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
@@ -54,10 +63,12 @@ class Selection:
 
 @dataclass(frozen=True)
 class Rendered:
-    """Every selected stack of one target, rendered and validated."""
+    """Every selected stack of one target, rendered and validated; ``masker`` has learned every secret value of the
+    target (see :func:`render`)."""
 
     selection: Selection
     objects: tuple[RenderedObject, ...]
+    masker: Masker = field(default_factory=Masker, compare=False)
 
 
 def select(settings: Settings) -> Selection:
@@ -67,11 +78,17 @@ def select(settings: Settings) -> Selection:
     return Selection(config, target, cfg.stacks_for(config, target.name, settings.stacks))
 
 
-def render(selection: Selection, variables: Mapping[str, str], kube: Kube | None = None) -> Rendered:
+def render(
+    selection: Selection, variables: Mapping[str, str], kube: Kube | None = None, masker: Masker | None = None
+) -> Rendered:
     """Render and validate every selected stack; with ``kube``, unknown kinds are checked by discovery too.
 
-    All stacks are rendered and validated before anything fails, so one run reports every problem.
+    All stacks are rendered and validated before anything fails, so one run reports every problem. Before any
+    error is raised, ``masker`` (a new one by default) learns every Secret of the target: those rendered here and
+    those of the target's other stacks (rendered only to learn them; their failures are ignored), so an error —
+    a Helm message echoing a value — is scrubbed with all of them.
     """
+    masker = masker if masker is not None else Masker()
     scopes: Callable[[str, str], bool | None] = builtin_scopes
     if kube is not None:
         types = kube.resource_types()
@@ -87,6 +104,8 @@ def render(selection: Selection, variables: Mapping[str, str], kube: Kube | None
             per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables)))
         except GitopsJobError as e:
             errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
+    masker.learn(o.body for _, rendered in per_stack for o in rendered)
+    _learn_other_stacks(selection, variables, masker)
     # A CRD rendered by any selected stack makes its kinds known to every stack (the plan creates it first).
     crds = crd_scopes(o for _, rendered in per_stack for o in rendered)
 
@@ -102,8 +121,46 @@ def render(selection: Selection, variables: Mapping[str, str], kube: Kube | None
     errors.extend(_duplicates_across_stacks(objects))
     errors.extend(ownership.reserved(objects, selection.target.inventory_namespace))
     if errors:
-        raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
-    return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects))
+        raise (errors[0] if len(errors) == 1 else ErrorGroup(errors)).scrubbed(masker.scrub)
+    return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects), masker)
+
+
+def _learn_other_stacks(selection: Selection, variables: Mapping[str, str], masker: Masker) -> None:
+    """Learn the Secrets of the target's stacks that are not selected (``--stack B``: a value that is a Secret in
+    stack A is masked in B's output too). Rendered only — not validated — and a stack that fails to render is
+    skipped: it is not part of this run."""
+    selected = {s.name for s in selection.stacks}
+    for stack in cfg.stacks_for(selection.config, selection.target.name):
+        if stack.name not in selected:
+            with suppress(GitopsJobError):
+                masker.learn(o.body for o in render_stack(selection.config, stack, selection.target, variables))
+
+
+def _learn_live_secrets(
+    kube: Kube, target: cfg.Target, inventories: Iterable[inventory.Inventory], masker: Masker
+) -> None:
+    """Learn the live Secrets the ``inventories`` of ``target`` list — of every stack, selected or not: what prunes
+    would delete, and old values that may still appear elsewhere. One LIST per namespace, by our target label;
+    what the identity may not read is skipped (planning it fails on its own, scrubbed)."""
+    secret = kube.resource_type("v1", "Secret")
+    listed = {oid for inv in inventories for oid in inv.objects if oid.group == "" and oid.kind == "Secret"}
+    if secret is None or not listed:
+        return
+    for namespace in sorted({oid.namespace for oid in listed}):
+        try:
+            items = kube.list(secret, namespace, f"{LABEL_TARGET}={target.name}")
+        except ApiError:
+            continue
+        masker.learn(item for item in items if ObjectId.of(item) in listed)
+
+
+@contextmanager
+def _scrubbing(masker: Masker) -> Iterator[None]:
+    """Every :class:`GitopsJobError` leaving the block is scrubbed with ``masker`` (whatever it has learned by then)."""
+    try:
+        yield
+    except GitopsJobError as e:
+        raise e.scrubbed(masker.scrub) from None
 
 
 def _owned(obj: RenderedObject, target: str) -> RenderedObject:
@@ -140,11 +197,6 @@ def _connected(settings: Settings) -> Iterator[tuple[Selection, Kube]]:
         kube.close()
 
 
-def _inventories(kube: Kube, selection: Selection) -> dict[str, inventory.Inventory]:
-    t = selection.target
-    return {s.name: inventory.read(kube, t.inventory_namespace, t.name, s.name) for s in selection.stacks}
-
-
 def _stored(kube: Kube, selection: Selection) -> dict[str, inventory.Inventory]:
     """Every stored inventory of the target (another repository's too), and an empty one for each selected stack
     never applied. An identity that may only get (not list) the inventories sees just this repository's stacks."""
@@ -160,7 +212,7 @@ def _stored(kube: Kube, selection: Selection) -> dict[str, inventory.Inventory]:
 
 def _holders(
     kube: Kube, selection: Selection, rendered: Rendered, stored: Mapping[str, inventory.Inventory],
-    variables: Mapping[str, str],
+    variables: Mapping[str, str], masker: Masker,
 ) -> ownership.Holders:  # fmt: skip
     """Who owns what on the target, for this run; refuses (before any write) a selected stack whose inventory another
     repository owns, and an object a stack renders that another stack of this repository still renders.
@@ -185,7 +237,7 @@ def _holders(
     leaving = any(stored[s].objects - {o.id for o in rendered.objects if o.stack == s} for s in selected)
     arriving = any(oid in by_id for s in others if s.name in stored for oid in stored[s.name].objects)
     if others and (leaving or arriving):
-        elsewhere = render(Selection(selection.config, t, others), variables, kube).objects
+        elsewhere = render(Selection(selection.config, t, others), variables, kube, masker).objects
         for o in elsewhere:
             mine = by_id.get(o.id)
             if mine is not None:
@@ -220,7 +272,8 @@ def stack_kube(kube: Kube, stack: cfg.Stack, target: cfg.Target) -> Kube:
 def _merge(target: str, plans: Sequence[Plan], requests: Mapping[str, int]) -> Plan:
     entries = tuple(e for p in plans for e in p.entries)
     failures = tuple(f for p in plans for f in p.failures)
-    return Plan(target, entries, failures, dict(requests), tuple(s for p in plans for s in p.strays))
+    strays = tuple(s for p in plans for s in p.strays)
+    return Plan(target, entries, failures, dict(requests), strays, tuple(s for p in plans for s in p.stacks))
 
 
 def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rendered, Plan]:
@@ -229,12 +282,12 @@ def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rend
     Each stack is planned through its own identity (impersonation), with its inventory's objects as prune
     candidates, and the other stacks' CRDs and Namespaces counted as created first.
     """
-    with _connected(settings) as (selection, kube):
-        rendered = render(selection, settings.vars, kube)
+    masker = Masker()
+    with _connected(settings) as (selection, kube), _scrubbing(masker):
         stored = _stored(kube, selection)
-        holders = _holders(kube, selection, rendered, stored, settings.vars)
-        masker = Masker()
-        masker.learn(o.body for o in rendered.objects)
+        _learn_live_secrets(kube, selection.target, stored.values(), masker)  # first: before any diff or error
+        rendered = render(selection, settings.vars, kube, masker)
+        holders = _holders(kube, selection, rendered, stored, settings.vars, masker)
         inventories = {s.name: stored[s.name] for s in selection.stacks}
         plans = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, holders=holders)
         return rendered, _merge(selection.target.name, plans, kube.requests)
@@ -329,17 +382,55 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
     error: nothing is written), then apply the stacks in dependsOn order, each under its lock: write-ahead
     inventory, staged apply, prune, wait, record. A stack whose dependency failed is skipped. A stack already in
     sync at this revision is only checked: no lock, no record, zero writes."""
-    with _connected(settings) as (selection, kube):
+    state = _ApplyState()
+    try:
+        return _run_apply(settings, options, progress, state)
+    except KeyboardInterrupt:
+        raise state.interrupted() from None
+
+
+@dataclass
+class _ApplyState:
+    """How far a run got (mutable, filled as it goes): what Ctrl-C reports."""
+
+    stacks: tuple[str, ...] = ()  # the selected stacks, in apply order, once known
+    runs: list[StackRun] = field(default_factory=list)
+
+    def interrupted(self) -> Interrupted:
+        if not self.stacks:
+            return Interrupted("Ctrl-C before any write: nothing was written")
+        done = [r.stack for r in self.runs]
+        current = self.stacks[len(done)] if len(done) < len(self.stacks) else None
+        parts = [f"stack {current} may be partly applied (its inventory lists every object it may have written; its"
+                 " lock was released)"] if current else []  # fmt: skip
+        finished = [r.stack for r in self.runs if r.result == "succeeded"]
+        parts += [f"finished: {', '.join(finished)}"] if finished else []
+        parts += (
+            [f"failed or skipped: {', '.join(r.stack for r in self.runs if r.result != 'succeeded')}"]
+            if len(finished) < len(done)
+            else []
+        )
+        rest = self.stacks[len(done) + 1 :]
+        parts += [f"not started: {', '.join(rest)}"] if rest else []
+        return Interrupted(
+            f"Ctrl-C during apply: {'; '.join(parts)}. Run `gitops-job apply` again to converge: it plans again"
+            " from the cluster and finishes the work; what was written stays listed in the inventory, so nothing is"
+            " orphaned"
+        )
+
+
+def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None, state: _ApplyState) -> ApplyResult:
+    masker = Masker()
+    with _connected(settings) as (selection, kube), _scrubbing(masker):
         target = selection.target
         revision = options.revision or source.revision(selection.config.root)
-        rendered = render(selection, settings.vars, kube)
-        by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
         stored = _stored(kube, selection)
-        holders = _holders(kube, selection, rendered, stored, settings.vars)  # refuses before the first write
+        _learn_live_secrets(kube, target, stored.values(), masker)  # first: before any diff or error is built
+        rendered = render(selection, settings.vars, kube, masker)
+        by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
+        holders = _holders(kube, selection, rendered, stored, settings.vars, masker)  # refuses before the first write
         inventories = {s.name: stored[s.name] for s in selection.stacks}
         _preflight(selection, inventories, by_stack, options, holders)  # refuses before the first write
-        masker = Masker()
-        masker.learn(o.body for o in rendered.objects)
         # Like Argo CD, dry-run everything first: an object the API server rejects stops the run before any write.
         # Each stack then applies this plan, unless its inventory changed before it took the lock.
         planned = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, revision, holders)
@@ -349,7 +440,7 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
         if options.review is not None:
             options.review(whole)  # e.g. compare with the plan reviewed on the pull request; may refuse
         refuse_adoptions(whole, rendered.objects, options.adopt)
-        runs: list[StackRun] = []
+        runs, state.stacks = state.runs, tuple(s.name for s in selection.stacks)  # from here on, writes may happen
         failed: set[str] = set()
         namespace_ready = False
         for stack in selection.stacks:
@@ -360,7 +451,7 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
                 continue
             work = _StackWork(stack, by_stack[stack.name], plans[stack.name], inventories[stack.name], holders)
             if work.in_sync(revision):
-                run = _check_stack(kube, selection, work, options)
+                run = _check_stack(kube, selection, work, masker, options)
             else:
                 if not namespace_ready:  # once, before the first stack that writes
                     inventory.ensure_namespace(kube, target.inventory_namespace)
@@ -466,7 +557,7 @@ def _stack_kube(kube: Kube, selection: Selection, stack: cfg.Stack) -> Kube:
     return stack_kube(kube, stack, selection.target).with_deadline(stack.timeout, timeout)
 
 
-def _check_stack(kube: Kube, selection: Selection, work: _StackWork, options: ApplyOptions) -> StackRun:
+def _check_stack(kube: Kube, selection: Selection, work: _StackWork, masker: Masker, options: ApplyOptions) -> StackRun:
     """A stack in sync: wait for health (reads only) and write nothing, not even a run record."""
     stack = work.stack
     health: dict[ObjectId, Health] = {}
@@ -476,9 +567,14 @@ def _check_stack(kube: Kube, selection: Selection, work: _StackWork, options: Ap
         try:
             health = _wait(skube, selection, stack, work.objects)
         except GitopsJobError as e:
-            result, error = "failed", str(_staged("wait", e))
-    return StackRun(stack.name, result, work.plan, health=health, error=error, in_sync=True,
-                    warnings=tuple(work.strays(work.inv)))  # fmt: skip
+            result, error = "failed", masker.scrub(str(_staged("wait", e)))
+    return StackRun(stack.name, result, work.plan, health=_scrub_health(health, masker), error=error, in_sync=True,
+                    warnings=tuple(map(masker.scrub, work.strays(work.inv))))  # fmt: skip
+
+
+def _scrub_health(health: Mapping[ObjectId, Health], masker: Masker) -> dict[ObjectId, Health]:
+    """Health reasons quote what controllers wrote (a condition's message): scrubbed like any message."""
+    return {oid: dc_replace(h, reason=masker.scrub(h.reason)) for oid, h in health.items()}
 
 
 def _wait(
@@ -553,8 +649,9 @@ def _apply_stack(
             final = _record(kube, lock, final, run)
         except GitopsJobError as e:
             result, error = "failed", (error + "\n" if error else "") + masker.scrub(str(e))
-    warnings = tuple(work.strays(final))
-    return StackRun(stack.name, result, stack_plan, tuple(applied), tuple(pruned), health, error, warnings=warnings)
+    warnings = tuple(map(masker.scrub, work.strays(final)))
+    return StackRun(stack.name, result, stack_plan, tuple(applied), tuple(pruned), _scrub_health(health, masker), error,
+                    warnings=warnings)  # fmt: skip
 
 
 def _read_claimed(kube: Kube, target: cfg.Target, work: _StackWork) -> inventory.Inventory | StackRun:
@@ -669,16 +766,19 @@ class StackStatus:
 
 def run_status(settings: Settings) -> list[StackStatus]:
     """Each selected stack's inventory and the current health of every object it lists."""
-    with _connected(settings) as (selection, kube):
+    masker = Masker()
+    with _connected(settings) as (selection, kube), _scrubbing(masker):
+        stored = _stored(kube, selection)
+        _learn_live_secrets(kube, selection.target, stored.values(), masker)
         by_kind = {(rt.group, rt.kind): rt for rt in kube.resource_types().values()}
         rows = []
-        for stack, inv in _inventories(kube, selection).items():
+        for stack, inv in ((s.name, stored[s.name]) for s in selection.stacks):
             health: dict[ObjectId, Health] = {}
             for oid in sorted(inv.objects):
                 rt = by_kind.get((oid.group, oid.kind))
                 live = kube.get(rt, oid.name, oid.namespace or None) if rt else None
                 health[oid] = status(live) if live is not None else Health(State.NOT_FOUND, "missing from the cluster")
-            rows.append(StackStatus(stack, inv, health))
+            rows.append(StackStatus(stack, inv, _scrub_health(health, masker)))
         return rows
 
 

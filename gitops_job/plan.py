@@ -116,6 +116,8 @@ class Plan:
     #: Live objects that carry a planned stack's ownership labels but are neither rendered nor in its inventory
     #: (made or relabelled by hand): never pruned, only reported. Seen among the kinds and namespaces listed.
     strays: tuple[tuple[str, ObjectId], ...] = ()
+    #: The planned stacks in apply order (the config's dependsOn order): how the text plan groups its entries.
+    stacks: tuple[str, ...] = ()
 
     def count(self, action: Action) -> int:
         return sum(1 for e in self.entries if e.action is action)
@@ -279,35 +281,16 @@ def plan(
     created_crds = crd_scopes([*objects, *context])
     created_namespaces = {o.id.name for o in (*objects, *context) if o.id.kind == "Namespace" and not o.id.group}
 
-    failures: list[PlanFailure] = []
-    work: list[_Work] = []
-    by_type: dict[ResourceType, list[RenderedObject]] = defaultdict(list)
-    for obj in objects:
-        rt = types.get((str(obj.body.get("apiVersion")), obj.id.kind))
-        if rt is None and (str(obj.body.get("apiVersion")), obj.id.kind) not in created_crds:
-            reason = "unknown kind: the API server does not serve it"
-            failures.append(PlanFailure(obj.id, obj.stack, obj.source, reason))
-            continue
-        if rt is not None:
-            by_type[rt].append(obj)
-        else:
-            work.append(_Work(obj, None, None))
-
-    live_index: dict[ObjectId, dict[str, Any]] = {}
-    ours = f"{LABEL_TARGET}={target},{LABEL_STACK} in ({','.join(sorted(stacks))})"
-    for rt, objs in by_type.items():
-        denied = _find_live(kube, rt, objs, ours, live_index)
-        for o in objs:
-            if o.id.namespace in denied:  # the identity may not read there: that object fails, the rest is planned
-                reason = masker.scrub(f"may not list {rt.plural} (HTTP 403): {denied[o.id.namespace].reason}")
-                failures.append(PlanFailure(o.id, o.stack, o.source, reason))
-            else:
-                work.append(_respected(_Work(o, rt, live_index.get(o.id)), stacks))
+    work, failures, live_index = _gathered(kube, types, objects, created_crds, target, stacks, masker)
 
     # The fast path proves "unchanged" from the live object alone: not for a kind a mutating webhook or policy may
     # change on apply (its change would only show in a dry-run).
     mutators = _mutators(kube, types) if fast and any(w.live is not None for w in work) else None
-    masker.learn([*(w.obj.body for w in work), *(w.live for w in work if w.live is not None)])
+    rendered = {o.id for o in objects}
+    # Every value is learned before the first diff is built (on this thread: the learning order numbers the
+    # tokens), the live objects to prune included: a pruned Secret's values may appear in other objects.
+    prunes = _prune_candidates(kube, types, target, stacks, previous or {}, rendered)
+    masker.learn([*(w.obj.body for w in work), *(w.live for w in work if w.live), *(live for _, _, live in prunes)])
     claims = _claims(work, holders)
     by_id = {w.obj.id: w for w in _stamp(work, revision)}
     entries: list[PlanEntry] = []
@@ -342,12 +325,51 @@ def plan(
         else:
             failures.append(result)
 
-    rendered = {o.id for o in objects}
-    entries.extend(_prunes(kube, types, target, stacks, previous or {}, rendered, masker))
+    entries.extend(
+        PlanEntry(oid, stack, Action.PRUNE, before=_display(live, [], masker)) for stack, oid, live in prunes
+    )
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
-    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests),
-                strays_of(live_index.values(), target, stacks, rendered, previous or {}))  # fmt: skip
+    strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
+    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays, tuple(stacks))
+
+
+def _gathered(
+    kube: Kube,
+    types: Mapping[tuple[str, str], ResourceType],
+    objects: Sequence[RenderedObject],
+    created_crds: Mapping[tuple[str, str], bool],
+    target: str,
+    stacks: Mapping[str, Stack],
+    masker: Masker,
+) -> tuple[list[_Work], list[PlanFailure], dict[ObjectId, dict[str, Any]]]:
+    """Each object with its type and live counterpart (LISTs by type), the objects that cannot be planned, and
+    every live object found (strays included)."""
+    failures: list[PlanFailure] = []
+    work: list[_Work] = []
+    by_type: dict[ResourceType, list[RenderedObject]] = defaultdict(list)
+    for obj in objects:
+        rt = types.get((str(obj.body.get("apiVersion")), obj.id.kind))
+        if rt is None and (str(obj.body.get("apiVersion")), obj.id.kind) not in created_crds:
+            reason = "unknown kind: the API server does not serve it"
+            failures.append(PlanFailure(obj.id, obj.stack, obj.source, reason))
+            continue
+        if rt is not None:
+            by_type[rt].append(obj)
+        else:
+            work.append(_Work(obj, None, None))
+
+    live_index: dict[ObjectId, dict[str, Any]] = {}
+    ours = f"{LABEL_TARGET}={target},{LABEL_STACK} in ({','.join(sorted(stacks))})"
+    for rt, objs in by_type.items():
+        denied = _find_live(kube, rt, objs, ours, live_index)
+        for o in objs:
+            if o.id.namespace in denied:  # the identity may not read there: that object fails, the rest is planned
+                reason = masker.scrub(f"may not list {rt.plural} (HTTP 403): {denied[o.id.namespace].reason}")
+                failures.append(PlanFailure(o.id, o.stack, o.source, reason))
+            else:
+                work.append(_respected(_Work(o, rt, live_index.get(o.id)), stacks))
+    return work, failures, live_index
 
 
 def _claims(work: Iterable[_Work], holders: Holders | None) -> dict[ObjectId, Claim]:
@@ -454,18 +476,17 @@ def refusal(e: ApiError) -> str:
     return f"{e.reason} (HTTP {e.status}){hint}"
 
 
-def _prunes(
+def _prune_candidates(
     kube: Kube,
     types: Mapping[tuple[str, str], ResourceType],
     target: str,
     stacks: Mapping[str, Stack],
     previous: Mapping[str, Iterable[ObjectId]],
     rendered: set[ObjectId],
-    masker: Masker,
-) -> list[PlanEntry]:
-    """Objects a stack that prunes applied last time and no longer renders, that still exist and are still labelled
-    ours (prune leaves any other alone: :func:`~gitops_job.ownership.not_ours`)."""
-    entries = []
+) -> list[tuple[str, ObjectId, dict[str, Any]]]:
+    """``(stack, id, live)`` of the objects a stack that prunes applied last time and no longer renders, that still
+    exist and are still labelled ours (prune leaves any other alone: :func:`~gitops_job.ownership.not_ours`)."""
+    found = []
     for stack_name, ids in previous.items():
         if stack_name in stacks and not stacks[stack_name].prune:
             continue
@@ -473,8 +494,8 @@ def _prunes(
             rt = next((t for t in types.values() if t.kind == oid.kind and t.group == oid.group), None)
             live = kube.get(rt, oid.name, oid.namespace or None, where=str(oid)) if rt else None
             if live is not None and not_ours(live, target, stack_name) is None:
-                entries.append(PlanEntry(oid, stack_name, Action.PRUNE, before=_display(live, [], masker)))
-    return entries
+                found.append((stack_name, oid, live))
+    return found
 
 
 def _find_live(

@@ -15,6 +15,7 @@ import yaml
 
 from .apply import DONE
 from .identity import ObjectId
+from .order import stage
 from .pipeline import ApplyResult
 from .plan import Action, Plan, PlanEntry, stray_message
 
@@ -56,23 +57,66 @@ def heading(entry: PlanEntry) -> str:
 
 
 def text(plan: Plan, *, color: bool = False) -> str:
-    """Counts first, then each changed object's diff; failures last."""
+    """Counts first, then stack by stack in apply order (a header with the stack's counts, then each changed object's
+    diff in the order apply writes it, prunes last); warnings and failures at the end. Control characters in what
+    the cluster or the repository said are escaped (see :func:`printable`)."""
     out = [counts_line(plan), ""]
-    for entry in _changed(plan):
-        out.append(click.style(heading(entry), bold=True) if color else heading(entry))
-        if entry.source:
-            out.append(f"  from {entry.source}")
-        out.extend(f"  conflict: {c.field} is owned by {c.manager}" for c in entry.conflicts)
-        if entry.note:
-            out.append(f"  {entry.note}")
-        for line in diff(entry).splitlines():
-            out.append(_colour(line) if color else line)
-        out.append("")
-    out.extend(f"warning: {stray_message(oid, stack)}" for stack, oid in plan.strays)
+    for stack, mine in by_stack(plan):
+        header = f"stack {stack}: {counts_line(_only(plan, stack))}"
+        out += [click.style(printable(header), bold=True) if color else printable(header), ""]
+        for entry in mine:
+            out.append(click.style(printable(heading(entry)), bold=True) if color else printable(heading(entry)))
+            if entry.source:
+                out.append(printable(f"  from {entry.source}"))
+            out.extend(printable(f"  conflict: {c.field} is owned by {c.manager}") for c in entry.conflicts)
+            if entry.note:
+                out.append(printable(f"  {entry.note}"))
+            for line in diff(entry).splitlines():
+                out.append(_colour(printable(line)) if color else printable(line))
+            out.append("")
+    out.extend(printable(f"warning: {stray_message(oid, stack)}") for stack, oid in plan.strays)
     for failure in plan.failures:
-        message = f"error: plan: {failure}"
+        message = printable(f"error: plan: {failure}")
         out.append(click.style(message, fg="red") if color else message)
     return "\n".join(out).rstrip() + "\n"
+
+
+def stack_order(plan: Plan) -> list[str]:
+    """The plan's stacks in apply order (:attr:`Plan.stacks`); stacks it does not order come after, by name."""
+    named = {e.stack for e in plan.entries} | {f.stack for f in plan.failures}
+    return [s for s in plan.stacks if s in named] + sorted(named - set(plan.stacks))
+
+
+def by_stack(plan: Plan) -> list[tuple[str, list[PlanEntry]]]:
+    """Each stack (in apply order) with its changed entries in the order apply writes them: by apply step, then
+    prunes in delete order."""
+    out = []
+    for stack in stack_order(plan):
+        mine = [e for e in plan.changed if e.stack == stack]
+        written = sorted((e for e in mine if e.action is not Action.PRUNE), key=lambda e: (stage(e.id), e.id))
+        pruned = sorted((e for e in mine if e.action is Action.PRUNE), key=lambda e: (_negated(stage(e.id)), e.id))
+        out.append((stack, written + pruned))
+    return out
+
+
+def _negated(step: tuple[int, int]) -> tuple[int, int]:
+    return (-step[0], -step[1])
+
+
+def _only(plan: Plan, stack: str) -> Plan:
+    entries = tuple(e for e in plan.entries if e.stack == stack)
+    return Plan(plan.target, entries, tuple(f for f in plan.failures if f.stack == stack))
+
+
+#: Characters that change how a terminal shows text (C0 and C1 controls but tab and newline, ESC of ANSI sequences,
+#: bidirectional overrides and isolates such as U+202E, zero-width marks): printed escaped, never raw.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def printable(s: str) -> str:
+    """``s`` with every control character escaped (``\\x1b``, ``\\u202e``), so a name or message cannot move the
+    cursor, colour the terminal or reverse the text around it. Tabs and newlines stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", s)
 
 
 def _colour(line: str) -> str:
@@ -83,10 +127,6 @@ def _colour(line: str) -> str:
     if line.startswith("@@"):
         return click.style(line, fg="cyan")
     return line
-
-
-def _changed(plan: Plan) -> list[PlanEntry]:
-    return sorted(plan.changed, key=lambda e: (_ORDER.index(e.action), e.stack, e.id))
 
 
 def to_json(plan: Plan) -> dict[str, Any]:
@@ -191,7 +231,8 @@ def markdown(plan: Plan | None, page: Page | None = None) -> str:
     if page.digest:
         tail.append(f"<!-- gitops-job:digest {page.digest} -->")
     body = _budgeted(plan, page, "\n".join(head), "\n".join(tail)) if plan else "\n".join(head + tail)
-    return body.rstrip() + "\n"
+    body = printable(body.rstrip())  # escapes grow the text: a body full of them is cut, never refused by GitHub
+    return (body if len(body) < page.limit else body[: page.limit - 40] + "\n… cut: control characters") + "\n"
 
 
 def _callout(kind: str, text: str) -> list[str]:
@@ -243,16 +284,16 @@ def _object(e: PlanEntry) -> str:
 
 
 def _budgeted(plan: Plan, page: Page, head: str, tail: str) -> str:
-    changed = _changed(plan)
+    changed = plan.changed
     if not changed:
         return f"{head}\nNo changes.\n\n{tail}"
-    stacks = sorted({e.stack for e in changed})
     # Room for the truncation line, whatever it says.
     room = page.limit - len(head) - len(tail) - 400
     parts: list[str] = []
     shown = 0
-    for stack in stacks:
-        mine = [e for e in changed if e.stack == stack]
+    for stack, mine in by_stack(plan):
+        if not mine:
+            continue
         counts = ", ".join(f"{sum(1 for e in mine if e.action is a)} to {a.value}" for a in _ORDER
                            if any(e.action is a for e in mine))  # fmt: skip
         opening = f"<details>\n<summary><b>{html_escape(stack)}</b>: {counts}</summary>\n\n"
@@ -285,8 +326,8 @@ def _code(s: str) -> str:
 
 
 def html_escape(s: str) -> str:
-    """``s`` safe as HTML text (comment bodies mix markdown and HTML)."""
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """``s`` safe as HTML text (comment bodies mix markdown and HTML), control characters escaped."""
+    return printable(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # -- apply results -----------------------------------------------------------------------------------------------------
@@ -315,7 +356,7 @@ def apply_text(result: ApplyResult) -> str:
         out.extend(f"  warning: {w}" for w in run.warnings)
         if run.error:
             out.extend(f"  error: {line}" if i == 0 else f"  {line}" for i, line in enumerate(run.error.splitlines()))
-    return "\n".join(out) + "\n"
+    return "".join(printable(line) + "\n" for line in out)
 
 
 def apply_json(result: ApplyResult) -> str:

@@ -116,10 +116,9 @@ def validate(
     errors: list[GitopsJobError] = []
     checked: list[RenderedObject] = []
     for obj in objects:
-        missing = _missing_fields(obj.body)
-        if missing:
-            reason = f"missing {', '.join(missing)}: every manifest needs apiVersion, kind and metadata.name"
-            errors.append(ValidationError(reason, where=str(obj.source)))
+        wrong = _field_problem(obj.body)
+        if wrong:
+            errors.append(ValidationError(wrong, where=str(obj.source)))
             continue
         api_kind = (obj.body["apiVersion"], obj.body["kind"])
         namespaced = crds[api_kind] if api_kind in crds else scopes(*api_kind)
@@ -159,14 +158,39 @@ def _crd_kinds(body: Mapping[str, Any]) -> list[tuple[tuple[str, str], bool]]:
     ]
 
 
-def _missing_fields(body: Mapping[str, Any]) -> list[str]:
+def _field_problem(body: Mapping[str, Any]) -> str | None:
+    """What is wrong with apiVersion, kind and metadata.name, or None: missing, or not a string (YAML reads
+    ``name: 123`` as a number, ``name: yes`` as a boolean)."""
     meta = body.get("metadata")
     fields = {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
         "metadata.name": meta.get("name") if isinstance(meta, dict) else None,
     }
-    return [name for name, value in fields.items() if not (isinstance(value, str) and value)]
+    missing = [name for name, value in fields.items() if value is None or value == ""]
+    problems = [f"missing {', '.join(missing)}: every manifest needs apiVersion, kind and metadata.name"]
+    problems = problems if missing else []
+    problems += [
+        f"{name} must be a string, got {_typed_value(value)}{_quote_hint(name, value)}"
+        for name, value in fields.items()
+        if value is not None and not isinstance(value, str)
+    ]
+    return "; ".join(problems) or None
+
+
+def _typed_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, int | float):
+        return f"{value} (a number)"
+    return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else type(value).__name__
+
+
+def _quote_hint(name: str, value: Any) -> str:
+    if isinstance(value, bool | int | float):
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        return f'; quote it: {name.rsplit(".", 1)[-1]}: "{shown}"'
+    return ""
 
 
 def _with_namespace(obj: RenderedObject, namespace: str | None) -> RenderedObject:
@@ -218,8 +242,10 @@ def _size_problems(obj: RenderedObject) -> list[str]:
 
 
 def _policy_problems(obj: RenderedObject, namespaced: bool | None, stack: Stack) -> list[str]:
-    """The stack's allow policy: V5 (allow.namespaces) and V6 (allow.clusterScoped, privilege escalation)."""
-    allowed = stack.allow.namespaces
+    """The stack's allow policy: V5 (allow.namespaces), V6 (allow.clusterScoped, allow.clusterKinds, privilege
+    escalation from a namespaced stack)."""
+    allow = stack.allow
+    allowed = allow.namespaces
     problems = []
     if allowed is not None:
         where = f"stack {stack.name!r} may use only allow.namespaces: {', '.join(allowed) or 'none'}"
@@ -230,25 +256,99 @@ def _policy_problems(obj: RenderedObject, namespaced: bool | None, stack: Stack)
     escalation = _escalation(obj, stack) if allowed is not None else None
     if escalation:
         problems.append(escalation)
-    elif namespaced is False and not stack.allow.cluster_scoped:
+    elif namespaced is False and not allow.cluster_scoped:
         problems.append(f"cluster-scoped {obj.id.kind} is refused: stack {stack.name!r} has allow.clusterScoped: false")
+    elif namespaced is False and not _is_namespace(obj) and not _cluster_kind_allowed(obj.id, stack):
+        kind = obj.id.kind
+        why = (
+            f"stack {stack.name!r} is namespaced (allow.namespaces) and lists no cluster-scoped kinds"
+            if allow.cluster_kinds is None
+            else f"stack {stack.name!r} has allow.clusterKinds: {', '.join(allow.cluster_kinds) or 'none'}"
+        )
+        problems.append(f"cluster-scoped {kind} is refused: {why}; add {kind} to allow.clusterKinds to allow it")
     return problems
 
 
+def _cluster_kind_allowed(oid: ObjectId, stack: Stack) -> bool:
+    """May ``stack`` hold a cluster-scoped object of this kind? Listed in allow.clusterKinds (``Kind`` or
+    ``Kind.group``); without that key: any kind, except in a namespaced stack."""
+    kinds = stack.allow.cluster_kinds
+    if kinds is None:
+        return stack.allow.namespaces is None
+    return oid.kind in kinds or f"{oid.kind}.{oid.group}" in kinds
+
+
+ADMISSION = "admissionregistration.k8s.io"
+#: Cluster-wide admission: each sees (and may change or block) requests in every namespace.
+ADMISSION_KINDS = frozenset({
+    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+})  # fmt: skip
+AGGREGATE_LABEL = f"{RBAC}/aggregate-to-"
+#: RBAC verbs that grant more than the rule says, and the (groups, resources) they act on.
+ESCALATING_VERBS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
+    "escalate": (frozenset({RBAC}), frozenset({"roles", "clusterroles"})),
+    "bind": (frozenset({RBAC}), frozenset({"roles", "clusterroles"})),
+    "impersonate": (frozenset({"", "authentication.k8s.io"}),
+                    frozenset({"users", "groups", "serviceaccounts", "uids", "userextras", "userextras/*"})),
+}  # fmt: skip
+
+
 def _escalation(obj: RenderedObject, stack: Stack) -> str | None:
-    """Why a binding in a namespaced stack (one with allow.namespaces) would escalate privileges, or None."""
-    if obj.id.group != RBAC or obj.id.kind not in ("RoleBinding", "ClusterRoleBinding"):
+    """Why an object in a namespaced stack (one with allow.namespaces) would escalate privileges, or None: a
+    binding to cluster-admin or a ``system:`` ClusterRole, any ClusterRoleBinding, an admission webhook or policy, a
+    ClusterRole aggregated into other roles, a Role or ClusterRole granting escalate, bind or impersonate."""
+    stack_kind = f"stack {stack.name!r} is namespaced (allow.namespaces)"
+    group, kind = obj.id.group, obj.id.kind
+    if group == ADMISSION and kind in ADMISSION_KINDS:
+        return (f"{kind} intercepts requests in every namespace and is refused as privilege escalation: {stack_kind};"
+                " move it to a stack without allow.namespaces")  # fmt: skip
+    if group != RBAC:
         return None
+    if kind in ("RoleBinding", "ClusterRoleBinding"):
+        return _binding_escalation(obj, stack_kind)
+    if kind == "ClusterRole":
+        labels = (obj.body.get("metadata") or {}).get("labels") or {}
+        aggregated = sorted(k for k, v in labels.items() if str(k).startswith(AGGREGATE_LABEL) and str(v) == "true")
+        if aggregated:
+            into = str(aggregated[0])[len(AGGREGATE_LABEL) :]
+            return (f"label {aggregated[0]} adds its rules to ClusterRole {into!r} (bound elsewhere) and is refused as"
+                    f" privilege escalation: {stack_kind}")  # fmt: skip
+    if kind in ("Role", "ClusterRole"):
+        return _verb_escalation(obj.body.get("rules"), stack_kind)
+    return None
+
+
+def _binding_escalation(obj: RenderedObject, stack_kind: str) -> str | None:
     ref = obj.body.get("roleRef")
     ref = ref if isinstance(ref, dict) else {}
-    stack_kind = f"stack {stack.name!r} is namespaced (allow.namespaces)"
-    if ref.get("kind") == "ClusterRole" and ref.get("name") == "cluster-admin":
+    name = str(ref.get("name", ""))
+    if ref.get("kind") == "ClusterRole" and name == "cluster-admin":
         return f"binding ClusterRole cluster-admin is refused as privilege escalation: {stack_kind}"
+    if ref.get("kind") == "ClusterRole" and name.startswith("system:"):
+        return (f"binding ClusterRole {name} is refused as privilege escalation: {stack_kind}; system: roles belong"
+                " to Kubernetes' own components")  # fmt: skip
     if obj.id.kind == "ClusterRoleBinding":
         return (
             f"a ClusterRoleBinding grants its role in every namespace and is refused as privilege escalation:"
             f" {stack_kind}; use a RoleBinding"
         )
+    return None
+
+
+def _verb_escalation(rules: Any, stack_kind: str) -> str | None:
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue
+        verbs, groups, resources = (set(map(str, rule.get(k) or [])) for k in ("verbs", "apiGroups", "resources"))
+        for verb, (its_groups, its_resources) in ESCALATING_VERBS.items():
+            named = verb in verbs
+            wildcard = "*" in verbs and bool(groups & {"*", *its_groups}) and bool(resources & {"*", *its_resources})
+            if named or wildcard:
+                how = (
+                    f"verb {verb}" if named else f"verbs ['*'] on {', '.join(sorted(resources))} (which include {verb})"
+                )
+                return f"rules[{i}] grants {how} and is refused as privilege escalation: {stack_kind}"
     return None
 
 

@@ -202,3 +202,53 @@ def test_item09_helm_output_date_names_the_template(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "render: chart/templates/cm.yaml: 2024-01-01 is a YAML date/time" in result.stderr
     assert "of helm's output" in result.stderr
+
+
+def _run_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+
+
+def test_item18_a_missing_kubeconfig_names_every_path_tried_and_the_flag(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "config"
+    explicit = run("plan", "--repo", str(EXAMPLES), "--kubeconfig", str(missing))
+    from_env = _run_env({"KUBECONFIG": f"{missing}:{tmp_path / 'also-missing'}", "KUBERNETES_SERVICE_HOST": ""},
+                        "plan", "--repo", str(EXAMPLES))  # fmt: skip
+    home = _run_env({"HOME": str(tmp_path), "KUBECONFIG": "", "KUBERNETES_SERVICE_HOST": ""},
+                    "plan", "--repo", str(EXAMPLES))  # fmt: skip
+
+    assert explicit.returncode == ExitCode.ERROR
+    assert f"no kubeconfig found; tried {missing} (does not exist): pass --kubeconfig FILE" in explicit.stderr
+    assert f"tried {missing} (does not exist), {tmp_path / 'also-missing'} (does not exist)" in from_env.stderr
+    assert f"tried {tmp_path}/.kube/config (does not exist), the in-cluster service account (" in home.stderr
+    assert "pass --kubeconfig FILE (or set KUBECONFIG)" in home.stderr
+    for result in (explicit, from_env, home):
+        assert "No configuration found" not in result.stderr, result.stderr
+
+
+def test_item18_a_failing_exec_credential_plugin_stops_the_run_naming_it_without_its_stderr(tmp_path: Path) -> None:
+    """The plugin fails, printing a token on stderr: the run stops (it never goes on as system:anonymous), names the
+    plugin's command and user, and prints nothing of what the plugin printed."""
+    leaked = "ghp_planted-token-0123456789"
+    plugin = tmp_path / "get-token"
+    plugin.write_text(f"#!/bin/sh\necho 'refresh failed for {leaked}' >&2\nexit 7\n")
+    plugin.chmod(0o755)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: robot}}]\n"
+        f"users: [{{name: robot, user: {{exec: {{apiVersion: client.authentication.k8s.io/v1, command: {plugin},"
+        " interactiveMode: Never}}}]\n"
+    )
+
+    result = run("plan", "--repo", str(EXAMPLES), "--kubeconfig", str(kubeconfig))
+
+    assert result.returncode == ExitCode.ERROR
+    assert f"the exec credential plugin '{plugin}' of kubeconfig user 'robot' failed (exec: process returned 7;" in (
+        result.stderr
+    ), result.stderr
+    assert "stopping rather than going on unauthenticated" in result.stderr
+    assert leaked not in result.stdout + result.stderr
+    assert "127.0.0.1:1" not in result.stderr  # no request was tried

@@ -234,6 +234,4 @@ def test_fast_path_proves_the_common_case(kube: Kube, namespace: str) -> None:
         rt = kube.resource_type(obj["apiVersion"], obj["kind"])
         assert rt is not None
         kube.apply(rt, obj)
-        live = kube.get(rt, obj["metadata"]["name"], namespace)
-        assert proven_unchanged(obj, live, FIELD_MANAGER), obj["kind"]
-        assert kube.apply(rt, obj, dry_run=True) == live  # and the server agrees
+        assert _verdicts(kube, rt, obj) == (True, False), obj["kind"]  # and the server agrees, on one live object

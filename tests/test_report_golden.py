@@ -64,7 +64,7 @@ def _plan() -> Plan:
         PlanFailure(ObjectId("", "Service", "shop", "web"), "shop", Source("apps/shop/web.yaml", 30),
                     masker.scrub(f'Service "web" is invalid: spec.ports[0].port: Invalid value: "{SECRET_NEW}"')),
     )  # fmt: skip
-    return Plan("production", entries, failures, {"GET": 5, "PATCH (dry-run)": 2})
+    return Plan("production", entries, failures, {"GET": 5, "PATCH (dry-run)": 2}, stacks=("platform", "shop"))
 
 
 @pytest.mark.parametrize(
@@ -199,3 +199,62 @@ def test_a_huge_error_or_many_long_failures_still_fit_a_comment() -> None:
     ):
         assert len(body) <= report.COMMENT_LIMIT, len(body)
         well_formed(body)
+
+
+def test_item17_text_plan_groups_stacks_in_apply_order_with_counts() -> None:
+    """The text plan goes stack by stack in the config's dependsOn order (not by name, not by action), each under a
+    header with its counts, objects in the order apply writes them and prunes last: never a Service before the
+    Namespace it lives in."""
+    masker = Masker()
+
+    def entry(stack: str, kind: str, name: str, action: Action, namespace: str = "shop") -> PlanEntry:
+        group = "apps" if kind == "Deployment" else ""
+        body = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": namespace}}
+        shown = _display(body, [], masker)
+        return PlanEntry(ObjectId(group, kind, namespace, name), stack, action,
+                         before=shown if action is Action.PRUNE else None,
+                         after=None if action is Action.PRUNE else shown)  # fmt: skip
+
+    entries = (
+        entry("apps", "Deployment", "web", Action.CREATE),
+        entry("apps", "ConfigMap", "old", Action.PRUNE),
+        entry("apps", "Service", "web", Action.CREATE),
+        entry("apps", "ConfigMap", "settings", Action.CREATE),
+        entry("apps", "ConfigMap", "same", Action.UNCHANGED),
+        entry("zz-platform", "Namespace", "shop", Action.CREATE, namespace=""),
+    )
+    out = report.text(Plan("production", entries, stacks=("zz-platform", "apps")))
+
+    lines = [line for line in out.splitlines() if line.startswith(("stack ", "Namespace/", "Service/", "Deployment/",
+                                                                   "ConfigMap/"))]  # fmt: skip
+    assert lines == [
+        "stack zz-platform: 1 to create, 0 to update, 0 to prune, 0 unchanged",
+        "Namespace/shop (create)",
+        "stack apps: 3 to create, 0 to update, 1 to prune, 1 unchanged",
+        "ConfigMap/shop/settings (create)",
+        "Service/shop/web (create)",
+        "Deployment/shop/web (create)",
+        "ConfigMap/shop/old (prune)",
+    ]
+    assert out.startswith("4 to create, 0 to update, 1 to prune, 1 unchanged\n")
+
+
+RAW_CONTROLS = ("\u202e", "\x1b", "\x07", "\x00", "\u2066")
+
+
+def test_item18_control_characters_are_escaped_in_every_printed_line() -> None:
+    """A name or message carrying U+202E (right-to-left override) or an ANSI escape is printed escaped in the text
+    plan, the PR comment and the apply report, never raw."""
+    evil = "evil\u202eyxt.exe \x1b[2J\x1b[31mred\x07\x00\u2066"
+    oid = ObjectId("", "ConfigMap", "shop", "settings")
+    failure = PlanFailure(oid, "shop", Source("apps/x.yaml", 1), f"admission webhook said: {evil}")
+    entry = PlanEntry(ObjectId("", "ConfigMap", "shop", "other"), "shop", Action.CREATE, note=evil,
+                      conflicts=(FieldConflict(".data.a", evil),), after={"data": {"a": evil}})  # fmt: skip
+    p = Plan("production", (entry,), (failure,))
+    outputs = {"text": report.text(p), "color": report.text(p, color=True), "markdown": report.markdown(p)}
+
+    for name, out in outputs.items():
+        raw = [c for c in RAW_CONTROLS if c in out.replace("\x1b[1m", "").replace("\x1b[0m", "").replace("\x1b[3", "")]
+        assert not raw, (name, raw)
+        assert "evil\\u202eyxt.exe \\x1b[2J" in out, name
+    assert report.printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"

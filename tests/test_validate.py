@@ -93,7 +93,7 @@ def test_namespace_defaulting_returns_new_objects_and_keeps_the_input() -> None:
             "missing metadata.name:",
             id="empty-name",
         ),
-        pytest.param({"metadata": {"name": 5}}, "missing apiVersion, kind, metadata.name:", id="nothing"),
+        pytest.param({"metadata": {}}, "missing apiVersion, kind, metadata.name:", id="nothing"),
     ],
 )
 def test_missing_required_fields_are_reported_at_file_and_line(body: dict[str, Any], expected: str) -> None:
@@ -437,3 +437,152 @@ def test_item08_objects_over_etcds_limit_are_refused_naming_object_and_size(size
     (message,) = [str(e) for e in info.value.errors]
     assert message.startswith("validate: app/big.yaml:3: ConfigMap/apps/big: ")
     assert f"({size} bytes)" in message and "1572864 bytes (1.5 MiB)" in message and "split it" in message
+
+
+# -- item 14: escalation from a namespaced stack ------------------------------------------------------------------
+ADMISSION_V1 = "admissionregistration.k8s.io/v1"
+RBAC_V1 = "rbac.authorization.k8s.io/v1"
+WITH_CLUSTER_ROLES = Stack(
+    "app", "app", namespace="apps", allow=AllowPolicy(namespaces=("apps",), cluster_kinds=("ClusterRole",))
+)
+
+
+def role(kind: str, name: str, *rules: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    body = manifest(RBAC_V1, kind, name, "apps" if kind == "Role" else None, rules=list(rules))
+    if labels:
+        body["metadata"]["labels"] = labels
+    return body
+
+
+def rule(verbs: list[str], resources: list[str], groups: list[str] | None = None) -> dict[str, Any]:
+    return {"apiGroups": groups if groups is not None else [""], "resources": resources, "verbs": verbs}
+
+
+@pytest.mark.parametrize(
+    ("body", "stack", "expected"),
+    [
+        pytest.param(
+            manifest(ADMISSION_V1, "MutatingWebhookConfiguration", "inject", webhooks=[]),
+            NAMESPACED,
+            "MutatingWebhookConfiguration/inject: MutatingWebhookConfiguration intercepts requests in every namespace"
+            " and is refused as privilege escalation: stack 'app' is namespaced (allow.namespaces)",
+            id="mutating-webhook",
+        ),
+        pytest.param(
+            manifest(ADMISSION_V1, "ValidatingWebhookConfiguration", "deny", webhooks=[]),
+            Stack("app", "app", allow=AllowPolicy(("apps",), cluster_kinds=("ValidatingWebhookConfiguration",))),
+            "ValidatingWebhookConfiguration intercepts requests in every namespace and is refused as privilege",
+            id="validating-webhook-even-when-listed",
+        ),
+        pytest.param(
+            manifest(ADMISSION_V1, "ValidatingAdmissionPolicyBinding", "deny", spec={}),
+            NAMESPACED,
+            "ValidatingAdmissionPolicyBinding intercepts requests in every namespace",
+            id="admission-policy-binding",
+        ),
+        pytest.param(
+            role("ClusterRole", "more", labels={"rbac.authorization.k8s.io/aggregate-to-admin": "true"}),
+            WITH_CLUSTER_ROLES,
+            "ClusterRole/more: label rbac.authorization.k8s.io/aggregate-to-admin adds its rules to ClusterRole"
+            " 'admin' (bound elsewhere) and is refused as privilege escalation",
+            id="clusterrole-aggregated-into-admin",
+        ),
+        pytest.param(
+            role("ClusterRole", "more", labels={"rbac.authorization.k8s.io/aggregate-to-edit": "true"}),
+            WITH_CLUSTER_ROLES,
+            "aggregate-to-edit adds its rules to ClusterRole 'edit'",
+            id="clusterrole-aggregated-into-edit",
+        ),
+        pytest.param(
+            binding("RoleBinding", "ClusterRole", "system:controller:clusterrole-aggregation-controller"),
+            NAMESPACED,
+            "RoleBinding/apps/grant: binding ClusterRole system:controller:clusterrole-aggregation-controller is"
+            " refused as privilege escalation: stack 'app' is namespaced (allow.namespaces); system: roles belong to"
+            " Kubernetes' own components",
+            id="rolebinding-to-system-controller-role",
+        ),
+        pytest.param(
+            role("Role", "granter", rule(["escalate", "get"], ["roles"], ["rbac.authorization.k8s.io"])),
+            NAMESPACED,
+            "Role/apps/granter: rules[0] grants verb escalate and is refused as privilege escalation",
+            id="role-with-escalate",
+        ),
+        pytest.param(
+            role("Role", "binder", rule(["bind"], ["clusterroles"], ["rbac.authorization.k8s.io"])),
+            NAMESPACED,
+            "rules[0] grants verb bind",
+            id="role-with-bind",
+        ),
+        pytest.param(
+            role("ClusterRole", "as-anyone", rule(["get"], ["pods"]), rule(["impersonate"], ["users"])),
+            WITH_CLUSTER_ROLES,
+            "ClusterRole/as-anyone: rules[1] grants verb impersonate",
+            id="clusterrole-with-impersonate",
+        ),
+        pytest.param(
+            role("Role", "everything", rule(["*"], ["*"], ["*"])),
+            NAMESPACED,
+            "rules[0] grants verbs ['*'] on * (which include escalate)",
+            id="wildcard-verbs-on-every-resource",
+        ),
+        pytest.param(
+            role("ClusterRole", "reader", rule(["get", "list"], ["pods"])),
+            NAMESPACED,
+            "ClusterRole/reader: cluster-scoped ClusterRole is refused: stack 'app' is namespaced (allow.namespaces)"
+            " and lists no cluster-scoped kinds; add ClusterRole to allow.clusterKinds to allow it",
+            id="cluster-scoped-kind-not-listed",
+        ),
+        pytest.param(
+            manifest("storage.k8s.io/v1", "StorageClass", "fast", provisioner="x"),
+            WITH_CLUSTER_ROLES,
+            "StorageClass/fast: cluster-scoped StorageClass is refused: stack 'app' has allow.clusterKinds:"
+            " ClusterRole; add StorageClass to allow.clusterKinds to allow it",
+            id="cluster-scoped-kind-not-in-the-list",
+        ),
+    ],
+)
+def test_item14_namespaced_stack_refuses_cluster_kinds_and_escalation(
+    body: dict[str, Any], stack: Stack, expected: str
+) -> None:
+    found = problems([body], stack)
+
+    assert len(found) == 1, found
+    assert expected in found[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "stack"),
+    [
+        pytest.param(role("ClusterRole", "reader", rule(["get", "list"], ["pods"])), WITH_CLUSTER_ROLES, id="listed"),
+        pytest.param(
+            manifest("cert-manager.io/v1", "ClusterIssuer", "ca", spec={}),
+            Stack("app", "app", allow=AllowPolicy(("apps",), cluster_kinds=("ClusterIssuer.cert-manager.io",))),
+            id="listed-with-group",
+        ),
+        pytest.param(manifest("v1", "Namespace", "apps"), NAMESPACED, id="own-namespace-needs-no-listing"),
+        pytest.param(role("Role", "editor", rule(["*"], ["configmaps", "secrets"])), NAMESPACED, id="wildcard-verbs"),
+        pytest.param(binding("RoleBinding", "ClusterRole", "edit"), NAMESPACED, id="rolebinding-to-edit"),
+        pytest.param(
+            manifest(ADMISSION_V1, "MutatingWebhookConfiguration", "inject", webhooks=[]), APP, id="cluster-stack"
+        ),
+    ],
+)
+def test_item14_what_a_namespaced_stack_may_still_hold(body: dict[str, Any], stack: Stack) -> None:
+    scopes = {("cert-manager.io/v1", "ClusterIssuer"): False}
+    out = validate([rendered(body)], stack, lambda a, k: scopes.get((a, k), builtin_scopes(a, k)), discovery=True)
+
+    assert [o.id.name for o in out] == [body["metadata"]["name"]]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param(123, 'metadata.name must be a string, got 123 (a number); quote it: name: "123"', id="number"),
+        pytest.param(True, 'metadata.name must be a string, got true (a boolean); quote it: name: "true"', id="bool"),
+        pytest.param(["a"], "metadata.name must be a string, got a list", id="list"),
+    ],
+)
+def test_item18_a_name_that_is_not_a_string_says_so_and_how_to_quote_it(name: Any, expected: str) -> None:
+    found = problems([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}])
+
+    assert found == [f"validate: app/x.yaml:1: {expected}"]
