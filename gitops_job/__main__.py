@@ -1,3 +1,3 @@
-from .cli import main
+from gitops_job.cli.main import main
 
 main()

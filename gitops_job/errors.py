@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .exitcodes import ExitCode
+from gitops_job.exitcodes import ExitCode
 
 
 class GitopsJobError(Exception):

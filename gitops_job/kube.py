@@ -26,8 +26,8 @@ import urllib3
 import yaml
 from kubernetes import client, config
 
-from . import __version__
-from .errors import ClusterUnreachableError, GitopsJobError
+from gitops_job import __version__
+from gitops_job.errors import ClusterUnreachableError, GitopsJobError
 
 FIELD_MANAGER = "gitops-job"
 USER_AGENT = f"gitops-job/{__version__}"

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .identity import ObjectId
+from gitops_job.identity import ObjectId
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .errors import GitopsJobError, RenderError
+from gitops_job.errors import GitopsJobError, RenderError
 
 # A document whose aliases expand to more nodes than this is refused before it is built (billion laughs).
 MAX_EXPANDED_NODES = 1_000_000

@@ -76,7 +76,7 @@ def test_plan_examples_json_and_exit_codes(kubeconfig: Path) -> None:
     result = run(*args, "-o", "json", "--exit-code")
     assert result.returncode in (ExitCode.OK, ExitCode.CHANGES), result.stderr
     doc = json.loads(result.stdout)
-    schema = json.loads((Path(__file__).parent.parent / "gitops_job/schemas/plan.schema.json").read_text())
+    schema = json.loads((Path(__file__).parent.parent / "gitops_job/report/schemas/plan.schema.json").read_text())
     jsonschema.validate(doc, schema)
     assert doc["requests"].get("PATCH", 0) == 0  # planning never writes
     expected = ExitCode.CHANGES if doc["summary"]["create"] + doc["summary"]["update"] else ExitCode.OK

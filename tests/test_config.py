@@ -13,7 +13,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from gitops_job.config import (
+from gitops_job.config.load import (
     RENDERERS,
     AllowPolicy,
     IgnoreDifference,
@@ -26,7 +26,7 @@ from gitops_job.config import (
 )
 from gitops_job.errors import ConfigError, ErrorGroup, GitopsJobError
 
-SCHEMA_FILE = Path(__file__).parent.parent / "gitops_job/schemas/config.schema.json"
+SCHEMA_FILE = Path(__file__).parent.parent / "gitops_job/config/schemas/config.schema.json"
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 FULL = """\

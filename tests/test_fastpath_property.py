@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from gitops_job.fastpath import proven_unchanged
 from gitops_job.kube import FIELD_MANAGER, ApiError, Kube
+from gitops_job.reconcile.fastpath import proven_unchanged
 
 Obj = dict[str, Any]
 

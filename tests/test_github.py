@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from gitops_job.github import ActionsContext, GitHub, GitHubError, RetryPolicy
+from gitops_job.github.client import ActionsContext, GitHub, GitHubError, RetryPolicy
 from tests.githubstub import BOT, GitHubStub, webhook_example
 
 REPO = "octo/app"

@@ -14,7 +14,7 @@ import pytest
 
 from gitops_job.errors import LockError
 from gitops_job.kube import Conflict, Forbidden, Kube, ResourceType
-from gitops_job.lock import Lock, holder_identity, lease_name, unlock
+from gitops_job.reconcile.lease import Lock, holder_identity, lease_name, unlock
 from tests.kube import wait_until
 
 NAME = lease_name("prod", "web")

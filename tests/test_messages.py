@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from gitops_job import inventory
 from gitops_job.errors import Interrupted, LockError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import Kube
-from gitops_job.pipeline import ApplyOptions, Settings, run_apply
+from gitops_job.reconcile import inventory
+from gitops_job.reconcile.run import ApplyOptions, Settings, run_apply
 from tests.faultproxy import Call, Drop, FaultProxy, RequestInfo
 from tests.test_apply import cm, config, git_repo, write
 

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from gitops_job.git import canonical_remote
 from gitops_job.identity import ObjectId
-from gitops_job.inventory import inventory_name
 from gitops_job.kube import Kube
-from gitops_job.mask import Masker
 from gitops_job.model import RenderedObject, Source
-from gitops_job.ownership import Claim, Holders, Standing, claim_problem, reserved
-from gitops_job.plan import Action, Plan, PlanEntry
-from gitops_job.source import canonical_remote
+from gitops_job.reconcile.inventory import inventory_name
+from gitops_job.reconcile.mask import Masker
+from gitops_job.reconcile.ownership import Claim, Holders, Standing, claim_problem, reserved
+from gitops_job.reconcile.plan import Action, Plan, PlanEntry
 from tests.kube import AuditLog
 from tests.test_apply import cm, config, git_repo, gitops_job, object_writes, write
 
@@ -344,7 +344,7 @@ def test_item03_apply_deletes_to_recreate_only_through_the_ownership_check(
     theirs = {"gitops-job.io/target": "t", "gitops-job.io/stack": "other"}
     apps.create_namespaced_deployment(namespace, deployment(namespace, "old", theirs))
     uid = apps.read_namespaced_deployment("web", namespace).metadata.uid
-    from gitops_job.apply import apply_plan
+    from gitops_job.reconcile.apply import apply_plan
 
     body = deployment(namespace, "new", {"gitops-job.io/target": "t", "gitops-job.io/stack": "app"}, force=True)
     obj = RenderedObject(ObjectId.of(body), body, Source("app/web.yaml", 1), "app")

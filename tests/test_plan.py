@@ -14,17 +14,17 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gitops_job import report
-from gitops_job.config import IgnoreDifference, Stack
+from gitops_job.config.load import IgnoreDifference, Stack
 from gitops_job.identity import ObjectId
 from gitops_job.kube import FIELD_MANAGER, ApiError, Kube
-from gitops_job.mask import LAST_APPLIED
 from gitops_job.model import RenderedObject, Source
-from gitops_job.plan import Action, Plan, plan
+from gitops_job.reconcile.mask import LAST_APPLIED
+from gitops_job.reconcile.plan import Action, Plan, plan
+from gitops_job.report import text as report
 from tests.kube import crd as make_crd
 from tests.kube import etcd_put, wait_until
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "gitops_job/schemas/plan.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parent.parent / "gitops_job/report/schemas/plan.schema.json").read_text())
 
 
 @pytest.fixture
@@ -302,7 +302,7 @@ def test_a_mutating_webhook_turns_the_fast_path_off_only_for_the_kinds_it_interc
 )  # fmt: skip
 def test_admission_rules_matching(rule: dict[str, Any], resource: tuple[str, str, str, bool], mutates: bool) -> None:
     from gitops_job.kube import ResourceType
-    from gitops_job.plan import admission_rules
+    from gitops_job.reconcile.plan import admission_rules
 
     group, version, plural, namespaced = resource
     rt = ResourceType(group, version, plural.title(), plural, namespaced, frozenset())
@@ -338,7 +338,7 @@ def test_admission_rules_matching(rule: dict[str, Any], resource: tuple[str, str
 def test_item10_applied_manifest_takes_ignored_fields_from_the_live_object(
     body: dict[str, Any], live: dict[str, Any] | None, pointers: list[str], expected: dict[str, Any]
 ) -> None:
-    from gitops_job.plan import pointer_path, respecting_ignored
+    from gitops_job.reconcile.plan import pointer_path, respecting_ignored
 
     before = copy.deepcopy(body)
     assert respecting_ignored(body, live, [pointer_path(p) for p in pointers]) == expected

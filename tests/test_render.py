@@ -18,14 +18,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from gitops_job import jinja as jinja_module
-from gitops_job import sandbox
-from gitops_job.config import RepoConfig, Stack, Target
+from gitops_job.config.load import RepoConfig, Stack, Target
 from gitops_job.errors import ErrorGroup, RenderError
 from gitops_job.identity import ObjectId
 from gitops_job.model import RenderedObject, Source
-from gitops_job.render import detect_renderer, render_stack
-from gitops_job.substitute import SubstitutionError, expand
+from gitops_job.render import jinja as jinja_module
+from gitops_job.render import sandbox
+from gitops_job.render.stack import detect_renderer, render_stack
+from gitops_job.render.substitute import SubstitutionError, expand
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from gitops_job import report
 from gitops_job.identity import ObjectId
-from gitops_job.mask import Masker
 from gitops_job.model import Source
-from gitops_job.plan import Action, FieldConflict, Plan, PlanEntry, PlanFailure, _display
+from gitops_job.reconcile.mask import Masker
+from gitops_job.reconcile.plan import Action, FieldConflict, Plan, PlanEntry, PlanFailure, _display
+from gitops_job.report import text as report
 
 GOLDEN = Path(__file__).parent / "golden"
 SECRET_OLD, SECRET_NEW = "hunter2-old-value", "hunter2-new-value"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gitops_job.schema import Schemas, crd_schemas
+from gitops_job.reconcile.schema import Schemas, crd_schemas
 from tests.kube import crd
 
 SPEC = {

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.dynamic import DynamicClient
 
-from gitops_job.status import Health, State, condition, status
+from gitops_job.reconcile.health import Health, State, condition, status
 from tests.kube import crd as make_crd
 from tests.kube import wait_until
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from gitops_job.config import AllowPolicy, Stack
+from gitops_job.config.load import AllowPolicy, Stack
 from gitops_job.errors import ErrorGroup
 from gitops_job.identity import ObjectId
 from gitops_job.model import RenderedObject, Source
-from gitops_job.validate import builtin_scopes, crd_scopes, validate
+from gitops_job.reconcile.validate import builtin_scopes, crd_scopes, validate
 
 APP = Stack("app", "app", namespace="apps")
 NAMESPACED = Stack("app", "app", namespace="apps", allow=AllowPolicy(namespaces=("apps", "apps-extra")))

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from . import __version__, pipeline, report
-from .errors import GitopsJobError
-from .exitcodes import ExitCode
+from gitops_job import __version__
+from gitops_job.errors import GitopsJobError
+from gitops_job.exitcodes import ExitCode
+from gitops_job.reconcile import run as pipeline
+from gitops_job.report import text as report
 
 if TYPE_CHECKING:
-    from . import actions
+    from gitops_job.github import actions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -132,7 +134,7 @@ def _github(kw: dict[str, Any], require_reviewed_plan: bool = False) -> actions.
     github, comment, artifact_dir = kw.pop("github"), kw.pop("comment"), kw.pop("artifact_dir")
     if not github:
         return None
-    from . import actions  # here, not at the top: the GitHub client is slow to import
+    from gitops_job.github import actions  # here, not at the top: the GitHub client is slow to import
 
     return actions.Options(comment=comment, artifact_dir=artifact_dir, require_reviewed_plan=require_reviewed_plan)
 
@@ -223,7 +225,7 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     """
     github = _github(kw)
     if github is not None:
-        from . import actions
+        from gitops_job.github import actions
 
         with ProgressBar() as progress:
             outcome = actions.run_plan(_settings(**kw), github, progress)
@@ -314,7 +316,7 @@ def apply_cmd(
     )
     github = _github(kw, require_reviewed_plan)
     if github is not None:
-        from . import actions
+        from gitops_job.github import actions
 
         with ProgressBar() as progress:
             outcome = actions.run_apply(_settings(**kw), options, github, progress)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .errors import ValidationError
-from .identity import ObjectId
-from .model import LABEL_STACK, LABEL_TARGET, RenderedObject, label
+from gitops_job.errors import ValidationError
+from gitops_job.identity import ObjectId
+from gitops_job.model import LABEL_STACK, LABEL_TARGET, RenderedObject, label
 
 # What inventory.inventory_name and lock.lease_name make: gitops-job.<target>.<stack>, both DNS labels.
 _STATE_NAME = re.compile(r"gitops-job\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?")

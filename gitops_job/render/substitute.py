@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from .errors import RenderError
-from .identity import ObjectId
-from .model import RenderedObject
-from .yamlio import load_documents
+from gitops_job.errors import RenderError
+from gitops_job.identity import ObjectId
+from gitops_job.model import RenderedObject
+from gitops_job.yamlio import load_documents
 
 # Objects labelled or annotated with either key set to "disabled" are left as they are.
 DISABLE_KEYS = ("kustomize.toolkit.fluxcd.io/substitute", "gitops-job.io/substitute")

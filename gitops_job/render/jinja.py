@@ -20,9 +20,9 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
-from .errors import RenderError
-from .model import RenderedObject
-from .render import _URL, _each, _is_yaml, _Job, _objects, _path_problem, _read, _real
+from gitops_job.errors import RenderError
+from gitops_job.model import RenderedObject
+from gitops_job.render.stack import _URL, _each, _is_yaml, _Job, _objects, _path_problem, _read, _real
 
 MAX_TEMPLATE_VALUE = 10 * 1024 * 1024  # bytes (or items) one `*` or `**` in a template may build
 MAX_TEMPLATE_OUTPUT = 10 * 1024 * 1024  # characters one template may render

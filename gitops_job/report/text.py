@@ -1,4 +1,4 @@
-"""Plans as people and programs read them: text for a terminal, JSON (schema in ``schemas/plan.schema.json``),
+"""Plans as people and programs read them: text for a terminal, JSON (schema: ``report/schemas/plan.schema.json``),
 markdown for a pull-request comment. Pure functions of a :class:`~gitops_job.plan.Plan`, which is already masked."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 import click
 import yaml
 
-from .apply import DONE
-from .identity import ObjectId
-from .order import stage
-from .pipeline import ApplyResult
-from .plan import Action, Plan, PlanEntry, stray_message
+from gitops_job.identity import ObjectId
+from gitops_job.reconcile.apply import DONE
+from gitops_job.reconcile.order import stage
+from gitops_job.reconcile.plan import Action, Plan, PlanEntry, stray_message
+from gitops_job.reconcile.run import ApplyResult
 
 # One object's diff may take this many characters before it is cut, so one huge object cannot crowd out the rest.
 DIFF_BUDGET = 16_000
@@ -130,7 +130,7 @@ def _colour(line: str) -> str:
 
 
 def to_json(plan: Plan) -> dict[str, Any]:
-    """The JSON document (``schemas/plan.schema.json``)."""
+    """The JSON document (``gitops_job/report/schemas/plan.schema.json``)."""
     return {
         "version": 1,
         "target": plan.target,

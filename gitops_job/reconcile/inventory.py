@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import LockError
-from .identity import ObjectId
-from .kube import ApiError, Conflict, Kube, ResourceType
-from .model import LABEL_TARGET
+from gitops_job.errors import LockError
+from gitops_job.identity import ObjectId
+from gitops_job.kube import ApiError, Conflict, Kube, ResourceType
+from gitops_job.model import LABEL_TARGET
 
 DEFAULT_NAMESPACE = "gitops-job-system"
 KEEP_RUNS = 10

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import Stack
-from .errors import ErrorGroup, GitopsJobError, ValidationError
-from .identity import ObjectId
-from .model import RenderedObject
+from gitops_job.config.load import Stack
+from gitops_job.errors import ErrorGroup, GitopsJobError, ValidationError
+from gitops_job.identity import ObjectId
+from gitops_job.model import RenderedObject
 
 Scopes = Callable[[str, str], bool | None]
 """``(apiVersion, kind) -> namespaced?``, ``apiVersion`` being ``group/version`` (``v1`` for the core group); None

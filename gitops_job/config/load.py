@@ -1,5 +1,5 @@
 """The repo config (``gitops.yaml``): targets and stacks, as frozen dataclasses. Loading and checking it against the
-shipped JSON Schema (``gitops_job/schemas/config.schema.json``) is :func:`load_config`'s job."""
+shipped JSON Schema (``gitops_job/config/schemas/config.schema.json``) is :func:`load_config`'s job."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import jsonschema
 import yaml
 from jsonschema import Draft202012Validator
 
-from .errors import ConfigError, ErrorGroup
-from .yamlio import load_documents
+from gitops_job.errors import ConfigError, ErrorGroup
+from gitops_job.yamlio import load_documents
 
 RENDERERS = ("auto", "plain", "jinja", "kustomize", "helm")
 DEFAULT_KUBE_VERSION = "v1.36.0"
@@ -227,7 +227,7 @@ def _key_path(path: KeyPath) -> str:
 
 @cache
 def _validator() -> Draft202012Validator:
-    schema = json.loads(resources.files("gitops_job").joinpath(SCHEMA).read_text(encoding="utf-8"))
+    schema = json.loads(resources.files("gitops_job.config").joinpath(SCHEMA).read_text(encoding="utf-8"))
     return Draft202012Validator(schema)
 
 

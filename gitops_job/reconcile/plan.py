@@ -19,13 +19,11 @@ from enum import StrEnum
 from itertools import chain
 from typing import Any
 
-from .config import IgnoreDifference, Stack
-from .errors import PlanError
-from .fastpath import proven_unchanged
-from .identity import ObjectId
-from .kube import FIELD_MANAGER, ApiError, Conflict, Forbidden, Invalid, Kube, NotFound, ResourceType
-from .mask import Masker
-from .model import (
+from gitops_job.config.load import IgnoreDifference, Stack
+from gitops_job.errors import PlanError
+from gitops_job.identity import ObjectId
+from gitops_job.kube import FIELD_MANAGER, ApiError, Conflict, Forbidden, Invalid, Kube, NotFound, ResourceType
+from gitops_job.model import (
     ANNOTATION_ADOPT,
     ANNOTATION_FORCE,
     ANNOTATION_REVISION,
@@ -37,9 +35,11 @@ from .model import (
     annotation,
     label,
 )
-from .ownership import OURS, Claim, Holders, Standing, not_ours
-from .schema import Schemas
-from .validate import crd_scopes
+from gitops_job.reconcile.fastpath import proven_unchanged
+from gitops_job.reconcile.mask import Masker
+from gitops_job.reconcile.ownership import OURS, Claim, Holders, Standing, not_ours
+from gitops_job.reconcile.schema import Schemas
+from gitops_job.reconcile.validate import crd_scopes
 
 # Server-set fields that are never part of a diff: (path, ...) from the object root.
 NOISE: tuple[tuple[str, ...], ...] = (

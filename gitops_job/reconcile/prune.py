@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from . import order
-from .errors import PruneError
-from .identity import ObjectId
-from .kube import ApiError, Kube, ResourceType
-from .mask import Masker
-from .model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET, annotation
-from .ownership import not_ours
+from gitops_job.errors import PruneError
+from gitops_job.identity import ObjectId
+from gitops_job.kube import ApiError, Kube, ResourceType
+from gitops_job.model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET, annotation
+from gitops_job.reconcile import order
+from gitops_job.reconcile.mask import Masker
+from gitops_job.reconcile.ownership import not_ours
 
 DEFAULT_THRESHOLD = 0.5
 # The threshold guards against a broken render wiping a stack; removing one or two objects is a normal edit.

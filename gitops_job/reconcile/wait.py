@@ -12,11 +12,11 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from .errors import WaitError
-from .identity import ObjectId
-from .kube import Forbidden, Gone, Kube, ResourceType
-from .plan import CLUSTER_WIDE_LIST_ABOVE
-from .status import Health, State, status
+from gitops_job.errors import WaitError
+from gitops_job.identity import ObjectId
+from gitops_job.kube import Forbidden, Gone, Kube, ResourceType
+from gitops_job.reconcile.health import Health, State, status
+from gitops_job.reconcile.plan import CLUSTER_WIDE_LIST_ABOVE
 
 # Kinds that have no status to wait for: they are current as soon as they exist, which apply has just confirmed.
 NO_STATUS = frozenset({"ConfigMap", "Secret", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",

@@ -22,16 +22,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from . import order
-from .config import IgnoreDifference
-from .errors import ApplyError, GitopsJobError
-from .identity import ObjectId
-from .kube import ApiError, Conflict, Forbidden, Kube, ResourceType
-from .mask import Masker
-from .model import ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, annotation
-from .plan import Action, Plan, PlanEntry, Progress, ignored_pointers, refusal, respecting_ignored
-from .prune import Verdict, delete_owned
-from .wait import wait_for
+from gitops_job.config.load import IgnoreDifference
+from gitops_job.errors import ApplyError, GitopsJobError
+from gitops_job.identity import ObjectId
+from gitops_job.kube import ApiError, Conflict, Forbidden, Kube, ResourceType
+from gitops_job.model import ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, annotation
+from gitops_job.reconcile import order
+from gitops_job.reconcile.mask import Masker
+from gitops_job.reconcile.plan import Action, Plan, PlanEntry, Progress, ignored_pointers, refusal, respecting_ignored
+from gitops_job.reconcile.prune import Verdict, delete_owned
+from gitops_job.reconcile.wait import wait_for
 
 CRD_ESTABLISHED_TIMEOUT = 60.0
 RECREATE_TIMEOUT = 60.0

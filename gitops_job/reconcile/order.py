@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from .identity import ObjectId
+from gitops_job.identity import ObjectId
 
 T = TypeVar("T")
 

@@ -24,12 +24,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, pipeline, report
-from .apply import DONE
-from .errors import GitopsJobError, ReviewError
-from .github import ActionsContext, GitHub, GitHubError, PullRequest
-from .plan import Action, Plan, Progress, digest
-from .sandbox import tool_version
+from gitops_job import __version__
+from gitops_job.errors import GitopsJobError, ReviewError
+from gitops_job.github.client import ActionsContext, GitHub, GitHubError, PullRequest
+from gitops_job.reconcile import run as pipeline
+from gitops_job.reconcile.apply import DONE
+from gitops_job.reconcile.plan import Action, Plan, Progress, digest
+from gitops_job.render.sandbox import tool_version
+from gitops_job.report import text as report
 
 ARTIFACT = "the files in the run's artifact (plan.md, plan.json)"
 _DIGEST = re.compile(r"<!-- gitops-job:digest (sha256:[0-9a-f]{64}) -->")

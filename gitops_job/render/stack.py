@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from . import sandbox
-from .config import RepoConfig, Stack, Target
-from .errors import ErrorGroup, GitopsJobError, RenderError
-from .helm_schema import helm_schema_problems
-from .identity import ObjectId
-from .model import RenderedObject, Source
-from .substitute import substitute, variable_text
-from .yamlio import load_documents
+from gitops_job.config.load import RepoConfig, Stack, Target
+from gitops_job.errors import ErrorGroup, GitopsJobError, RenderError
+from gitops_job.identity import ObjectId
+from gitops_job.model import RenderedObject, Source
+from gitops_job.render import sandbox
+from gitops_job.render.helm_schema import helm_schema_problems
+from gitops_job.render.substitute import substitute, variable_text
+from gitops_job.yamlio import load_documents
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -220,7 +220,7 @@ def _render_plain(job: _Job) -> list[RenderedObject]:
 
 # --- jinja -----------------------------------------------------------------------------------------------------------
 def _render_jinja(job: _Job) -> list[RenderedObject]:
-    from .jinja import render_jinja  # jinja2 is imported only when a stack has templates
+    from gitops_job.render.jinja import render_jinja  # jinja2 is imported only when a stack has templates
 
     return render_jinja(job)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import RenderError
+from gitops_job.errors import RenderError
 
 SCHEMA_FILE = "values.schema.json"
 REFERENCE_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")

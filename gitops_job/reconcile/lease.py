@@ -39,9 +39,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import LockError
-from .identity import ObjectId
-from .kube import Conflict, Forbidden, Kube, NotFound, ResourceType
+from gitops_job.errors import LockError
+from gitops_job.identity import ObjectId
+from gitops_job.kube import Conflict, Forbidden, Kube, NotFound, ResourceType
 
 LEASE_API_VERSION = "coordination.k8s.io/v1"
 LEASE_PREFIX = "gitops-job"

@@ -12,11 +12,9 @@ from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
 
-from . import config as cfg
-from . import inventory, ownership, prune, source
-from .apply import DONE, Applied, apply_plan
-from .apply import fail_if_failed as fail_if_apply_failed
-from .errors import (
+from gitops_job import git
+from gitops_job.config import load as cfg
+from gitops_job.errors import (
     ApplyError,
     ErrorGroup,
     GitopsJobError,
@@ -26,17 +24,20 @@ from .errors import (
     ValidationError,
     WaitError,
 )
-from .identity import ObjectId
-from .kube import ApiError, Forbidden, Kube
-from .lock import Lock, holder_identity, lease_name, unlock
-from .mask import Masker
-from .model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
-from .plan import Action, Plan, Progress, plan, stray_message
-from .plan import fail_if_failed as fail_if_plan_failed
-from .render import render_stack
-from .status import Health, State, status
-from .validate import builtin_scopes, crd_scopes, validate
-from .wait import wait_for
+from gitops_job.identity import ObjectId
+from gitops_job.kube import ApiError, Forbidden, Kube
+from gitops_job.model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
+from gitops_job.reconcile import inventory, ownership, prune
+from gitops_job.reconcile.apply import DONE, Applied, apply_plan
+from gitops_job.reconcile.apply import fail_if_failed as fail_if_apply_failed
+from gitops_job.reconcile.health import Health, State, status
+from gitops_job.reconcile.lease import Lock, holder_identity, lease_name, unlock
+from gitops_job.reconcile.mask import Masker
+from gitops_job.reconcile.plan import Action, Plan, Progress, plan, stray_message
+from gitops_job.reconcile.plan import fail_if_failed as fail_if_plan_failed
+from gitops_job.reconcile.validate import builtin_scopes, crd_scopes, validate
+from gitops_job.reconcile.wait import wait_for
+from gitops_job.render.stack import render_stack
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def _holders(
     (an id in its inventory is rendered here, or a selected stack leaves some of its own): else a move between
     stacks would look like a prune on one side and an adoption on the other."""
     t = selection.target
-    repository = selection.config.name or source.repository(selection.config.root)
+    repository = selection.config.name or git.repository(selection.config.root)
     errors: list[GitopsJobError] = []
     for s in selection.stacks:
         inv = stored[s.name]
@@ -423,7 +424,7 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
     masker = Masker()
     with _connected(settings) as (selection, kube), _scrubbing(masker):
         target = selection.target
-        revision = options.revision or source.revision(selection.config.root)
+        revision = options.revision or git.revision(selection.config.root)
         stored = _stored(kube, selection)
         _learn_live_secrets(kube, target, stored.values(), masker)  # first: before any diff or error is built
         rendered = render(selection, settings.vars, kube, masker)

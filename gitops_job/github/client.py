@@ -25,7 +25,7 @@ from github.IssueComment import IssueComment
 from urllib3 import Retry
 from urllib3.response import BaseHTTPResponse
 
-from .errors import GitopsJobError
+from gitops_job.errors import GitopsJobError
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_SERVER_URL = "https://github.com"

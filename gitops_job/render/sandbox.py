@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RenderError
+from gitops_job.errors import RenderError
 
 TOOL_TIMEOUT = 60.0  # seconds for one kustomize or helm run
 # Address space for one run. Go reserves about 1.2 GiB of virtual memory before its heap grows (and fails to start
