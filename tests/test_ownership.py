@@ -18,10 +18,11 @@ from gitops_job.git import canonical_remote
 from gitops_job.identity import ObjectId
 from gitops_job.kube import Kube
 from gitops_job.model import RenderedObject, Source
+from gitops_job.outcomes import Action
 from gitops_job.reconcile.inventory import inventory_name
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.ownership import Claim, Holders, Standing, claim_problem, reserved
-from gitops_job.reconcile.plan import Action, Plan, PlanEntry
+from gitops_job.reconcile.plan import Plan, PlanEntry
 from tests.kube import AuditLog
 from tests.test_apply import cm, config, git_repo, gitops_job, object_writes, write
 

@@ -18,8 +18,9 @@ from gitops_job.config.load import IgnoreDifference, Stack
 from gitops_job.identity import ObjectId
 from gitops_job.kube import FIELD_MANAGER, ApiError, Kube
 from gitops_job.model import RenderedObject, Source
+from gitops_job.outcomes import Action
 from gitops_job.reconcile.mask import LAST_APPLIED
-from gitops_job.reconcile.plan import Action, Plan, plan
+from gitops_job.reconcile.plan import Plan, plan
 from gitops_job.report import text as report
 from tests.kube import crd as make_crd
 from tests.kube import etcd_put, wait_until

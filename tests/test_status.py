@@ -10,11 +10,17 @@ from typing import Any
 import pytest
 from kubernetes.dynamic import DynamicClient
 
-from gitops_job.reconcile.health import Health, State, condition, status
+from gitops_job.outcomes import HealthState
+from gitops_job.reconcile.health import Health, condition, status
 from tests.kube import crd as make_crd
 from tests.kube import wait_until
 
-CURRENT, IN_PROGRESS, FAILED, NOT_FOUND = State.CURRENT, State.IN_PROGRESS, State.FAILED, State.NOT_FOUND
+CURRENT, IN_PROGRESS, FAILED, NOT_FOUND = (
+    HealthState.CURRENT,
+    HealthState.IN_PROGRESS,
+    HealthState.FAILED,
+    HealthState.NOT_FOUND,
+)
 
 
 def obj(
@@ -67,7 +73,7 @@ def cr(*conditions: dict[str, Any], gen: int = 1, **st: Any) -> dict[str, Any]:
     return obj("example.io/v1", "Widget", {}, {"conditions": list(conditions), **st}, gen)
 
 
-def case(name: str, o: dict[str, Any] | None, state: State, fragment: str) -> Any:
+def case(name: str, o: dict[str, Any] | None, state: HealthState, fragment: str) -> Any:
     return pytest.param(o, state, fragment, id=name)
 
 
@@ -319,7 +325,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("o", "state", "fragment"), CASES)
-def test_status_table(o: dict[str, Any] | None, state: State, fragment: str) -> None:
+def test_status_table(o: dict[str, Any] | None, state: HealthState, fragment: str) -> None:
     health = status(o)
     assert health.state is state, health
     assert fragment in health.reason, health
@@ -340,7 +346,7 @@ def test_status_is_pure_and_tolerates_partial_objects() -> None:
     assert repr(o) == before
     assert status({}).state is CURRENT  # no kind, no status: the generic rule, never an exception
     assert status({"kind": "Deployment", "apiVersion": "apps/v1"}).state is IN_PROGRESS  # no generation: not observed
-    assert State.IN_PROGRESS == "in_progress"
+    assert HealthState.IN_PROGRESS == "in_progress"
 
 
 # -- real objects on the local cluster --------------------------------------------------------------------------------
@@ -382,7 +388,7 @@ class Cluster:
     def health(self, o: dict[str, Any]) -> Health:
         return status(self.live(o))
 
-    def wait(self, o: dict[str, Any], state: State, timeout: float = 20) -> Health:
+    def wait(self, o: dict[str, Any], state: HealthState, timeout: float = 20) -> Health:
         what = f"{o['kind']} {o['metadata']['name']} to be {state}"
         return wait_until(lambda: (h := self.health(o)).state is state and h, timeout, what, interval=0.1)
 

@@ -27,9 +27,9 @@ from typing import Any
 from gitops_job import __version__
 from gitops_job.errors import GitopsJobError, ReviewError
 from gitops_job.github.client import ActionsContext, GitHub, GitHubError, PullRequest
+from gitops_job.outcomes import COUNT_ORDER, Action, HealthState, RunResult
 from gitops_job.reconcile import run as pipeline
-from gitops_job.reconcile.apply import DONE
-from gitops_job.reconcile.plan import Action, Plan, Progress, digest
+from gitops_job.reconcile.plan import Plan, Progress, digest
 from gitops_job.render.sandbox import tool_version
 from gitops_job.report import text as report
 
@@ -311,8 +311,7 @@ def _done(result: pipeline.ApplyResult) -> dict[str, int]:
 
 def _done_line(result: pipeline.ApplyResult) -> str:
     done = _done(result)
-    order = [*dict.fromkeys(DONE.values()), "pruned", "retained", "failed", "unchanged"]
-    parts = [f"{done[k]} {k}" for k in order if done.get(k)]
+    parts = [f"{done[k]} {k}" for k in COUNT_ORDER if done.get(k)]
     return f"applied {result.revision[:12]}: " + (", ".join(parts) or "nothing to do")
 
 
@@ -331,9 +330,9 @@ def _apply_sections(result: pipeline.ApplyResult | None, moved: str, reviewed: s
     if result is not None:
         rows = ["| stack | result | done | health |", "|---|---|---|---|"]
         for run in result.stacks:
-            state = "in sync" if run.in_sync and run.result == "succeeded" else run.result
+            state = "in sync" if run.in_sync and run.result is RunResult.SUCCEEDED else run.result.value
             done = ", ".join(f"{n} {k}" for k, n in run.counts.items())
-            unhealthy = [h for h in run.health.values() if h.state.value != "current"]
+            unhealthy = [h for h in run.health.values() if h.state is not HealthState.CURRENT]
             health = f"{len(run.health) - len(unhealthy)}/{len(run.health)} healthy" if run.health else "not waited"
             rows.append(f"| {report.html_escape(run.stack)} | {state} | {done} | {health} |")
         sections.append("\n".join(rows))

@@ -27,10 +27,11 @@ from gitops_job.errors import ApplyError, GitopsJobError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Conflict, Forbidden, Kube, ResourceType
 from gitops_job.model import ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, annotation
+from gitops_job.outcomes import WRITES, Action, Verdict, Written
 from gitops_job.reconcile import order
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.plan import Action, Plan, PlanEntry, Progress, ignored_pointers, refusal, respecting_ignored
-from gitops_job.reconcile.prune import Verdict, delete_owned
+from gitops_job.reconcile.plan import Plan, PlanEntry, Progress, ignored_pointers, refusal, respecting_ignored
+from gitops_job.reconcile.prune import delete_owned
 from gitops_job.reconcile.wait import wait_for
 
 CRD_ESTABLISHED_TIMEOUT = 60.0
@@ -38,9 +39,7 @@ RECREATE_TIMEOUT = 60.0
 
 
 #: What an applied entry is called once done: in reports, counts and run records.
-DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.RECREATE: "recreated", Action.ADOPT: "adopted"}
 #: The entries apply writes (everything else is unchanged, or pruned later).
-WRITTEN = frozenset(DONE)
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,10 @@ class Applied:
     action: Action  # CREATE, UPDATE, RECREATE or ADOPT
     ok: bool
     message: str = ""
+
+    @property
+    def outcome(self) -> Written:
+        return Written.done(self.action) if self.ok else Written.FAILED
 
 
 def apply_plan(
@@ -70,7 +73,7 @@ def apply_plan(
 
     A field ``ignore_differences`` names keeps its live value on update (:func:`~gitops_job.plan.respecting_ignored`).
     """
-    todo = [e for e in plan.entries if e.action in WRITTEN]
+    todo = [e for e in plan.entries if e.action in WRITES]
     results: list[Applied] = []
     done = 0
     steps = order.steps(todo, lambda e: e.id)

@@ -1,8 +1,8 @@
 """Is an applied object healthy yet? One pure function, :func:`status`, answers from the live object alone.
 
 The wait stage reads each applied object back (a plain JSON dict, as the API server returns it) and asks
-:func:`status` for a :class:`Health`: a :class:`State` and a short human reason. No I/O happens here, so every rule
-is unit-testable from a literal dict.
+:func:`status` for a :class:`Health`: a :class:`~gitops_job.outcomes.HealthState` and a short reason. No I/O happens
+here, so every rule is unit-testable from a literal dict.
 
 States:
 
@@ -58,35 +58,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
+
+from gitops_job.outcomes import HealthState
 
 Obj = Mapping[str, Any]
 
 
-class State(StrEnum):
-    CURRENT = "current"
-    IN_PROGRESS = "in_progress"
-    FAILED = "failed"
-    NOT_FOUND = "not_found"
-
-
 @dataclass(frozen=True)
 class Health:
-    state: State
+    state: HealthState
     reason: str
 
 
 def _current(reason: str) -> Health:
-    return Health(State.CURRENT, reason)
+    return Health(HealthState.CURRENT, reason)
 
 
 def _progress(reason: str) -> Health:
-    return Health(State.IN_PROGRESS, reason)
+    return Health(HealthState.IN_PROGRESS, reason)
 
 
 def _failed(reason: str) -> Health:
-    return Health(State.FAILED, reason)
+    return Health(HealthState.FAILED, reason)
 
 
 # -- small readers -------------------------------------------------------------------------------------------------
@@ -359,7 +353,7 @@ RULES: Mapping[tuple[str, str], Rule] = {
 def status(obj: Obj | None) -> Health:
     """The health of one live object (``None``: the object was not found). Pure: reads nothing but ``obj``."""
     if obj is None:
-        return Health(State.NOT_FOUND, "object not found")
+        return Health(HealthState.NOT_FOUND, "object not found")
     if (obj.get("metadata") or {}).get("deletionTimestamp"):
         return _progress("being deleted")
     api_version = str(obj.get("apiVersion") or "")

@@ -19,6 +19,7 @@ from gitops_job.errors import LockError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Conflict, Kube, ResourceType
 from gitops_job.model import LABEL_TARGET
+from gitops_job.outcomes import RunResult
 
 DEFAULT_NAMESPACE = "gitops-job-system"
 KEEP_RUNS = 10
@@ -33,7 +34,7 @@ class Run:
     revision: str
     started: str  # RFC 3339, UTC
     finished: str
-    result: str  # "succeeded" | "failed"
+    result: RunResult
     counts: Mapping[str, int] = field(default_factory=dict)
     message: str = ""
 
@@ -101,8 +102,8 @@ def _encode(inv: Inventory) -> dict[str, Any]:
 def _decode(target: str, stack: str, namespace: str, cm: Mapping[str, Any]) -> Inventory:
     doc = json.loads((cm.get("data") or {}).get(_KEY) or "{}")
     runs = tuple(
-        Run(str(r["revision"]), str(r["started"]), str(r["finished"]), str(r["result"]), dict(r.get("counts") or {}),
-            str(r.get("message") or ""))
+        Run(str(r["revision"]), str(r["started"]), str(r["finished"]), RunResult(r["result"]),
+            dict(r.get("counts") or {}), str(r.get("message") or ""))
         for r in doc.get("runs") or []
     )  # fmt: skip
     return Inventory(

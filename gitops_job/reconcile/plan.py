@@ -15,7 +15,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from itertools import chain
 from typing import Any
 
@@ -35,6 +34,7 @@ from gitops_job.model import (
     annotation,
     label,
 )
+from gitops_job.outcomes import Action
 from gitops_job.reconcile.fastpath import proven_unchanged
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.ownership import OURS, Claim, Holders, Standing, not_ours
@@ -56,15 +56,6 @@ Progress = Callable[[str, int, int], None]
 
 # Above this many namespaces for one type, one cluster-wide LIST beats a LIST per namespace.
 CLUSTER_WIDE_LIST_ABOVE = 3
-
-
-class Action(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
-    RECREATE = "recreate"  # an immutable field changed and the object opted in to delete + create
-    UNCHANGED = "unchanged"
-    PRUNE = "prune"
-    ADOPT = "adopt"  # it exists and is not ours (see the note: owned by …); applied only when adoption is allowed
 
 
 @dataclass(frozen=True)

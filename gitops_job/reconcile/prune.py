@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from gitops_job.errors import PruneError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Kube, ResourceType
 from gitops_job.model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET, annotation
+from gitops_job.outcomes import Verdict
 from gitops_job.reconcile import order
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.ownership import not_ours
@@ -28,14 +28,6 @@ DEFAULT_THRESHOLD = 0.5
 MASS_PRUNE_MIN = 3
 RETAINED_KINDS = frozenset({("", "Namespace"), ("", "PersistentVolumeClaim"),
                             ("apiextensions.k8s.io", "CustomResourceDefinition")})  # fmt: skip
-
-
-class Verdict(StrEnum):
-    PRUNED = "pruned"
-    RETAINED = "retained"  # kept on purpose; no longer managed (labels removed)
-    GONE = "gone"  # already deleted by someone else
-    NOT_OURS = "not ours"  # no longer carries our labels (another stack's now, or never ours): left alone
-    FAILED = "failed"  # the delete failed: stays in the inventory
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,14 @@ from gitops_job.errors import (
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Forbidden, Kube
 from gitops_job.model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
+from gitops_job.outcomes import Action, HealthState, RunResult, Verdict, Written
 from gitops_job.reconcile import inventory, ownership, prune
-from gitops_job.reconcile.apply import DONE, Applied, apply_plan
+from gitops_job.reconcile.apply import Applied, apply_plan
 from gitops_job.reconcile.apply import fail_if_failed as fail_if_apply_failed
-from gitops_job.reconcile.health import Health, State, status
+from gitops_job.reconcile.health import Health, status
 from gitops_job.reconcile.lease import Lock, holder_identity, lease_name, unlock
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.plan import Action, Plan, Progress, plan, stray_message
+from gitops_job.reconcile.plan import Plan, Progress, plan, stray_message
 from gitops_job.reconcile.plan import fail_if_failed as fail_if_plan_failed
 from gitops_job.reconcile.validate import builtin_scopes, crd_scopes, validate
 from gitops_job.reconcile.wait import wait_for
@@ -350,7 +351,7 @@ class StackRun:
     """What one stack's apply did."""
 
     stack: str
-    result: str  # "succeeded" | "failed" | "skipped"
+    result: RunResult
     plan: Plan | None = None
     applied: tuple[Applied, ...] = ()
     pruned: tuple[prune.Pruned, ...] = ()
@@ -375,7 +376,7 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return all(s.result == "succeeded" for s in self.stacks)
+        return all(s.result is RunResult.SUCCEEDED for s in self.stacks)
 
 
 def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None = None) -> ApplyResult:
@@ -404,10 +405,10 @@ class _ApplyState:
         current = self.stacks[len(done)] if len(done) < len(self.stacks) else None
         parts = [f"stack {current} may be partly applied (its inventory lists every object it may have written; its"
                  " lock was released)"] if current else []  # fmt: skip
-        finished = [r.stack for r in self.runs if r.result == "succeeded"]
+        finished = [r.stack for r in self.runs if r.result is RunResult.SUCCEEDED]
         parts += [f"finished: {', '.join(finished)}"] if finished else []
         parts += (
-            [f"failed or skipped: {', '.join(r.stack for r in self.runs if r.result != 'succeeded')}"]
+            [f"failed or skipped: {', '.join(r.stack for r in self.runs if r.result is not RunResult.SUCCEEDED)}"]
             if len(finished) < len(done)
             else []
         )
@@ -447,7 +448,8 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
         for stack in selection.stacks:
             blocked = [d for d in stack.depends_on if d in failed]
             if blocked:
-                runs.append(StackRun(stack.name, "skipped", error=f"dependency {', '.join(blocked)} did not succeed"))
+                why = f"dependency {', '.join(blocked)} did not succeed"
+                runs.append(StackRun(stack.name, RunResult.SKIPPED, error=why))
                 failed.add(stack.name)
                 continue
             work = _StackWork(stack, by_stack[stack.name], plans[stack.name], inventories[stack.name], holders)
@@ -459,7 +461,7 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
                     namespace_ready = True
                 run = _apply_stack(kube, selection, work, rendered, revision, masker, settings, options, progress)
             runs.append(run)
-            if run.result != "succeeded":
+            if run.result is not RunResult.SUCCEEDED:
                 failed.add(stack.name)
         return ApplyResult(target.name, revision, tuple(runs), dict(kube.requests), whole)
 
@@ -562,13 +564,13 @@ def _check_stack(kube: Kube, selection: Selection, work: _StackWork, masker: Mas
     """A stack in sync: wait for health (reads only) and write nothing, not even a run record."""
     stack = work.stack
     health: dict[ObjectId, Health] = {}
-    result, error = "succeeded", None
+    result, error = RunResult.SUCCEEDED, None
     if stack.wait and options.wait:
         skube = _stack_kube(kube, selection, stack)
         try:
             health = _wait(skube, selection, stack, work.objects)
         except GitopsJobError as e:
-            result, error = "failed", masker.scrub(str(_staged("wait", e)))
+            result, error = RunResult.FAILED, masker.scrub(str(_staged("wait", e)))
     return StackRun(stack.name, result, work.plan, health=_scrub_health(health, masker), error=error, in_sync=True,
                     warnings=tuple(map(masker.scrub, work.strays(work.inv))))  # fmt: skip
 
@@ -632,7 +634,7 @@ def _apply_stack(
                 # written this inventory since we read it (it took the lock), and then nothing is pruned.
                 inv = inventory.write(kube, inv)
                 pruned = prune.prune(skube, old - new, target=target.name, stack=stack.name, masker=masker)
-            kept = {r.id for r in pruned if r.verdict is prune.Verdict.FAILED}
+            kept = {r.id for r in pruned if r.verdict is Verdict.FAILED}
             remaining = new | kept if stack.prune else old | new
             if remaining != inv.objects:
                 inv = inventory.write(kube, dc_replace(inv, objects=remaining))
@@ -640,16 +642,16 @@ def _apply_stack(
             stage = "wait"
             if stack.wait and options.wait:
                 health = _wait(skube, selection, stack, objects)
-            result, error = "succeeded", None
+            result, error = RunResult.SUCCEEDED, None
         except GitopsJobError as e:
-            result, error = "failed", masker.scrub(str(_staged(stage, e)))
+            result, error = RunResult.FAILED, masker.scrub(str(_staged(stage, e)))
         counts = _counts(stack_plan, applied, pruned)
         run = inventory.Run(revision, started, inventory.now(), result, counts, error or "")
-        final = dc_replace(inv, revision=revision if result == "succeeded" else inv.revision).with_run(run)
+        final = dc_replace(inv, revision=revision if result is RunResult.SUCCEEDED else inv.revision).with_run(run)
         try:
             final = _record(kube, lock, final, run)
         except GitopsJobError as e:
-            result, error = "failed", (error + "\n" if error else "") + masker.scrub(str(e))
+            result, error = RunResult.FAILED, (error + "\n" if error else "") + masker.scrub(str(e))
     warnings = tuple(map(masker.scrub, work.strays(final)))
     return StackRun(stack.name, result, stack_plan, tuple(applied), tuple(pruned), _scrub_health(health, masker), error,
                     warnings=warnings)  # fmt: skip
@@ -662,7 +664,7 @@ def _read_claimed(kube: Kube, target: cfg.Target, work: _StackWork) -> inventory
     inv = inventory.read(kube, target.inventory_namespace, target.name, stack)
     problem = ownership.claim_problem(inv.id, stack, inv.repository, repository, target.name)
     if problem:
-        return StackRun(stack, "failed", error=str(ValidationError(problem, where=str(inv.id))))
+        return StackRun(stack, RunResult.FAILED, error=str(ValidationError(problem, where=str(inv.id))))
     return dc_replace(inv, repository=repository)
 
 
@@ -695,7 +697,7 @@ def _record(kube: Kube, lock: Lock, inv: inventory.Inventory, run: inventory.Run
     lock.check()
     stored = inventory.write(kube, inv)
     summary = ", ".join(f"{n} {k}" for k, n in run.counts.items()) or "nothing to do"
-    ok = run.result == "succeeded"
+    ok = run.result is RunResult.SUCCEEDED
     message = f"revision {run.revision}: {summary}" + (f"\n{run.message}" if run.message else "")
     inventory.event(kube, stored, reason="ApplySucceeded" if ok else "ApplyFailed", message=message, warning=not ok)
     return stored
@@ -720,14 +722,14 @@ def _counts(p: Plan | None, applied: Sequence[Applied], pruned: Sequence[prune.P
     counts: dict[str, int] = {}
     for a in applied:
         if a.ok:
-            counts[DONE[a.action]] = counts.get(DONE[a.action], 0) + 1
+            counts[a.outcome] = counts.get(a.outcome, 0) + 1
     for r in pruned:
         counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
     if p is not None:
         counts["unchanged"] = p.count(Action.UNCHANGED)
     failed = sum(1 for a in applied if not a.ok)
     if failed:
-        counts["failed"] = failed
+        counts[Written.FAILED] = failed
     return counts
 
 
@@ -741,7 +743,7 @@ class StackStatus:
     @property
     def problems(self) -> list[str]:
         return [f"{oid}: {h.state.value}: {h.reason}" for oid, h in sorted(self.health.items())
-                if h.state.value != "current"]  # fmt: skip
+                if h.state is not HealthState.CURRENT]  # fmt: skip
 
     def line(self) -> str:
         inv = self.inventory
@@ -778,7 +780,9 @@ def run_status(settings: Settings) -> list[StackStatus]:
             for oid in sorted(inv.objects):
                 rt = by_kind.get((oid.group, oid.kind))
                 live = kube.get(rt, oid.name, oid.namespace or None) if rt else None
-                health[oid] = status(live) if live is not None else Health(State.NOT_FOUND, "missing from the cluster")
+                health[oid] = (
+                    status(live) if live is not None else Health(HealthState.NOT_FOUND, "missing from the cluster")
+                )
             rows.append(StackStatus(stack, inv, _scrub_health(health, masker)))
         return rows
 

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping
 from gitops_job.errors import WaitError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import Forbidden, Gone, Kube, ResourceType
-from gitops_job.reconcile.health import Health, State, status
+from gitops_job.outcomes import HealthState
+from gitops_job.reconcile.health import Health, status
 from gitops_job.reconcile.plan import CLUSTER_WIDE_LIST_ABOVE
 
 # Kinds that have no status to wait for: they are current as soon as they exist, which apply has just confirmed.
@@ -37,7 +38,7 @@ def wait_for(
     for rt, oid in objects:
         if oid.kind not in NO_STATUS:
             by_type[rt].add(oid)
-    health: dict[ObjectId, Health] = {oid: Health(State.NOT_FOUND, "not seen yet") for ids in by_type.values()
+    health: dict[ObjectId, Health] = {oid: Health(HealthState.NOT_FOUND, "not seen yet") for ids in by_type.values()
                                       for oid in ids}  # fmt: skip
     for rt, ids in by_type.items():
         namespaces = sorted({oid.namespace for oid in ids})
@@ -68,16 +69,16 @@ def _watch_until_current(
     deadline: float,
 ) -> None:
     def settled() -> bool:
-        failed = {oid: h for oid, h in health.items() if oid in ids and h.state is State.FAILED}
+        failed = {oid: h for oid, h in health.items() if oid in ids and h.state is HealthState.FAILED}
         if failed:
             raise WaitError(_not_ready(failed, "failed"))
-        return all(health[oid].state is State.CURRENT for oid in ids)
+        return all(health[oid].state is HealthState.CURRENT for oid in ids)
 
     while True:
         items, version = kube.list_at(rt, namespace, selector)
         seen = {ObjectId.of(item): item for item in items}
         for oid in ids:
-            health[oid] = status(seen.get(oid)) if oid in seen else Health(State.NOT_FOUND, "not found")
+            health[oid] = status(seen.get(oid)) if oid in seen else Health(HealthState.NOT_FOUND, "not found")
         if settled():
             return
         try:
@@ -87,14 +88,14 @@ def _watch_until_current(
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                     oid = ObjectId.of(obj)
                     if oid in ids:
-                        health[oid] = Health(State.NOT_FOUND, "deleted") if kind == "DELETED" else status(obj)
+                        health[oid] = Health(HealthState.NOT_FOUND, "deleted") if kind == "DELETED" else status(obj)
                         if settled():
                             return
                     if time.monotonic() >= deadline:
                         break
         except Gone:
             continue  # the watch's starting point expired: list again
-        raise WaitError(_not_ready({oid: health[oid] for oid in ids if health[oid].state is not State.CURRENT},
+        raise WaitError(_not_ready({oid: health[oid] for oid in ids if health[oid].state is not HealthState.CURRENT},
                                    "not ready before the stack's timeout"))  # fmt: skip
 
 

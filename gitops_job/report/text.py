@@ -14,9 +14,9 @@ import click
 import yaml
 
 from gitops_job.identity import ObjectId
-from gitops_job.reconcile.apply import DONE
+from gitops_job.outcomes import Action, RunResult
 from gitops_job.reconcile.order import stage
-from gitops_job.reconcile.plan import Action, Plan, PlanEntry, stray_message
+from gitops_job.reconcile.plan import Plan, PlanEntry, stray_message
 from gitops_job.reconcile.run import ApplyResult
 
 # One object's diff may take this many characters before it is cut, so one huge object cannot crowd out the rest.
@@ -336,9 +336,7 @@ def apply_lines(result: ApplyResult) -> list[tuple[str, str, str]]:
     rows = []
     for run in result.stacks:
         for a in run.applied:
-            rows.append(
-                (run.stack, DONE[a.action] if a.ok else "failed", f"{a.id}" + (f" — {a.message}" if a.message else ""))
-            )
+            rows.append((run.stack, a.outcome.value, f"{a.id}" + (f" — {a.message}" if a.message else "")))
         for p in run.pruned:
             rows.append((run.stack, p.verdict.value, f"{p.id}" + (f" — {p.message}" if p.message else "")))
     return rows
@@ -350,7 +348,7 @@ def apply_text(result: ApplyResult) -> str:
     rows = apply_lines(result)
     for run in result.stacks:
         counts = ", ".join(f"{n} {k}" for k, n in run.counts.items()) if run.plan else ""
-        state = "in sync, nothing written" if run.in_sync and run.result == "succeeded" else run.result
+        state = "in sync, nothing written" if run.in_sync and run.result is RunResult.SUCCEEDED else run.result.value
         out.append(f"stack {run.stack}: {state}" + (f" ({counts})" if counts else ""))
         out.extend(f"  {verb:<10} {what}" for stack, verb, what in rows if stack == run.stack)
         out.extend(f"  warning: {w}" for w in run.warnings)

@@ -1,0 +1,78 @@
+"""The one outcome vocabulary: what a plan will do, what apply and prune did, how healthy an object is, how a stack's
+run ended. Enums only; code compares members, never their text (the text is what reports and records show)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """What a plan will do to one object."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    RECREATE = "recreate"  # an immutable field changed and the object opted in to delete + create
+    UNCHANGED = "unchanged"
+    PRUNE = "prune"
+    ADOPT = "adopt"  # it exists and is not ours (see the note: owned by …); applied only when adoption is allowed
+
+
+class Written(StrEnum):
+    """What apply did to one object it was asked to write."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    RECREATED = "recreated"
+    ADOPTED = "adopted"
+    FAILED = "failed"
+
+    @classmethod
+    def done(cls, action: Action) -> Written:
+        """The outcome of writing ``action`` successfully."""
+        return _DONE[action]
+
+
+_DONE = {
+    Action.CREATE: Written.CREATED,
+    Action.UPDATE: Written.UPDATED,
+    Action.RECREATE: Written.RECREATED,
+    Action.ADOPT: Written.ADOPTED,
+}
+#: The actions apply writes.
+WRITES = frozenset(_DONE)
+
+
+class Verdict(StrEnum):
+    """What prune did to one object a stack no longer renders."""
+
+    PRUNED = "pruned"
+    RETAINED = "retained"  # kept on purpose; no longer managed (labels removed)
+    GONE = "gone"  # already deleted by someone else
+    NOT_OURS = "not ours"  # no longer carries our labels (another stack's now, or never ours): left alone
+    FAILED = "failed"  # the delete failed: stays in the inventory
+
+
+class HealthState(StrEnum):
+    """How one live object is doing (kstatus' vocabulary)."""
+
+    CURRENT = "current"
+    IN_PROGRESS = "in_progress"
+    FAILED = "failed"
+    NOT_FOUND = "not_found"
+
+
+class RunResult(StrEnum):
+    """How one stack's run ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a stack it depends on did not succeed
+
+
+#: The order counts are shown in: what was written, what prune did, what failed, what was left alone.
+COUNT_ORDER: tuple[str, ...] = (
+    *(w.value for w in Written if w is not Written.FAILED),
+    *(v.value for v in Verdict if v is not Verdict.FAILED),
+    "failed",
+    Action.UNCHANGED.value,
+)
