@@ -26,11 +26,12 @@ system-tools:
 build:
 	$(PYTHON) -m tools.localcluster build
 
-## lint: ruff check, ruff format --check, mypy (strict) on gitops_job/
+## lint: ruff check, ruff format --check, mypy (strict) on gitops_job/, the layers contract (import-linter)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 ## fixtures: GitHub's pinned REST description and webhook payloads (npm) for the GitHub stand-in, into the cache
 fixtures: venv

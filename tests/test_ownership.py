@@ -22,7 +22,6 @@ from gitops_job.outcomes import Action
 from gitops_job.reconcile.inventory import inventory_name
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.ownership import Claim, Holders, Standing, claim_problem, reserved
-from gitops_job.reconcile.plan import Plan, PlanEntry
 from tests.kube import AuditLog
 from tests.test_apply import cm, config, git_repo, gitops_job, object_writes, write
 
@@ -346,6 +345,7 @@ def test_item03_apply_deletes_to_recreate_only_through_the_ownership_check(
     apps.create_namespaced_deployment(namespace, deployment(namespace, "old", theirs))
     uid = apps.read_namespaced_deployment("web", namespace).metadata.uid
     from gitops_job.reconcile.apply import apply_plan
+    from gitops_job.reconcile.results import Plan, PlanEntry
 
     body = deployment(namespace, "new", {"gitops-job.io/target": "t", "gitops-job.io/stack": "app"}, force=True)
     obj = RenderedObject(ObjectId.of(body), body, Source("app/web.yaml", 1), "app")

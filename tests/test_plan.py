@@ -20,7 +20,8 @@ from gitops_job.kube import FIELD_MANAGER, ApiError, Kube
 from gitops_job.model import RenderedObject, Source
 from gitops_job.outcomes import Action
 from gitops_job.reconcile.mask import LAST_APPLIED
-from gitops_job.reconcile.plan import Plan, plan
+from gitops_job.reconcile.plan import plan
+from gitops_job.reconcile.results import Plan
 from gitops_job.report import text as report
 from tests.kube import crd as make_crd
 from tests.kube import etcd_put, wait_until

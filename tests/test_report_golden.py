@@ -18,7 +18,8 @@ from gitops_job.identity import ObjectId
 from gitops_job.model import Source
 from gitops_job.outcomes import Action
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.plan import FieldConflict, Plan, PlanEntry, PlanFailure, _display
+from gitops_job.reconcile.plan import _display
+from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure
 from gitops_job.report import text as report
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -11,7 +11,8 @@ import pytest
 from kubernetes.dynamic import DynamicClient
 
 from gitops_job.outcomes import HealthState
-from gitops_job.reconcile.health import Health, condition, status
+from gitops_job.reconcile.health import condition, status
+from gitops_job.reconcile.results import Health
 from tests.kube import crd as make_crd
 from tests.kube import wait_until
 

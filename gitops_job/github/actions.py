@@ -29,7 +29,8 @@ from gitops_job.errors import GitopsJobError, ReviewError
 from gitops_job.github.client import ActionsContext, GitHub, GitHubError, PullRequest
 from gitops_job.outcomes import COUNT_ORDER, Action, HealthState, RunResult
 from gitops_job.reconcile import run as pipeline
-from gitops_job.reconcile.plan import Plan, Progress, digest
+from gitops_job.reconcile.plan import Progress, digest
+from gitops_job.reconcile.results import ApplyResult, Plan
 from gitops_job.render.sandbox import tool_version
 from gitops_job.report import text as report
 
@@ -79,7 +80,7 @@ class Outcome:
     error: GitopsJobError | None
     body: str  # the comment / summary markdown
     warnings: tuple[str, ...] = ()
-    result: pipeline.ApplyResult | None = None
+    result: ApplyResult | None = None
 
 
 def run_plan(settings: pipeline.Settings, options: Options, progress: Progress | None = None) -> Outcome:
@@ -253,7 +254,7 @@ def _apply(
         if options.require_reviewed_plan:
             raise ReviewError(f"{why}; --require-reviewed-plan: nothing was written")
 
-    result: pipeline.ApplyResult | None = None
+    result: ApplyResult | None = None
     error: GitopsJobError | None = None
     try:
         result = pipeline.run_apply(settings, replace(apply_options, review=review), progress)
@@ -301,7 +302,7 @@ def _merged_pull(ctx: ActionsContext, gh: GitHub | None, warnings: list[str]) ->
     return pr
 
 
-def _done(result: pipeline.ApplyResult) -> dict[str, int]:
+def _done(result: ApplyResult) -> dict[str, int]:
     total: dict[str, int] = {}
     for run in result.stacks:
         for k, n in run.counts.items():
@@ -309,19 +310,19 @@ def _done(result: pipeline.ApplyResult) -> dict[str, int]:
     return total
 
 
-def _done_line(result: pipeline.ApplyResult) -> str:
+def _done_line(result: ApplyResult) -> str:
     done = _done(result)
     parts = [f"{done[k]} {k}" for k in COUNT_ORDER if done.get(k)]
     return f"applied {result.revision[:12]}: " + (", ".join(parts) or "nothing to do")
 
 
-def _stack_errors(result: pipeline.ApplyResult | None) -> str:
+def _stack_errors(result: ApplyResult | None) -> str:
     if result is None or result.ok:
         return ""
     return "\n".join(f"stack {r.stack}: {r.error}" for r in result.stacks if r.error)
 
 
-def _apply_sections(result: pipeline.ApplyResult | None, moved: str, reviewed: str | None) -> list[str]:
+def _apply_sections(result: ApplyResult | None, moved: str, reviewed: str | None) -> list[str]:
     sections = []
     if moved:
         sections.append(f"> [!CAUTION]\n> **Not the reviewed plan:** {report.html_escape(moved)}.")

@@ -19,7 +19,6 @@ import copy
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from gitops_job.config.load import IgnoreDifference
@@ -27,11 +26,12 @@ from gitops_job.errors import ApplyError, GitopsJobError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Conflict, Forbidden, Kube, ResourceType
 from gitops_job.model import ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject, annotation
-from gitops_job.outcomes import WRITES, Action, Verdict, Written
+from gitops_job.outcomes import WRITES, Action, Verdict
 from gitops_job.reconcile import order
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.plan import Plan, PlanEntry, Progress, ignored_pointers, refusal, respecting_ignored
+from gitops_job.reconcile.plan import Progress, ignored_pointers, refusal, respecting_ignored
 from gitops_job.reconcile.prune import delete_owned
+from gitops_job.reconcile.results import Applied, Plan, PlanEntry
 from gitops_job.reconcile.wait import wait_for
 
 CRD_ESTABLISHED_TIMEOUT = 60.0
@@ -40,20 +40,6 @@ RECREATE_TIMEOUT = 60.0
 
 #: What an applied entry is called once done: in reports, counts and run records.
 #: The entries apply writes (everything else is unchanged, or pruned later).
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What apply did to one object."""
-
-    id: ObjectId
-    action: Action  # CREATE, UPDATE, RECREATE or ADOPT
-    ok: bool
-    message: str = ""
-
-    @property
-    def outcome(self) -> Written:
-        return Written.done(self.action) if self.ok else Written.FAILED
 
 
 def apply_plan(

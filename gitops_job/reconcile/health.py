@@ -57,18 +57,12 @@ The generic rule, for custom resources and every kind without a row (kstatus-sty
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gitops_job.outcomes import HealthState
+from gitops_job.reconcile.results import Health
 
 Obj = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Health:
-    state: HealthState
-    reason: str
 
 
 def _current(reason: str) -> Health:

@@ -14,7 +14,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any
 
@@ -30,7 +30,6 @@ from gitops_job.model import (
     LABEL_STACK,
     LABEL_TARGET,
     RenderedObject,
-    Source,
     annotation,
     label,
 )
@@ -38,6 +37,7 @@ from gitops_job.outcomes import Action
 from gitops_job.reconcile.fastpath import proven_unchanged
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.ownership import OURS, Claim, Holders, Standing, not_ours
+from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure
 from gitops_job.reconcile.schema import Schemas
 from gitops_job.reconcile.validate import crd_scopes
 
@@ -56,70 +56,6 @@ Progress = Callable[[str, int, int], None]
 
 # Above this many namespaces for one type, one cluster-wide LIST beats a LIST per namespace.
 CLUSTER_WIDE_LIST_ABOVE = 3
-
-
-@dataclass(frozen=True)
-class FieldConflict:
-    """A field we would set that another field manager owns."""
-
-    field: str
-    manager: str
-
-
-@dataclass(frozen=True)
-class PlanEntry:
-    """One object's verdict. ``before``/``after`` are normalised and masked, for display only."""
-
-    id: ObjectId
-    stack: str
-    action: Action
-    source: Source | None = None
-    before: dict[str, Any] | None = None  # live (None when created)
-    after: dict[str, Any] | None = None  # as the server would store it (None when pruned)
-    conflicts: tuple[FieldConflict, ...] = ()
-    proven: bool = False  # unchanged, proven without a dry-run
-    note: str = ""
-    #: Not dry-run (its Namespace or CRD is created by this plan): checked against its schema; apply dry-runs it once
-    #: the Namespace or CRD exists, before writing anything after them.
-    deferred: bool = False
-
-
-@dataclass(frozen=True)
-class PlanFailure:
-    """An object the plan could not compute; ``message`` is already scrubbed of secrets."""
-
-    id: ObjectId
-    stack: str
-    source: Source | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f" ({self.source})" if self.source else ""
-        return f"{self.id}{where}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Plan:
-    target: str
-    entries: tuple[PlanEntry, ...]
-    failures: tuple[PlanFailure, ...] = ()
-    requests: Mapping[str, int] = field(default_factory=dict)
-    #: Live objects that carry a planned stack's ownership labels but are neither rendered nor in its inventory
-    #: (made or relabelled by hand): never pruned, only reported. Seen among the kinds and namespaces listed.
-    strays: tuple[tuple[str, ObjectId], ...] = ()
-    #: The planned stacks in apply order (the config's dependsOn order): how the text plan groups its entries.
-    stacks: tuple[str, ...] = ()
-
-    def count(self, action: Action) -> int:
-        return sum(1 for e in self.entries if e.action is action)
-
-    @property
-    def changed(self) -> tuple[PlanEntry, ...]:
-        return tuple(e for e in self.entries if e.action is not Action.UNCHANGED)
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.changed)
 
 
 # -- pure helpers ------------------------------------------------------------------------------------------------------
@@ -403,10 +339,6 @@ def _judged(
         return PlanEntry(entry.id, entry.stack, Action.ADOPT, entry.source, after=after, conflicts=entry.conflicts,
                          note=note)  # fmt: skip
     return entry
-
-
-def stray_message(oid: ObjectId, stack: str) -> str:
-    return f"{oid}: carries stack {stack}'s ownership labels but is not in its inventory; left alone"
 
 
 def strays_of(

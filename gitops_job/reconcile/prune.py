@@ -11,7 +11,6 @@ labels are removed, nothing else changes. Deletes go in reverse apply order; a f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gitops_job.errors import PruneError
@@ -22,19 +21,13 @@ from gitops_job.outcomes import Verdict
 from gitops_job.reconcile import order
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.ownership import not_ours
+from gitops_job.reconcile.results import Pruned
 
 DEFAULT_THRESHOLD = 0.5
 # The threshold guards against a broken render wiping a stack; removing one or two objects is a normal edit.
 MASS_PRUNE_MIN = 3
 RETAINED_KINDS = frozenset({("", "Namespace"), ("", "PersistentVolumeClaim"),
                             ("apiextensions.k8s.io", "CustomResourceDefinition")})  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Pruned:
-    id: ObjectId
-    verdict: Verdict
-    message: str = ""
 
 
 def guard(stack: str, old: Iterable[ObjectId], new: Iterable[ObjectId], *, allow_mass_prune: bool,

@@ -27,15 +27,16 @@ from gitops_job.errors import (
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Forbidden, Kube
 from gitops_job.model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
-from gitops_job.outcomes import Action, HealthState, RunResult, Verdict, Written
+from gitops_job.outcomes import Action, HealthState, RunResult, Verdict
 from gitops_job.reconcile import inventory, ownership, prune
-from gitops_job.reconcile.apply import Applied, apply_plan
+from gitops_job.reconcile.apply import apply_plan
 from gitops_job.reconcile.apply import fail_if_failed as fail_if_apply_failed
-from gitops_job.reconcile.health import Health, status
+from gitops_job.reconcile.health import status
 from gitops_job.reconcile.lease import Lock, holder_identity, lease_name, unlock
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.plan import Plan, Progress, plan, stray_message
+from gitops_job.reconcile.plan import Progress, plan
 from gitops_job.reconcile.plan import fail_if_failed as fail_if_plan_failed
+from gitops_job.reconcile.results import Applied, ApplyResult, Health, Plan, Pruned, StackRun, counts_of, stray_message
 from gitops_job.reconcile.validate import builtin_scopes, crd_scopes, validate
 from gitops_job.reconcile.wait import wait_for
 from gitops_job.render.stack import render_stack
@@ -346,39 +347,6 @@ class ApplyOptions:
     review: Callable[[Plan], None] | None = None
 
 
-@dataclass(frozen=True)
-class StackRun:
-    """What one stack's apply did."""
-
-    stack: str
-    result: RunResult
-    plan: Plan | None = None
-    applied: tuple[Applied, ...] = ()
-    pruned: tuple[prune.Pruned, ...] = ()
-    health: Mapping[ObjectId, Health] = field(default_factory=dict)
-    error: str | None = None
-    in_sync: bool = False  # already applied at this revision with nothing to change: checked, nothing written
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """``{"created": 2, "pruned": 1, "unchanged": 40, …}`` — what the run record and every report show."""
-        return _counts(self.plan, self.applied, self.pruned)
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    target: str
-    revision: str
-    stacks: tuple[StackRun, ...]
-    requests: Mapping[str, int] = field(default_factory=dict)
-    plan: Plan | None = None  # the preflight plan of every selected stack (prunes included)
-
-    @property
-    def ok(self) -> bool:
-        return all(s.result is RunResult.SUCCEEDED for s in self.stacks)
-
-
 def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None = None) -> ApplyResult:
     """Render and validate every selected stack, check every stack's prune guards and dry-run every object (any
     error: nothing is written), then apply the stacks in dependsOn order, each under its lock: write-ahead
@@ -611,7 +579,7 @@ def _apply_stack(
         old = inv.objects - work.moved(inv)  # what moved to another stack is dropped from the inventory, not pruned
         stack_plan: Plan | None = None
         applied: list[Applied] = []
-        pruned: list[prune.Pruned] = []
+        pruned: list[Pruned] = []
         health: dict[ObjectId, Health] = {}
         stage = "plan"
         try:
@@ -645,7 +613,7 @@ def _apply_stack(
             result, error = RunResult.SUCCEEDED, None
         except GitopsJobError as e:
             result, error = RunResult.FAILED, masker.scrub(str(_staged(stage, e)))
-        counts = _counts(stack_plan, applied, pruned)
+        counts = counts_of(stack_plan, applied, pruned)
         run = inventory.Run(revision, started, inventory.now(), result, counts, error or "")
         final = dc_replace(inv, revision=revision if result is RunResult.SUCCEEDED else inv.revision).with_run(run)
         try:
@@ -716,21 +684,6 @@ def _typed(kube: Kube, objects: Sequence[RenderedObject]) -> list[tuple[Any, Obj
         if rt is not None:
             found.append((rt, o.id))
     return found
-
-
-def _counts(p: Plan | None, applied: Sequence[Applied], pruned: Sequence[prune.Pruned]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for a in applied:
-        if a.ok:
-            counts[a.outcome] = counts.get(a.outcome, 0) + 1
-    for r in pruned:
-        counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
-    if p is not None:
-        counts["unchanged"] = p.count(Action.UNCHANGED)
-    failed = sum(1 for a in applied if not a.ok)
-    if failed:
-        counts[Written.FAILED] = failed
-    return counts
 
 
 # -- status, history, unlock -------------------------------------------------------------------------------------------

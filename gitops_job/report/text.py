@@ -1,5 +1,5 @@
 """Plans as people and programs read them: text for a terminal, JSON (schema: ``report/schemas/plan.schema.json``),
-markdown for a pull-request comment. Pure functions of a :class:`~gitops_job.plan.Plan`, which is already masked."""
+markdown for a pull-request comment. Pure functions of a :class:`~gitops_job.Plan`, which is already masked."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import yaml
 from gitops_job.identity import ObjectId
 from gitops_job.outcomes import Action, RunResult
 from gitops_job.reconcile.order import stage
-from gitops_job.reconcile.plan import Plan, PlanEntry, stray_message
-from gitops_job.reconcile.run import ApplyResult
+from gitops_job.reconcile.results import ApplyResult, Plan, PlanEntry, stray_message
 
 # One object's diff may take this many characters before it is cut, so one huge object cannot crowd out the rest.
 DIFF_BUDGET = 16_000

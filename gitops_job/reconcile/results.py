@@ -1,0 +1,158 @@
+"""What a run returns: the plan, each stack's run, what apply and prune did to each object, and health.
+
+Pure data, masked by construction (every text in here was scrubbed where it was made). Reports, the GitHub glue and
+notifiers receive only these types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitops_job.identity import ObjectId
+from gitops_job.model import Source
+from gitops_job.outcomes import Action, HealthState, RunResult, Verdict, Written
+
+
+@dataclass(frozen=True)
+class FieldConflict:
+    """A field we would set that another field manager owns."""
+
+    field: str
+    manager: str
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One object's verdict. ``before``/``after`` are normalised and masked, for display only."""
+
+    id: ObjectId
+    stack: str
+    action: Action
+    source: Source | None = None
+    before: dict[str, Any] | None = None  # live (None when created)
+    after: dict[str, Any] | None = None  # as the server would store it (None when pruned)
+    conflicts: tuple[FieldConflict, ...] = ()
+    proven: bool = False  # unchanged, proven without a dry-run
+    note: str = ""
+    #: Not dry-run (its Namespace or CRD is created by this plan): checked against its schema; apply dry-runs it once
+    #: the Namespace or CRD exists, before writing anything after them.
+    deferred: bool = False
+
+
+@dataclass(frozen=True)
+class PlanFailure:
+    """An object the plan could not compute; ``message`` is already scrubbed of secrets."""
+
+    id: ObjectId
+    stack: str
+    source: Source | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f" ({self.source})" if self.source else ""
+        return f"{self.id}{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str
+    entries: tuple[PlanEntry, ...]
+    failures: tuple[PlanFailure, ...] = ()
+    requests: Mapping[str, int] = field(default_factory=dict)
+    #: Live objects that carry a planned stack's ownership labels but are neither rendered nor in its inventory
+    #: (made or relabelled by hand): never pruned, only reported. Seen among the kinds and namespaces listed.
+    strays: tuple[tuple[str, ObjectId], ...] = ()
+    #: The planned stacks in apply order (the config's dependsOn order): how the text plan groups its entries.
+    stacks: tuple[str, ...] = ()
+
+    def count(self, action: Action) -> int:
+        return sum(1 for e in self.entries if e.action is action)
+
+    @property
+    def changed(self) -> tuple[PlanEntry, ...]:
+        return tuple(e for e in self.entries if e.action is not Action.UNCHANGED)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changed)
+
+
+def stray_message(oid: ObjectId, stack: str) -> str:
+    return f"{oid}: carries stack {stack}'s ownership labels but is not in its inventory; left alone"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What apply did to one object."""
+
+    id: ObjectId
+    action: Action  # CREATE, UPDATE, RECREATE or ADOPT
+    ok: bool
+    message: str = ""
+
+    @property
+    def outcome(self) -> Written:
+        return Written.done(self.action) if self.ok else Written.FAILED
+
+
+@dataclass(frozen=True)
+class Pruned:
+    id: ObjectId
+    verdict: Verdict
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Health:
+    state: HealthState
+    reason: str
+
+
+@dataclass(frozen=True)
+class StackRun:
+    """What one stack's apply did."""
+
+    stack: str
+    result: RunResult
+    plan: Plan | None = None
+    applied: tuple[Applied, ...] = ()
+    pruned: tuple[Pruned, ...] = ()
+    health: Mapping[ObjectId, Health] = field(default_factory=dict)
+    error: str | None = None
+    in_sync: bool = False  # already applied at this revision with nothing to change: checked, nothing written
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """``{"created": 2, "pruned": 1, "unchanged": 40, …}`` — what the run record and every report show."""
+        return counts_of(self.plan, self.applied, self.pruned)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    target: str
+    revision: str
+    stacks: tuple[StackRun, ...]
+    requests: Mapping[str, int] = field(default_factory=dict)
+    plan: Plan | None = None  # the preflight plan of every selected stack (prunes included)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.result is RunResult.SUCCEEDED for s in self.stacks)
+
+
+def counts_of(p: Plan | None, applied: Sequence[Applied], pruned: Sequence[Pruned]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for a in applied:
+        if a.ok:
+            counts[a.outcome] = counts.get(a.outcome, 0) + 1
+    for r in pruned:
+        counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
+    if p is not None:
+        counts["unchanged"] = p.count(Action.UNCHANGED)
+    failed = sum(1 for a in applied if not a.ok)
+    if failed:
+        counts[Written.FAILED] = failed
+    return counts
