@@ -22,7 +22,10 @@ from gitops_job.outcomes import Action
 from gitops_job.reconcile.mask import LAST_APPLIED
 from gitops_job.reconcile.plan import plan
 from gitops_job.reconcile.results import Plan
-from gitops_job.report import text as report
+from gitops_job.report.json import json_text, to_json
+from gitops_job.report.markdown import markdown
+from gitops_job.report.text import diff as entry_diff
+from gitops_job.report.text import text as plan_text
 from tests.kube import crd as make_crd
 from tests.kube import etcd_put, wait_until
 
@@ -75,7 +78,7 @@ def run(kube: Kube, *bodies: dict[str, Any], stacks: dict[str, Stack] | None = N
     before = kube.writes
     result = plan(kube, "test", [rendered(b) for b in bodies], stacks or {"app": Stack("app", "app")})
     assert kube.writes == before, "planning wrote to the cluster"
-    jsonschema.validate(report.to_json(result), SCHEMA)
+    jsonschema.validate(to_json(result), SCHEMA)
     return result
 
 
@@ -84,7 +87,7 @@ def actions(p: Plan) -> dict[str, Action]:
 
 
 def all_output(p: Plan) -> str:
-    return report.text(p) + report.json_text(p) + report.markdown(p)
+    return plan_text(p) + json_text(p) + markdown(p)
 
 
 def test_create_update_unchanged_are_classified(kube: Kube, namespace: str) -> None:
@@ -103,8 +106,8 @@ def test_create_update_unchanged_are_classified(kube: Kube, namespace: str) -> N
         f"Deployment/{namespace}/web": Action.UNCHANGED,
     }
     update = next(e for e in result.entries if e.action is Action.UPDATE)
-    assert "-  a: '1'" in report.diff(update) and "+  a: '2'" in report.diff(update)
-    assert report.text(result).splitlines()[0] == "1 to create, 1 to update, 0 to prune, 2 unchanged"
+    assert "-  a: '1'" in entry_diff(update) and "+  a: '2'" in entry_diff(update)
+    assert plan_text(result).splitlines()[0] == "1 to create, 1 to update, 0 to prune, 2 unchanged"
 
 
 def test_nothing_changed_costs_lists_not_per_object_requests(kube: Kube, namespace: str) -> None:
@@ -125,7 +128,7 @@ def test_server_defaulted_fields_are_not_a_change(kube: Kube, namespace: str) ->
     result = run(kube, body)
     entry = result.entries[0]
     assert not entry.proven
-    assert entry.action is Action.UNCHANGED, report.diff(entry)
+    assert entry.action is Action.UNCHANGED, entry_diff(entry)
 
 
 def test_drift_made_by_hand_shows_exactly_that_field(kube: Kube, namespace: str) -> None:
@@ -143,7 +146,7 @@ def test_drift_made_by_hand_shows_exactly_that_field(kube: Kube, namespace: str)
     result = run(kube, body)
     entry = result.entries[0]
     assert entry.action is Action.UPDATE
-    changed = [line for line in report.diff(entry).splitlines() if line[:1] in "+-"]
+    changed = [line for line in entry_diff(entry).splitlines() if line[:1] in "+-"]
     assert changed == ["-      - image: hand/edit:2", "+      - image: registry.example/app:1"]
 
 
@@ -154,7 +157,7 @@ def test_c4_conflict_names_field_and_manager(kube: Kube, namespace: str) -> None
     entry = result.entries[0]
     assert entry.action is Action.UPDATE
     assert [(c.field, c.manager) for c in entry.conflicts] == [(".data.a", "someone-else")]
-    assert "conflict: .data.a is owned by someone-else" in report.text(result)
+    assert "conflict: .data.a is owned by someone-else" in plan_text(result)
 
 
 def test_ignore_differences_hides_the_pointer(kube: Kube, namespace: str) -> None:
@@ -164,7 +167,7 @@ def test_ignore_differences_hides_the_pointer(kube: Kube, namespace: str) -> Non
     assert run(kube, deployment(namespace, "scaled", replicas=1), stacks=stacks).entries[0].action is Action.UNCHANGED
     changed = run(kube, deployment(namespace, "scaled", replicas=1, image="x:2"), stacks=stacks).entries[0]
     assert changed.action is Action.UPDATE
-    assert "replicas" not in report.diff(changed)
+    assert "replicas" not in entry_diff(changed)
 
 
 def test_crd_and_custom_resource_in_one_stack_plan_as_create(kube: Kube, namespace: str) -> None:
@@ -203,7 +206,7 @@ def test_s1_secret_changes_show_keys_and_markers_only(kube: Kube, namespace: str
     for value in ("hunter2-old", "hunter2-new", "gone-value", "fresh-value", "admin"):
         for form in (value, base64.b64encode(value.encode()).decode()):
             assert form not in text, f"{form!r} leaked"
-    diff = report.diff(entry)
+    diff = entry_diff(entry)
     assert "-  password: '<secret #" in diff and "+  password: '<secret #" in diff and "+  added: '<secret #" in diff
     # the unchanged key keeps one token on both sides; the changed one gets a new token
     user_lines = [line for line in diff.splitlines() if "user:" in line]

@@ -20,7 +20,9 @@ from gitops_job.outcomes import Action
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.plan import _display
 from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure
-from gitops_job.report import text as report
+from gitops_job.report.markdown import COMMENT_LIMIT, Page, markdown
+from gitops_job.report.text import printable
+from gitops_job.report.text import text as plan_text
 
 GOLDEN = Path(__file__).parent / "golden"
 SECRET_OLD, SECRET_NEW = "hunter2-old-value", "hunter2-new-value"
@@ -72,8 +74,8 @@ def _plan() -> Plan:
 @pytest.mark.parametrize(
     ("name", "produce"),
     [
-        ("plan.txt", report.text),
-        ("plan.md", report.markdown),
+        ("plan.txt", plan_text),
+        ("plan.md", markdown),
     ],
 )
 def test_golden(name: str, produce: Any) -> None:
@@ -92,10 +94,10 @@ DIGEST = "sha256:" + "ab" * 32
 ARTIFACT = "the files in the run's artifact (plan.md, plan.json)"
 
 
-def _page(**changes: Any) -> report.Page:
-    base = report.Page(marker="<!-- gitops-job:comment target=production -->", footer=FOOTER, digest=DIGEST,
+def _page(**changes: Any) -> Page:
+    base = Page(marker="<!-- gitops-job:comment target=production -->", footer=FOOTER, digest=DIGEST,
                        artifact=ARTIFACT, target="production")  # fmt: skip
-    return report.Page(**{**base.__dict__, **changes})
+    return Page(**{**base.__dict__, **changes})
 
 
 def _unchanged() -> Plan:
@@ -126,16 +128,16 @@ def _huge() -> Plan:
 
 
 COMMENTS = {
-    "comment-no-changes.md": lambda: report.markdown(_unchanged(), _page()),
-    "comment-small.md": lambda: report.markdown(_small(), _page()),
-    "comment-prunes-errors.md": lambda: report.markdown(_plan(), _page(digest="")),
-    "comment-unreachable.md": lambda: report.markdown(None, _page(digest="", error=(
+    "comment-no-changes.md": lambda: markdown(_unchanged(), _page()),
+    "comment-small.md": lambda: markdown(_small(), _page()),
+    "comment-prunes-errors.md": lambda: markdown(_plan(), _page(digest="")),
+    "comment-unreachable.md": lambda: markdown(None, _page(digest="", error=(
         "The cluster was unreachable. The plan could not be computed, so nothing below is a plan.\n"
         "cluster: GET /api: cannot reach the API server at https://10.0.0.1:6443: connection refused"))),
-    "comment-fork.md": lambda: report.markdown(None, _page(digest="", notice=(
+    "comment-fork.md": lambda: markdown(None, _page(digest="", notice=(
         "This pull request comes from a fork, so it gets no cluster credentials: gitops-job rendered and validated "
         "12 objects in 2 stack(s) but did not compare them with the cluster."))),
-    "comment-truncated.md": lambda: report.markdown(_huge(), _page()),
+    "comment-truncated.md": lambda: markdown(_huge(), _page()),
 }  # fmt: skip
 
 
@@ -156,7 +158,7 @@ def well_formed(body: str) -> None:
 def test_comment_golden(name: str) -> None:
     out = COMMENTS[name]()
     assert SECRET_OLD not in out and SECRET_NEW not in out
-    assert len(out) <= report.COMMENT_LIMIT
+    assert len(out) <= COMMENT_LIMIT
     well_formed(out)
     path = GOLDEN / name
     if os.environ.get("GITOPS_JOB_UPDATE_GOLDEN"):
@@ -168,10 +170,10 @@ def test_s6_huge_diff_is_cut_to_whole_objects_with_a_pointer() -> None:
     """S6. About 200 KB of diffs: the comment stays under GitHub's 65,536 characters, keeps the summary, shows whole
     objects only, says how many were left out and where they are; fences survive backtick runs in the content."""
     plan = _huge()
-    full = report.markdown(plan, _page(limit=10**9))
+    full = markdown(plan, _page(limit=10**9))
     assert len(full) > 200_000
-    out = report.markdown(plan, _page())
-    assert len(out) <= report.COMMENT_LIMIT < len(full)
+    out = markdown(plan, _page())
+    assert len(out) <= COMMENT_LIMIT < len(full)
     assert out.startswith("<!-- gitops-job:comment target=production -->\n### gitops-job plan · `production`")
     assert "**100 to create, 0 to update, 0 to prune, 0 unchanged**" in out
     shown = out.count("**`ConfigMap/shop/big-")
@@ -196,10 +198,10 @@ def test_a_huge_error_or_many_long_failures_still_fit_a_comment() -> None:
         PlanFailure(ObjectId("", "ConfigMap", "shop", f"cm-{i}"), "shop", None, "x" * 5000) for i in range(200)
     )
     for body in (
-        report.markdown(None, _page(digest="", error="render: 2000 error(s):\n" + "  bad line\n" * 20_000)),
-        report.markdown(Plan("production", (), many), _page(digest="")),
+        markdown(None, _page(digest="", error="render: 2000 error(s):\n" + "  bad line\n" * 20_000)),
+        markdown(Plan("production", (), many), _page(digest="")),
     ):
-        assert len(body) <= report.COMMENT_LIMIT, len(body)
+        assert len(body) <= COMMENT_LIMIT, len(body)
         well_formed(body)
 
 
@@ -225,7 +227,7 @@ def test_item17_text_plan_groups_stacks_in_apply_order_with_counts() -> None:
         entry("apps", "ConfigMap", "same", Action.UNCHANGED),
         entry("zz-platform", "Namespace", "shop", Action.CREATE, namespace=""),
     )
-    out = report.text(Plan("production", entries, stacks=("zz-platform", "apps")))
+    out = plan_text(Plan("production", entries, stacks=("zz-platform", "apps")))
 
     lines = [line for line in out.splitlines() if line.startswith(("stack ", "Namespace/", "Service/", "Deployment/",
                                                                    "ConfigMap/"))]  # fmt: skip
@@ -253,10 +255,10 @@ def test_item18_control_characters_are_escaped_in_every_printed_line() -> None:
     entry = PlanEntry(ObjectId("", "ConfigMap", "shop", "other"), "shop", Action.CREATE, note=evil,
                       conflicts=(FieldConflict(".data.a", evil),), after={"data": {"a": evil}})  # fmt: skip
     p = Plan("production", (entry,), (failure,))
-    outputs = {"text": report.text(p), "color": report.text(p, color=True), "markdown": report.markdown(p)}
+    outputs = {"text": plan_text(p), "color": plan_text(p, color=True), "markdown": markdown(p)}
 
     for name, out in outputs.items():
         raw = [c for c in RAW_CONTROLS if c in out.replace("\x1b[1m", "").replace("\x1b[0m", "").replace("\x1b[3", "")]
         assert not raw, (name, raw)
         assert "evil\\u202eyxt.exe \\x1b[2J" in out, name
-    assert report.printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
+    assert printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"

@@ -18,7 +18,10 @@ from gitops_job import __version__
 from gitops_job.errors import GitopsJobError
 from gitops_job.exitcodes import ExitCode
 from gitops_job.reconcile import run as pipeline
-from gitops_job.report import text as report
+from gitops_job.report.json import apply_json, json_text
+from gitops_job.report.markdown import markdown
+from gitops_job.report.text import apply_text, printable, to_yaml
+from gitops_job.report.text import text as plan_text
 
 if TYPE_CHECKING:
     from gitops_job.github import actions
@@ -142,14 +145,14 @@ def _github(kw: dict[str, Any], require_reviewed_plan: bool = False) -> actions.
 def _annotate(outcome: actions.Outcome) -> None:
     """Warnings as GitHub workflow annotations (data escaped, so it cannot start a workflow command)."""
     for warning in outcome.warnings:
-        escaped = report.printable(warning).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        escaped = printable(warning).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
         click.echo(f"::warning title=gitops-job::{escaped}", err=True)
 
 
 def _say(message: str, *, err: bool = False, nl: bool = True) -> None:
-    """Print one message, its control characters escaped (:func:`report.printable`): what the repository or the
+    """Print one message, its control characters escaped (:func:`printable`): what the repository or the
     cluster says can never move the cursor, colour the terminal or reverse the text."""
-    click.echo(report.printable(message), err=err, nl=nl)
+    click.echo(printable(message), err=err, nl=nl)
 
 
 def _settings(**kw: Any) -> pipeline.Settings:
@@ -181,7 +184,7 @@ def render(output: str, **kw: Any) -> None:
         return
     for obj in rendered.objects:
         _say(f"---\n# stack: {obj.stack}, source: {obj.source}")
-        click.echo(report.to_yaml(masker.mask(obj.body)), nl=False)
+        click.echo(to_yaml(masker.mask(obj.body)), nl=False)
 
 
 @cli.command(name="validate")
@@ -240,11 +243,11 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
         with ProgressBar() as progress:
             _, result = pipeline.run_plan(_settings(**kw), progress=progress)
     if output == "json":
-        click.echo(report.json_text(result), nl=False)
+        click.echo(json_text(result), nl=False)
     elif output == "markdown":
-        click.echo(report.markdown(result), nl=False)
+        click.echo(markdown(result), nl=False)
     else:
-        click.echo(report.text(result, color=sys.stdout.isatty()), nl=False)
+        click.echo(plan_text(result, color=sys.stdout.isatty()), nl=False)
     if result.failures:
         raise SystemExit(ExitCode.ERROR)
     if exit_code and result.has_changes:
@@ -328,7 +331,7 @@ def apply_cmd(
     else:
         with ProgressBar() as progress:
             result = pipeline.run_apply(_settings(**kw), options, progress=progress)
-    click.echo(report.apply_json(result) if output == "json" else report.apply_text(result), nl=False)
+    click.echo(apply_json(result) if output == "json" else apply_text(result), nl=False)
     if not result.ok:
         raise SystemExit(ExitCode.ERROR)
 

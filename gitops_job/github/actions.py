@@ -32,7 +32,8 @@ from gitops_job.reconcile import run as pipeline
 from gitops_job.reconcile.plan import Progress, digest
 from gitops_job.reconcile.results import ApplyResult, Plan
 from gitops_job.render.sandbox import tool_version
-from gitops_job.report import text as report
+from gitops_job.report.json import apply_json, to_json
+from gitops_job.report.markdown import Page, html_escape, markdown
 
 ARTIFACT = "the files in the run's artifact (plan.md, plan.json)"
 _DIGEST = re.compile(r"<!-- gitops-job:digest (sha256:[0-9a-f]{64}) -->")
@@ -106,7 +107,7 @@ def run_plan(settings: pipeline.Settings, options: Options, progress: Progress |
     except GitopsJobError as e:
         error = e
     target = plan.target if plan else target
-    page = report.Page(
+    page = Page(
         title="plan",
         target=target,
         marker=marker(target),
@@ -116,7 +117,7 @@ def run_plan(settings: pipeline.Settings, options: Options, progress: Progress |
         digest=digest(plan) if plan and not plan.failures else "",
         artifact=ARTIFACT,
     )
-    body = report.markdown(plan, page)
+    body = markdown(plan, page)
     _files(options, "plan", plan, page, page.digest)
     _summary(ctx, body)
     _outputs(ctx, plan, page.digest)
@@ -169,16 +170,14 @@ def _footer(ctx: ActionsContext, head: str, started: float) -> list[str]:
     return [f"head `{head[:12]}`", *versions, f"{time.monotonic() - started:.1f} s", f"[run]({ctx.run_url})"]
 
 
-def _files(
-    options: Options, name: str, plan: Plan | None, page: report.Page, plan_digest: str, extra: Any = None
-) -> None:
+def _files(options: Options, name: str, plan: Plan | None, page: Page, plan_digest: str, extra: Any = None) -> None:
     """The whole plan, never truncated: ``<name>.md`` and ``<name>.json`` in the artifact directory."""
     if options.artifact_dir is None:
         return
     options.artifact_dir.mkdir(parents=True, exist_ok=True)
     full = replace(page, marker="", limit=10**12)
-    (options.artifact_dir / f"{name}.md").write_text(report.markdown(plan, full), encoding="utf-8")
-    doc: dict[str, Any] = report.to_json(plan) if plan else {"version": 1, "target": page.target}
+    (options.artifact_dir / f"{name}.md").write_text(markdown(plan, full), encoding="utf-8")
+    doc: dict[str, Any] = to_json(plan) if plan else {"version": 1, "target": page.target}
     doc["digest"] = plan_digest or None
     doc["error"] = page.error or None
     if extra is not None:
@@ -263,7 +262,7 @@ def _apply(
     if "moved" in seen:
         warnings.append(seen["moved"])
     plan = result.plan if result else None
-    page = report.Page(
+    page = Page(
         title="apply",
         target=result.target if result else target,
         counts=_done_line(result) if result else "",
@@ -276,8 +275,8 @@ def _apply(
         digest_label="reviewed plan",
         artifact=ARTIFACT,
     )
-    body = report.markdown(plan, page)
-    applied = json.loads(report.apply_json(result)) if result else None
+    body = markdown(plan, page)
+    applied = json.loads(apply_json(result)) if result else None
     _files(options, "apply", plan, page, seen.get("digest", ""), extra=applied)
     _summary(ctx, body)
     _outputs(ctx, plan, seen.get("digest", ""), done=_done(result) if result else None)
@@ -325,7 +324,7 @@ def _stack_errors(result: ApplyResult | None) -> str:
 def _apply_sections(result: ApplyResult | None, moved: str, reviewed: str | None) -> list[str]:
     sections = []
     if moved:
-        sections.append(f"> [!CAUTION]\n> **Not the reviewed plan:** {report.html_escape(moved)}.")
+        sections.append(f"> [!CAUTION]\n> **Not the reviewed plan:** {html_escape(moved)}.")
     elif reviewed:
         sections.append(f"Applied exactly the plan reviewed here (`{reviewed}`).")
     if result is not None:
@@ -335,6 +334,6 @@ def _apply_sections(result: ApplyResult | None, moved: str, reviewed: str | None
             done = ", ".join(f"{n} {k}" for k, n in run.counts.items())
             unhealthy = [h for h in run.health.values() if h.state is not HealthState.CURRENT]
             health = f"{len(run.health) - len(unhealthy)}/{len(run.health)} healthy" if run.health else "not waited"
-            rows.append(f"| {report.html_escape(run.stack)} | {state} | {done} | {health} |")
+            rows.append(f"| {html_escape(run.stack)} | {state} | {done} | {health} |")
         sections.append("\n".join(rows))
     return sections
