@@ -556,3 +556,7 @@ def _exec_user(paths: list[str], context: str | None) -> tuple[str, str | None]:
     exec_ = named("users", user).get("exec") or {}
     command = exec_.get("command") if isinstance(exec_, dict) else None
     return str(user), str(command) if command else None
+
+
+# Above this many namespaces for one type, one cluster-wide LIST beats a LIST per namespace.
+CLUSTER_WIDE_LIST_ABOVE = 3

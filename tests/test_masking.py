@@ -18,7 +18,7 @@ from kubernetes import client
 
 from gitops_job.outcomes import Action
 from gitops_job.reconcile import run as pipeline
-from gitops_job.reconcile.plan import digest
+from gitops_job.reconcile.digest import digest
 from tests.kube import crd
 from tests.test_apply import cm, config, git_repo, gitops_job, write
 

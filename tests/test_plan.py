@@ -307,7 +307,7 @@ def test_a_mutating_webhook_turns_the_fast_path_off_only_for_the_kinds_it_interc
 )  # fmt: skip
 def test_admission_rules_matching(rule: dict[str, Any], resource: tuple[str, str, str, bool], mutates: bool) -> None:
     from gitops_job.kube import ResourceType
-    from gitops_job.reconcile.plan import admission_rules
+    from gitops_job.reconcile.admission import admission_rules
 
     group, version, plural, namespaced = resource
     rt = ResourceType(group, version, plural.title(), plural, namespaced, frozenset())
@@ -343,7 +343,7 @@ def test_admission_rules_matching(rule: dict[str, Any], resource: tuple[str, str
 def test_item10_applied_manifest_takes_ignored_fields_from_the_live_object(
     body: dict[str, Any], live: dict[str, Any] | None, pointers: list[str], expected: dict[str, Any]
 ) -> None:
-    from gitops_job.reconcile.plan import pointer_path, respecting_ignored
+    from gitops_job.reconcile.normalize import pointer_path, respecting_ignored
 
     before = copy.deepcopy(body)
     assert respecting_ignored(body, live, [pointer_path(p) for p in pointers]) == expected

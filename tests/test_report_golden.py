@@ -1,6 +1,6 @@
 """Golden files for the plan's text and markdown output (what a terminal and a PR comment show).
 
-The plan below is built by the real engine's pieces: ``_display`` normalises, filters and masks exactly as a plan
+The plan below is built by the real engine's pieces: ``display`` normalises, filters and masks exactly as a plan
 does, so the golden files show what a reviewer would see. Regenerate after an intended change with
 ``GITOPS_JOB_UPDATE_GOLDEN=1 pytest tests/test_report_golden.py`` and review the diff.
 """
@@ -18,7 +18,7 @@ from gitops_job.identity import ObjectId
 from gitops_job.model import Source
 from gitops_job.outcomes import Action
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.plan import _display
+from gitops_job.reconcile.plan import display
 from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure
 from gitops_job.report.markdown import COMMENT_LIMIT, Page, markdown
 from gitops_job.report.text import printable
@@ -48,7 +48,7 @@ def _plan() -> Plan:
     new_cm = _cm("settings", {"mode": "fast", "readme": "run ```make``` first"})
 
     def show(obj: dict[str, Any]) -> dict[str, Any]:
-        return _display(obj, [], masker)
+        return display(obj, [], masker)
 
     src = Source("apps/shop/settings.yaml", 3)
     entries = (
@@ -108,8 +108,8 @@ def _unchanged() -> Plan:
 
 def _small() -> Plan:
     masker = Masker()
-    before = _display(_cm("settings", {"mode": "slow"}), [], masker)
-    after = _display(_cm("settings", {"mode": "fast"}), [], masker)
+    before = display(_cm("settings", {"mode": "slow"}), [], masker)
+    after = display(_cm("settings", {"mode": "fast"}), [], masker)
     entry = PlanEntry(ObjectId("", "ConfigMap", "shop", "settings"), "shop", Action.UPDATE,
                       Source("apps/shop/settings.yaml", 3), before=before, after=after)  # fmt: skip
     return Plan("production", (entry, *_unchanged().entries))
@@ -122,7 +122,7 @@ def _huge() -> Plan:
     for i in range(100):
         data = {f"line-{k}": f"value {i}-{k} ``` and ```````` inside" for k in range(40)}
         entries.append(PlanEntry(ObjectId("", "ConfigMap", "shop", f"big-{i:03d}"), "shop", Action.CREATE,
-                                 Source("apps/shop/big.yaml", 1 + i), after=_display(_cm(f"big-{i:03d}", data), [],
+                                 Source("apps/shop/big.yaml", 1 + i), after=display(_cm(f"big-{i:03d}", data), [],
                                                                                      masker)))  # fmt: skip
     return Plan("production", tuple(entries))
 
@@ -214,7 +214,7 @@ def test_item17_text_plan_groups_stacks_in_apply_order_with_counts() -> None:
     def entry(stack: str, kind: str, name: str, action: Action, namespace: str = "shop") -> PlanEntry:
         group = "apps" if kind == "Deployment" else ""
         body = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": namespace}}
-        shown = _display(body, [], masker)
+        shown = display(body, [], masker)
         return PlanEntry(ObjectId(group, kind, namespace, name), stack, action,
                          before=shown if action is Action.PRUNE else None,
                          after=None if action is Action.PRUNE else shown)  # fmt: skip

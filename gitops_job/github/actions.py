@@ -29,8 +29,8 @@ from gitops_job.errors import GitopsJobError, ReviewError
 from gitops_job.github.client import ActionsContext, GitHub, GitHubError, PullRequest
 from gitops_job.outcomes import COUNT_ORDER, Action, HealthState, RunResult
 from gitops_job.reconcile import run as pipeline
-from gitops_job.reconcile.plan import Progress, digest
-from gitops_job.reconcile.results import ApplyResult, Plan
+from gitops_job.reconcile.digest import digest
+from gitops_job.reconcile.results import ApplyResult, Plan, Progress
 from gitops_job.render.sandbox import tool_version
 from gitops_job.report.json import apply_json, to_json
 from gitops_job.report.markdown import Page, html_escape, markdown

@@ -29,9 +29,10 @@ from gitops_job.model import ANNOTATION_REVISION, ANNOTATION_SSA, RenderedObject
 from gitops_job.outcomes import WRITES, Action, Verdict
 from gitops_job.reconcile import order
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.plan import Progress, ignored_pointers, refusal, respecting_ignored
+from gitops_job.reconcile.normalize import ignored_pointers, respecting_ignored
+from gitops_job.reconcile.plan import refusal
 from gitops_job.reconcile.prune import delete_owned
-from gitops_job.reconcile.results import Applied, Plan, PlanEntry
+from gitops_job.reconcile.results import Applied, Plan, PlanEntry, Progress
 from gitops_job.reconcile.wait import wait_for
 
 CRD_ESTABLISHED_TIMEOUT = 60.0
@@ -206,12 +207,3 @@ def _without(body: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
         if isinstance(node, dict):
             node.pop(keys[-1], None)
     return out
-
-
-def fail_if_failed(stack: str, results: Sequence[Applied]) -> None:
-    failed = [r for r in results if not r.ok]
-    if failed:
-        lines = "\n".join(f"  {r.id}: {r.message}" for r in failed)
-        raise ApplyError(
-            f"{len(failed)} object(s) could not be applied; prune skipped:\n{lines}", where=f"stack {stack}"
-        )

@@ -9,19 +9,25 @@ data), filtered by ``ignoreDifferences`` and masked before it leaves this module
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any
 
 from gitops_job.config.load import IgnoreDifference, Stack
-from gitops_job.errors import PlanError
 from gitops_job.identity import ObjectId
-from gitops_job.kube import FIELD_MANAGER, ApiError, Conflict, Forbidden, Invalid, Kube, NotFound, ResourceType
+from gitops_job.kube import (
+    CLUSTER_WIDE_LIST_ABOVE,
+    FIELD_MANAGER,
+    ApiError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    Kube,
+    ResourceType,
+)
 from gitops_job.model import (
     ANNOTATION_ADOPT,
     ANNOTATION_FORCE,
@@ -34,124 +40,18 @@ from gitops_job.model import (
     label,
 )
 from gitops_job.outcomes import Action
+from gitops_job.reconcile.admission import AdmissionRule, mutating_rules
 from gitops_job.reconcile.fastpath import proven_unchanged
 from gitops_job.reconcile.mask import Masker
+from gitops_job.reconcile.normalize import (
+    display,
+    ignored_pointers,
+    respecting_ignored,
+)
 from gitops_job.reconcile.ownership import OURS, Claim, Holders, Standing, not_ours
-from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure
+from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure, Progress
 from gitops_job.reconcile.schema import Schemas
 from gitops_job.reconcile.validate import crd_scopes
-
-# Server-set fields that are never part of a diff: (path, ...) from the object root.
-NOISE: tuple[tuple[str, ...], ...] = (
-    ("metadata", "managedFields"),
-    ("metadata", "resourceVersion"),
-    ("metadata", "uid"),
-    ("metadata", "generation"),
-    ("metadata", "creationTimestamp"),
-    ("metadata", "selfLink"),
-    ("status",),
-)
-#: Reports progress of long work: ``(what, done, total)``; the CLI draws a bar from it on a TTY.
-Progress = Callable[[str, int, int], None]
-
-# Above this many namespaces for one type, one cluster-wide LIST beats a LIST per namespace.
-CLUSTER_WIDE_LIST_ABOVE = 3
-
-
-# -- pure helpers ------------------------------------------------------------------------------------------------------
-def normalise(obj: Mapping[str, Any], noise: Sequence[tuple[str, ...]] = NOISE) -> dict[str, Any]:
-    """A copy of ``obj`` without the server noise listed in ``noise``."""
-    out = copy.deepcopy(dict(obj))
-    for path in noise:
-        _remove(out, list(path))
-    meta = out.get("metadata")
-    if isinstance(meta, dict):
-        for key in ("annotations", "labels"):
-            if meta.get(key) == {}:
-                del meta[key]
-    return out
-
-
-def _remove(node: Any, path: list[str]) -> None:
-    *parents, last = path
-    for key in parents:
-        if not isinstance(node, dict) or key not in node:
-            return
-        node = node[key]
-    if isinstance(node, dict):
-        node.pop(last, None)
-    elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node.pop(int(last))
-
-
-def pointer_path(pointer: str) -> list[str]:
-    """A JSON pointer (RFC 6901) as path segments: ``/metadata/labels/a~1b`` → ``[metadata, labels, a/b]``."""
-    if not pointer.startswith("/"):
-        raise ValueError(f"JSON pointer must start with '/': {pointer!r}")
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
-
-
-def ignored_pointers(rules: Iterable[IgnoreDifference], oid: ObjectId) -> list[list[str]]:
-    return [
-        pointer_path(p)
-        for r in rules
-        if r.kind == oid.kind
-        and r.group == oid.group
-        and r.name in (None, oid.name)
-        and r.namespace in (None, oid.namespace)
-        for p in r.json_pointers
-    ]
-
-
-def respecting_ignored(body: dict[str, Any], live: Mapping[str, Any] | None, ignore: list[list[str]]) -> dict[str, Any]:
-    """``body`` as apply writes it, like Argo CD's ``RespectIgnoreDifferences``: each ignored field the manifest sets
-    takes the live object's value, or is left out where the live object has none — so what is applied is what the
-    plan shows, and a field changed out of band survives. A new object (no ``live``) is written as rendered. What
-    gitops-job itself sets (the ownership labels, the revision stamp) is never taken from the live object."""
-    if live is None or not ignore:
-        return body
-    out = copy.deepcopy(body)
-    for path in ignore:
-        if _lookup(out, path) is not _ABSENT:
-            _put(out, path, _lookup(live, path))
-    for own in _OWN:
-        _put(out, own, _lookup(body, own))
-    return out
-
-
-_ABSENT = object()
-#: Paths of what gitops-job sets on every object it writes.
-_OWN = (("metadata", "labels", LABEL_TARGET), ("metadata", "labels", LABEL_STACK),
-        ("metadata", "annotations", ANNOTATION_REVISION))  # fmt: skip
-
-
-def _put(node: Any, path: Sequence[str], value: Any) -> None:
-    """Set ``path`` to a copy of ``value`` (creating maps on the way), or remove it when ``value`` is absent."""
-    if value is _ABSENT:
-        _remove(node, list(path))
-        return
-    for key in path[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-    node[int(path[-1]) if isinstance(node, list) else path[-1]] = copy.deepcopy(value)
-
-
-def _lookup(node: Any, path: Sequence[str]) -> Any:
-    """The value at ``path`` (dict keys, list indices), or :data:`_ABSENT`."""
-    for key in path:
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        else:
-            return _ABSENT
-    return node
-
-
-def _display(obj: Mapping[str, Any], ignore: list[list[str]], masker: Masker) -> dict[str, Any]:
-    out = normalise(obj)
-    for path in ignore:
-        _remove(out, path)
-    return masker.mask(out)
 
 
 def _conflicts(err: Conflict) -> tuple[FieldConflict, ...]:
@@ -212,7 +112,7 @@ def plan(
 
     # The fast path proves "unchanged" from the live object alone: not for a kind a mutating webhook or policy may
     # change on apply (its change would only show in a dry-run).
-    mutators = _mutators(kube, types) if fast and any(w.live is not None for w in work) else None
+    mutators = mutating_rules(kube, types) if fast and any(w.live is not None for w in work) else None
     rendered = {o.id for o in objects}
     # Every value is learned before the first diff is built (on this thread: the learning order numbers the
     # tokens), the live objects to prune included: a pruned Secret's values may appear in other objects.
@@ -252,9 +152,7 @@ def plan(
         else:
             failures.append(result)
 
-    entries.extend(
-        PlanEntry(oid, stack, Action.PRUNE, before=_display(live, [], masker)) for stack, oid, live in prunes
-    )
+    entries.extend(PlanEntry(oid, stack, Action.PRUNE, before=display(live, [], masker)) for stack, oid, live in prunes)
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
     strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
@@ -334,7 +232,7 @@ def _judged(
         asked = (
             f" (adopted: {ANNOTATION_ADOPT}: enabled)" if annotation(w.obj.body, ANNOTATION_ADOPT) == "enabled" else ""
         )
-        after = _display(w.obj.body, ignored_pointers(_rules(stacks, w.obj.stack), w.obj.id), masker)
+        after = display(w.obj.body, ignored_pointers(_rules(stacks, w.obj.stack), w.obj.id), masker)
         note = masker.scrub(f"owned by {claim.holder}; it exists, its live content is not shown{asked}")
         return PlanEntry(entry.id, entry.stack, Action.ADOPT, entry.source, after=after, conflicts=entry.conflicts,
                          note=note)  # fmt: skip
@@ -465,66 +363,6 @@ def _list_live(
     return items, denied
 
 
-@dataclass(frozen=True)
-class AdmissionRule:
-    """What one rule of a mutating webhook or policy intercepts (admissionregistration's RuleWithOperations)."""
-
-    operations: frozenset[str]
-    groups: frozenset[str]
-    versions: frozenset[str]
-    resources: frozenset[str]
-    scope: str = "*"
-    exact: bool = False  # matchPolicy Exact; Equivalent (the default) also catches the same resource elsewhere
-
-    def may_mutate(self, rt: ResourceType) -> bool:
-        """Could a server-side apply of an existing ``rt`` object be changed by what this rule sends to a webhook?
-        Conservative: namespace and object selectors are taken to match everything."""
-        if not self.operations & {"UPDATE", "*"}:
-            return False
-        if self.scope not in ("*", "Namespaced" if rt.namespaced else "Cluster"):
-            return False
-        if not self.resources & {rt.plural, "*", "*/*"}:
-            return False
-        if not self.exact:  # an equivalent resource may be served under another group or version
-            return True
-        return bool(self.groups & {rt.group, "*"}) and bool(self.versions & {rt.version, "*"})
-
-
-def admission_rules(config: Mapping[str, Any]) -> list[AdmissionRule]:
-    """The rules of a MutatingWebhookConfiguration (every webhook's) or of a MutatingAdmissionPolicy."""
-    spec_rules: list[tuple[Any, Any]] = []
-    for hook in config.get("webhooks") or []:
-        spec_rules += [(rule, hook.get("matchPolicy")) for rule in hook.get("rules") or []]
-    constraints = (config.get("spec") or {}).get("matchConstraints") or {}
-    spec_rules += [(rule, constraints.get("matchPolicy")) for rule in constraints.get("resourceRules") or []]
-    return [
-        AdmissionRule(
-            frozenset(rule.get("operations") or []),
-            frozenset(rule.get("apiGroups") or []),
-            frozenset(rule.get("apiVersions") or []),
-            frozenset(rule.get("resources") or []),
-            rule.get("scope") or "*",
-            policy == "Exact",
-        )
-        for rule, policy in spec_rules
-    ]
-
-
-def _mutators(kube: Kube, types: Mapping[tuple[str, str], ResourceType]) -> list[AdmissionRule] | None:
-    """Every rule of every mutating webhook and policy in the cluster; None when they cannot be read (then every
-    kind counts as possibly mutated, and the fast path is off)."""
-    rules: list[AdmissionRule] = []
-    for kind in ("MutatingWebhookConfiguration", "MutatingAdmissionPolicy"):
-        for (_, k), rt in types.items():
-            if k == kind:
-                try:
-                    rules += [r for item in kube.list(rt) for r in admission_rules(item)]
-                except (Forbidden, NotFound):
-                    return None  # cannot tell: be safe
-                break
-    return rules
-
-
 def _provable(w: _Work, mutators: list[AdmissionRule] | None) -> bool:
     return mutators is not None and w.rt is not None and not any(r.may_mutate(w.rt) for r in mutators)
 
@@ -543,7 +381,7 @@ def _schema_checked(
             yield PlanFailure(w.obj.id, w.obj.stack, w.obj.source, masker.scrub(message))
             continue
         checked = f"checked against {schema}" if schema else "no schema published to check it against"
-        after = _display(w.obj.body, ignored_pointers(_rules(stacks, w.obj.stack), w.obj.id), masker)
+        after = display(w.obj.body, ignored_pointers(_rules(stacks, w.obj.stack), w.obj.id), masker)
         note = f"not dry-run: {reason}; {checked}"
         yield PlanEntry(w.obj.id, w.obj.stack, Action.CREATE, w.obj.source, after=after, note=note, deferred=True)
 
@@ -574,9 +412,9 @@ def _dry_run(
         if live is None or not _immutable(e) or annotation(obj.body, ANNOTATION_FORCE) != "enabled":
             raise
         note = f"an immutable field changed: deleted and created again ({ANNOTATION_FORCE}: enabled)"
-        before, after = _display(live, ignore, masker), _display(obj.body, ignore, masker)
+        before, after = display(live, ignore, masker), display(obj.body, ignore, masker)
         return PlanEntry(obj.id, obj.stack, Action.RECREATE, obj.source, before=before, after=after, note=note)
-    after = _display(result, ignore, masker)
+    after = display(result, ignore, masker)
     if live is None:
         return PlanEntry(obj.id, obj.stack, Action.CREATE, obj.source, after=after, conflicts=conflicts)
     seen = (result.get("metadata") or {}).get("resourceVersion")
@@ -588,7 +426,7 @@ def _dry_run(
             live = fresh
         elif fresh is not None and attempts > 1:
             return _dry_run(kube, rt, obj, fresh, stacks, masker, attempts - 1)
-    before = _display(live, ignore, masker)
+    before = display(live, ignore, masker)
     action = Action.UNCHANGED if before == after and not conflicts else Action.UPDATE
     return PlanEntry(obj.id, obj.stack, action, obj.source, before=before, after=after, conflicts=conflicts)
 
@@ -612,39 +450,3 @@ def stamped(obj: RenderedObject, live_revision: str | None, revision: str) -> Re
     body = copy.deepcopy(obj.body)
     body.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_REVISION] = live_revision or revision
     return RenderedObject(obj.id, body, obj.source, obj.stack)
-
-
-def digest(p: Plan) -> str:
-    """``sha256:<hex>`` of what a plan would do: each changed object's id, action, live state and desired state (as
-    shown: normalised and masked), conflicts, and the ids of unchanged objects and failures.
-
-    The revision stamp is left out, so the plan reviewed on a pull request's head and the plan recomputed on its
-    merge commit have the same digest when nothing else moved; so is how "unchanged" was proven (fast path or
-    dry-run). Secrets enter only as their masks, so the digest reveals nothing about their values.
-    """
-    rows: list[Any] = []
-    for e in sorted(p.entries, key=lambda e: (e.stack, e.id)):
-        if e.action is Action.UNCHANGED:
-            rows.append([e.stack, str(e.id), e.action.value])
-        else:
-            before, after = (_unstamped(x) for x in (e.before, e.after))
-            conflicts = [[c.field, c.manager] for c in e.conflicts]
-            rows.append([e.stack, str(e.id), e.action.value, before, after, conflicts])
-    rows.extend([f.stack, str(f.id), "failed", f.message] for f in sorted(p.failures, key=lambda f: (f.stack, f.id)))
-    canonical = json.dumps([p.target, rows], sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _unstamped(obj: Mapping[str, Any] | None) -> Any:
-    if obj is None:
-        return None
-    out = copy.deepcopy(dict(obj))
-    _remove(out, ["metadata", "annotations", ANNOTATION_REVISION])
-    return normalise(out, ())  # drops the annotations map if that was its only entry
-
-
-def fail_if_failed(p: Plan, where: str | None = None) -> None:
-    """Raise one error listing every object the plan could not compute (before any write: nothing was written)."""
-    if p.failures:
-        lines = "\n".join(f"  {f}" for f in p.failures)
-        raise PlanError(f"{len(p.failures)} object(s) could not be planned; nothing was written:\n{lines}", where=where)

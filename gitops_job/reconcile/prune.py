@@ -116,11 +116,3 @@ def _disown(kube: Kube, rt: ResourceType, oid: ObjectId) -> None:
     patch = {"metadata": {"labels": {LABEL_TARGET: None, LABEL_STACK: None}}}
     kube.request("PATCH", rt.path(oid.namespace or None, oid.name), body=patch,
                  content_type="application/merge-patch+json", where=str(oid))  # fmt: skip
-
-
-def fail_if_failed(stack: str, results: Iterable[Pruned]) -> None:
-    failed = [r for r in results if r.verdict is Verdict.FAILED]
-    if failed:
-        lines = "\n".join(f"  {r.id}: {r.message}" for r in failed)
-        raise PruneError(f"{len(failed)} object(s) could not be deleted (they stay in the inventory):\n{lines}",
-                         where=f"stack {stack}")  # fmt: skip

@@ -6,10 +6,11 @@ notifiers receive only these types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitops_job.errors import GitopsJobError
 from gitops_job.identity import ObjectId
 from gitops_job.model import Source
 from gitops_job.outcomes import Action, HealthState, RunResult, Verdict, Written
@@ -96,12 +97,18 @@ class Applied:
     def outcome(self) -> Written:
         return Written.done(self.action) if self.ok else Written.FAILED
 
+    def __str__(self) -> str:
+        return f"{self.id}: {self.message}"
+
 
 @dataclass(frozen=True)
 class Pruned:
     id: ObjectId
     verdict: Verdict
     message: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.id}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -156,3 +163,14 @@ def counts_of(p: Plan | None, applied: Sequence[Applied], pruned: Sequence[Prune
     if failed:
         counts[Written.FAILED] = failed
     return counts
+
+
+#: Reports progress of long work: ``(what, done, total)``; the CLI draws a bar from it on a TTY.
+Progress = Callable[[str, int, int], None]
+
+
+def fail_if_failed(error: type[GitopsJobError], failed: Sequence[object], what: str, where: str | None = None) -> None:
+    """Raise one ``error`` listing every failure in ``failed`` (each as its text): ``<n> object(s) <what>:``."""
+    if failed:
+        lines = "\n".join(f"  {f}" for f in failed)
+        raise error(f"{len(failed)} object(s) {what}:\n{lines}", where=where)

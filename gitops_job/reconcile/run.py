@@ -30,13 +30,22 @@ from gitops_job.model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABE
 from gitops_job.outcomes import Action, HealthState, RunResult, Verdict
 from gitops_job.reconcile import inventory, ownership, prune
 from gitops_job.reconcile.apply import apply_plan
-from gitops_job.reconcile.apply import fail_if_failed as fail_if_apply_failed
 from gitops_job.reconcile.health import status
 from gitops_job.reconcile.lease import Lock, holder_identity, lease_name, unlock
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.plan import Progress, plan
-from gitops_job.reconcile.plan import fail_if_failed as fail_if_plan_failed
-from gitops_job.reconcile.results import Applied, ApplyResult, Health, Plan, Pruned, StackRun, counts_of, stray_message
+from gitops_job.reconcile.plan import plan
+from gitops_job.reconcile.results import (
+    Applied,
+    ApplyResult,
+    Health,
+    Plan,
+    Progress,
+    Pruned,
+    StackRun,
+    counts_of,
+    fail_if_failed,
+    stray_message,
+)
 from gitops_job.reconcile.validate import builtin_scopes, crd_scopes, validate
 from gitops_job.reconcile.wait import wait_for
 from gitops_job.render.stack import render_stack
@@ -198,6 +207,9 @@ def _connected(settings: Settings) -> Iterator[tuple[Selection, Kube]]:
         yield selection, kube
     finally:
         kube.close()
+
+
+PLAN_FAILED = "could not be planned; nothing was written"
 
 
 def _stored(kube: Kube, selection: Selection) -> dict[str, inventory.Inventory]:
@@ -406,7 +418,7 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
         planned = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, revision, holders)
         plans = dict(zip(by_stack, planned, strict=True))
         whole = _merge(target.name, planned, kube.requests)
-        fail_if_plan_failed(whole)
+        fail_if_failed(PlanError, whole.failures, PLAN_FAILED)
         if options.review is not None:
             options.review(whole)  # e.g. compare with the plan reviewed on the pull request; may refuse
         refuse_adoptions(whole, rendered.objects, options.adopt)
@@ -567,7 +579,7 @@ def _apply_stack(
     progress: Progress | None,
 ) -> StackRun:
     target, stack, objects = selection.target, work.stack, work.objects
-    ns = target.inventory_namespace
+    ns, where = target.inventory_namespace, f"stack {work.stack.name}"
     started = inventory.now()
     skube = _stack_kube(kube, selection, stack)
     holder = holder_identity()
@@ -594,7 +606,7 @@ def _apply_stack(
             applied = apply_plan(skube, stack_plan, bodies, revision, masker, force_conflicts=options.force_conflicts,
                                  concurrency=settings.concurrency, progress=progress,
                                  ignore_differences=stack.ignore_differences)  # fmt: skip
-            fail_if_apply_failed(stack.name, applied)
+            fail_if_failed(ApplyError, [a for a in applied if not a.ok], "could not be applied; prune skipped", where)
             stage = "prune"
             if stack.prune and old - new:
                 lock.check()
@@ -606,7 +618,8 @@ def _apply_stack(
             remaining = new | kept if stack.prune else old | new
             if remaining != inv.objects:
                 inv = inventory.write(kube, dc_replace(inv, objects=remaining))
-            prune.fail_if_failed(stack.name, pruned)
+            failed = [p for p in pruned if p.verdict is Verdict.FAILED]
+            fail_if_failed(PruneError, failed, "could not be deleted (they stay in the inventory)", where)
             stage = "wait"
             if stack.wait and options.wait:
                 health = _wait(skube, selection, stack, objects)
@@ -655,7 +668,7 @@ def _replan(
     fresh = plan(skube, selection.target.name, work.objects, {stack.name: stack}, masker=masker,
                  concurrency=settings.concurrency, revision=revision,
                  context=[o for o in rendered.objects if o.stack != stack.name], holders=work.holders)  # fmt: skip
-    fail_if_plan_failed(fresh, where=f"stack {stack.name}")
+    fail_if_failed(PlanError, fresh.failures, PLAN_FAILED, where=f"stack {stack.name}")
     refuse_adoptions(fresh, work.objects, adopt)
     return fresh
 

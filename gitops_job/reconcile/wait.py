@@ -14,10 +14,9 @@ from collections.abc import Iterable, Mapping
 
 from gitops_job.errors import WaitError
 from gitops_job.identity import ObjectId
-from gitops_job.kube import Forbidden, Gone, Kube, ResourceType
+from gitops_job.kube import CLUSTER_WIDE_LIST_ABOVE, Forbidden, Gone, Kube, ResourceType
 from gitops_job.outcomes import HealthState
 from gitops_job.reconcile.health import status
-from gitops_job.reconcile.plan import CLUSTER_WIDE_LIST_ABOVE
 from gitops_job.reconcile.results import Health
 
 # Kinds that have no status to wait for: they are current as soon as they exist, which apply has just confirmed.
