@@ -165,9 +165,9 @@ class Env:
     def plan(self) -> subprocess.CompletedProcess[str]:
         return self.cli("plan", "--repo", str(self.root), "-o", "json")
 
-    def unlock(self) -> str:
-        """``gitops-job unlock``: what the docs prescribe after a killed run, instead of waiting out its Lease."""
-        result = self.cli("unlock", "--repo", str(self.root))
+    def break_lease(self) -> str:
+        """``gitops-job break-lease``: what the docs prescribe after a killed run, instead of waiting out its Lease."""
+        result = self.cli("break-lease", "--repo", str(self.root))
         assert result.returncode == 0, output(result)
         return result.stdout
 
@@ -416,7 +416,7 @@ def test_f2_sigkill_leaves_no_orphan_and_next_run_converges(
     (c) at its second DELETE (the first went through). Revision B updates 6, creates 2, drops 4 of 10.
 
     Right after the kill: the write-ahead inventory lists every labelled object (the new ones included), nothing
-    that stays in git is lost. The killed run's Lease is broken with ``gitops-job unlock`` (the documented remedy
+    that stays in git is lost. The killed run's Lease is broken with ``gitops-job break-lease`` (the documented remedy
     for a killed job; waiting out its 30 s ttl would do the same, slower); the next run converges.
     """
     env.write("A", cms(names("cm", 10), "A"))
@@ -433,7 +433,7 @@ def test_f2_sigkill_leaves_no_orphan_and_next_run_converges(
     assert len(gone) == deleted and set(gone) <= dropped, gone
     check_oracle(env, revision="B", before=before, mark=mark, may_delete=dropped)
     assert set(env.revs["B"]) <= env.inventory_keys(), "the write-ahead inventory misses new objects"
-    assert f"stack {STACK}: lock held by" in env.unlock(), "the killed run's lock was not held"
+    assert f"stack {STACK}: lease held by" in env.break_lease(), "the killed run's lease was not held"
     check_converges(env, "B")
 
 

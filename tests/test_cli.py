@@ -40,6 +40,18 @@ def test_help_explains_the_tool_and_every_exit_code() -> None:
         assert f"{code.value}  {code.meaning}" in result.stdout
 
 
+def test_break_lease_is_listed_and_unlock_is_a_hidden_deprecated_alias(tmp_path: Path) -> None:
+    listed = run("--help").stdout
+    assert "break-lease" in listed and "unlock" not in listed
+
+    new, old = (run(verb, "--repo", str(tmp_path)) for verb in ("break-lease", "unlock"))  # no gitops.yaml there
+
+    assert new.returncode == old.returncode != ExitCode.OK  # the same command behind both names
+    assert old.stderr.startswith("warning: `gitops-job unlock` is deprecated; use `gitops-job break-lease`\n")
+    assert old.stderr.removeprefix(old.stderr.splitlines()[0] + "\n") == new.stderr
+    assert "deprecated" not in new.stderr
+
+
 def test_unknown_option_is_a_usage_error() -> None:
     result = run("--no-such-flag")
     assert result.returncode == ExitCode.USAGE

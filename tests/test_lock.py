@@ -1,4 +1,4 @@
-"""The stack lock against a real API server: acquire, wait, take over an expired Lease, renew, lose, release, unlock."""
+"""The stack lease against a real API server: acquire, wait, take over an expired Lease, renew, lose, release, break."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from gitops_job.errors import LockError
 from gitops_job.kube import Conflict, Forbidden, Kube, ResourceType
-from gitops_job.reconcile.lease import Lock, holder_identity, lease_name, unlock
+from gitops_job.reconcile.lease import Lock, break_lease, holder_identity, lease_name
 from tests.kube import wait_until
 
 NAME = lease_name("prod", "web")
@@ -142,7 +142,7 @@ def test_a_second_applier_gives_up_after_wait_naming_the_holder(kube: Kube, name
     text = str(caught.value)
     assert text.startswith(f"lock: Lease/{namespace}/{NAME}: held by run-a pid 1 since ")
     assert "last renewed" in text
-    assert "gitops-job unlock --stack web" in text
+    assert "gitops-job break-lease --stack web" in text
     assert 1 <= elapsed < 3
     assert len(messages) == 1 and "held by run-a pid 1" in messages[0]
 
@@ -268,11 +268,11 @@ def test_the_original_error_survives_release(kube: Kube, namespace: str) -> None
     assert freed is not None and not freed.get("holderIdentity")
 
 
-# -- unlock -----------------------------------------------------------------------------------------------------------
-def test_unlock_breaks_the_lock_and_a_new_run_acquires_at_once(kube: Kube, namespace: str) -> None:
-    assert unlock(kube, namespace, NAME) is None  # no lock
+# -- break-lease ----------------------------------------------------------------------------------------------------
+def test_break_lease_breaks_the_lease_and_a_new_run_acquires_at_once(kube: Kube, namespace: str) -> None:
+    assert break_lease(kube, namespace, NAME) is None  # no lock
     with Lock(kube, namespace, NAME, "stuck-run", ttl=2, wait=0) as stuck:
-        assert unlock(kube, namespace, NAME) == "stuck-run"
+        assert break_lease(kube, namespace, NAME) == "stuck-run"
         assert spec(kube, namespace) is None
         started = time.monotonic()
         with Lock(kube, namespace, NAME, "run-b", ttl=2, wait=0) as fresh:

@@ -370,17 +370,27 @@ def history_cmd(stack_name: str, **kw: Any) -> None:
             _say(f"  {run.message.splitlines()[0]}")
 
 
-@cli.command(name="unlock")
+@cli.command(name="break-lease")
 @_source_options
 @_kube_options
-def unlock_cmd(**kw: Any) -> None:
-    """Break the lock of each selected stack (all stacks of the target by default).
+def break_lease_cmd(**kw: Any) -> None:
+    """Break the apply lease of each selected stack (all stacks of the target by default).
 
-    Use it only when the run that holds a lock is gone (a killed job): a live applier that loses its lock stops
-    before it prunes.
+    One applier at a time holds a stack's Lease. Break it only when the run that holds it is gone (a killed job):
+    a live applier that loses its lease stops before it prunes.
     """
-    for stack, holder in pipeline.run_unlock(_settings(**kw)):
-        _say(f"stack {stack}: " + (f"lock held by {holder} broken" if holder else "was not locked"))
+    for stack, holder in pipeline.run_break_lease(_settings(**kw)):
+        _say(f"stack {stack}: " + (f"lease held by {holder} broken" if holder else "no lease was held"))
+
+
+@cli.command(name="unlock", hidden=True)
+@_source_options
+@_kube_options
+@click.pass_context
+def unlock_cmd(ctx: click.Context, /, **kw: Any) -> None:
+    """Deprecated: `break-lease` (this alias goes in the next release)."""
+    _say("warning: `gitops-job unlock` is deprecated; use `gitops-job break-lease`", err=True)
+    ctx.invoke(break_lease_cmd, **kw)
 
 
 class ProgressBar:

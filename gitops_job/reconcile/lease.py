@@ -9,7 +9,7 @@ renewal finds another holder, finds the Lease gone, or no renewal has succeeded 
 and :meth:`Lock.check` raises — the apply code calls it before each step that must not run twice (prune, inventory
 writes). On exit the run *releases* the Lease by clearing ``holderIdentity`` with a resourceVersion-guarded PUT, so it
 never clears a holder other than itself; the object stays (a few hundred bytes per stack) and keeps its transition
-count, and a run needs no ``delete`` permission except to break a lock with :func:`unlock`.
+count, and a run needs no ``delete`` permission except to break a lease with :func:`break_lease`.
 
 Clocks: expiry is judged by *our* UTC clock against the ``renewTime`` the holder wrote with *its* clock, so the two
 clocks must agree to well within ``ttl`` (NTP does that). A ``renewTime`` in the future counts as held. A holder
@@ -48,7 +48,7 @@ LEASE_PREFIX = "gitops-job"
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _MAX_NAME = 253
-_RBAC_HINT = "it needs get, create and update on leases.coordination.k8s.io in that namespace (delete for unlock)"
+_RBAC_HINT = "it needs get, create and update on leases.coordination.k8s.io in that namespace (delete for break-lease)"
 
 
 def _hint(e: Forbidden) -> str:
@@ -377,7 +377,7 @@ class Lock:
         if names is None:
             fix = f"`kubectl delete lease -n {self.namespace} {self.name}`"
         else:
-            fix = f"`gitops-job unlock --stack {names[1]} --target {names[0]}`"
+            fix = f"`gitops-job break-lease --stack {names[1]} --target {names[0]}`"
         return (
             f"held by {state.describe(now)} (lease duration {state.duration}s); gave up after waiting {self.wait:g}s. "
             f"If that run is still going, try again when it is done; if that run is gone, break the lock with {fix}"
@@ -422,7 +422,7 @@ class Lock:
             try:
                 written = kube.replace(rt, body, where=self.where)
             except NotFound:
-                return self._lose("the lease was deleted (someone ran `gitops-job unlock`?)")
+                return self._lose("the lease was deleted (someone ran `gitops-job break-lease`?)")
             except Conflict:
                 try:
                     current = kube.get(rt, self.name, self.namespace)
@@ -430,7 +430,7 @@ class Lock:
                     error = e
                     break
                 if current is None:
-                    return self._lose("the lease was deleted (someone ran `gitops-job unlock`?)")
+                    return self._lose("the lease was deleted (someone ran `gitops-job break-lease`?)")
                 holder = _Holding.of(current).holder
                 if holder != self.holder:
                     who = f"another applier took it: it is now held by {holder}" if holder else "someone released it"
@@ -489,7 +489,7 @@ class Lock:
             return
 
 
-def unlock(kube: Kube, namespace: str, name: str) -> str | None:
+def break_lease(kube: Kube, namespace: str, name: str) -> str | None:
     """Break a lock: delete the Lease and return who held it (None when there was no Lease or it had no holder).
 
     The delete is guarded by the uid and resourceVersion we read, so the holder returned is exactly the one evicted.

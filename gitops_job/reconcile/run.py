@@ -31,7 +31,7 @@ from gitops_job.outcomes import Action, HealthState, RunResult, Verdict
 from gitops_job.reconcile import inventory, ownership, prune
 from gitops_job.reconcile.apply import apply_plan
 from gitops_job.reconcile.health import status
-from gitops_job.reconcile.lease import Lock, holder_identity, lease_name, unlock
+from gitops_job.reconcile.lease import Lock, break_lease, holder_identity, lease_name
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.plan import plan
 from gitops_job.reconcile.results import (
@@ -699,7 +699,7 @@ def _typed(kube: Kube, objects: Sequence[RenderedObject]) -> list[tuple[Any, Obj
     return found
 
 
-# -- status, history, unlock -------------------------------------------------------------------------------------------
+# -- status, history, break-lease ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StackStatus:
     stack: str
@@ -760,8 +760,9 @@ def run_history(settings: Settings) -> inventory.Inventory:
         return inventory.read(kube, t.inventory_namespace, t.name, selection.stacks[0].name)
 
 
-def run_unlock(settings: Settings) -> list[tuple[str, str | None]]:
+def run_break_lease(settings: Settings) -> list[tuple[str, str | None]]:
     """Break each selected stack's lock; returns each stack with its former holder (None: it was not locked)."""
     with _connected(settings) as (selection, kube):
         t = selection.target
-        return [(s.name, unlock(kube, t.inventory_namespace, lease_name(t.name, s.name))) for s in selection.stacks]
+        ns = t.inventory_namespace
+        return [(s.name, break_lease(kube, ns, lease_name(t.name, s.name))) for s in selection.stacks]
