@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -109,12 +110,13 @@ class _Discovery:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.types: dict[tuple[str, str], ResourceType] | None = None
+        self.kinds: dict[tuple[str, str], ResourceType] = {}  # (group, kind) -> the preferred version's type
         self.openapi_paths: dict[str, str] | None = None  # "apis/apps/v1" -> its document's URL
         self.openapi: dict[str, Mapping[str, Any] | None] = {}
 
     def clear(self) -> None:
         with self.lock:
-            self.types, self.openapi_paths, self.openapi = None, None, {}
+            self.types, self.kinds, self.openapi_paths, self.openapi = None, {}, None, {}
 
 
 class Kube:
@@ -285,7 +287,17 @@ class Kube:
         with d.lock:
             if d.types is None:
                 d.types = self._discover()
+                d.kinds = {}
+                for rt in d.types.values():  # a group's versions come most preferred first
+                    d.kinds.setdefault((rt.group, rt.kind), rt)
             return d.types
+
+    def type_of(self, group: str, kind: str) -> ResourceType | None:
+        """The type serving ``kind`` of ``group`` at the group's preferred version: how an id that names no version
+        (an inventory's, a prune candidate's) is read."""
+        self.resource_types()
+        with self._discovery.lock:
+            return self._discovery.kinds.get((group, kind))
 
     def _discover(self) -> dict[tuple[str, str], ResourceType]:
         types: dict[tuple[str, str], ResourceType] = {}
@@ -560,3 +572,10 @@ def _exec_user(paths: list[str], context: str | None) -> tuple[str, str | None]:
 
 # Above this many namespaces for one type, one cluster-wide LIST beats a LIST per namespace.
 CLUSTER_WIDE_LIST_ABOVE = 3
+
+
+def timestamp(t: datetime | None = None, *, micro: bool = False) -> str:
+    """``t`` (default: now) in the API's formats, in UTC: Time ``2026-11-22T10:00:00Z``, or MicroTime
+    ``2026-11-22T10:00:00.000000Z`` with ``micro``. Every timestamp gitops-job writes or shows is one of these."""
+    t = (t or datetime.now(UTC)).astimezone(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")

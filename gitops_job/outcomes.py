@@ -3,6 +3,7 @@ run ended. Enums only; code compares members, never their text (the text is what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 
@@ -76,3 +77,8 @@ COUNT_ORDER: tuple[str, ...] = (
     "failed",
     Action.UNCHANGED.value,
 )
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``2 created, 1 pruned, 40 unchanged``: how every report, record and Event writes counts."""
+    return ", ".join(f"{n} {k}" for k, n in counts.items())

@@ -411,3 +411,13 @@ def test_item19_f7_a_webhook_without_side_effects_none_blocks_dry_run_plan_says_
             rt = kube.resource_type("admissionregistration.k8s.io/v1", kind)
             assert rt is not None
             kube.delete(rt, name)
+
+
+def test_type_of_reads_an_id_without_a_version_at_the_groups_preferred_version(kube: Kube) -> None:
+    """Inventories and prune candidates name group and kind only: one lookup serves them all, at the version the
+    API server prefers (autoscaling serves HorizontalPodAutoscaler at v2 and v1; v2 is preferred)."""
+    hpa, cm = kube.type_of("autoscaling", "HorizontalPodAutoscaler"), kube.type_of("", "ConfigMap")
+
+    assert hpa is not None and (hpa.version, hpa.plural) == ("v2", "horizontalpodautoscalers")
+    assert cm is not None and (cm.api_version, cm.namespaced) == ("v1", True)
+    assert kube.type_of("apps", "ConfigMap") is None and kube.type_of("example.com", "Widget") is None

@@ -17,6 +17,7 @@ import click
 from gitops_job import __version__
 from gitops_job.errors import GitopsJobError
 from gitops_job.exitcodes import ExitCode
+from gitops_job.outcomes import counts_text
 from gitops_job.reconcile import run as pipeline
 from gitops_job.report.json import apply_json, json_text
 from gitops_job.report.markdown import markdown
@@ -364,7 +365,7 @@ def history_cmd(stack_name: str, **kw: Any) -> None:
         _say(f"stack {stack_name}: never applied to target {inv.target}")
         return
     for run in inv.runs:
-        counts = ", ".join(f"{n} {k}" for k, n in run.counts.items())
+        counts = counts_text(run.counts)
         _say(f"{run.finished}  {run.result:<9}  {run.revision[:12]:<12}  {counts}")
         if run.message:
             _say(f"  {run.message.splitlines()[0]}")

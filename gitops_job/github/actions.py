@@ -27,7 +27,7 @@ from typing import Any
 from gitops_job import __version__
 from gitops_job.errors import GitopsJobError, ReviewError
 from gitops_job.github.client import ActionsContext, GitHub, GitHubError, PullRequest
-from gitops_job.outcomes import COUNT_ORDER, Action, HealthState, RunResult
+from gitops_job.outcomes import COUNT_ORDER, Action, HealthState, RunResult, counts_text
 from gitops_job.reconcile import run as pipeline
 from gitops_job.reconcile.digest import digest
 from gitops_job.reconcile.results import ApplyResult, Plan, Progress
@@ -331,7 +331,7 @@ def _apply_sections(result: ApplyResult | None, moved: str, reviewed: str | None
         rows = ["| stack | result | done | health |", "|---|---|---|---|"]
         for run in result.stacks:
             state = "in sync" if run.in_sync and run.result is RunResult.SUCCEEDED else run.result.value
-            done = ", ".join(f"{n} {k}" for k, n in run.counts.items())
+            done = counts_text(run.counts)
             unhealthy = [h for h in run.health.values() if h.state is not HealthState.CURRENT]
             health = f"{len(run.health) - len(unhealthy)}/{len(run.health)} healthy" if run.health else "not waited"
             rows.append(f"| {html_escape(run.stack)} | {state} | {done} | {health} |")

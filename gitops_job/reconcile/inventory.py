@@ -12,12 +12,11 @@ import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from gitops_job.errors import LockError
 from gitops_job.identity import ObjectId
-from gitops_job.kube import ApiError, Conflict, Kube, ResourceType
+from gitops_job.kube import ApiError, Conflict, Kube, ResourceType, timestamp
 from gitops_job.model import LABEL_TARGET
 from gitops_job.outcomes import RunResult
 
@@ -67,7 +66,7 @@ def inventory_name(target: str, stack: str) -> str:
 
 
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp()
 
 
 def _configmap_type(kube: Kube) -> ResourceType:
@@ -182,7 +181,7 @@ def event(kube: Kube, inv: Inventory, *, reason: str, message: str, warning: boo
     rt = kube.resource_type("events.k8s.io/v1", "Event")
     if rt is None or inv.resource_version is None:
         return
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = timestamp(micro=True)
     body = {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",

@@ -41,7 +41,7 @@ from typing import Any
 
 from gitops_job.errors import LockError
 from gitops_job.identity import ObjectId
-from gitops_job.kube import Conflict, Forbidden, Kube, NotFound, ResourceType
+from gitops_job.kube import Conflict, Forbidden, Kube, NotFound, ResourceType, timestamp
 
 LEASE_API_VERSION = "coordination.k8s.io/v1"
 LEASE_PREFIX = "gitops-job"
@@ -127,11 +127,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _micro_time(t: datetime) -> str:
-    """RFC 3339 with microseconds, as the API's MicroTime: ``2026-11-22T10:00:00.000000Z``."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
@@ -146,7 +141,7 @@ def _ago(t: datetime | None, now: datetime) -> str:
     if t is None:
         return "an unknown time"
     seconds = (now - t).total_seconds()
-    stamp = t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = timestamp(t)
     if seconds < 0:
         return f"{stamp} ({-seconds:.0f}s in the future by our clock)"
     if seconds < 120:
@@ -339,7 +334,7 @@ class Lock:
                 "apiVersion": LEASE_API_VERSION,
                 "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {**self._spec(now), "acquireTime": _micro_time(now), "leaseTransitions": 0},
+                "spec": {**self._spec(now), "acquireTime": timestamp(now, micro=True), "leaseTransitions": 0},
             }
             try:
                 return dict(self.kube.create(rt, body, where=self.where))
@@ -355,7 +350,7 @@ class Lock:
         body = _for_write(lease)
         spec = body["spec"]
         if state.holder != self.holder:
-            spec["acquireTime"] = _micro_time(now)
+            spec["acquireTime"] = timestamp(now, micro=True)
             spec["leaseTransitions"] = state.transitions + 1
         spec.update(self._spec(now))
         try:
@@ -369,7 +364,7 @@ class Lock:
         return {
             "holderIdentity": self.holder,
             "leaseDurationSeconds": math.ceil(self.ttl),
-            "renewTime": _micro_time(now),
+            "renewTime": timestamp(now, micro=True),
         }
 
     def _still_held(self, state: _Holding, now: datetime) -> str:
@@ -475,7 +470,7 @@ class Lock:
         for _ in range(3):
             body = _for_write(lease)
             body["spec"].pop("holderIdentity", None)
-            body["spec"]["renewTime"] = _micro_time(_now())
+            body["spec"]["renewTime"] = timestamp(_now(), micro=True)
             try:
                 self.kube.replace(rt, body, where=self.where)
             except NotFound:

@@ -312,7 +312,7 @@ def _prune_candidates(
         if stack_name in stacks and not stacks[stack_name].prune:
             continue
         for oid in sorted(set(ids) - rendered):
-            rt = next((t for t in types.values() if t.kind == oid.kind and t.group == oid.group), None)
+            rt = kube.type_of(oid.group, oid.kind)
             live = kube.get(rt, oid.name, oid.namespace or None, where=str(oid)) if rt else None
             if live is not None and not_ours(live, target, stack_name) is None:
                 found.append((stack_name, oid, live))

@@ -10,7 +10,7 @@ labels are removed, nothing else changes. Deletes go in reverse apply order; a f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from gitops_job.errors import PruneError
@@ -59,14 +59,12 @@ def prune(
     target: str,
     stack: str,
     masker: Masker,
-    types: Mapping[tuple[str, str], ResourceType] | None = None,
 ) -> list[Pruned]:
     """Delete ``candidates`` that are still ours, in reverse apply order; returns what happened to each."""
-    by_kind = {(rt.group, rt.kind): rt for rt in (types or kube.resource_types()).values()}
     results: list[Pruned] = []
     for step in order.delete_steps(sorted(set(candidates)), lambda oid: oid):
         for oid in step:
-            rt = by_kind.get((oid.group, oid.kind))
+            rt = kube.type_of(oid.group, oid.kind)
             if rt is None:
                 results.append(Pruned(oid, Verdict.GONE, "its kind is no longer served"))
                 continue

@@ -27,7 +27,7 @@ from gitops_job.errors import (
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Forbidden, Kube
 from gitops_job.model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
-from gitops_job.outcomes import Action, HealthState, RunResult, Verdict
+from gitops_job.outcomes import Action, HealthState, RunResult, Verdict, counts_text
 from gitops_job.reconcile import inventory, ownership, prune
 from gitops_job.reconcile.apply import apply_plan
 from gitops_job.reconcile.health import status
@@ -677,7 +677,7 @@ def _record(kube: Kube, lock: Lock, inv: inventory.Inventory, run: inventory.Run
     """Store the run in the inventory (still holding the lock) and announce it with an Event on it."""
     lock.check()
     stored = inventory.write(kube, inv)
-    summary = ", ".join(f"{n} {k}" for k, n in run.counts.items()) or "nothing to do"
+    summary = counts_text(run.counts) or "nothing to do"
     ok = run.result is RunResult.SUCCEEDED
     message = f"revision {run.revision}: {summary}" + (f"\n{run.message}" if run.message else "")
     inventory.event(kube, stored, reason="ApplySucceeded" if ok else "ApplyFailed", message=message, warning=not ok)
@@ -739,12 +739,11 @@ def run_status(settings: Settings) -> list[StackStatus]:
     with _connected(settings) as (selection, kube), _scrubbing(masker):
         stored = _stored(kube, selection)
         _learn_live_secrets(kube, selection.target, stored.values(), masker)
-        by_kind = {(rt.group, rt.kind): rt for rt in kube.resource_types().values()}
         rows = []
         for stack, inv in ((s.name, stored[s.name]) for s in selection.stacks):
             health: dict[ObjectId, Health] = {}
             for oid in sorted(inv.objects):
-                rt = by_kind.get((oid.group, oid.kind))
+                rt = kube.type_of(oid.group, oid.kind)
                 live = kube.get(rt, oid.name, oid.namespace or None) if rt else None
                 health[oid] = (
                     status(live) if live is not None else Health(HealthState.NOT_FOUND, "missing from the cluster")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import yaml
 
-from gitops_job.outcomes import Action, RunResult
+from gitops_job.outcomes import Action, RunResult, counts_text
 from gitops_job.reconcile.order import stage
 from gitops_job.reconcile.results import ApplyResult, Plan, PlanEntry, stray_message
 
@@ -146,7 +146,7 @@ def apply_text(result: ApplyResult) -> str:
     out = [f"target {result.target} at revision {result.revision}"]
     rows = apply_lines(result)
     for run in result.stacks:
-        counts = ", ".join(f"{n} {k}" for k, n in run.counts.items()) if run.plan else ""
+        counts = counts_text(run.counts) if run.plan else ""
         state = "in sync, nothing written" if run.in_sync and run.result is RunResult.SUCCEEDED else run.result.value
         out.append(f"stack {run.stack}: {state}" + (f" ({counts})" if counts else ""))
         out.extend(f"  {verb:<10} {what}" for stack, verb, what in rows if stack == run.stack)
