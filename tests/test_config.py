@@ -341,7 +341,7 @@ def test_every_schema_error_is_reported_at_once_in_file_order(tmp_path: Path) ->
         ),
         pytest.param(
             "stacks: [{name: a, path: x/../../etc}]\n",
-            "stacks[0].path: 'x/../../etc' escapes the repository",
+            "stacks[0].path: 'x/../../etc' escapes the repository; give a path inside it",
             id="path-escapes-with-dotdot",
         ),
         pytest.param(
@@ -361,7 +361,7 @@ def test_every_schema_error_is_reported_at_once_in_file_order(tmp_path: Path) ->
         ),
         pytest.param(
             "stacks: [{name: a, path: a, values: [../values.yaml]}]\n",
-            "stacks[0].values[0]: '../values.yaml' escapes the repository",
+            "stacks[0].values[0]: '../values.yaml' escapes the repository; give a path inside it",
             id="values-escapes",
         ),
         pytest.param(
@@ -414,7 +414,10 @@ def test_path_escaping_through_a_symlink(tmp_path: Path) -> None:
 
     errors = errors_of(repo, "stacks: [{name: a, path: link/}]\n")
 
-    assert errors == ["config: gitops.yaml:1: stacks[0].path: 'link/' escapes the repository through a symlink"]
+    assert errors == [
+        "config: gitops.yaml:1: stacks[0].path: 'link/' escapes the repository through a symlink; point the symlink "
+        "inside the repository"
+    ]
 
 
 def test_symlink_inside_the_repository_is_followed(tmp_path: Path) -> None:

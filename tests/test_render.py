@@ -28,6 +28,10 @@ from gitops_job.render.stack import detect_renderer, render_stack
 from gitops_job.render.substitute import SubstitutionError, expand
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
+# What the path rule (gitops_job.config.paths) says after a refused path, the same in the config and every renderer
+ESCAPES = "escapes the repository; give a path inside it"
+SYMLINK_ESCAPES = "escapes the repository through a symlink; point the symlink inside the repository"
+URL = "is a URL; gitops-job reads only files inside the repository"
 
 
 def make_repo(tmp_path: Path, files: Mapping[str, str]) -> Path:
@@ -155,8 +159,8 @@ def test_m3_symlink_to_a_file_outside_the_repository_is_refused(tmp_path: Path) 
     with pytest.raises(ErrorGroup) as info:
         render(root, "app")
     assert [e.reason for e in info.value.errors] == [
-        "path escapes the repository: app/dir",
-        "path escapes the repository: app/leak.yaml",
+        f"'app/dir' {SYMLINK_ESCAPES}",
+        f"'app/leak.yaml' {SYMLINK_ESCAPES}",
     ]
 
 
@@ -174,8 +178,8 @@ def test_stack_path_outside_the_repository_is_refused(tmp_path: Path) -> None:
     (tmp_path / "outside").mkdir()
     root = make_repo(tmp_path, {"app/x.yaml": CONFIGMAP.format(name="x")})
     (root / "link").symlink_to(tmp_path / "outside")
-    assert render_error(root, "link") == "render: link: path escapes the repository: link"
-    assert render_error(root, "../outside") == "render: ../outside: path escapes the repository: ../outside"
+    assert render_error(root, "link") == f"render: link: 'link' {SYMLINK_ESCAPES}"
+    assert render_error(root, "../outside") == f"render: ../outside: '../outside' {ESCAPES}"
 
 
 # --- jinja -----------------------------------------------------------------------------------------------------------
@@ -317,15 +321,15 @@ def test_m3_jinja_include_through_a_symlink_outside_the_repository_is_refused(tm
     (tmp_path / "secret.txt").write_text("s3cret")
     root = make_repo(tmp_path, {"app/cm.yaml.j2": "{% include 'partials/leak.j2' %}", "partials/ok.j2": ""})
     (root / "partials/leak.j2").symlink_to(tmp_path / "secret.txt")
-    assert render_error(root, "app") == "render: app/cm.yaml.j2:1: path escapes the repository: partials/leak.j2"
+    assert render_error(root, "app") == f"render: app/cm.yaml.j2:1: 'partials/leak.j2' {SYMLINK_ESCAPES}"
 
 
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("../../etc/passwd", "path escapes the repository: ../../etc/passwd"),
-        ("/etc/passwd", "path escapes the repository: /etc/passwd (give a path relative to the repository)"),
-        (".git/config", "path is inside .git (refused: it may hold credentials): .git/config"),
+        ("../../etc/passwd", f"'../../etc/passwd' {ESCAPES}"),
+        ("/etc/passwd", "'/etc/passwd' is absolute; give a relative path"),
+        (".git/config", "'.git/config' is inside .git (refused: it may hold credentials)"),
     ],
 )
 def test_m4_jinja_include_outside_the_repository_is_refused(tmp_path: Path, name: str, reason: str) -> None:
@@ -396,9 +400,7 @@ def test_kustomize_resource_outside_the_repository_is_refused(tmp_path: Path) ->
     (tmp_path / "outside/kustomization.yaml").write_text("resources: []\n")  # kustomize itself would accept it
     root = kustomize_repo(tmp_path, "resources: [../../base, ../../../../../outside]\n")
     message = render_error(root, "apps/web/overlays/prod")
-    assert message == (
-        "render: apps/web/overlays/prod/kustomization.yaml: path escapes the repository: ../../../../../outside"
-    )
+    assert message == (f"render: apps/web/overlays/prod/kustomization.yaml: '../../../../../outside' {ESCAPES}")
 
 
 def test_kustomize_checks_every_reachable_kustomization(tmp_path: Path) -> None:
@@ -411,8 +413,8 @@ def test_kustomize_checks_every_reachable_kustomization(tmp_path: Path) -> None:
     with pytest.raises(ErrorGroup) as info:
         render(root, "apps/web/overlays/prod")
     assert [(e.where, e.reason) for e in info.value.errors] == [
-        ("apps/web/base/kustomization.yaml", "path escapes the repository: /etc/hostname (give a relative path)"),
-        ("apps/web/base/kustomization.yaml", "path escapes the repository: ../../../../secret.env"),
+        ("apps/web/base/kustomization.yaml", "'/etc/hostname' is absolute; give a relative path"),
+        ("apps/web/base/kustomization.yaml", f"'../../../../secret.env' {ESCAPES}"),
     ]
 
 
@@ -565,12 +567,9 @@ def test_helm_values_schema_with_local_references_still_validates(tmp_path: Path
     ("values", "reason"),
     [
         ("/etc/passwd", "values file '/etc/passwd' is absolute; give a path relative to the repository root"),
-        ("file:///etc/passwd", "values file 'file:///etc/passwd' is a URL; give a file inside the repository"),
-        (
-            "http://example.com/v.yaml",
-            "values file 'http://example.com/v.yaml' is a URL; give a file inside the repository",
-        ),
-        ("../outside.yaml", "path escapes the repository: ../outside.yaml"),
+        ("file:///etc/passwd", f"values file 'file:///etc/passwd' {URL}"),
+        ("http://example.com/v.yaml", f"values file 'http://example.com/v.yaml' {URL}"),
+        ("../outside.yaml", f"values file '../outside.yaml' {ESCAPES}"),
         ("config/missing.yaml", "values file 'config/missing.yaml' is not a file"),
     ],
 )
@@ -588,7 +587,7 @@ def test_m3_helm_chart_symlink_outside_the_repository_is_refused(tmp_path: Path)
     root = make_repo(tmp_path, CHART)
     (root / "charts/cache/templates/leak.yaml").symlink_to(tmp_path / "leak.yaml")
     message = render_error(root, "charts/cache")
-    assert message == "render: charts/cache: path escapes the repository: charts/cache/templates/leak.yaml"
+    assert message == f"render: charts/cache: 'charts/cache/templates/leak.yaml' {SYMLINK_ESCAPES}"
 
 
 # --- substitution ----------------------------------------------------------------------------------------------------
@@ -869,8 +868,8 @@ def test_item11_the_copy_keeps_symlinks_inside_the_repository_and_drops_the_rest
     with pytest.raises(ErrorGroup) as info:
         render(root, "charts/cache")
     message = str(info.value)
-    assert "path escapes the repository: charts/cache/files/outside.txt" in message
-    assert "path is inside .git (refused: it may hold credentials): charts/cache/files/git" in message
+    assert f"'charts/cache/files/outside.txt' {SYMLINK_ESCAPES}" in message
+    assert "'charts/cache/files/git' is inside .git (refused: it may hold credentials)" in message
     # ... and, without them, the copy holds what the others point to
     (root / "charts/cache/files/git").unlink()
     (root / "charts/cache/files/outside.txt").unlink()

@@ -6,19 +6,19 @@ from __future__ import annotations
 import difflib
 import heapq
 import json
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, TypeVar
 
 import jsonschema
 import yaml
 from jsonschema import Draft202012Validator
 
+from gitops_job.config import paths
 from gitops_job.errors import ConfigError, ErrorGroup
 from gitops_job.yamlio import load_documents
 
@@ -99,7 +99,6 @@ KeyPath = tuple[str | int, ...]  # a key's place in the config: ("stacks", 2, "d
 Problem = tuple[KeyPath, str]  # where in the config, and what is wrong there
 
 _T = TypeVar("_T")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|ms|m|s)")
 _SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _TYPE_WORDS = {
@@ -120,7 +119,7 @@ def load_config(repo_root: Path, config_file: Path | None = None) -> RepoConfig:
     file, line and key path (``gitops.yaml:12: stacks[2].dependsOn[0]``): first the schema's, then the checks that
     need more than one value (unique names, references, dependsOn cycles, paths inside the repository).
     """
-    root = repo_root.resolve()
+    root = paths.real(repo_root)
     file = config_file.resolve() if config_file is not None else root / CONFIG_FILE
     name = _file_name(root, file)
     if not file.is_file():
@@ -381,22 +380,16 @@ def _path_problems(stacks: Sequence[Mapping[str, Any]], root: Path) -> list[Prob
 
 
 def _path_problem(root: Path, raw: str, *, directory: bool) -> str | None:
-    """Why ``raw`` is not a directory (or file) inside the repository ``root``, or None. Symlinks are followed."""
-    if _URL.match(raw):
-        return f"{raw!r} is a URL; gitops-job reads only files inside the repository"
-    if PurePosixPath(raw).is_absolute():
-        return f"{raw!r} is absolute; give a path relative to the repository root"
-    real = (root / raw).resolve()
-    if not real.is_relative_to(root):
-        through = " through a symlink" if Path(os.path.normpath(root / raw)).is_relative_to(root) else ""
-        return f"{raw!r} escapes the repository{through}"
-    if ".git" in real.relative_to(root).parts:
-        return f"{raw!r} is inside .git (refused: it may hold credentials)"
-    if not real.exists():
+    """Why ``raw`` is not a directory (or file) the rule of :mod:`gitops_job.config.paths` lets us read, or None."""
+    try:
+        found = paths.resolve(root, raw)
+    except paths.PathRefused as e:
+        return e.reason
+    if not found.exists():
         return f"{raw!r} does not exist"
-    if directory and not real.is_dir():
+    if directory and not found.is_dir():
         return f"{raw!r} is not a directory"
-    if not directory and not real.is_file():
+    if not directory and not found.is_file():
         return f"{raw!r} is not a file"
     return None
 
@@ -445,7 +438,7 @@ def _target(raw: Mapping[str, Any]) -> Target:
 
 def _stack(raw: Mapping[str, Any], root: Path) -> Stack:
     def repo_relative(path: str) -> str:
-        return (root / path).resolve().relative_to(root).as_posix()
+        return paths.resolve(root, path).relative_to(root).as_posix()
 
     convert: dict[str, Callable[[Any], Any]] = {
         "path": repo_relative,

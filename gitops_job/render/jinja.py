@@ -12,7 +12,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound, TemplateSyntaxError, UndefinedError
@@ -20,9 +20,10 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
+from gitops_job.config import paths
 from gitops_job.errors import RenderError
 from gitops_job.model import RenderedObject
-from gitops_job.render.stack import _URL, _each, _is_yaml, _Job, _objects, _path_problem, _read, _real
+from gitops_job.render.documents import Job, each, is_yaml, parse_objects, read_text
 
 MAX_TEMPLATE_VALUE = 10 * 1024 * 1024  # bytes (or items) one `*` or `**` in a template may build
 MAX_TEMPLATE_OUTPUT = 10 * 1024 * 1024  # characters one template may render
@@ -31,8 +32,9 @@ MAX_TEMPLATE_MEMORY = 512 * 2**20  # bytes of address space the templates of one
 
 
 class _RepoLoader(BaseLoader):
-    """Templates by name, relative to the stack directory first, then to the repository root; a name that resolves
-    (symlinks followed) outside the repository, or an absolute name, is refused."""
+    """Templates by name, relative to the stack directory first, then to the repository root; a name the path rule
+    refuses (:mod:`gitops_job.config.paths`: absolute, or resolving outside the repository or into ``.git``) is an
+    error."""
 
     def __init__(self, root: Path, directory: Path) -> None:
         self.root = root
@@ -40,13 +42,11 @@ class _RepoLoader(BaseLoader):
         self.files: set[str] = set()  # repo-relative names of the templates loaded, as tracebacks name them
 
     def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
-        if PurePosixPath(template).is_absolute() or _URL.match(template):
-            raise RenderError(f"path escapes the repository: {template} (give a path relative to the repository)")
         for base in (self.directory, self.root):
-            real = _real(base / template)
-            problem = _path_problem(self.root, real, template)
-            if problem:
-                raise RenderError(problem)
+            try:
+                real = paths.resolve(self.root, template, base=base)
+            except paths.PathRefused as e:
+                raise RenderError(e.reason) from None
             if real.is_file():
                 name = real.relative_to(self.root).as_posix()
                 try:
@@ -114,7 +114,7 @@ def _binop_size(operator: str, left: Any, right: Any) -> int:
     return 0
 
 
-def render_jinja(job: _Job) -> list[RenderedObject]:
+def render_jinja(job: Job) -> list[RenderedObject]:
     """Every ``*.j2`` file below the stack directory rendered, and every plain ``*.yaml``/``*.yml`` file as is.
 
     Variables: the target's vars, then the stack's, then ``extra_vars`` (later wins), and ``target`` and ``stack``
@@ -125,22 +125,22 @@ def render_jinja(job: _Job) -> list[RenderedObject]:
     starts with) and killed at the stack's deadline, so what the sandbox's own checks cannot bound (a format width,
     ``center(10**9)``) fails there, never in this process.
     """
-    files = [f for f in job.files if _is_yaml(f) or (f.suffix == ".j2" and not f.name.startswith("_"))]
+    files = [f for f in job.files if is_yaml(f) or (f.suffix == ".j2" and not f.name.startswith("_"))]
     templates = [f for f in files if f.suffix == ".j2"]
     texts = _in_child(job, templates) if templates else {}
 
     def render(path: Path) -> list[RenderedObject]:
         if path.suffix != ".j2":
-            return _objects(_read(job, path), job.rel(path), job.stack.name)
+            return parse_objects(read_text(job, path), job.rel(path), job.stack.name)
         text = texts[path]
         if isinstance(text, RenderError):
             raise text
-        return _objects(text, job.rel(path), job.stack.name)
+        return parse_objects(text, job.rel(path), job.stack.name)
 
-    return _each(files, render)
+    return each(files, render)
 
 
-def _render_all(job: _Job, templates: Sequence[Path]) -> dict[Path, str | tuple[str, str | None]]:
+def _render_all(job: Job, templates: Sequence[Path]) -> dict[Path, str | tuple[str, str | None]]:
     """Each template's output, or its error as ``(reason, where)``: run in the child."""
     loader = _RepoLoader(job.root, job.directory)
     env = _Sandbox(loader, deadline=time.monotonic() + JINJA_TIMEOUT)
@@ -155,7 +155,7 @@ def _render_all(job: _Job, templates: Sequence[Path]) -> dict[Path, str | tuple[
     return out
 
 
-def _in_child(job: _Job, templates: Sequence[Path]) -> dict[Path, str | RenderError]:
+def _in_child(job: Job, templates: Sequence[Path]) -> dict[Path, str | RenderError]:
     """:func:`_render_all` in a forked child under a memory cap and a hard deadline; its answer comes back pickled."""
     first = job.rel(templates[0])
     read_end, write_end = os.pipe()

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitops_job.config import paths
 from gitops_job.errors import RenderError
 
 TOOL_TIMEOUT = 60.0  # seconds for one kustomize or helm run
@@ -93,7 +94,7 @@ class _Mirror:
                 self.file(real, self.copy.path(real))
 
     def allowed(self, real: Path) -> bool:
-        return real.is_relative_to(self.copy.repo) and ".git" not in real.relative_to(self.copy.repo).parts
+        return paths.refusal_of(self.copy.repo, real) is None
 
     def directory(self, top: Path, done: set[Path]) -> list[Path]:
         """Mirror ``top`` and everything below it; the real targets of its symlinks, still to be mirrored."""
@@ -108,7 +109,7 @@ class _Mirror:
                     continue
                 source, destination = Path(entry.path), here / entry.name
                 if entry.is_symlink():
-                    real = Path(os.path.realpath(source))
+                    real = paths.real(source)
                     if self.allowed(real):
                         with contextlib.suppress(FileExistsError):
                             destination.symlink_to(os.path.relpath(self.copy.path(real), here))
