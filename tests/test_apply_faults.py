@@ -43,7 +43,8 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
-from gitops_job.reconcile.run import ApplyOptions, Settings, run_apply
+from gitops_job.reconcile.context import Settings
+from gitops_job.reconcile.run import ApplyOptions, run_apply
 from tests.faultproxy import Call, Cut, Drop, FaultProxy, RequestInfo, at_nth
 from tests.kube import AuditLog, crd, wait_until
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from kubernetes import client
 
 from gitops_job.outcomes import Action
+from gitops_job.reconcile import context
 from gitops_job.reconcile import run as pipeline
 from gitops_job.reconcile.digest import digest
 from tests.kube import crd
@@ -168,7 +169,7 @@ def test_item13_one_plan_has_one_digest_at_concurrency_16(
     files["app/db.yaml"] = secret("db", namespace, password=planted())
     write(repo, files)
     git_repo(repo)
-    settings = pipeline.Settings(repo=repo, kubeconfig=str(kubeconfig), concurrency=16)
+    settings = context.Settings(repo=repo, kubeconfig=str(kubeconfig), concurrency=16)
     pipeline.run_apply(settings, pipeline.ApplyOptions(wait=False, lock_wait=0))
     for i in range(n):  # ours, then annotated by hand with kubectl's last-applied configuration
         last = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "data": {"v": f"old-{i}"}})

@@ -13,7 +13,8 @@ from gitops_job.errors import Interrupted, LockError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import Kube
 from gitops_job.reconcile import inventory
-from gitops_job.reconcile.run import ApplyOptions, Settings, run_apply
+from gitops_job.reconcile.context import Settings
+from gitops_job.reconcile.run import ApplyOptions, run_apply
 from tests.faultproxy import Call, Drop, FaultProxy, RequestInfo
 from tests.test_apply import cm, config, git_repo, write
 

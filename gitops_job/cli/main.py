@@ -18,6 +18,7 @@ from gitops_job import __version__
 from gitops_job.errors import GitopsJobError
 from gitops_job.exitcodes import ExitCode
 from gitops_job.outcomes import counts_text
+from gitops_job.reconcile import context, state
 from gitops_job.reconcile import run as pipeline
 from gitops_job.report.json import apply_json, json_text
 from gitops_job.report.markdown import markdown
@@ -156,8 +157,8 @@ def _say(message: str, *, err: bool = False, nl: bool = True) -> None:
     click.echo(printable(message), err=err, nl=nl)
 
 
-def _settings(**kw: Any) -> pipeline.Settings:
-    return pipeline.Settings(
+def _settings(**kw: Any) -> context.Settings:
+    return context.Settings(
         repo=kw["repo"],
         config_file=kw["config_file"],
         target=kw["target"],
@@ -177,7 +178,7 @@ def render(output: str, **kw: Any) -> None:
     Offline: needs no cluster. Each YAML document is preceded by a comment naming its stack and source file:line.
     Secret values are masked (<secret #N>), as in every output of gitops-job.
     """
-    rendered = pipeline.render(pipeline.select(_settings(**kw)), kw["variables"])
+    rendered = context.render(context.select(_settings(**kw)), kw["variables"])
     masker = rendered.masker  # has learned every Secret of the target
     if output == "json":
         items = [masker.mask(o.body) for o in rendered.objects]
@@ -199,13 +200,13 @@ def validate_cmd(offline: bool, **kw: Any) -> None:
     unknown kinds (discovery; CRDs rendered in the same stack count as known).
     """
     settings = _settings(**kw)
-    selection = pipeline.select(settings)
+    selection = context.select(settings)
     if offline:
-        rendered = pipeline.render(selection, settings.vars)
+        rendered = context.render(selection, settings.vars)
     else:
-        kube = pipeline.connect(settings, selection.target)
+        kube = context.connect(settings, selection.target)
         try:
-            rendered = pipeline.render(selection, settings.vars, kube)
+            rendered = context.render(selection, settings.vars, kube)
         finally:
             kube.close()
     stacks = len(rendered.selection.stacks)
@@ -343,7 +344,7 @@ def apply_cmd(
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status_cmd(output: str, **kw: Any) -> None:
     """Show each stack's applied revision, last run and health, from the cluster (its inventories)."""
-    rows = pipeline.run_status(_settings(**kw))
+    rows = state.run_status(_settings(**kw))
     if output == "json":
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
         return
@@ -360,7 +361,7 @@ def status_cmd(output: str, **kw: Any) -> None:
 def history_cmd(stack_name: str, **kw: Any) -> None:
     """List the last runs of STACK (newest first): revision, when, result and counts."""
     kw["stacks"] = (stack_name,)
-    inv = pipeline.run_history(_settings(**kw))
+    inv = state.run_history(_settings(**kw))
     if not inv.runs:
         _say(f"stack {stack_name}: never applied to target {inv.target}")
         return
@@ -380,7 +381,7 @@ def break_lease_cmd(**kw: Any) -> None:
     One applier at a time holds a stack's Lease. Break it only when the run that holds it is gone (a killed job):
     a live applier that loses its lease stops before it prunes.
     """
-    for stack, holder in pipeline.run_break_lease(_settings(**kw)):
+    for stack, holder in state.run_break_lease(_settings(**kw)):
         _say(f"stack {stack}: " + (f"lease held by {holder} broken" if holder else "no lease was held"))
 
 

@@ -28,6 +28,7 @@ from gitops_job import __version__
 from gitops_job.errors import GitopsJobError, ReviewError
 from gitops_job.github.client import ActionsContext, GitHub, GitHubError, PullRequest
 from gitops_job.outcomes import COUNT_ORDER, Action, HealthState, RunResult, counts_text
+from gitops_job.reconcile import context as run_context
 from gitops_job.reconcile import run as pipeline
 from gitops_job.reconcile.digest import digest
 from gitops_job.reconcile.results import ApplyResult, Plan, Progress
@@ -84,7 +85,7 @@ class Outcome:
     result: ApplyResult | None = None
 
 
-def run_plan(settings: pipeline.Settings, options: Options, progress: Progress | None = None) -> Outcome:
+def run_plan(settings: run_context.Settings, options: Options, progress: Progress | None = None) -> Outcome:
     """Plan (render and validate only on a fork's pull request) and publish it: comment, summary, outputs, files."""
     ctx = context()
     started = time.monotonic()
@@ -94,9 +95,9 @@ def run_plan(settings: pipeline.Settings, options: Options, progress: Progress |
     target = _target_name(settings)
     try:
         if ctx.is_fork:
-            selection = pipeline.select(settings)
+            selection = run_context.select(settings)
             target = selection.target.name
-            rendered = pipeline.render(selection, settings.vars)  # offline: the cluster is never contacted
+            rendered = run_context.render(selection, settings.vars)  # offline: the cluster is never contacted
             notice = (
                 "This pull request comes from a fork, so it gets no cluster credentials: gitops-job rendered and "
                 f"validated {len(rendered.objects)} objects in {len(selection.stacks)} stack(s) but did not compare "
@@ -128,10 +129,10 @@ def run_plan(settings: pipeline.Settings, options: Options, progress: Progress |
     return Outcome(plan, error, body, tuple(warnings))
 
 
-def _target_name(settings: pipeline.Settings) -> str:
+def _target_name(settings: run_context.Settings) -> str:
     """The target's name for the comment's marker, even when the config is broken (then the one asked for)."""
     try:
-        return pipeline.select(settings).target.name
+        return run_context.select(settings).target.name
     except GitopsJobError:
         return settings.target or "default"
 
@@ -211,7 +212,7 @@ def _outputs(ctx: ActionsContext, plan: Plan | None, plan_digest: str, done: Map
 
 # -- apply -------------------------------------------------------------------------------------------------------------
 def run_apply(
-    settings: pipeline.Settings,
+    settings: run_context.Settings,
     apply_options: pipeline.ApplyOptions,
     options: Options,
     progress: Progress | None = None,
@@ -231,7 +232,7 @@ def _apply(
     ctx: ActionsContext,
     gh: GitHub | None,
     started: float,
-    settings: pipeline.Settings,
+    settings: run_context.Settings,
     apply_options: pipeline.ApplyOptions,
     options: Options,
     progress: Progress | None,

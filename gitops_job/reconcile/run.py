@@ -3,13 +3,10 @@ each returns a result or raises a :class:`~gitops_job.errors.GitopsJobError`. No
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
-from pathlib import Path
 from typing import Any
 
 from gitops_job import git
@@ -25,13 +22,26 @@ from gitops_job.errors import (
     WaitError,
 )
 from gitops_job.identity import ObjectId
-from gitops_job.kube import ApiError, Forbidden, Kube
+from gitops_job.kube import Kube
 from gitops_job.model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
-from gitops_job.outcomes import Action, HealthState, RunResult, Verdict, counts_text
+from gitops_job.outcomes import Action, RunResult, Verdict, counts_text
 from gitops_job.reconcile import inventory, ownership, prune
 from gitops_job.reconcile.apply import apply_plan
-from gitops_job.reconcile.health import status
-from gitops_job.reconcile.lease import Lock, break_lease, holder_identity, lease_name
+from gitops_job.reconcile.context import (
+    Rendered,
+    Selection,
+    Settings,
+    connected,
+    holders_of,
+    learn_live_secrets,
+    render,
+    scrub_health,
+    scrubbing,
+    selected_stack_kube,
+    stack_kube,
+    stored_inventories,
+)
+from gitops_job.reconcile.lease import Lock, holder_identity, lease_name
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.plan import plan
 from gitops_job.reconcile.results import (
@@ -46,242 +56,9 @@ from gitops_job.reconcile.results import (
     fail_if_failed,
     stray_message,
 )
-from gitops_job.reconcile.validate import builtin_scopes, crd_scopes, validate
 from gitops_job.reconcile.wait import wait_for
-from gitops_job.render.stack import render_stack
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a run works on. Every field has the default the CLI documents."""
-
-    repo: Path = Path()
-    config_file: Path | None = None  # default: <repo>/gitops.yaml
-    target: str | None = None  # default: the first target
-    stacks: tuple[str, ...] = ()  # default: every stack of the target
-    vars: Mapping[str, str] = field(default_factory=dict)  # --var k=v, override target and stack vars
-    kubeconfig: str | None = None  # default: $KUBECONFIG or ~/.kube/config, else in-cluster
-    concurrency: int = 16
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The loaded config, the target and the stacks a run works on."""
-
-    config: cfg.RepoConfig
-    target: cfg.Target
-    stacks: tuple[cfg.Stack, ...]
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """Every selected stack of one target, rendered and validated; ``masker`` has learned every secret value of the
-    target (see :func:`render`)."""
-
-    selection: Selection
-    objects: tuple[RenderedObject, ...]
-    masker: Masker = field(default_factory=Masker, compare=False)
-
-
-def select(settings: Settings) -> Selection:
-    """Load the repo config and pick the target and stacks."""
-    config = cfg.load_config(settings.repo.resolve(), settings.config_file)
-    target = cfg.target(config, settings.target)
-    return Selection(config, target, cfg.stacks_for(config, target.name, settings.stacks))
-
-
-def render(
-    selection: Selection, variables: Mapping[str, str], kube: Kube | None = None, masker: Masker | None = None
-) -> Rendered:
-    """Render and validate every selected stack; with ``kube``, unknown kinds are checked by discovery too.
-
-    All stacks are rendered and validated before anything fails, so one run reports every problem. Before any
-    error is raised, ``masker`` (a new one by default) learns every Secret of the target: those rendered here and
-    those of the target's other stacks (rendered only to learn them; their failures are ignored), so an error —
-    a Helm message echoing a value — is scrubbed with all of them.
-    """
-    masker = masker if masker is not None else Masker()
-    scopes: Callable[[str, str], bool | None] = builtin_scopes
-    if kube is not None:
-        types = kube.resource_types()
-
-        def scopes(api_version: str, kind: str) -> bool | None:
-            rt = types.get((api_version, kind))
-            return rt.namespaced if rt else None
-
-    errors: list[GitopsJobError] = []
-    per_stack: list[tuple[cfg.Stack, list[RenderedObject]]] = []
-    for stack in selection.stacks:
-        try:
-            per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables)))
-        except GitopsJobError as e:
-            errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
-    masker.learn(o.body for _, rendered in per_stack for o in rendered)
-    _learn_other_stacks(selection, variables, masker)
-    # A CRD rendered by any selected stack makes its kinds known to every stack (the plan creates it first).
-    crds = crd_scopes(o for _, rendered in per_stack for o in rendered)
-
-    def known(api_version: str, kind: str) -> bool | None:
-        return crds.get((api_version, kind), scopes(api_version, kind))
-
-    objects: list[RenderedObject] = []
-    for stack, rendered in per_stack:
-        try:
-            objects.extend(validate(rendered, stack, known, discovery=kube is not None))
-        except GitopsJobError as e:
-            errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
-    errors.extend(_duplicates_across_stacks(objects))
-    errors.extend(ownership.reserved(objects, selection.target.inventory_namespace))
-    if errors:
-        raise (errors[0] if len(errors) == 1 else ErrorGroup(errors)).scrubbed(masker.scrub)
-    return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects), masker)
-
-
-def _learn_other_stacks(selection: Selection, variables: Mapping[str, str], masker: Masker) -> None:
-    """Learn the Secrets of the target's stacks that are not selected (``--stack B``: a value that is a Secret in
-    stack A is masked in B's output too). Rendered only — not validated — and a stack that fails to render is
-    skipped: it is not part of this run."""
-    selected = {s.name for s in selection.stacks}
-    for stack in cfg.stacks_for(selection.config, selection.target.name):
-        if stack.name not in selected:
-            with suppress(GitopsJobError):
-                masker.learn(o.body for o in render_stack(selection.config, stack, selection.target, variables))
-
-
-def _learn_live_secrets(
-    kube: Kube, target: cfg.Target, inventories: Iterable[inventory.Inventory], masker: Masker
-) -> None:
-    """Learn the live Secrets the ``inventories`` of ``target`` list — of every stack, selected or not: what prunes
-    would delete, and old values that may still appear elsewhere. One LIST per namespace, by our target label;
-    what the identity may not read is skipped (planning it fails on its own, scrubbed)."""
-    secret = kube.resource_type("v1", "Secret")
-    listed = {oid for inv in inventories for oid in inv.objects if oid.group == "" and oid.kind == "Secret"}
-    if secret is None or not listed:
-        return
-    for namespace in sorted({oid.namespace for oid in listed}):
-        try:
-            items = kube.list(secret, namespace, f"{LABEL_TARGET}={target.name}")
-        except ApiError:
-            continue
-        masker.learn(item for item in items if ObjectId.of(item) in listed)
-
-
-@contextmanager
-def _scrubbing(masker: Masker) -> Iterator[None]:
-    """Every :class:`GitopsJobError` leaving the block is scrubbed with ``masker`` (whatever it has learned by then)."""
-    try:
-        yield
-    except GitopsJobError as e:
-        raise e.scrubbed(masker.scrub) from None
-
-
-def _owned(obj: RenderedObject, target: str) -> RenderedObject:
-    """``obj`` with the ownership labels naming its target and stack (what prune checks before deleting)."""
-    body = copy.deepcopy(obj.body)
-    labels = body.setdefault("metadata", {}).setdefault("labels", {})
-    labels.update({LABEL_TARGET: target, LABEL_STACK: obj.stack})
-    return RenderedObject(obj.id, body, obj.source, obj.stack)
-
-
-def _duplicates_across_stacks(objects: Sequence[RenderedObject]) -> list[GitopsJobError]:
-    first: dict[ObjectId, RenderedObject] = {}
-    errors: list[GitopsJobError] = []
-    for obj in objects:
-        other = first.setdefault(obj.id, obj)
-        if other is not obj and other.stack != obj.stack:
-            reason = f"duplicate object {obj.id}: stack {other.stack} at {other.source} and stack {obj.stack}"
-            errors.append(ValidationError(reason, where=str(obj.source)))
-    return errors
-
-
-def connect(settings: Settings, target: cfg.Target) -> Kube:
-    return Kube.connect(settings.kubeconfig, target.context, concurrency=settings.concurrency)
-
-
-@contextmanager
-def _connected(settings: Settings) -> Iterator[tuple[Selection, Kube]]:
-    """The selection and a connection to its target's cluster, closed afterwards."""
-    selection = select(settings)
-    kube = connect(settings, selection.target)
-    try:
-        yield selection, kube
-    finally:
-        kube.close()
-
 
 PLAN_FAILED = "could not be planned; nothing was written"
-
-
-def _stored(kube: Kube, selection: Selection) -> dict[str, inventory.Inventory]:
-    """Every stored inventory of the target (another repository's too), and an empty one for each selected stack
-    never applied. An identity that may only get (not list) the inventories sees just this repository's stacks."""
-    t, ns = selection.target, selection.target.inventory_namespace
-    try:
-        found = {i.stack: i for i in inventory.read_all(kube, ns, t.name)}
-    except Forbidden:
-        found = {s.name: inventory.read(kube, ns, t.name, s.name) for s in cfg.stacks_for(selection.config, t.name)}
-    for s in selection.stacks:
-        found.setdefault(s.name, inventory.Inventory(t.name, s.name, ns))
-    return found
-
-
-def _holders(
-    kube: Kube, selection: Selection, rendered: Rendered, stored: Mapping[str, inventory.Inventory],
-    variables: Mapping[str, str], masker: Masker,
-) -> ownership.Holders:  # fmt: skip
-    """Who owns what on the target, for this run; refuses (before any write) a selected stack whose inventory another
-    repository owns, and an object a stack renders that another stack of this repository still renders.
-
-    A stack that is not selected is rendered too when this run could take objects from it or hand objects to it
-    (an id in its inventory is rendered here, or a selected stack leaves some of its own): else a move between
-    stacks would look like a prune on one side and an adoption on the other."""
-    t = selection.target
-    repository = selection.config.name or git.repository(selection.config.root)
-    errors: list[GitopsJobError] = []
-    for s in selection.stacks:
-        inv = stored[s.name]
-        problem = ownership.claim_problem(inv.id, s.name, inv.repository, repository, t.name)
-        if problem:
-            errors.append(ValidationError(problem, where=str(inv.id)))
-    if errors:
-        raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
-    ours = cfg.stacks_for(selection.config, t.name)
-    selected = {s.name for s in selection.stacks}
-    by_id = {o.id: o for o in rendered.objects}
-    others = tuple(s for s in ours if s.name not in selected)
-    leaving = any(stored[s].objects - {o.id for o in rendered.objects if o.stack == s} for s in selected)
-    arriving = any(oid in by_id for s in others if s.name in stored for oid in stored[s.name].objects)
-    if others and (leaving or arriving):
-        elsewhere = render(Selection(selection.config, t, others), variables, kube, masker).objects
-        for o in elsewhere:
-            mine = by_id.get(o.id)
-            if mine is not None:
-                reason = (f"duplicate object {o.id}: stack {mine.stack} at {mine.source} and stack {o.stack} "
-                          f"(not selected) at {o.source}; an object belongs to one stack: remove it from "
-                          f"one")  # fmt: skip
-                errors.append(ValidationError(reason, where=str(mine.source)))
-        if errors:
-            raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
-        by_id = {o.id: o for o in elsewhere} | by_id
-    return ownership.Holders(
-        target=t.name,
-        repository=repository,
-        stacks=frozenset(s.name for s in ours),
-        inventories={name: inv.objects for name, inv in stored.items()},
-        repositories={name: inv.repository for name, inv in stored.items()},
-        rendered={oid: o.stack for oid, o in by_id.items()},
-    )
-
-
-def stack_kube(kube: Kube, stack: cfg.Stack, target: cfg.Target) -> Kube:
-    """The connection a stack's requests go through: impersonating its service account when it names one.
-
-    The service account lives in the stack's ``namespace`` (else in the target's inventory namespace).
-    """
-    if not stack.service_account_name:
-        return kube
-    namespace = stack.namespace or target.inventory_namespace
-    return kube.impersonating(f"system:serviceaccount:{namespace}:{stack.service_account_name}")
 
 
 def _merge(target: str, plans: Sequence[Plan], requests: Mapping[str, int]) -> Plan:
@@ -298,11 +75,11 @@ def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rend
     candidates, and the other stacks' CRDs and Namespaces counted as created first.
     """
     masker = Masker()
-    with _connected(settings) as (selection, kube), _scrubbing(masker):
-        stored = _stored(kube, selection)
-        _learn_live_secrets(kube, selection.target, stored.values(), masker)  # first: before any diff or error
+    with connected(settings) as (selection, kube), scrubbing(masker):
+        stored = stored_inventories(kube, selection)
+        learn_live_secrets(kube, selection.target, stored.values(), masker)  # first: before any diff or error
         rendered = render(selection, settings.vars, kube, masker)
-        holders = _holders(kube, selection, rendered, stored, settings.vars, masker)
+        holders = holders_of(kube, selection, rendered, stored, settings.vars, masker)
         inventories = {s.name: stored[s.name] for s in selection.stacks}
         plans = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, holders=holders)
         return rendered, _merge(selection.target.name, plans, kube.requests)
@@ -403,14 +180,14 @@ class _ApplyState:
 
 def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None, state: _ApplyState) -> ApplyResult:
     masker = Masker()
-    with _connected(settings) as (selection, kube), _scrubbing(masker):
+    with connected(settings) as (selection, kube), scrubbing(masker):
         target = selection.target
         revision = options.revision or git.revision(selection.config.root)
-        stored = _stored(kube, selection)
-        _learn_live_secrets(kube, target, stored.values(), masker)  # first: before any diff or error is built
+        stored = stored_inventories(kube, selection)
+        learn_live_secrets(kube, target, stored.values(), masker)  # first: before any diff or error is built
         rendered = render(selection, settings.vars, kube, masker)
         by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
-        holders = _holders(kube, selection, rendered, stored, settings.vars, masker)  # refuses before the first write
+        holders = holders_of(kube, selection, rendered, stored, settings.vars, masker)  # refuses before the first write
         inventories = {s.name: stored[s.name] for s in selection.stacks}
         _preflight(selection, inventories, by_stack, options, holders)  # refuses before the first write
         # Like Argo CD, dry-run everything first: an object the API server rejects stops the run before any write.
@@ -535,29 +312,19 @@ def _staged(stage: str, e: GitopsJobError) -> GitopsJobError:
     return _STAGE_ERRORS[stage](e.reason, where=e.where)
 
 
-def _stack_kube(kube: Kube, selection: Selection, stack: cfg.Stack) -> Kube:
-    timeout = f"stack {stack.name}'s timeout ({stack.timeout:g}s)"
-    return stack_kube(kube, stack, selection.target).with_deadline(stack.timeout, timeout)
-
-
 def _check_stack(kube: Kube, selection: Selection, work: _StackWork, masker: Masker, options: ApplyOptions) -> StackRun:
     """A stack in sync: wait for health (reads only) and write nothing, not even a run record."""
     stack = work.stack
     health: dict[ObjectId, Health] = {}
     result, error = RunResult.SUCCEEDED, None
     if stack.wait and options.wait:
-        skube = _stack_kube(kube, selection, stack)
+        skube = selected_stack_kube(kube, selection, stack)
         try:
             health = _wait(skube, selection, stack, work.objects)
         except GitopsJobError as e:
             result, error = RunResult.FAILED, masker.scrub(str(_staged("wait", e)))
-    return StackRun(stack.name, result, work.plan, health=_scrub_health(health, masker), error=error, in_sync=True,
+    return StackRun(stack.name, result, work.plan, health=scrub_health(health, masker), error=error, in_sync=True,
                     warnings=tuple(map(masker.scrub, work.strays(work.inv))))  # fmt: skip
-
-
-def _scrub_health(health: Mapping[ObjectId, Health], masker: Masker) -> dict[ObjectId, Health]:
-    """Health reasons quote what controllers wrote (a condition's message): scrubbed like any message."""
-    return {oid: dc_replace(h, reason=masker.scrub(h.reason)) for oid, h in health.items()}
 
 
 def _wait(
@@ -581,7 +348,7 @@ def _apply_stack(
     target, stack, objects = selection.target, work.stack, work.objects
     ns, where = target.inventory_namespace, f"stack {work.stack.name}"
     started = inventory.now()
-    skube = _stack_kube(kube, selection, stack)
+    skube = selected_stack_kube(kube, selection, stack)
     holder = holder_identity()
     with Lock(kube, ns, lease_name(target.name, stack.name), holder, ttl=options.lock_ttl, wait=options.lock_wait,
               on_wait=options.on_lock_wait) as lock:  # fmt: skip
@@ -634,7 +401,7 @@ def _apply_stack(
         except GitopsJobError as e:
             result, error = RunResult.FAILED, (error + "\n" if error else "") + masker.scrub(str(e))
     warnings = tuple(map(masker.scrub, work.strays(final)))
-    return StackRun(stack.name, result, stack_plan, tuple(applied), tuple(pruned), _scrub_health(health, masker), error,
+    return StackRun(stack.name, result, stack_plan, tuple(applied), tuple(pruned), scrub_health(health, masker), error,
                     warnings=warnings)  # fmt: skip
 
 
@@ -697,71 +464,3 @@ def _typed(kube: Kube, objects: Sequence[RenderedObject]) -> list[tuple[Any, Obj
         if rt is not None:
             found.append((rt, o.id))
     return found
-
-
-# -- status, history, break-lease ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StackStatus:
-    stack: str
-    inventory: inventory.Inventory
-    health: Mapping[ObjectId, Health]
-
-    @property
-    def problems(self) -> list[str]:
-        return [f"{oid}: {h.state.value}: {h.reason}" for oid, h in sorted(self.health.items())
-                if h.state is not HealthState.CURRENT]  # fmt: skip
-
-    def line(self) -> str:
-        inv = self.inventory
-        if not inv.runs:
-            return f"{self.stack}: never applied"
-        last = inv.runs[0]
-        healthy = len(self.health) - len(self.problems)
-        return (f"{self.stack}: revision {inv.revision or 'none applied in full'}; last run {last.result} at "
-                f"{last.finished} ({last.revision[:12]}); {healthy}/{len(self.health)} objects healthy")  # fmt: skip
-
-    def to_json(self) -> dict[str, Any]:
-        inv = self.inventory
-        last = inv.runs[0] if inv.runs else None
-        return {
-            "stack": self.stack,
-            "revision": inv.revision,
-            "lastRun": None if last is None else {"revision": last.revision, "finished": last.finished,
-                                                  "result": last.result, "counts": dict(last.counts)},
-            "objects": len(inv.objects),
-            "unhealthy": self.problems,
-        }  # fmt: skip
-
-
-def run_status(settings: Settings) -> list[StackStatus]:
-    """Each selected stack's inventory and the current health of every object it lists."""
-    masker = Masker()
-    with _connected(settings) as (selection, kube), _scrubbing(masker):
-        stored = _stored(kube, selection)
-        _learn_live_secrets(kube, selection.target, stored.values(), masker)
-        rows = []
-        for stack, inv in ((s.name, stored[s.name]) for s in selection.stacks):
-            health: dict[ObjectId, Health] = {}
-            for oid in sorted(inv.objects):
-                rt = kube.type_of(oid.group, oid.kind)
-                live = kube.get(rt, oid.name, oid.namespace or None) if rt else None
-                health[oid] = (
-                    status(live) if live is not None else Health(HealthState.NOT_FOUND, "missing from the cluster")
-                )
-            rows.append(StackStatus(stack, inv, _scrub_health(health, masker)))
-        return rows
-
-
-def run_history(settings: Settings) -> inventory.Inventory:
-    """The inventory (with its run records) of the first selected stack."""
-    with _connected(settings) as (selection, kube):
-        t = selection.target
-        return inventory.read(kube, t.inventory_namespace, t.name, selection.stacks[0].name)
-
-
-def run_break_lease(settings: Settings) -> list[tuple[str, str | None]]:
-    """Break each selected stack's lock; returns each stack with its former holder (None: it was not locked)."""
-    with _connected(settings) as (selection, kube):
-        t = selection.target
-        ns = t.inventory_namespace
-        return [(s.name, break_lease(kube, ns, lease_name(t.name, s.name))) for s in selection.stacks]

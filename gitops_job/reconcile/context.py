@@ -1,0 +1,268 @@
+"""What a run works on: its settings, the selected stacks of one target rendered, validated and labelled as ours, the
+Secrets it must mask learned first, the connection to the cluster (one view per stack, impersonating its identity),
+and who owns what there. The recipes in :mod:`run` start here."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
+from pathlib import Path
+
+from gitops_job import git
+from gitops_job.config import load as cfg
+from gitops_job.errors import (
+    ErrorGroup,
+    GitopsJobError,
+    ValidationError,
+)
+from gitops_job.identity import ObjectId
+from gitops_job.kube import ApiError, Forbidden, Kube
+from gitops_job.model import LABEL_STACK, LABEL_TARGET, RenderedObject
+from gitops_job.reconcile import inventory, ownership
+from gitops_job.reconcile.mask import Masker
+from gitops_job.reconcile.results import Health
+from gitops_job.reconcile.validate import builtin_scopes, crd_scopes, validate
+from gitops_job.render.stack import render_stack
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run works on. Every field has the default the CLI documents."""
+
+    repo: Path = Path()
+    config_file: Path | None = None  # default: <repo>/gitops.yaml
+    target: str | None = None  # default: the first target
+    stacks: tuple[str, ...] = ()  # default: every stack of the target
+    vars: Mapping[str, str] = field(default_factory=dict)  # --var k=v, override target and stack vars
+    kubeconfig: str | None = None  # default: $KUBECONFIG or ~/.kube/config, else in-cluster
+    concurrency: int = 16
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The loaded config, the target and the stacks a run works on."""
+
+    config: cfg.RepoConfig
+    target: cfg.Target
+    stacks: tuple[cfg.Stack, ...]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Every selected stack of one target, rendered and validated; ``masker`` has learned every secret value of the
+    target (see :func:`render`)."""
+
+    selection: Selection
+    objects: tuple[RenderedObject, ...]
+    masker: Masker = field(default_factory=Masker, compare=False)
+
+
+def select(settings: Settings) -> Selection:
+    """Load the repo config and pick the target and stacks."""
+    config = cfg.load_config(settings.repo.resolve(), settings.config_file)
+    target = cfg.target(config, settings.target)
+    return Selection(config, target, cfg.stacks_for(config, target.name, settings.stacks))
+
+
+def render(
+    selection: Selection, variables: Mapping[str, str], kube: Kube | None = None, masker: Masker | None = None
+) -> Rendered:
+    """Render and validate every selected stack; with ``kube``, unknown kinds are checked by discovery too.
+
+    All stacks are rendered and validated before anything fails, so one run reports every problem. Before any
+    error is raised, ``masker`` (a new one by default) learns every Secret of the target: those rendered here and
+    those of the target's other stacks (rendered only to learn them; their failures are ignored), so an error —
+    a Helm message echoing a value — is scrubbed with all of them.
+    """
+    masker = masker if masker is not None else Masker()
+    scopes: Callable[[str, str], bool | None] = builtin_scopes
+    if kube is not None:
+        types = kube.resource_types()
+
+        def scopes(api_version: str, kind: str) -> bool | None:
+            rt = types.get((api_version, kind))
+            return rt.namespaced if rt else None
+
+    errors: list[GitopsJobError] = []
+    per_stack: list[tuple[cfg.Stack, list[RenderedObject]]] = []
+    for stack in selection.stacks:
+        try:
+            per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables)))
+        except GitopsJobError as e:
+            errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
+    masker.learn(o.body for _, rendered in per_stack for o in rendered)
+    _learn_other_stacks(selection, variables, masker)
+    # A CRD rendered by any selected stack makes its kinds known to every stack (the plan creates it first).
+    crds = crd_scopes(o for _, rendered in per_stack for o in rendered)
+
+    def known(api_version: str, kind: str) -> bool | None:
+        return crds.get((api_version, kind), scopes(api_version, kind))
+
+    objects: list[RenderedObject] = []
+    for stack, rendered in per_stack:
+        try:
+            objects.extend(validate(rendered, stack, known, discovery=kube is not None))
+        except GitopsJobError as e:
+            errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
+    errors.extend(_duplicates_across_stacks(objects))
+    errors.extend(ownership.reserved(objects, selection.target.inventory_namespace))
+    if errors:
+        raise (errors[0] if len(errors) == 1 else ErrorGroup(errors)).scrubbed(masker.scrub)
+    return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects), masker)
+
+
+def _learn_other_stacks(selection: Selection, variables: Mapping[str, str], masker: Masker) -> None:
+    """Learn the Secrets of the target's stacks that are not selected (``--stack B``: a value that is a Secret in
+    stack A is masked in B's output too). Rendered only — not validated — and a stack that fails to render is
+    skipped: it is not part of this run."""
+    selected = {s.name for s in selection.stacks}
+    for stack in cfg.stacks_for(selection.config, selection.target.name):
+        if stack.name not in selected:
+            with suppress(GitopsJobError):
+                masker.learn(o.body for o in render_stack(selection.config, stack, selection.target, variables))
+
+
+def learn_live_secrets(
+    kube: Kube, target: cfg.Target, inventories: Iterable[inventory.Inventory], masker: Masker
+) -> None:
+    """Learn the live Secrets the ``inventories`` of ``target`` list — of every stack, selected or not: what prunes
+    would delete, and old values that may still appear elsewhere. One LIST per namespace, by our target label;
+    what the identity may not read is skipped (planning it fails on its own, scrubbed)."""
+    secret = kube.resource_type("v1", "Secret")
+    listed = {oid for inv in inventories for oid in inv.objects if oid.group == "" and oid.kind == "Secret"}
+    if secret is None or not listed:
+        return
+    for namespace in sorted({oid.namespace for oid in listed}):
+        try:
+            items = kube.list(secret, namespace, f"{LABEL_TARGET}={target.name}")
+        except ApiError:
+            continue
+        masker.learn(item for item in items if ObjectId.of(item) in listed)
+
+
+@contextmanager
+def scrubbing(masker: Masker) -> Iterator[None]:
+    """Every :class:`GitopsJobError` leaving the block is scrubbed with ``masker`` (whatever it has learned by then)."""
+    try:
+        yield
+    except GitopsJobError as e:
+        raise e.scrubbed(masker.scrub) from None
+
+
+def _owned(obj: RenderedObject, target: str) -> RenderedObject:
+    """``obj`` with the ownership labels naming its target and stack (what prune checks before deleting)."""
+    body = copy.deepcopy(obj.body)
+    labels = body.setdefault("metadata", {}).setdefault("labels", {})
+    labels.update({LABEL_TARGET: target, LABEL_STACK: obj.stack})
+    return RenderedObject(obj.id, body, obj.source, obj.stack)
+
+
+def _duplicates_across_stacks(objects: Sequence[RenderedObject]) -> list[GitopsJobError]:
+    first: dict[ObjectId, RenderedObject] = {}
+    errors: list[GitopsJobError] = []
+    for obj in objects:
+        other = first.setdefault(obj.id, obj)
+        if other is not obj and other.stack != obj.stack:
+            reason = f"duplicate object {obj.id}: stack {other.stack} at {other.source} and stack {obj.stack}"
+            errors.append(ValidationError(reason, where=str(obj.source)))
+    return errors
+
+
+def connect(settings: Settings, target: cfg.Target) -> Kube:
+    return Kube.connect(settings.kubeconfig, target.context, concurrency=settings.concurrency)
+
+
+@contextmanager
+def connected(settings: Settings) -> Iterator[tuple[Selection, Kube]]:
+    """The selection and a connection to its target's cluster, closed afterwards."""
+    selection = select(settings)
+    kube = connect(settings, selection.target)
+    try:
+        yield selection, kube
+    finally:
+        kube.close()
+
+
+def stored_inventories(kube: Kube, selection: Selection) -> dict[str, inventory.Inventory]:
+    """Every stored inventory of the target (another repository's too), and an empty one for each selected stack
+    never applied. An identity that may only get (not list) the inventories sees just this repository's stacks."""
+    t, ns = selection.target, selection.target.inventory_namespace
+    try:
+        found = {i.stack: i for i in inventory.read_all(kube, ns, t.name)}
+    except Forbidden:
+        found = {s.name: inventory.read(kube, ns, t.name, s.name) for s in cfg.stacks_for(selection.config, t.name)}
+    for s in selection.stacks:
+        found.setdefault(s.name, inventory.Inventory(t.name, s.name, ns))
+    return found
+
+
+def holders_of(
+    kube: Kube, selection: Selection, rendered: Rendered, stored: Mapping[str, inventory.Inventory],
+    variables: Mapping[str, str], masker: Masker,
+) -> ownership.Holders:  # fmt: skip
+    """Who owns what on the target, for this run; refuses (before any write) a selected stack whose inventory another
+    repository owns, and an object a stack renders that another stack of this repository still renders.
+
+    A stack that is not selected is rendered too when this run could take objects from it or hand objects to it
+    (an id in its inventory is rendered here, or a selected stack leaves some of its own): else a move between
+    stacks would look like a prune on one side and an adoption on the other."""
+    t = selection.target
+    repository = selection.config.name or git.repository(selection.config.root)
+    errors: list[GitopsJobError] = []
+    for s in selection.stacks:
+        inv = stored[s.name]
+        problem = ownership.claim_problem(inv.id, s.name, inv.repository, repository, t.name)
+        if problem:
+            errors.append(ValidationError(problem, where=str(inv.id)))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
+    ours = cfg.stacks_for(selection.config, t.name)
+    selected = {s.name for s in selection.stacks}
+    by_id = {o.id: o for o in rendered.objects}
+    others = tuple(s for s in ours if s.name not in selected)
+    leaving = any(stored[s].objects - {o.id for o in rendered.objects if o.stack == s} for s in selected)
+    arriving = any(oid in by_id for s in others if s.name in stored for oid in stored[s.name].objects)
+    if others and (leaving or arriving):
+        elsewhere = render(Selection(selection.config, t, others), variables, kube, masker).objects
+        for o in elsewhere:
+            mine = by_id.get(o.id)
+            if mine is not None:
+                reason = (f"duplicate object {o.id}: stack {mine.stack} at {mine.source} and stack {o.stack} "
+                          f"(not selected) at {o.source}; an object belongs to one stack: remove it from "
+                          f"one")  # fmt: skip
+                errors.append(ValidationError(reason, where=str(mine.source)))
+        if errors:
+            raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
+        by_id = {o.id: o for o in elsewhere} | by_id
+    return ownership.Holders(
+        target=t.name,
+        repository=repository,
+        stacks=frozenset(s.name for s in ours),
+        inventories={name: inv.objects for name, inv in stored.items()},
+        repositories={name: inv.repository for name, inv in stored.items()},
+        rendered={oid: o.stack for oid, o in by_id.items()},
+    )
+
+
+def stack_kube(kube: Kube, stack: cfg.Stack, target: cfg.Target) -> Kube:
+    """The connection a stack's requests go through: impersonating its service account when it names one.
+
+    The service account lives in the stack's ``namespace`` (else in the target's inventory namespace).
+    """
+    if not stack.service_account_name:
+        return kube
+    namespace = stack.namespace or target.inventory_namespace
+    return kube.impersonating(f"system:serviceaccount:{namespace}:{stack.service_account_name}")
+
+
+def selected_stack_kube(kube: Kube, selection: Selection, stack: cfg.Stack) -> Kube:
+    timeout = f"stack {stack.name}'s timeout ({stack.timeout:g}s)"
+    return stack_kube(kube, stack, selection.target).with_deadline(stack.timeout, timeout)
+
+
+def scrub_health(health: Mapping[ObjectId, Health], masker: Masker) -> dict[ObjectId, Health]:
+    """Health reasons quote what controllers wrote (a condition's message): scrubbed like any message."""
+    return {oid: dc_replace(h, reason=masker.scrub(h.reason)) for oid, h in health.items()}
