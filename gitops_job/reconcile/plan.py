@@ -12,7 +12,7 @@ import copy
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import Any
 
@@ -76,25 +76,36 @@ def _respected(w: _Work, stacks: Mapping[str, Stack]) -> _Work:
     return w if body is w.obj.body else _Work(RenderedObject(w.obj.id, body, w.obj.source, w.obj.stack), w.rt, w.live)
 
 
+@dataclass(frozen=True)
+class PlanOptions:
+    """How :func:`plan` plans, beyond what (the objects) and where (the cluster, the target)."""
+
+    #: Learns every value it must hide; the plan's texts are masked with it.
+    masker: Masker = field(default_factory=Masker)
+    concurrency: int = 16
+    #: Prove "unchanged" without a dry-run where the live object allows it (:mod:`~gitops_job.reconcile.fastpath`).
+    fast: bool = True
+    #: Each planned stack's inventory: what it applied last time.
+    previous: Mapping[str, Iterable[ObjectId]] | None = None
+    progress: Progress | None = None
+    revision: str | None = None
+    #: The run's other objects: a CRD or Namespace there counts as created before these.
+    context: Sequence[RenderedObject] = ()
+    holders: Holders | None = None
+
+
 def plan(
     kube: Kube,
     target: str,
     objects: Sequence[RenderedObject],
     stacks: Mapping[str, Stack],
-    *,
-    masker: Masker | None = None,
-    concurrency: int = 16,
-    fast: bool = True,
-    previous: Mapping[str, Iterable[ObjectId]] | None = None,
-    progress: Progress | None = None,
-    revision: str | None = None,
-    context: Sequence[RenderedObject] = (),
-    holders: Holders | None = None,
+    options: PlanOptions | None = None,
 ) -> Plan:
     """Plan ``objects`` (rendered and validated, namespaces defaulted) against the cluster behind ``kube``.
 
-    ``previous`` maps a stack name to the ids it applied last time (its inventory): those no longer rendered are
-    planned as prunes (where the stack prunes), and live objects labelled for the stack outside it are strays.
+    With :class:`PlanOptions`: ``previous`` maps a stack name to the ids it applied last time (its inventory): those
+    no longer rendered are planned as prunes (where the stack prunes), and live objects labelled for the stack
+    outside it are strays.
     Per-object failures are collected in :attr:`Plan.failures`; everything else is still planned.
     ``context`` holds the other objects of the run: a CRD or Namespace there counts as created before these.
     With ``revision``, objects are compared as if stamped with it — keeping a live object's own revision stamp, so
@@ -103,7 +114,8 @@ def plan(
     content not shown), one another stack of this repository handed over says so ("moved from stack A"), and a
     recreate of an object not labelled ours fails.
     """
-    masker = masker or Masker()
+    o = options or PlanOptions()
+    masker, previous, revision, context, holders = o.masker, o.previous, o.revision, o.context, o.holders
     types = kube.resource_types()
     created_crds = crd_scopes([*objects, *context])
     created_namespaces = {o.id.name for o in (*objects, *context) if o.id.kind == "Namespace" and not o.id.group}
@@ -112,7 +124,7 @@ def plan(
 
     # The fast path proves "unchanged" from the live object alone: not for a kind a mutating webhook or policy may
     # change on apply (its change would only show in a dry-run).
-    mutators = mutating_rules(kube, types) if fast and any(w.live is not None for w in work) else None
+    mutators = mutating_rules(kube, types) if o.fast and any(w.live is not None for w in work) else None
     rendered = {o.id for o in objects}
     # Every value is learned before the first diff is built (on this thread: the learning order numbers the
     # tokens), the live objects to prune included: a pruned Secret's values may appear in other objects.
@@ -144,7 +156,7 @@ def plan(
         _schema_checked(kube, not_yet, [*objects, *context], stacks, masker),
         (
             _judged(r, claims.get(r.id), by_id[r.id], target, stacks, masker)
-            for r in _dry_runs(kube, to_dry_run, stacks, masker, concurrency, progress)
+            for r in _dry_runs(kube, to_dry_run, stacks, masker, o.concurrency, o.progress)
         ),
     ):
         if isinstance(result, PlanEntry):

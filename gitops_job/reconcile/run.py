@@ -43,7 +43,7 @@ from gitops_job.reconcile.context import (
 )
 from gitops_job.reconcile.lease import Lock, holder_identity, lease_name
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.plan import plan
+from gitops_job.reconcile.plan import PlanOptions, plan
 from gitops_job.reconcile.results import (
     Applied,
     ApplyResult,
@@ -109,13 +109,15 @@ def _plan_stacks(
                 selection.target.name,
                 mine,
                 {stack.name: stack},
-                masker=masker,
-                concurrency=settings.concurrency,
-                progress=progress,
-                previous={stack.name: inv.objects - moved} if inv is not None else None,
-                revision=revision,
-                context=[o for o in rendered.objects if o.stack != stack.name],
-                holders=holders,
+                PlanOptions(
+                    masker=masker,
+                    concurrency=settings.concurrency,
+                    progress=progress,
+                    previous={stack.name: inv.objects - moved} if inv is not None else None,
+                    revision=revision,
+                    context=[o for o in rendered.objects if o.stack != stack.name],
+                    holders=holders,
+                ),
             )
         )
     return plans
@@ -202,6 +204,7 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
         runs, state.stacks = state.runs, tuple(s.name for s in selection.stacks)  # from here on, writes may happen
         failed: set[str] = set()
         namespace_ready = False
+        shared = _ApplyRun(kube, selection, rendered, revision, masker, settings, options, progress)
         for stack in selection.stacks:
             blocked = [d for d in stack.depends_on if d in failed]
             if blocked:
@@ -211,12 +214,12 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
                 continue
             work = _StackWork(stack, by_stack[stack.name], plans[stack.name], inventories[stack.name], holders)
             if work.in_sync(revision):
-                run = _check_stack(kube, selection, work, masker, options)
+                run = _check_stack(shared, work)
             else:
                 if not namespace_ready:  # once, before the first stack that writes
                     inventory.ensure_namespace(kube, target.inventory_namespace)
                     namespace_ready = True
-                run = _apply_stack(kube, selection, work, rendered, revision, masker, settings, options, progress)
+                run = _apply_stack(shared, work)
             runs.append(run)
             if run.result is not RunResult.SUCCEEDED:
                 failed.add(stack.name)
@@ -312,8 +315,23 @@ def _staged(stage: str, e: GitopsJobError) -> GitopsJobError:
     return _STAGE_ERRORS[stage](e.reason, where=e.where)
 
 
-def _check_stack(kube: Kube, selection: Selection, work: _StackWork, masker: Masker, options: ApplyOptions) -> StackRun:
+@dataclass(frozen=True)
+class _ApplyRun:
+    """What every stack of one apply shares."""
+
+    kube: Kube
+    selection: Selection
+    rendered: Rendered
+    revision: str
+    masker: Masker
+    settings: Settings
+    options: ApplyOptions
+    progress: Progress | None
+
+
+def _check_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
     """A stack in sync: wait for health (reads only) and write nothing, not even a run record."""
+    kube, selection, masker, options = ctx.kube, ctx.selection, ctx.masker, ctx.options
     stack = work.stack
     health: dict[ObjectId, Health] = {}
     result, error = RunResult.SUCCEEDED, None
@@ -334,24 +352,15 @@ def _wait(
     return wait_for(skube, _typed(skube, objects), max(1.0, _left(skube)), label_selector=ours)
 
 
-def _apply_stack(
-    kube: Kube,
-    selection: Selection,
-    work: _StackWork,
-    rendered: Rendered,
-    revision: str,
-    masker: Masker,
-    settings: Settings,
-    options: ApplyOptions,
-    progress: Progress | None,
-) -> StackRun:
+def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
+    """One stack, under its lease: write-ahead inventory, staged apply, prune, wait, run record."""
+    kube, selection, revision, masker, options = ctx.kube, ctx.selection, ctx.revision, ctx.masker, ctx.options
     target, stack, objects = selection.target, work.stack, work.objects
     ns, where = target.inventory_namespace, f"stack {work.stack.name}"
     started = inventory.now()
     skube = selected_stack_kube(kube, selection, stack)
-    holder = holder_identity()
-    with Lock(kube, ns, lease_name(target.name, stack.name), holder, ttl=options.lock_ttl, wait=options.lock_wait,
-              on_wait=options.on_lock_wait) as lock:  # fmt: skip
+    with Lock(kube, ns, lease_name(target.name, stack.name), holder_identity(), ttl=options.lock_ttl,
+              wait=options.lock_wait, on_wait=options.on_lock_wait) as lock:  # fmt: skip
         inv = _read_claimed(kube, target, work)
         if isinstance(inv, StackRun):
             return inv  # another repository claimed the stack since the preflight: touch nothing, not even its record
@@ -363,15 +372,15 @@ def _apply_stack(
         stage = "plan"
         try:
             _guard(stack, old, objects, options)
-            stack_plan = _replan(skube, selection, work, inv, rendered, masker, settings, revision, options.adopt)
+            stack_plan = _replan(ctx, skube, work, inv)
             stage = "apply"
             new = work.new
             lock.check()
             if not new <= inv.objects:
                 inv = inventory.write(kube, dc_replace(inv, objects=inv.objects | new))  # write-ahead: old + new
-            bodies = {o.id: o for o in objects}
-            applied = apply_plan(skube, stack_plan, bodies, revision, masker, force_conflicts=options.force_conflicts,
-                                 concurrency=settings.concurrency, progress=progress,
+            applied = apply_plan(skube, stack_plan, {o.id: o for o in objects}, revision, masker,
+                                 force_conflicts=options.force_conflicts,
+                                 concurrency=ctx.settings.concurrency, progress=ctx.progress,
                                  ignore_differences=stack.ignore_differences)  # fmt: skip
             fail_if_failed(ApplyError, [a for a in applied if not a.ok], "could not be applied; prune skipped", where)
             stage = "prune"
@@ -416,27 +425,18 @@ def _read_claimed(kube: Kube, target: cfg.Target, work: _StackWork) -> inventory
     return dc_replace(inv, repository=repository)
 
 
-def _replan(
-    skube: Kube,
-    selection: Selection,
-    work: _StackWork,
-    inv: inventory.Inventory,
-    rendered: Rendered,
-    masker: Masker,
-    settings: Settings,
-    revision: str,
-    adopt: bool,
-) -> Plan:
+def _replan(ctx: _ApplyRun, skube: Kube, work: _StackWork, inv: inventory.Inventory) -> Plan:
     """The preflight's plan if nobody applied this stack since (same inventory version), else a new one (which may
-    not adopt what ``adopt`` does not allow)."""
+    not adopt what the run's options do not allow)."""
     stack = work.stack
     if inv.resource_version == work.inv.resource_version:
         return work.plan
-    fresh = plan(skube, selection.target.name, work.objects, {stack.name: stack}, masker=masker,
-                 concurrency=settings.concurrency, revision=revision,
-                 context=[o for o in rendered.objects if o.stack != stack.name], holders=work.holders)  # fmt: skip
+    others = [o for o in ctx.rendered.objects if o.stack != stack.name]
+    options = PlanOptions(ctx.masker, ctx.settings.concurrency, revision=ctx.revision, context=others,
+                          holders=work.holders)  # fmt: skip
+    fresh = plan(skube, ctx.selection.target.name, work.objects, {stack.name: stack}, options)
     fail_if_failed(PlanError, fresh.failures, PLAN_FAILED, where=f"stack {stack.name}")
-    refuse_adoptions(fresh, work.objects, adopt)
+    refuse_adoptions(fresh, work.objects, ctx.options.adopt)
     return fresh
 
 
