@@ -4,6 +4,9 @@ The ``kubernetes`` package supplies kubeconfig loading, authentication and the c
 dicts (JSON in, JSON out) because typed model deserialisation is slow. API errors are translated once, here, by HTTP
 status into a few exception classes. Every request is counted by verb so tests and the benchmark can assert how many
 requests — and how many *writes* — a run made.
+
+Over 400 lines on purpose: it is the one owner of the Kubernetes peer (connection, retries and 429s, deadlines,
+impersonation, discovery and OpenAPI caches, every verb), so nothing else in the package imports ``kubernetes``.
 """
 
 from __future__ import annotations

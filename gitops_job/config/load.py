@@ -1,5 +1,9 @@
 """The repo config (``gitops.yaml``): targets and stacks, as frozen dataclasses. Loading and checking it against the
-shipped JSON Schema (``gitops_job/config/schemas/config.schema.json``) is :func:`load_config`'s job."""
+shipped JSON Schema (``gitops_job/config/schemas/config.schema.json``) is :func:`load_config`'s job.
+
+Over 400 lines on purpose: the config's types, its schema check and its semantic checks (references, cycles, paths,
+dependsOn order) are one contract, read together; each part is short.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The apply stage: staged server-side apply (field manager ``gitops-job``) of exactly what the plan says changed.
 
-Unchanged objects get no request at all. Steps come from :mod:`gitops_job.order`; the objects of one step are
+Unchanged objects get no request at all. Steps come from :mod:`gitops_job.reconcile.order`; the objects of one step are
 written concurrently over the one connection pool. After the first step, new CRDs must be Established (and
 discovery is refreshed) before their custom resources are applied. Then, before anything after them is written,
 what the plan could not dry-run (an object in a Namespace, or of a CRD, that the run creates) is dry-run — and
@@ -58,7 +58,7 @@ def apply_plan(
     """Write every CREATE / UPDATE / RECREATE / ADOPT entry of ``plan``, step by step; stops after a step with a
     failure. A RECREATE deletes only an object that is still ours (labelled for ``plan.target`` and its stack).
 
-    A field ``ignore_differences`` names keeps its live value on update (:func:`~gitops_job.plan.respecting_ignored`).
+    A field ``ignore_differences`` names keeps its live value on update (:func:`~.normalize.respecting_ignored`).
     """
     todo = [e for e in plan.entries if e.action in WRITES]
     results: list[Applied] = []

@@ -16,6 +16,9 @@ clocks must agree to well within ``ttl`` (NTP does that). A ``renewTime`` in the
 considers its lock lost after ``ttl`` seconds without a successful renewal, measured from when that renewal was *sent*
 (monotonic clock), and writes ``leaseDurationSeconds = ceil(ttl)``: it gives up no later than another run may take
 over.
+
+Over 400 lines because the protocol above is one state machine (acquire, wait, take over, renew, lose, release,
+break), and each transition's error message names the holder and what to do.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
 """The plan: for every rendered object, exactly what a server-side apply (field manager ``gitops-job``) would do.
 
 Requests: discovery (2), one LIST per type (per namespace when the objects sit in few namespaces, else cluster-wide),
-then a server-side dry-run only for what the fast path (:mod:`gitops_job.fastpath`) cannot prove unchanged, run
+then a server-side dry-run only for what the fast path (:mod:`~.fastpath`) cannot prove unchanged, run
 concurrently over one connection pool. Everything shown to a person is normalised (server noise removed, rules as
 data), filtered by ``ignoreDifferences`` and masked before it leaves this module: a :class:`Plan` holds no secret.
+
+Over 400 lines: finding the live objects, the fast path, dry-runs, the schema check of what cannot be dry-run yet,
+ownership and prune candidates are one decision per object; normalising, admission rules and the digest live in
+their own modules.
 """
 
 from __future__ import annotations
@@ -318,7 +322,7 @@ def _prune_candidates(
     rendered: set[ObjectId],
 ) -> list[tuple[str, ObjectId, dict[str, Any]]]:
     """``(stack, id, live)`` of the objects a stack that prunes applied last time and no longer renders, that still
-    exist and are still labelled ours (prune leaves any other alone: :func:`~gitops_job.ownership.not_ours`)."""
+    exist and are still labelled ours (prune leaves any other alone: :func:`~.ownership.not_ours`)."""
     found = []
     for stack_name, ids in previous.items():
         if stack_name in stacks and not stacks[stack_name].prune:
@@ -383,7 +387,7 @@ def _schema_checked(
     kube: Kube, todo: Sequence[_Work], run: Sequence[RenderedObject], stacks: Mapping[str, Stack], masker: Masker
 ) -> Iterator[PlanEntry | PlanFailure]:
     """Objects that cannot be dry-run yet (their CRD or namespace is created by this run, among ``run``), checked
-    against the schema the API server will hold them to (:mod:`gitops_job.schema`); apply dry-runs them later."""
+    against the schema the API server will hold them to (:mod:`~.schema`); apply dry-runs them later."""
     schemas = Schemas(kube.openapi, (o.body for o in run))
     for w in todo:
         reason = "its CRD is created by this plan" if w.rt is None else "its namespace is created by this plan"

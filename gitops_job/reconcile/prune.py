@@ -90,7 +90,7 @@ def delete_owned(
     propagation: str = "Background",
 ) -> Pruned:
     """The one way gitops-job deletes an object (prune and recreate alike): only while it still carries ``target``'s
-    and ``stack``'s ownership labels (:func:`~gitops_job.ownership.not_ours`), and only that very object (its uid).
+    and ``stack``'s ownership labels (:func:`~.ownership.not_ours`), and only that very object (its uid).
     With ``retain``, a Namespace, PVC or CRD (unless ``prune: enabled``) or an object annotated ``prune: disabled``
     is disowned instead."""
     live: dict[str, Any] | None = kube.get(rt, oid.name, oid.namespace or None, where=str(oid))

@@ -1,5 +1,11 @@
-"""The pipeline, wired: source → render → validate → plan → apply → prune → wait → report. The CLI calls these;
-each returns a result or raises a :class:`~gitops_job.errors.GitopsJobError`. Nothing here prints."""
+"""The recipes, wired: source → render → validate → plan → apply → prune → wait → report. The CLI and the GitHub
+glue call :func:`run_plan` and :func:`run_apply`; each returns a result (:mod:`~gitops_job.reconcile.results`) or
+raises a :class:`~gitops_job.errors.GitopsJobError`. Nothing here prints. What a run works on (settings, the
+rendered selection, the connection) is :mod:`~gitops_job.reconcile.context`.
+
+Over 400 lines because the apply recipe is one transaction per stack (lease, write-ahead inventory, staged apply,
+guarded prune, wait, run record) whose steps must be read in order.
+"""
 
 from __future__ import annotations
 

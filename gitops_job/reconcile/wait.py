@@ -1,4 +1,4 @@
-"""The wait stage: until every applied object is current (:func:`gitops_job.status.status`), or the deadline.
+"""The wait stage: until every applied object is current (:func:`gitops_job.reconcile.health.status`), or the deadline.
 
 One LIST per type (per namespace, or cluster-wide by the stack's ownership labels when the objects spread over
 many namespaces) gives the starting state and a resourceVersion; then a watch from there delivers each change as
