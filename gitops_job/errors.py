@@ -77,7 +77,7 @@ class ErrorGroup(GitopsJobError):
         return super().scrubbed(scrub)
 
 
-class LockError(GitopsJobError):
+class LeaseError(GitopsJobError):
     """Another applier holds the stack's lock (a Lease), or this run lost it."""
 
     phase = "lock"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from gitops_job.errors import Interrupted, LockError
+from gitops_job.errors import Interrupted, LeaseError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import Kube
 from gitops_job.reconcile import inventory
@@ -91,7 +91,7 @@ def test_item18_an_inventory_create_retried_after_a_lost_answer_is_not_another_a
             stored = inventory.write(kube, inventory.Inventory("t", "app", namespace, frozenset({oid})))
             other = inventory.Inventory("t", "other", namespace, frozenset({oid}))
             core.create_namespaced_config_map(namespace, {"metadata": {"name": other.name}, "data": {"x": "y"}})
-            with pytest.raises(LockError, match="another applier"):
+            with pytest.raises(LeaseError, match="another applier"):
                 inventory.write(kube, other)
         finally:
             kube.close()

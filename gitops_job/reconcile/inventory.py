@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gitops_job.errors import LockError
+from gitops_job.errors import LeaseError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Conflict, Kube, ResourceType, timestamp
 from gitops_job.model import LABEL_TARGET
@@ -149,7 +149,7 @@ def write(kube: Kube, inv: Inventory) -> Inventory:
         stored = _ours_already(kube, rt, inv)
         if stored is not None:
             return replace(inv, resource_version=str(stored["metadata"]["resourceVersion"]))
-        raise LockError(
+        raise LeaseError(
             "the inventory was changed by someone else during this run (another applier?); "
             "stopping before prune — re-run to reconcile",
             where=where,

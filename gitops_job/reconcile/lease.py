@@ -6,7 +6,7 @@ is in the past) — by taking it over with a PUT guarded by ``metadata.resourceV
 Two runs racing for it cannot both win: the loser's create or PUT fails with 409 and it goes back to waiting. While a
 run holds the Lease, a daemon thread *renews* it every ``ttl / 3`` seconds (again a resourceVersion-guarded PUT). When a
 renewal finds another holder, finds the Lease gone, or no renewal has succeeded for ``ttl`` seconds, the lock is *lost*
-and :meth:`Lock.check` raises — the apply code calls it before each step that must not run twice (prune, inventory
+and :meth:`Lease.check` raises — the apply code calls it before each step that must not run twice (prune, inventory
 writes). On exit the run *releases* the Lease by clearing ``holderIdentity`` with a resourceVersion-guarded PUT, so it
 never clears a holder other than itself; the object stays (a few hundred bytes per stack) and keeps its transition
 count, and a run needs no ``delete`` permission except to break a lease with :func:`break_lease`.
@@ -42,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from gitops_job.errors import LockError
+from gitops_job.errors import LeaseError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import Conflict, Forbidden, Kube, NotFound, ResourceType, timestamp
 
@@ -191,7 +191,7 @@ class _Holding:
 def _lease_type(kube: Kube, where: str) -> ResourceType:
     rt = kube.resource_type(LEASE_API_VERSION, "Lease")
     if rt is None:
-        raise LockError(f"the API server does not serve {LEASE_API_VERSION} Lease, which the lock needs", where=where)
+        raise LeaseError(f"the API server does not serve {LEASE_API_VERSION} Lease, which the lock needs", where=where)
     return rt
 
 
@@ -206,11 +206,11 @@ def _for_write(lease: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- the lock ---------------------------------------------------------------------------------------------------------
-class Lock:
+class Lease:
     """The Lease ``namespace/name`` held by ``holder`` for the duration of a ``with`` block.
 
     ``ttl``: the lease duration and the time after which a holder that could not renew counts as gone; renewed every
-    ``ttl / 3`` seconds. ``wait``: how long to wait for another holder before :class:`LockError`. ``on_wait``: called
+    ``ttl / 3`` seconds. ``wait``: how long to wait for another holder before :class:`LeaseError`. ``on_wait``: called
     once with a message when the lock is held by someone else and this run starts waiting. ``poll``: how often to look
     again while waiting.
     """
@@ -249,7 +249,7 @@ class Lock:
         self._held = False
 
     # -- public ------------------------------------------------------------------------------------------------------
-    def __enter__(self) -> Lock:
+    def __enter__(self) -> Lease:
         self.acquire()
         return self
 
@@ -274,21 +274,21 @@ class Lock:
         return self._lost_reason()
 
     def check(self) -> None:
-        """Raise :class:`LockError` when the lock was lost: call it before any step that must not run twice."""
+        """Raise :class:`LeaseError` when the lock was lost: call it before any step that must not run twice."""
         if not self._held:
-            raise LockError("the lock is not held (not acquired yet, or released)", where=self.where)
+            raise LeaseError("the lock is not held (not acquired yet, or released)", where=self.where)
         reason = self._lost_reason()
         if reason is not None:
-            raise LockError(
+            raise LeaseError(
                 f"lost the lock held as {self.holder}: {reason}; stopping before changing anything else — "
                 "run again once the other applier is done",
                 where=self.where,
             )
 
     def acquire(self) -> None:
-        """Take the Lease, waiting up to ``wait`` seconds for another holder; :class:`LockError` when it stays held."""
+        """Take the Lease, waiting up to ``wait`` seconds for another holder; :class:`LeaseError` when it stays held."""
         if self._held:
-            raise LockError("the lock is held already (a Lock is not reentrant)", where=self.where)
+            raise LeaseError("the lock is held already (a Lease is not reentrant)", where=self.where)
         rt = _lease_type(self.kube, self.where)
         deadline = time.monotonic() + self.wait
         told = False
@@ -300,7 +300,7 @@ class Lock:
                 return
             if lease is None:  # raced with another writer: look again (almost) at once
                 if time.monotonic() > deadline + self.poll:
-                    raise LockError("the lease kept changing under us; try again", where=self.where)
+                    raise LeaseError("the lease kept changing under us; try again", where=self.where)
                 time.sleep(random.uniform(0.0, 0.1))
                 continue
             now = _now()
@@ -309,7 +309,7 @@ class Lock:
                 told = True
             left = deadline - time.monotonic()
             if left <= 0:
-                raise LockError(self._still_held(lease, now), where=self.where)
+                raise LeaseError(self._still_held(lease, now), where=self.where)
             time.sleep(min(self.poll, left))
 
     def release(self) -> None:
@@ -330,7 +330,7 @@ class Lock:
         try:
             lease = self.kube.get(rt, self.name, self.namespace)
         except Forbidden as e:
-            raise LockError(f"may not read the lease: {e.reason}{_hint(e)}", where=self.where) from None
+            raise LeaseError(f"may not read the lease: {e.reason}{_hint(e)}", where=self.where) from None
         now = _now()
         if lease is None:
             body: dict[str, Any] = {
@@ -344,9 +344,9 @@ class Lock:
             except Conflict:  # created by someone else in between (or by our own retried POST)
                 return None
             except NotFound as e:
-                raise LockError(f"cannot create the lease: {e.reason}", where=self.where) from None
+                raise LeaseError(f"cannot create the lease: {e.reason}", where=self.where) from None
             except Forbidden as e:
-                raise LockError(f"may not create the lease: {e.reason}{_hint(e)}", where=self.where) from None
+                raise LeaseError(f"may not create the lease: {e.reason}{_hint(e)}", where=self.where) from None
         state = _Holding.of(lease)
         if state.holder != self.holder and state.held(now):
             return state
@@ -361,7 +361,7 @@ class Lock:
         except (Conflict, NotFound):  # someone else wrote or deleted it first
             return None
         except Forbidden as e:
-            raise LockError(f"may not update the lease: {e.reason}{_hint(e)}", where=self.where) from None
+            raise LeaseError(f"may not update the lease: {e.reason}{_hint(e)}", where=self.where) from None
 
     def _spec(self, now: datetime) -> dict[str, Any]:
         return {
@@ -491,7 +491,7 @@ def break_lease(kube: Kube, namespace: str, name: str) -> str | None:
     """Break a lock: delete the Lease and return who held it (None when there was no Lease or it had no holder).
 
     The delete is guarded by the uid and resourceVersion we read, so the holder returned is exactly the one evicted.
-    A run that still holds the lock notices at its next renewal and stops at its next :meth:`Lock.check`.
+    A run that still holds the lock notices at its next renewal and stops at its next :meth:`Lease.check`.
     """
     where = str(ObjectId("coordination.k8s.io", "Lease", namespace, name))
     rt = _lease_type(kube, where)
@@ -507,6 +507,6 @@ def break_lease(kube: Kube, namespace: str, name: str) -> str | None:
         except Conflict:  # renewed or taken over between our read and the delete: read again
             continue
         except Forbidden as e:
-            raise LockError(f"may not delete the lease: {e.reason}{_hint(e)}", where=where) from None
+            raise LeaseError(f"may not delete the lease: {e.reason}{_hint(e)}", where=where) from None
         return _Holding.of(lease).holder
-    raise LockError("the lease kept changing while we tried to delete it; try again", where=where)
+    raise LeaseError("the lease kept changing while we tried to delete it; try again", where=where)

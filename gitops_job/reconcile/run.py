@@ -47,7 +47,7 @@ from gitops_job.reconcile.context import (
     stack_kube,
     stored_inventories,
 )
-from gitops_job.reconcile.lease import Lock, holder_identity, lease_name
+from gitops_job.reconcile.lease import Lease, holder_identity, lease_name
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.plan import PlanOptions, plan
 from gitops_job.reconcile.results import (
@@ -365,7 +365,7 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
     ns, where = target.inventory_namespace, f"stack {work.stack.name}"
     started = inventory.now()
     skube = selected_stack_kube(kube, selection, stack)
-    with Lock(kube, ns, lease_name(target.name, stack.name), holder_identity(), ttl=options.lock_ttl,
+    with Lease(kube, ns, lease_name(target.name, stack.name), holder_identity(), ttl=options.lock_ttl,
               wait=options.lock_wait, on_wait=options.on_lock_wait) as lock:  # fmt: skip
         inv = _read_claimed(kube, target, work)
         if isinstance(inv, StackRun):
@@ -446,7 +446,7 @@ def _replan(ctx: _ApplyRun, skube: Kube, work: _StackWork, inv: inventory.Invent
     return fresh
 
 
-def _record(kube: Kube, lock: Lock, inv: inventory.Inventory, run: inventory.Run) -> inventory.Inventory:
+def _record(kube: Kube, lock: Lease, inv: inventory.Inventory, run: inventory.Run) -> inventory.Inventory:
     """Store the run in the inventory (still holding the lock) and announce it with an Event on it."""
     lock.check()
     stored = inventory.write(kube, inv)

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from gitops_job.errors import LockError
+from gitops_job.errors import LeaseError
 from gitops_job.kube import Conflict, Forbidden, Kube, ResourceType
-from gitops_job.reconcile.lease import Lock, break_lease, holder_identity, lease_name
+from gitops_job.reconcile.lease import Lease, break_lease, holder_identity, lease_name
 from tests.kube import wait_until
 
 NAME = lease_name("prod", "web")
@@ -47,7 +47,7 @@ def micro(t: datetime) -> str:
 def hand_made_lease(
     kube: Kube, namespace: str, holder: str, renewed: datetime, duration: int, transitions: int
 ) -> None:
-    """A Lease as another run would have left it (written by this test, not by Lock)."""
+    """A Lease as another run would have left it (written by this test, not by Lease)."""
     body = {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -109,7 +109,7 @@ def test_holder_identity_says_where_the_run_is_and_differs_per_run(monkeypatch: 
 
 # -- acquire and wait -------------------------------------------------------------------------------------------------
 def test_acquire_creates_the_lease_and_release_frees_it(kube: Kube, namespace: str) -> None:
-    with Lock(kube, namespace, NAME, "run-a", ttl=2, wait=0) as lock:
+    with Lease(kube, namespace, NAME, "run-a", ttl=2, wait=0) as lock:
         lock.check()
         assert lock.held and not lock.lost
         held = spec(kube, namespace)
@@ -120,10 +120,10 @@ def test_acquire_creates_the_lease_and_release_frees_it(kube: Kube, namespace: s
         assert MICRO_TIME.fullmatch(held["acquireTime"]) and MICRO_TIME.fullmatch(held["renewTime"])
     freed = spec(kube, namespace)
     assert freed is not None and not freed.get("holderIdentity")  # released: the Lease stays, with no holder
-    with pytest.raises(LockError, match="not held"):
+    with pytest.raises(LeaseError, match="not held"):
         lock.check()
 
-    with Lock(kube, namespace, NAME, "run-b", ttl=2, wait=0):  # a free Lease is taken at once
+    with Lease(kube, namespace, NAME, "run-b", ttl=2, wait=0):  # a free Lease is taken at once
         again = spec(kube, namespace)
         assert again is not None
         assert again["holderIdentity"] == "run-b" and again["leaseTransitions"] == 1
@@ -131,11 +131,11 @@ def test_acquire_creates_the_lease_and_release_frees_it(kube: Kube, namespace: s
 
 def test_a_second_applier_gives_up_after_wait_naming_the_holder(kube: Kube, namespace: str) -> None:
     messages: list[str] = []
-    with Lock(kube, namespace, NAME, "run-a pid 1", ttl=2, wait=0):
+    with Lease(kube, namespace, NAME, "run-a pid 1", ttl=2, wait=0):
         started = time.monotonic()
         with (
-            pytest.raises(LockError) as caught,
-            Lock(kube, namespace, NAME, "run-b", ttl=2, wait=1, on_wait=messages.append),
+            pytest.raises(LeaseError) as caught,
+            Lease(kube, namespace, NAME, "run-b", ttl=2, wait=1, on_wait=messages.append),
         ):
             pytest.fail("the second lock must not be acquired")
         elapsed = time.monotonic() - started
@@ -152,11 +152,11 @@ def test_a_waiting_applier_gets_the_lock_as_soon_as_it_is_released(kube: Kube, n
     got: list[float] = []
 
     def second() -> None:
-        with Lock(kube, namespace, NAME, "run-b", ttl=2, wait=20, on_wait=messages.append) as lock:
+        with Lease(kube, namespace, NAME, "run-b", ttl=2, wait=20, on_wait=messages.append) as lock:
             got.append(time.monotonic())
             lock.check()
 
-    first = Lock(kube, namespace, NAME, "run-a", ttl=2, wait=0)
+    first = Lease(kube, namespace, NAME, "run-a", ttl=2, wait=0)
     first.acquire()
     waiter = threading.Thread(target=second)
     waiter.start()
@@ -173,7 +173,7 @@ def test_a_waiting_applier_gets_the_lock_as_soon_as_it_is_released(kube: Kube, n
 def test_an_expired_lease_is_taken_over(kube: Kube, namespace: str) -> None:
     hand_made_lease(kube, namespace, "dead-run", datetime.now(UTC) - timedelta(seconds=60), duration=2, transitions=3)
     started = time.monotonic()
-    with Lock(kube, namespace, NAME, "run-b", ttl=2, wait=10):
+    with Lease(kube, namespace, NAME, "run-b", ttl=2, wait=10):
         assert time.monotonic() - started < 1
         taken = spec(kube, namespace)
         assert taken is not None
@@ -185,13 +185,13 @@ def test_an_expired_lease_is_taken_over(kube: Kube, namespace: str) -> None:
 
 def test_a_lease_renewed_in_the_future_counts_as_held(kube: Kube, namespace: str) -> None:
     hand_made_lease(kube, namespace, "skewed-run", datetime.now(UTC) + timedelta(hours=1), duration=1, transitions=0)
-    with pytest.raises(LockError, match="held by skewed-run"), Lock(kube, namespace, NAME, "run-b", ttl=2, wait=0):
+    with pytest.raises(LeaseError, match="held by skewed-run"), Lease(kube, namespace, NAME, "run-b", ttl=2, wait=0):
         pass
 
 
 # -- renew and lose ---------------------------------------------------------------------------------------------------
 def test_renewal_keeps_the_lease_fresh(kube: Kube, namespace: str) -> None:
-    with Lock(kube, namespace, NAME, "run-a", ttl=1.5, wait=0) as lock:
+    with Lease(kube, namespace, NAME, "run-a", ttl=1.5, wait=0) as lock:
         first = spec(kube, namespace)
         assert first is not None
         renewals = set()
@@ -207,10 +207,10 @@ def test_renewal_keeps_the_lease_fresh(kube: Kube, namespace: str) -> None:
 
 
 def test_a_lease_taken_away_makes_check_fail_and_release_leaves_it_alone(kube: Kube, namespace: str) -> None:
-    with Lock(kube, namespace, NAME, "run-a", ttl=2, wait=0) as lock:
+    with Lease(kube, namespace, NAME, "run-a", ttl=2, wait=0) as lock:
         steal(kube, namespace, "thief")
         wait_until(lambda: lock.lost, 2.5, "the lock to notice it was taken")
-        with pytest.raises(LockError, match="another applier took it: it is now held by thief"):
+        with pytest.raises(LeaseError, match="another applier took it: it is now held by thief"):
             lock.check()
         assert not lock.held
     after = spec(kube, namespace)
@@ -218,10 +218,10 @@ def test_a_lease_taken_away_makes_check_fail_and_release_leaves_it_alone(kube: K
 
 
 def test_a_deleted_lease_is_lost(kube: Kube, namespace: str) -> None:
-    with Lock(kube, namespace, NAME, "run-a", ttl=2, wait=0) as lock:
+    with Lease(kube, namespace, NAME, "run-a", ttl=2, wait=0) as lock:
         assert kube.delete(leases(kube), NAME, namespace)
         wait_until(lambda: lock.lost, 2.5, "the lock to notice the lease was deleted")
-        with pytest.raises(LockError, match=r"lost the lock .*deleted"):
+        with pytest.raises(LeaseError, match=r"lost the lock .*deleted"):
             lock.check()
     assert spec(kube, namespace) is None  # release did not bring it back
 
@@ -250,19 +250,19 @@ def test_a_holder_that_cannot_renew_loses_the_lock_after_ttl(kube: Kube, namespa
 
     wait_until(allowed, 5, "the RoleBinding to take effect")
 
-    with Lock(as_user, namespace, NAME, "run-a", ttl=2, wait=5) as lock:
+    with Lease(as_user, namespace, NAME, "run-a", ttl=2, wait=5) as lock:
         kube.delete(binding, "locker", namespace)
         revoked = time.monotonic()
         lost_at = wait_until(lambda: time.monotonic() if lock.lost else None, 4, "the lock to expire")
         assert lost_at - revoked < 2.5  # the last successful renewal was before the revocation
-        with pytest.raises(LockError, match="expired: no renewal succeeded"):
+        with pytest.raises(LeaseError, match="expired: no renewal succeeded"):
             lock.check()
     stale = spec(kube, namespace)
     assert stale is not None and stale["holderIdentity"] == "run-a"  # release could not clear it either: it expires
 
 
 def test_the_original_error_survives_release(kube: Kube, namespace: str) -> None:
-    with pytest.raises(RuntimeError, match="apply failed"), Lock(kube, namespace, NAME, "run-a", ttl=2, wait=0):
+    with pytest.raises(RuntimeError, match="apply failed"), Lease(kube, namespace, NAME, "run-a", ttl=2, wait=0):
         raise RuntimeError("apply failed")
     freed = spec(kube, namespace)
     assert freed is not None and not freed.get("holderIdentity")
@@ -271,11 +271,11 @@ def test_the_original_error_survives_release(kube: Kube, namespace: str) -> None
 # -- break-lease ----------------------------------------------------------------------------------------------------
 def test_break_lease_breaks_the_lease_and_a_new_run_acquires_at_once(kube: Kube, namespace: str) -> None:
     assert break_lease(kube, namespace, NAME) is None  # no lock
-    with Lock(kube, namespace, NAME, "stuck-run", ttl=2, wait=0) as stuck:
+    with Lease(kube, namespace, NAME, "stuck-run", ttl=2, wait=0) as stuck:
         assert break_lease(kube, namespace, NAME) == "stuck-run"
         assert spec(kube, namespace) is None
         started = time.monotonic()
-        with Lock(kube, namespace, NAME, "run-b", ttl=2, wait=0) as fresh:
+        with Lease(kube, namespace, NAME, "run-b", ttl=2, wait=0) as fresh:
             assert time.monotonic() - started < 1
             wait_until(lambda: stuck.lost, 2.5, "the broken lock to notice")
             fresh.check()
