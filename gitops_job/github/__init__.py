@@ -1,0 +1,1 @@
+"""The pull-request glue: the GitHub client (the only one) and what --github adds around plan and apply."""

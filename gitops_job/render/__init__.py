@@ -1,0 +1,1 @@
+"""Each stack (plain YAML, Jinja2, Kustomize, Helm, ${VAR}) into objects that remember their file and line."""

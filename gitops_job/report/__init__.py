@@ -1,0 +1,1 @@
+"""Results as text, JSON and markdown: pure functions of what a run returns (already masked)."""
