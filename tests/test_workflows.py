@@ -476,7 +476,7 @@ def test_prepare_step_refuses_bad_inputs(inputs: dict[str, str], message: str, t
     assert message in result.stdout
 
 
-@pytest.mark.parametrize("step_id", ["prepare", "install", "tools", "run"])
+@pytest.mark.parametrize("step_id", ["prepare", "paths", "install", "tools", "run"])
 def test_action_scripts_pass_shellcheck(step_id: str) -> None:
     assert shutil.which("shellcheck"), "shellcheck is not on PATH: `make test` installs it (tools/system-tools)"
     result = subprocess.run(
