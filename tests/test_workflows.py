@@ -307,6 +307,7 @@ def test_action_declares_the_documented_interface() -> None:
         "comment",
         "exit-code",
         "require-reviewed-plan",
+        "allow-branch",
         "working-directory",
     }
     assert set(action["outputs"]) == {"has-changes", "created", "updated", "pruned", "plan-digest", "artifact-dir"}
@@ -372,6 +373,7 @@ class RunStep:
             "INPUT_COMMENT": "true",
             "INPUT_EXIT_CODE": "false",
             "INPUT_REQUIRE_REVIEWED_PLAN": "false",
+            "INPUT_ALLOW_BRANCH": "false",
             "INPUT_WORKING_DIRECTORY": str(self.workdir),
         }
         env.update({"INPUT_" + k.upper(): v for k, v in inputs.items()})
@@ -412,6 +414,9 @@ def test_run_step_flags_and_stacks_are_split_not_globbed(run_step: RunStep) -> N
     assert args[args.index("--target") + 1] == "prod"
     assert [args[i + 1] for i, a in enumerate(args) if a == "--stack"] == ["apps*", "infra", "platform"]
     assert "--no-comment" in args and "--require-reviewed-plan" in args and "--exit-code" not in args
+    assert "--allow-branch" not in args
+    assert run_step(command="apply", allow_branch="true").returncode == 0
+    assert "--allow-branch" in run_step.args()
 
 
 def test_run_step_exit_code_is_for_plan_and_propagates(run_step: RunStep) -> None:
@@ -458,6 +463,7 @@ def test_run_step_refuses_a_kubeconfig_that_is_neither_and_does_not_print_it(run
         ({"INPUT_COMMAND": "destroy"}, "input command must be plan or apply"),
         ({"INPUT_COMMENT": "yes"}, "input comment must be true or false"),
         ({"INPUT_EXIT_CODE": "1"}, "input exit-code must be true or false"),
+        ({"INPUT_ALLOW_BRANCH": "yes"}, "input allow-branch must be true or false"),
     ],
 )
 def test_prepare_step_refuses_bad_inputs(inputs: dict[str, str], message: str, tmp_path: Path) -> None:
@@ -469,6 +475,7 @@ def test_prepare_step_refuses_bad_inputs(inputs: dict[str, str], message: str, t
         "INPUT_COMMENT": "true",
         "INPUT_EXIT_CODE": "false",
         "INPUT_REQUIRE_REVIEWED_PLAN": "false",
+        "INPUT_ALLOW_BRANCH": "false",
         **inputs,
     }
     result = subprocess.run(["bash", "-c", step_script("prepare")], env=env, capture_output=True, text=True)
