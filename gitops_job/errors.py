@@ -111,3 +111,9 @@ class ReviewError(GitopsJobError):
     """The plan to apply is not the one reviewed on the merged pull request (``--require-reviewed-plan``)."""
 
     phase = "review"
+
+
+class BranchError(GitopsJobError):
+    """``apply --github`` on a push to a branch other than the default one, without ``--allow-branch``."""
+
+    phase = "branch"

@@ -20,7 +20,7 @@ from gitops_job.outcomes import Action
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.plan import display
 from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure
-from gitops_job.report.markdown import COMMENT_LIMIT, Page, markdown
+from gitops_job.report.markdown import COMMENT_LIMIT, Page, html_escape, markdown
 from gitops_job.report.text import printable
 from gitops_job.report.text import text as plan_text
 
@@ -262,3 +262,43 @@ def test_item18_control_characters_are_escaped_in_every_printed_line() -> None:
         assert not raw, (name, raw)
         assert "evil\\u202eyxt.exe \\x1b[2J" in out, name
     assert printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
+
+
+#: What a proxy in front of the API server answers with: an HTML page, where nearly every character grows when escaped.
+HTML_ERROR_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body>\n"
+    + "<p>upstream said: <b>&lt;connection reset&gt;</b> & gave up</p>\n" * 300
+    + "```\n</details>\n</body></html>"
+)
+
+
+def test_item12_4_everything_in_the_comment_is_budgeted_after_escaping() -> None:
+    """Item 12.4. 50 failures carrying an HTML error page (and a long error, sections and 100 changed objects): the
+    text is escaped before it is cut and counted, so the body stays under GitHub's 65,536 characters with its footer
+    and digest, nothing is cut inside an escape, and no failure's text can open a fence."""
+    failures = tuple(PlanFailure(ObjectId("", "ConfigMap", "shop", f"cm-{i:02d}"), "shop",
+                                 Source("apps/shop/cm.yaml", i), HTML_ERROR_PAGE) for i in range(50))  # fmt: skip
+    plans = [Plan("production", (), failures), Plan("production", _huge().entries, failures)]
+    row = html_escape(HTML_ERROR_PAGE.splitlines()[1])
+    table = "\n".join(["| stack | result |", "|---|---|", *(f"| stack-{i} | {row} |" for i in range(400))])
+    pages = [_page(), _page(error=HTML_ERROR_PAGE * 3, sections=["Applied exactly the plan reviewed here.", table])]
+    for plan in plans:
+        for page in pages:
+            body = markdown(plan, page)
+            assert len(body) < COMMENT_LIMIT, len(body)
+            well_formed(body)
+            assert body.rstrip().endswith(f"plan `{DIGEST}`</sub>\n<!-- gitops-job:digest {DIGEST} -->"), body[-300:]
+            assert "cut: control characters" not in body  # the last-resort cut is never needed
+            assert "<html>" not in body and "<b>&lt;" not in body  # escaped, not raw
+            assert not re.search(r"&(a|am|l|g)? …", body), "a cut broke an escape"
+            items = [line for line in body.splitlines() if line.startswith("- `ConfigMap/shop/cm-")]
+            assert items, "failures come before objects"
+            assert all(len(line) < 1_300 for line in items)  # each message cut to about 1,000 characters
+            if len(items) < 50:
+                assert f"- … and {50 - len(items)} more (see the full plan)" in body
+            if plan.entries:
+                assert "**`ConfigMap/shop/big-000`**" in body  # objects still get what is left
+                assert "changed objects are not shown" in body
+    # The full plan (the artifact) keeps everything.
+    full = markdown(plans[0], _page(limit=10**12))
+    assert full.count("- `ConfigMap/shop/cm-") == 50

@@ -96,14 +96,16 @@ def test_actionlint_checks_the_inputs_of_pinned_actions(actionlint: Path, tmp_pa
         copies.append(tmp_path / path.parent.parent.name / path.name)
         copies[-1].parent.mkdir(exist_ok=True)
         copies[-1].write_text(by_major_tag(text))
-    assert "actions/checkout@v5 # v5.0.0" in copies[0].read_text()
+    assert "actions/checkout@v7 # v7.0.1" in copies[0].read_text()
     result = run_actionlint(actionlint, *copies)
     assert result.returncode == 0, result.stdout + result.stderr
-    # ... and that check bites: a misspelt input of a pinned action.
-    copies[0].write_text(copies[0].read_text().replace("persist-credentials:", "persist-credential:"))
-    result = run_actionlint(actionlint, copies[0])
+    # ... and that check bites: a misspelt input of a pinned action it knows. (actionlint 1.7.12 knows the inputs of
+    # upload-artifact@v7 but not yet those of checkout@v7, setup-python@v7, setup-go@v7 or cache@v6.)
+    plan = next(c for c in copies if c.name == "plan.yml")
+    plan.write_text(plan.read_text().replace("if-no-files-found:", "if-no-file-found:"))
+    result = run_actionlint(actionlint, plan)
     assert result.returncode == 1
-    assert 'input "persist-credential" is not defined in action "actions/checkout@v5"' in result.stdout
+    assert 'input "if-no-file-found" is not defined in action "actions/upload-artifact@v7"' in result.stdout
 
 
 def test_actionlint_fails_a_broken_workflow(actionlint: Path, tmp_path: Path) -> None:
@@ -155,7 +157,7 @@ def load_action() -> dict[str, Any]:
 
 def test_actionlint_passes_the_action_steps(actionlint: Path, tmp_path: Path) -> None:
     action = yaml.safe_load(by_major_tag(ACTION.read_text()))  # so the pinned actions' inputs are checked too
-    assert any(str(s.get("uses", "")).endswith("@v5") for s in action["runs"]["steps"])
+    assert any(str(s.get("uses", "")).endswith("@v7") for s in action["runs"]["steps"])
     synthetic = tmp_path / "action-as-workflow.yml"
     synthetic.write_text(yaml.safe_dump(action_as_workflow(action), sort_keys=False))
     result = run_actionlint(actionlint, synthetic)
@@ -307,6 +309,7 @@ def test_action_declares_the_documented_interface() -> None:
         "comment",
         "exit-code",
         "require-reviewed-plan",
+        "allow-branch",
         "working-directory",
     }
     assert set(action["outputs"]) == {"has-changes", "created", "updated", "pruned", "plan-digest", "artifact-dir"}
@@ -372,6 +375,7 @@ class RunStep:
             "INPUT_COMMENT": "true",
             "INPUT_EXIT_CODE": "false",
             "INPUT_REQUIRE_REVIEWED_PLAN": "false",
+            "INPUT_ALLOW_BRANCH": "false",
             "INPUT_WORKING_DIRECTORY": str(self.workdir),
         }
         env.update({"INPUT_" + k.upper(): v for k, v in inputs.items()})
@@ -412,6 +416,9 @@ def test_run_step_flags_and_stacks_are_split_not_globbed(run_step: RunStep) -> N
     assert args[args.index("--target") + 1] == "prod"
     assert [args[i + 1] for i, a in enumerate(args) if a == "--stack"] == ["apps*", "infra", "platform"]
     assert "--no-comment" in args and "--require-reviewed-plan" in args and "--exit-code" not in args
+    assert "--allow-branch" not in args
+    assert run_step(command="apply", allow_branch="true").returncode == 0
+    assert "--allow-branch" in run_step.args()
 
 
 def test_run_step_exit_code_is_for_plan_and_propagates(run_step: RunStep) -> None:
@@ -458,6 +465,7 @@ def test_run_step_refuses_a_kubeconfig_that_is_neither_and_does_not_print_it(run
         ({"INPUT_COMMAND": "destroy"}, "input command must be plan or apply"),
         ({"INPUT_COMMENT": "yes"}, "input comment must be true or false"),
         ({"INPUT_EXIT_CODE": "1"}, "input exit-code must be true or false"),
+        ({"INPUT_ALLOW_BRANCH": "yes"}, "input allow-branch must be true or false"),
     ],
 )
 def test_prepare_step_refuses_bad_inputs(inputs: dict[str, str], message: str, tmp_path: Path) -> None:
@@ -469,6 +477,7 @@ def test_prepare_step_refuses_bad_inputs(inputs: dict[str, str], message: str, t
         "INPUT_COMMENT": "true",
         "INPUT_EXIT_CODE": "false",
         "INPUT_REQUIRE_REVIEWED_PLAN": "false",
+        "INPUT_ALLOW_BRANCH": "false",
         **inputs,
     }
     result = subprocess.run(["bash", "-c", step_script("prepare")], env=env, capture_output=True, text=True)
@@ -476,10 +485,97 @@ def test_prepare_step_refuses_bad_inputs(inputs: dict[str, str], message: str, t
     assert message in result.stdout
 
 
-@pytest.mark.parametrize("step_id", ["prepare", "install", "tools", "run"])
+@pytest.mark.parametrize("step_id", ["prepare", "paths", "install", "tools", "run"])
 def test_action_scripts_pass_shellcheck(step_id: str) -> None:
     assert shutil.which("shellcheck"), "shellcheck is not on PATH: `make test` installs it (tools/system-tools)"
     result = subprocess.run(
         ["shellcheck", "--shell=bash", "-"], input=step_script(step_id), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
+
+
+# --- issue 12, item 8: the example workflows ----------------------------------------------------------------------
+
+#: The current major version of every action the workflows and action.yml pin (December 2026).
+CURRENT_MAJOR = {
+    "actions/checkout": "v7",
+    "actions/upload-artifact": "v7",
+    "actions/setup-python": "v7",
+    "actions/setup-go": "v7",
+    "actions/cache": "v6",
+    "aws-actions/configure-aws-credentials": "v6",
+    "google-github-actions/auth": "v3",
+    "azure/login": "v3",
+}
+EXAMPLES = ROOT / "examples/workflows"
+
+
+def _jobs(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    return dict(doc["jobs"])
+
+
+def _steps(path: Path) -> list[dict[str, Any]]:
+    return [step for job in _jobs(path).values() for step in job.get("steps", [])]
+
+
+def test_item12_8_pinned_actions_are_at_their_current_major_version() -> None:
+    seen = {}
+    for path in [*WORKFLOWS, ACTION]:
+        for m in _PINNED.finditer(path.read_text()):
+            name, major = m[2], m[4]
+            if name.startswith("owner/"):
+                continue  # the placeholder for gitops-job itself
+            assert name in CURRENT_MAJOR, f"{path.name}: {name} has no known current major"
+            assert major == CURRENT_MAJOR[name], f"{path.name}: {name}@{major}, current is {CURRENT_MAJOR[name]}"
+            seen[name] = major
+    assert set(seen) == set(CURRENT_MAJOR)
+
+
+def test_item12_8_plan_runs_in_the_merge_queue_and_apply_and_drift_share_one_group() -> None:
+    plan = yaml.safe_load((EXAMPLES / "plan.yml").read_text())
+    assert "merge_group" in plan[True] and "pull_request" in plan[True]  # PyYAML reads `on:` as True
+    assert "github.ref" in plan["concurrency"]["group"]  # a merge group has no pull request number
+    groups = set()
+    for name in ("apply.yml", "drift.yml", "apply-eks.yml", "apply-gke.yml", "apply-aks.yml"):
+        concurrency = yaml.safe_load((EXAMPLES / name).read_text())["concurrency"]
+        assert concurrency["cancel-in-progress"] is False, name  # never cancels an apply of the group
+        groups.add(concurrency["group"])
+    assert groups == {"gitops-job-production"}
+
+
+def test_item12_8_every_artifact_upload_overwrites_on_a_re_run() -> None:
+    uploads = [s for p in WORKFLOWS for s in _steps(p) if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert len(uploads) >= 6
+    assert all(s["with"].get("overwrite") is True for s in uploads)
+
+
+def test_item12_8_the_apply_credential_lives_only_in_the_protected_environment() -> None:
+    """The plan credential (a pull request can edit its own workflow, so it must be read-only by construction) and
+    the apply credential have different names; only jobs in the `production` environment name the apply one."""
+    for path in EXAMPLES.glob("*.yml"):
+        for job in _jobs(path).values():
+            text = yaml.safe_dump(job)
+            if "KUBECONFIG_APPLY" in text or "id-token" in json.dumps(job.get("permissions", {})):
+                assert job.get("environment") == "production", path.name
+            if job.get("environment") != "production":
+                assert "secrets.KUBECONFIG_APPLY" not in text
+    assert "secrets.KUBECONFIG_PLAN" in (EXAMPLES / "plan.yml").read_text()
+    assert "secrets.KUBECONFIG_APPLY" in (EXAMPLES / "apply.yml").read_text()
+    assert "secrets.KUBECONFIG " not in "".join(p.read_text() for p in EXAMPLES.glob("*.yml"))
+
+
+@pytest.mark.parametrize(
+    ("cloud", "login"),
+    [("eks", "aws-actions/configure-aws-credentials@"), ("gke", "google-github-actions/auth@"),
+     ("aks", "azure/login@")],
+)  # fmt: skip
+def test_item12_8_oidc_examples_store_no_cluster_credential(cloud: str, login: str) -> None:
+    path = EXAMPLES / f"apply-{cloud}.yml"
+    (job,) = _jobs(path).values()
+    assert job["permissions"]["id-token"] == "write" and job["environment"] == "production"
+    assert "secrets." not in path.read_text()
+    names = [str(s.get("uses", "")) for s in job["steps"]]
+    assert any(n.startswith(login) for n in names)
+    run = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("owner/gitops-job@"))
+    assert run["with"]["kubeconfig"] == "${{ runner.temp }}/kubeconfig"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from gitops_job import __version__
-from gitops_job.errors import GitopsJobError
+from gitops_job.errors import BranchError, GitopsJobError
 from gitops_job.exitcodes import ExitCode
 from gitops_job.outcomes import counts_text
 from gitops_job.reconcile import context, state
@@ -30,6 +30,7 @@ from gitops_job.report.text import text as plan_text
 
 if TYPE_CHECKING:
     from gitops_job.github import actions
+    from gitops_job.github.client import ActionsContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -290,9 +291,14 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     is_flag=True,
     help="With --github: refuse (writing nothing) when the plan differs from the one reviewed on the merged PR.",
 )
+@click.option(
+    "--allow-branch",
+    is_flag=True,
+    help="With --github: apply a push to a branch other than the repository's default one (else refused).",
+)
 def apply_cmd(
     output: str, revision: str | None, force_conflicts: bool, allow_mass_prune: bool, adopt: bool, no_wait: bool,
-    lock_timeout: float, require_reviewed_plan: bool, **kw: Any,
+    lock_timeout: float, require_reviewed_plan: bool, allow_branch: bool, **kw: Any,
 ) -> None:  # fmt: skip
     """Apply every selected stack: exactly what `plan` shows, then prune, wait and record.
 
@@ -326,6 +332,7 @@ def apply_cmd(
     if github is not None:
         from gitops_job.github import actions
 
+        _refuse_other_branch(actions.context(), allow_branch)
         with ProgressBar() as progress:
             outcome = actions.run_apply(_settings(**kw), options, github, progress)
         _annotate(outcome)
@@ -339,6 +346,20 @@ def apply_cmd(
     click.echo(apply_json(result) if output == "json" else apply_text(result), nl=False)
     if not result.ok:
         raise SystemExit(ExitCode.ERROR)
+
+
+def _refuse_other_branch(ctx: ActionsContext, allow_branch: bool) -> None:
+    """``apply --github`` on a push applies the default branch only: a push to any other branch (a workflow that
+    also triggers on feature branches, a branch protection that does not cover it) is refused before anything is
+    read, unless ``--allow-branch``."""
+    if allow_branch or ctx.event_name != "push" or not ctx.ref.startswith("refs/heads/") or ctx.is_default_branch_push:
+        return
+    branch = ctx.ref.removeprefix("refs/heads/")
+    default = f"the default branch {ctx.default_branch}" if ctx.default_branch else "the default branch (unknown)"
+    raise BranchError(
+        f"this push is to {branch}, not {default}: nothing was applied. Apply on pushes to the default branch only, "
+        "or pass --allow-branch (action input allow-branch: true) to apply another branch"
+    )
 
 
 @cli.command(name="status")

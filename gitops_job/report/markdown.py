@@ -51,36 +51,96 @@ def markdown(plan: Plan | None, page: Page | None = None) -> str:
     stack with a ``diff`` block per object, failures, footer. Without a plan (the run failed before it had one, or
     rendered only), the page's notice and error say why.
 
-    The body never exceeds ``page.limit`` characters: title, counts, warnings, failures and footer come first;
-    then whole objects, in order, while they fit; then one line saying how many were left out and where they are.
-    Every fence is longer than any backtick run in its content, so content cannot close it.
+    The body stays under ``page.limit`` characters, and everything in it is counted as GitHub will count it: each
+    part is escaped (HTML, control characters) first and only then cut and measured. The title, counts and footer
+    (with the digest) are always there; the notice, the error, the sections, the warnings and the failures each take
+    what fits of what is left (cut with a marker); then whole objects, in order, while they fit; then one line saying
+    how many were left out and where they are. Every fence is longer than any backtick run in its content, so
+    content cannot close it.
     """
     page = page or Page()
     failed = bool((plan and plan.failures) or page.error)
-    head = [page.marker] if page.marker else []
     target = plan.target if plan else page.target
-    head += [f"### {'❌ ' if failed else ''}gitops-job {page.title} · `{target}`", ""]
+    head = [page.marker] if page.marker else []
+    head += [printable(f"### {'❌ ' if failed else ''}gitops-job {page.title} · `{target}`"), ""]
     counts = page.counts or (counts_line(plan) if plan else "")
-    head += [f"**{counts}**", ""] if counts else []
-    if page.notice:
-        head += _callout("NOTE", page.notice)
-    if page.error:
-        head += _callout("CAUTION", _cut(page.error, 20_000))
-    for section in page.sections:
-        head += [section.rstrip(), ""]
-    head += _warnings(plan) if plan else []
-    tail = _failures(plan) if plan else []
+    head += [printable(f"**{counts}**"), ""] if counts else []
     footer = [*page.footer, *([f"{page.digest_label} `{page.digest}`"] if page.digest else [])]
-    tail += ["---", "<sub>" + " · ".join(footer) + "</sub>"] if footer else []
+    tail = ["---", printable("<sub>" + " · ".join(footer) + "</sub>")] if footer else []
     if page.digest:
-        tail.append(f"<!-- gitops-job:digest {page.digest} -->")
-    body = _budgeted(plan, page, "\n".join(head), "\n".join(tail)) if plan else "\n".join(head + tail)
-    body = printable(body.rstrip())  # escapes grow the text: a body full of them is cut, never refused by GitHub
-    return (body if len(body) < page.limit else body[: page.limit - 40] + "\n… cut: control characters") + "\n"
+        tail.append(printable(f"<!-- gitops-job:digest {page.digest} -->"))
+    # What the parts below may take: the rest, less room for the line that says objects were left out.
+    room = _Room(page.limit - len("\n".join(head)) - len("\n".join(tail)) - _RESERVE)
+    if page.notice:
+        head += room.take(_callout("NOTE", page.notice, room.share()))
+    if page.error:
+        head += room.take(_callout("CAUTION", page.error, room.share()))
+    for section in page.sections:
+        shown = _lines_within(printable(section.rstrip()).splitlines(), room.left // 2)
+        if not shown:
+            break
+        head += room.take([*shown, ""])
+    head += room.take(_lines_within(_warnings(plan), room.left // 2, more="> …")) if plan else []
+    # Failures share what is left with the changed objects, half each at most; without objects they take it all.
+    failures = room.take(_failures(plan, room.left // 2 if plan.changed else room.left)) if plan else []
+    if plan:
+        body = _budgeted(plan, page, "\n".join(head), "\n".join(failures + tail), room.left)
+    else:
+        body = "\n".join(head + tail)
+    body = printable(body.rstrip())  # a no-op: every part was escaped before it was measured
+    if len(body) >= page.limit:  # never seen; kept so that GitHub can never refuse the comment for its size
+        body = body[: page.limit - len("\n".join(tail)) - 40] + "\n… cut\n\n" + "\n".join(tail)
+    return body + "\n"
 
 
-def _callout(kind: str, text: str) -> list[str]:
-    return [f"> [!{kind}]", *(f"> {html_escape(line)}" if line else ">" for line in text.splitlines()), ""]
+#: Characters kept free for the joins between parts and the line saying how many objects were left out.
+_RESERVE = 400
+
+
+class _Room:
+    """What is left of a comment's budget; each part takes what it measures."""
+
+    def __init__(self, left: int) -> None:
+        self.left = max(left, 0)
+
+    def share(self, most: int = 20_000) -> int:
+        """What one free-text part (notice, error) may take: at most ``most``, never more than half of what is left."""
+        return min(most, self.left // 2)
+
+    def take(self, lines: list[str]) -> list[str]:
+        self.left -= sum(len(line) + 1 for line in lines)
+        return lines
+
+
+def _callout(kind: str, text: str, most: int = 20_000) -> list[str]:
+    """A GitHub alert quoting ``text``, escaped and then cut (``> …``) so that the whole callout takes at most
+    ``most`` characters."""
+    quoted = [f"> {line}" if line else ">" for line in html_escape(text).splitlines()]
+    return [f"> [!{kind}]", *_lines_within(quoted, most - len(kind) - 8, more="> …"), ""]
+
+
+#: Says that a section was cut; the blank line before it ends a table, which would take the line as a row.
+_SECTION_CUT = "\n… cut: the rest is in the full report"
+
+
+def _lines_within(lines: Sequence[str], most: int, more: str = _SECTION_CUT) -> list[str]:
+    """Whole lines while they fit in ``most`` characters (newlines counted); the first that does not is cut where
+    an escape does not break, then ``more`` says so. Nothing when not even ``more`` fits."""
+    out: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        last = i == len(lines) - 1
+        if used + len(line) + 1 <= most - (0 if last else len(more) + 1):
+            out.append(line)
+            used += len(line) + 1
+            continue
+        room = most - used - len(more) - 2
+        if room >= 40:
+            out.append(_cut(line, room, marker=""))
+        if used + len(more) + 1 <= most:
+            out.append(more)
+        break
+    return out
 
 
 def _warnings(plan: Plan) -> list[str]:
@@ -95,7 +155,7 @@ def _warnings(plan: Plan) -> list[str]:
          " (see failures)"),
     ]  # fmt: skip
     lines = [f"> **{len(ids)} object(s) {what}:** {_listed(ids)}{after}" for what, ids, after in groups if ids]
-    return ["> [!WARNING]", *"\n>\n".join(lines).splitlines(), ""] if lines else []
+    return ["> [!WARNING]", *printable("\n>\n".join(lines)).splitlines(), ""] if lines else []
 
 
 def _listed(ids: Sequence[ObjectId], shown: int = 10) -> str:
@@ -103,20 +163,37 @@ def _listed(ids: Sequence[ObjectId], shown: int = 10) -> str:
     return ", ".join(f"`{oid}`" for oid in ids[:shown]) + more
 
 
-def _failures(plan: Plan, shown: int = 50) -> list[str]:
+def _failures(plan: Plan, room: int, shown: int = 50) -> list[str]:
+    """The failures section: at most ``shown`` failures, each message escaped and then cut to 1,000 characters,
+    while they fit in ``room`` characters; a last line counts the ones left out."""
     if not plan.failures:
         return []
     out = ["#### Failures", ""]
-    out += [f"- `{f.id}`{f' ({_code(str(f.source))})' if f.source else ''}: {html_escape(_cut(f.message))}"
-            for f in plan.failures[:shown]]  # fmt: skip
+    used = 80  # the header, the blank line after the list and the "and N more" line
+    for n, f in enumerate(plan.failures[:shown]):
+        where = f" ({_code(str(f.source))})" if f.source else ""
+        # One list item whatever the message holds: its lines are joined by <br>, so none can open a fence.
+        line = printable(f"- `{f.id}`{where}: ") + "<br>".join(_cut(html_escape(f.message)).splitlines())
+        if used + len(line) + 1 > room:
+            shown = n
+            break
+        out.append(line)
+        used += len(line) + 1
     if len(plan.failures) > shown:
-        out.append(f"- … and {len(plan.failures) - shown} more (see the full plan)")
+        out.append(f"- … {'and ' if shown else ''}{len(plan.failures) - shown} more (see the full plan)")
     return [*out, ""]
 
 
-def _cut(message: str, most: int = 1000) -> str:
-    """One message in a comment: at most ``most`` characters (the whole one is in the artifact)."""
-    return message if len(message) <= most else message[:most] + " …"
+#: An escape that a cut at the end of the text would break: part of ``&lt;`` or of ``\\u202e``.
+_PARTIAL_ESCAPE = re.compile(r"(&#?[a-z0-9]*|\\(x[0-9a-f]?|u[0-9a-f]{0,3})?)$")
+
+
+def _cut(message: str, most: int = 1000, marker: str = " …") -> str:
+    """One escaped message in a comment: at most ``most`` characters (the whole one is in the artifact). Cut after
+    escaping, so what is counted is what is shown, and never inside an escape."""
+    if len(message) <= most:
+        return message
+    return _PARTIAL_ESCAPE.sub("", message[:most]) + marker
 
 
 def _object(e: PlanEntry) -> str:
@@ -124,15 +201,14 @@ def _object(e: PlanEntry) -> str:
     notes += [f"conflict: `{c.field}` is owned by `{c.manager}`" for c in e.conflicts]
     notes += [html_escape(e.note)] if e.note else []
     quoted = [*(f"> {n}" for n in notes), ""] if notes else []
-    return "\n".join([f"**`{e.id}`** ({e.action.value})", "", *quoted, fence(diff(e), "diff"), ""])
+    return printable("\n".join([f"**`{e.id}`** ({e.action.value})", "", *quoted, fence(diff(e), "diff"), ""]))
 
 
-def _budgeted(plan: Plan, page: Page, head: str, tail: str) -> str:
+def _budgeted(plan: Plan, page: Page, head: str, tail: str, room: int) -> str:
+    """``head``, the changed objects (whole ones, in order, in ``room`` characters), then ``tail``."""
     changed = plan.changed
     if not changed:
         return f"{head}\nNo changes.\n\n{tail}"
-    # Room for the truncation line, whatever it says.
-    room = page.limit - len(head) - len(tail) - 400
     parts: list[str] = []
     shown = 0
     for stack, mine in by_stack(plan):

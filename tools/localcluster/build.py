@@ -17,8 +17,10 @@ leaves nothing a later run trusts: a component is present exactly when all its f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -206,6 +208,58 @@ def binary(name: str) -> Path:
         if name in c.files:
             return c.dir / name
     raise KeyError(name)
+
+
+def platform_key() -> str:
+    """This machine as Go names it: ``linux-amd64``, ``darwin-arm64`` …"""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    return f"{platform.system().lower()}-{arch}"
+
+
+def pinned(names: list[str]) -> bool:
+    """Whether every one of ``names`` has a pinned checksum for this platform (then a cached copy may be used)."""
+    return all(platform_key() in versions.SHA256.get(name, {}) for name in names)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(names: list[str], *, built_here: bool = False) -> dict[str, Path]:
+    """The path of each binary in ``names`` once its sha256 is the one pinned in ``versions.SHA256`` for this
+    platform; a :class:`BuildError` naming the binary, both sums and what to do otherwise. Without a pin for this
+    platform a binary is accepted only when ``built_here`` (built from source in this run, never restored)."""
+    out = {}
+    for name in names:
+        path = binary(name)
+        version = next(c.version for c in COMPONENTS if name in c.files)
+        if not path.is_file():
+            raise BuildError(f"{name} {version}: {path} does not exist; build it first (python -m tools.localcluster "
+                             f"build {name})")  # fmt: skip
+        want = versions.SHA256.get(name, {}).get(platform_key())
+        if want is None:
+            if not built_here:
+                raise BuildError(
+                    f"{name} {version}: no pinned sha256 for {platform_key()} in tools/localcluster/versions.py, "
+                    "so a copy that was not built in this run is refused; build it from source in this run, or "
+                    "add the sum that `python -m tools.localcluster verify --print` shows for a trusted build"
+                )
+        else:
+            got = sha256(path)
+            if got != want:
+                raise BuildError(
+                    f"{name} {version}: {path} has sha256 {got}, not the pinned {want} "
+                    f"({platform_key()}, Go {versions.GO_VERSION}; tools/localcluster/versions.py): refused, it is "
+                    "not the binary the pinned sources build (a tampered or poisoned cache, or another Go release); "
+                    "it was not run. Delete it and build it again"
+                )
+        out[name] = path
+    return out
 
 
 def kwok_stages_dir() -> Path:
