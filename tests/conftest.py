@@ -2,6 +2,11 @@
 
 Set ``GITOPS_JOB_TEST_KUBECONFIG`` to run the suite against a cluster that already runs (for example the one from
 ``make cluster-up``: ``GITOPS_JOB_TEST_KUBECONFIG=.localcluster/kubeconfig pytest``).
+
+Every test that uses a cluster fixture (:data:`CLUSTER_FIXTURES`, directly or through another fixture) is marked
+``cluster`` at collection (:func:`pytest_collection_modifyitems`), so ``pytest -m "not cluster"`` runs the pure suite
+and never starts the control plane. With ``GITOPS_JOB_TEST_NO_CLUSTER=1`` the cluster fixture fails instead of
+starting one: a test that reaches it unmarked fails loudly.
 """
 
 from __future__ import annotations
@@ -27,6 +32,36 @@ for _tool in ("kustomize", "helm"):
     os.environ.setdefault(f"GITOPS_JOB_{_tool.upper()}", str(build.binary(_tool)))
 
 
+#: The fixtures that reach the cluster; every other cluster fixture (``dyn``, ``audit``, a test module's own ``kube``…)
+#: depends on ``kubeconfig``, so ``item.fixturenames`` (the closure of what a test uses) names it too.
+CLUSTER_FIXTURES = frozenset({"kubeconfig", "api_client", "dyn", "namespace", "audit", "kube"})
+NO_CLUSTER = "GITOPS_JOB_TEST_NO_CLUSTER"
+
+
+def uses_cluster(item: pytest.Item) -> bool:
+    """Whether ``item`` uses one of this module's cluster fixtures, directly or through other fixtures.
+
+    A name counts only where it resolves to the fixture defined here: a test parametrized over an argument that
+    happens to be called ``namespace`` needs no cluster.
+    """
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:  # not a Python test function (a doctest, a plugin's item)
+        return False
+    for name in CLUSTER_FIXTURES.intersection(info.names_closure):
+        defs = info.name2fixturedefs.get(name) or ()
+        if any(getattr(d.func, "__module__", None) == __name__ for d in defs):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects: the marks set here count
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``cluster`` every test that uses a cluster fixture."""
+    for item in items:
+        if uses_cluster(item):
+            item.add_marker(pytest.mark.cluster)
+
+
 def ensure_binaries() -> None:
     """Build the control plane if the cache lacks it (``make test`` has built it already)."""
     build.build_all(["etcd", "kubernetes", "kwok"])
@@ -34,6 +69,8 @@ def ensure_binaries() -> None:
 
 @pytest.fixture(scope="session")
 def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if os.environ.get(NO_CLUSTER):
+        pytest.fail(f"{NO_CLUSTER} is set, but this test reached the cluster fixture (is it marked cluster?)")
     existing = os.environ.get("GITOPS_JOB_TEST_KUBECONFIG")
     if existing:
         yield Path(existing).resolve()
