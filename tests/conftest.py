@@ -22,6 +22,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
+from gitops_job.kube import Kube
 from tests.githubstub import GitHubStub
 from tests.kube import AuditLog
 from tools.localcluster import build
@@ -102,6 +103,14 @@ def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
 @pytest.fixture(scope="session")
 def dyn(api_client: client.ApiClient) -> DynamicClient:
     return DynamicClient(api_client)
+
+
+@pytest.fixture
+def kube(kubeconfig: Path) -> Iterator[Kube]:
+    """A gitops-job connection to the test cluster (its own pool and discovery cache), closed afterwards."""
+    k = Kube.connect(str(kubeconfig))
+    yield k
+    k.close()
 
 
 @pytest.fixture
