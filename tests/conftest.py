@@ -28,6 +28,11 @@ from tests.kube import AuditLog
 from tools.localcluster import build
 from tools.localcluster.cluster import LocalCluster
 
+# The CLI the tests start as a subprocess (the venv's console script) imports gitops_job from this checkout, not from
+# wherever the venv's editable install points (another worktree, say).
+_ROOT = str(Path(__file__).resolve().parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+
 # The renderers find kustomize and helm through these variables (or PATH); point them at the pinned builds.
 for _tool in ("kustomize", "helm"):
     os.environ.setdefault(f"GITOPS_JOB_{_tool.upper()}", str(build.binary(_tool)))
