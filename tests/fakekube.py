@@ -62,6 +62,9 @@ class FakeKube(Kube):
     def resource_types(self) -> dict[tuple[str, str], ResourceType]:
         return dict(TYPES)
 
+    def type_of(self, group: str, kind: str) -> ResourceType | None:
+        return next((rt for rt in _TYPES if (rt.group, rt.kind) == (group, kind)), None)
+
     def request(
         self,
         method: str,

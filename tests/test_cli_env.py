@@ -13,7 +13,8 @@ from click.testing import CliRunner, Result
 from gitops_job.cli import main
 from gitops_job.exitcodes import ExitCode
 from gitops_job.identity import ObjectId
-from gitops_job.reconcile.plan import Action, Plan, PlanEntry
+from gitops_job.outcomes import Action
+from gitops_job.reconcile.results import Plan, PlanEntry
 
 NEW = PlanEntry(ObjectId("", "ConfigMap", "a", "x"), "app", Action.CREATE, after={"apiVersion": "v1",
                 "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "a"}})  # fmt: skip
@@ -28,11 +29,10 @@ class Recorder:
         self.settings: Any = None
         self.options: Any = None
         self.plan = plan
-        pipeline = main.pipeline
-        monkeypatch.setattr(pipeline, "select", self._stop)
-        monkeypatch.setattr(pipeline, "run_status", self._stop)
-        monkeypatch.setattr(pipeline, "run_plan", self._plan)
-        monkeypatch.setattr(pipeline, "run_apply", self._apply)
+        monkeypatch.setattr(main.context, "select", self._stop)
+        monkeypatch.setattr(main.state, "run_status", self._stop)
+        monkeypatch.setattr(main.pipeline, "run_plan", self._plan)
+        monkeypatch.setattr(main.pipeline, "run_apply", self._apply)
 
     def _stop(self, settings: Any, *args: Any, **kw: Any) -> Any:
         self.settings = settings

@@ -13,7 +13,9 @@ import pytest
 
 from gitops_job.identity import ObjectId
 from gitops_job.model import ANNOTATION_REVISION, Source
-from gitops_job.reconcile.plan import Action, FieldConflict, Plan, PlanEntry, PlanFailure, digest
+from gitops_job.outcomes import Action
+from gitops_job.reconcile.digest import digest
+from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure
 
 WEB = ObjectId("apps", "Deployment", "apps", "web")
 CM = ObjectId("", "ConfigMap", "apps", "settings")

@@ -173,6 +173,11 @@ def test_decode_of_older_inventories(data: dict[str, str] | None, expected: Inve
             id="long-entry-shortened",
         ),
         pytest.param(stored(doc(), rv=None), "no 'resourceVersion'", id="no-resource-version"),
+        pytest.param(
+            stored(doc(runs=[{"revision": "r", "started": "s", "finished": "f", "result": "maybe"}])),
+            'a run\'s result is "maybe", not one of succeeded, failed, skipped',
+            id="unknown-run-result",
+        ),
     ],
 )
 def test_decode_of_a_damaged_inventory_says_what_and_where(cm: dict[str, Any], detail: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gitops_job.model import ANNOTATION_REVISION, LABEL_STACK, LABEL_TARGET
-from gitops_job.reconcile.plan import NOISE, normalise, pointer_path, respecting_ignored
+from gitops_job.reconcile.normalize import NOISE, normalise, pointer_path, respecting_ignored
 
 META = {"name": "web", "namespace": "apps"}
 

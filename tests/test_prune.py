@@ -1,6 +1,7 @@
 """reconcile/prune.py's guards, table-driven: the empty-render and mass-prune refusal (:func:`guard`), what a delete
 does to an object that is or is no longer ours (:func:`delete_owned`, over a dict-backed Kube), the reverse apply order
-of :func:`prune`, and :func:`fail_if_failed`. No cluster; tests/test_apply.py prunes against a real one."""
+of :func:`prune`, and the error failed deletes give (``results.fail_if_failed``). No cluster; tests/test_apply.py
+prunes against a real one."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from gitops_job.errors import PruneError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, NotFound
 from gitops_job.model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET
+from gitops_job.outcomes import Verdict
 from gitops_job.reconcile import prune
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.prune import Pruned, Verdict
+from gitops_job.reconcile.results import Pruned, fail_if_failed
 from tests.fakekube import FakeKube, rt_of
 
 
@@ -275,31 +277,17 @@ def test_prune_reports_a_failed_delete_scrubbed_and_goes_on() -> None:
     ]
 
 
-# -- fail_if_failed ----------------------------------------------------------------------------------------------------
+# -- fail_if_failed: what run.py raises with the failed ones ---------------------------------------------------------
 A, B = ids("a", "b")
+PRUNE_FAILED = "could not be deleted (they stay in the inventory)"
+
+
+def test_fail_if_failed_of_nothing_passes() -> None:
+    fail_if_failed(PruneError, [], PRUNE_FAILED, "stack app")
 
 
 @pytest.mark.parametrize(
-    "results",
-    [
-        pytest.param([], id="nothing"),
-        pytest.param(
-            [
-                Pruned(A, Verdict.PRUNED),
-                Pruned(B, Verdict.RETAINED, "kept"),
-                Pruned(A, Verdict.GONE),
-                Pruned(B, Verdict.NOT_OURS, "left alone"),
-            ],
-            id="every-verdict-but-failed",
-        ),
-    ],
-)
-def test_fail_if_failed_passes(results: list[Pruned]) -> None:
-    prune.fail_if_failed("app", results)
-
-
-@pytest.mark.parametrize(
-    ("results", "message"),
+    ("failed", "message"),
     [
         pytest.param(
             [Pruned(A, Verdict.FAILED, "Forbidden (HTTP 403)")],
@@ -307,14 +295,14 @@ def test_fail_if_failed_passes(results: list[Pruned]) -> None:
             id="one",
         ),
         pytest.param(
-            [Pruned(A, Verdict.FAILED, "x (HTTP 500)"), Pruned(B, Verdict.PRUNED), Pruned(B, Verdict.FAILED, "y")],
+            [Pruned(A, Verdict.FAILED, "x (HTTP 500)"), Pruned(B, Verdict.FAILED, "y")],
             "2 object(s) could not be deleted (they stay in the inventory):\n  ConfigMap/apps/a: x (HTTP 500)\n"
             "  ConfigMap/apps/b: y",
-            id="only-the-failed-listed",
+            id="each-on-its-line",
         ),
     ],
 )
-def test_fail_if_failed_raises(results: list[Pruned], message: str) -> None:
+def test_fail_if_failed_raises_one_error_listing_each(failed: list[Pruned], message: str) -> None:
     with pytest.raises(PruneError) as err:
-        prune.fail_if_failed("app", results)
-    assert (err.value.reason, err.value.where) == (message, "stack app")
+        fail_if_failed(PruneError, failed, PRUNE_FAILED, "stack app")
+    assert (err.value.reason, err.value.where, err.value.phase) == (message, "stack app", "prune")
