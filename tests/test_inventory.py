@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gitops_job.errors import InventoryError, LockError
+from gitops_job.errors import InventoryError, LeaseError
 from gitops_job.identity import ObjectId
 from gitops_job.model import LABEL_TARGET
 from gitops_job.reconcile import inventory
@@ -221,7 +221,7 @@ def test_write_over_a_newer_inventory_stops_the_run() -> None:
     kube = FakeKube()
     stale = inventory.write(kube, Inventory("t", "app", "state", frozenset({CM})))
     inventory.write(kube, Inventory("t", "app", "state", frozenset({NS}), resource_version=stale.resource_version))
-    with pytest.raises(LockError, match="the inventory was changed by someone else during this run"):
+    with pytest.raises(LeaseError, match="the inventory was changed by someone else during this run"):
         inventory.write(kube, stale)
 
 
@@ -232,7 +232,7 @@ def test_a_create_whose_answer_was_lost_is_not_another_applier() -> None:
     again = inventory.write(kube, inv)  # ... and was retried: AlreadyExists, with exactly our content
     assert again.resource_version is not None
     other = Inventory("t", "app", "state", frozenset({NS}))
-    with pytest.raises(LockError):
+    with pytest.raises(LeaseError):
         inventory.write(kube, other)  # AlreadyExists with someone else's content
 
 
