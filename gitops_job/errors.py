@@ -83,6 +83,12 @@ class LeaseError(GitopsJobError):
     phase = "lock"
 
 
+class InventoryError(GitopsJobError):
+    """A stack's stored inventory (its ConfigMap) cannot be read: changed by hand or by an incompatible version."""
+
+    phase = "inventory"
+
+
 class ApplyError(GitopsJobError):
     """Writing objects to the cluster failed; prune is skipped."""
 

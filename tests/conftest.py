@@ -2,6 +2,11 @@
 
 Set ``GITOPS_JOB_TEST_KUBECONFIG`` to run the suite against a cluster that already runs (for example the one from
 ``make cluster-up``: ``GITOPS_JOB_TEST_KUBECONFIG=.localcluster/kubeconfig pytest``).
+
+Every test that uses a cluster fixture (:data:`CLUSTER_FIXTURES`, directly or through another fixture) is marked
+``cluster`` at collection (:func:`pytest_collection_modifyitems`), so ``pytest -m "not cluster"`` runs the pure suite
+and never starts the control plane. With ``GITOPS_JOB_TEST_NO_CLUSTER=1`` the cluster fixture fails instead of
+starting one: a test that reaches it unmarked fails loudly.
 """
 
 from __future__ import annotations
@@ -17,14 +22,50 @@ import pytest
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
+from gitops_job.kube import Kube
 from tests.githubstub import GitHubStub
 from tests.kube import AuditLog
 from tools.localcluster import build
 from tools.localcluster.cluster import LocalCluster
 
+# The CLI the tests start as a subprocess (the venv's console script) imports gitops_job from this checkout, not from
+# wherever the venv's editable install points (another worktree, say).
+_ROOT = str(Path(__file__).resolve().parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+
 # The renderers find kustomize and helm through these variables (or PATH); point them at the pinned builds.
 for _tool in ("kustomize", "helm"):
     os.environ.setdefault(f"GITOPS_JOB_{_tool.upper()}", str(build.binary(_tool)))
+
+
+#: The fixtures that reach the cluster; every other cluster fixture (``dyn``, ``audit``, a test module's own ``kube``…)
+#: depends on ``kubeconfig``, so ``item.fixturenames`` (the closure of what a test uses) names it too.
+CLUSTER_FIXTURES = frozenset({"kubeconfig", "api_client", "dyn", "namespace", "audit", "kube"})
+NO_CLUSTER = "GITOPS_JOB_TEST_NO_CLUSTER"
+
+
+def uses_cluster(item: pytest.Item) -> bool:
+    """Whether ``item`` uses one of this module's cluster fixtures, directly or through other fixtures.
+
+    A name counts only where it resolves to the fixture defined here: a test parametrized over an argument that
+    happens to be called ``namespace`` needs no cluster.
+    """
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:  # not a Python test function (a doctest, a plugin's item)
+        return False
+    for name in CLUSTER_FIXTURES.intersection(info.names_closure):
+        defs = info.name2fixturedefs.get(name) or ()
+        if any(getattr(d.func, "__module__", None) == __name__ for d in defs):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects: the marks set here count
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``cluster`` every test that uses a cluster fixture."""
+    for item in items:
+        if uses_cluster(item):
+            item.add_marker(pytest.mark.cluster)
 
 
 def ensure_binaries() -> None:
@@ -34,6 +75,8 @@ def ensure_binaries() -> None:
 
 @pytest.fixture(scope="session")
 def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if os.environ.get(NO_CLUSTER):
+        pytest.fail(f"{NO_CLUSTER} is set, but this test reached the cluster fixture (is it marked cluster?)")
     existing = os.environ.get("GITOPS_JOB_TEST_KUBECONFIG")
     if existing:
         yield Path(existing).resolve()
@@ -65,6 +108,14 @@ def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
 @pytest.fixture(scope="session")
 def dyn(api_client: client.ApiClient) -> DynamicClient:
     return DynamicClient(api_client)
+
+
+@pytest.fixture
+def kube(kubeconfig: Path) -> Iterator[Kube]:
+    """A gitops-job connection to the test cluster (its own pool and discovery cache), closed afterwards."""
+    k = Kube.connect(str(kubeconfig))
+    yield k
+    k.close()
 
 
 @pytest.fixture

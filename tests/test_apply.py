@@ -10,68 +10,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from tests.helpers import EXAMPLES, cm, config, git_repo, gitops_job, object_writes, write
 from tests.kube import AuditLog
 from tests.kube import crd as make_crd
 from tools.localcluster import build
-
-SCRIPT = str(Path(sys.executable).parent / "gitops-job")
-EXAMPLES = Path(__file__).parent.parent / "examples"
-
-
-def object_writes(audit: AuditLog, mark: int) -> list[str]:
-    """Writes by gitops-job to objects it manages (bookkeeping excluded), as ``verb resource/namespace/name``."""
-    found = []
-    for e in audit.writes(mark):
-        ref = e.get("objectRef") or {}
-        resource, name = ref.get("resource", ""), ref.get("name", "")
-        if resource in ("leases", "events") or (resource == "configmaps" and name.startswith("gitops-job.")):
-            continue
-        found.append(f"{e['verb']} {resource}/{ref.get('namespace', '')}/{name}")
-    return found
-
-
-def gitops_job(kubeconfig: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    result = subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=180, env=env)
-    if ok:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def git_repo(root: Path) -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
-
-    if not (root / ".git").exists():
-        git("init", "-q", "-b", "main")
-    git("add", "-A")
-    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "change")
-    return git("rev-parse", "HEAD").strip()
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-
-
-def cm(name: str, ns: str, value: str = "1", annotations: dict[str, str] | None = None) -> str:
-    meta: dict[str, Any] = {"name": name, "namespace": ns}
-    if annotations:
-        meta["annotations"] = annotations
-    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"v": value}}) + "\n"
-
-
-def config(ns: str, stacks: str) -> str:
-    return f"targets:\n  - name: t\n    inventoryNamespace: {ns}\nstacks:\n{stacks}"
 
 
 # -- acceptance: examples/ ---------------------------------------------------------------------------------------------

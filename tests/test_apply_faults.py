@@ -29,7 +29,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -46,11 +45,11 @@ from kubernetes.dynamic.exceptions import NotFoundError
 from gitops_job.reconcile.context import Settings
 from gitops_job.reconcile.run import ApplyOptions, run_apply
 from tests.faultproxy import Call, Cut, Drop, FaultProxy, RequestInfo, at_nth
+from tests.helpers import SCRIPT
 from tests.kube import AuditLog, crd, wait_until
 
 pytestmark = pytest.mark.cluster
 
-SCRIPT = str(Path(sys.executable).parent / "gitops-job")
 TARGET, STACK = "t", "app"
 OURS = f"gitops-job.io/target={TARGET},gitops-job.io/stack={STACK}"
 REVISION = "gitops-job.io/revision"

@@ -10,8 +10,7 @@ import pytest
 
 from gitops_job import __version__
 from gitops_job.exitcodes import ExitCode
-
-SCRIPT = str(Path(sys.executable).parent / "gitops-job")
+from tests.helpers import EXAMPLES, SCRIPT
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,9 +62,6 @@ def test_exit_codes_are_the_documented_contract() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for code in ExitCode:
         assert f"| {code.value} | {code.meaning} |" in readme
-
-
-EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def test_render_and_validate_examples_offline() -> None:

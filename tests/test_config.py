@@ -25,9 +25,9 @@ from gitops_job.config.load import (
     target,
 )
 from gitops_job.errors import ConfigError, ErrorGroup, GitopsJobError
+from tests.helpers import EXAMPLES
 
 SCHEMA_FILE = Path(__file__).parent.parent / "gitops_job/config/schemas/config.schema.json"
-EXAMPLES = Path(__file__).parent.parent / "examples"
 
 FULL = """\
 targets:

@@ -12,8 +12,7 @@ import copy
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,13 +21,6 @@ from gitops_job.kube import FIELD_MANAGER, ApiError, Kube
 from gitops_job.reconcile.fastpath import proven_unchanged
 
 Obj = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def kube(kubeconfig: Path) -> Iterator[Kube]:
-    k = Kube.connect(str(kubeconfig))
-    yield k
-    k.close()
 
 
 def configmap(ns: str, name: str) -> Obj:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +18,6 @@ from tests.kube import wait_until
 NAME = lease_name("prod", "web")
 MICRO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-@pytest.fixture
-def kube(kubeconfig: Path) -> Iterator[Kube]:
-    k = Kube.connect(str(kubeconfig))
-    yield k
-    k.close()
 
 
 def leases(kube: Kube) -> ResourceType:

@@ -176,6 +176,7 @@ def _discover(dyn: DynamicClient, api_version: str, kind: str):  # type: ignore[
         return None
 
 
+@pytest.mark.cluster  # starts a control plane of its own
 def test_killed_apiserver_gives_clear_connection_error_not_a_hang(tmp_path: Path) -> None:
     """A second cluster beside the session's one; its API server is killed and a call fails at once, clearly."""
     cluster = LocalCluster(tmp_path / "second")
@@ -200,6 +201,7 @@ def test_killed_apiserver_gives_clear_connection_error_not_a_hang(tmp_path: Path
     assert not any(p.alive for p in cluster.status())
 
 
+@pytest.mark.cluster  # starts a control plane of its own
 def test_launcher_timeout_names_component_shows_log_and_leaves_nothing_running(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path / "slow")
     with pytest.raises(ClusterError) as err:
@@ -213,6 +215,7 @@ def test_launcher_timeout_names_component_shows_log_and_leaves_nothing_running(t
     assert leftovers == "", f"processes of the failed cluster still run:\n{leftovers}"
 
 
+@pytest.mark.cluster  # starts a control plane of its own
 def test_cluster_cli_up_status_down(tmp_path: Path) -> None:
     """The launcher's command line, as `make cluster-up` / `make cluster-down` call it."""
     state = tmp_path / "cli"

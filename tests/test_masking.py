@@ -20,8 +20,8 @@ from gitops_job.outcomes import Action
 from gitops_job.reconcile import context
 from gitops_job.reconcile import run as pipeline
 from gitops_job.reconcile.digest import digest
+from tests.helpers import cm, config, git_repo, gitops_job, write
 from tests.kube import crd
-from tests.test_apply import cm, config, git_repo, gitops_job, write
 
 
 def planted() -> str:

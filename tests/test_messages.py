@@ -16,7 +16,7 @@ from gitops_job.reconcile import inventory
 from gitops_job.reconcile.context import Settings
 from gitops_job.reconcile.run import ApplyOptions, run_apply
 from tests.faultproxy import Call, Drop, FaultProxy, RequestInfo
-from tests.test_apply import cm, config, git_repo, write
+from tests.helpers import cm, config, git_repo, write
 
 
 def test_item18_ctrl_c_during_apply_names_the_partly_applied_stack_and_a_rerun_converges(

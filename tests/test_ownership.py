@@ -7,7 +7,6 @@ against the real API server, writes counted in its audit log.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,8 @@ from gitops_job.outcomes import Action
 from gitops_job.reconcile.inventory import inventory_name
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.ownership import Claim, Holders, Standing, claim_problem, reserved
+from tests.helpers import cm, config, git, git_repo, gitops_job, object_writes, write
 from tests.kube import AuditLog
-from tests.test_apply import cm, config, git_repo, gitops_job, object_writes, write
 
 TOKEN = "ghs_0123456789abcdefSECRETTOKEN"
 
@@ -144,10 +143,6 @@ def test_item05_reserved_names(kind: str, api: str, namespace: str, name: str, r
 
 
 # -- against the cluster -------------------------------------------------------------------------------------------
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
-
-
 def stored_inventory(core: client.CoreV1Api, ns: str, stack: str, target: str = "t") -> dict[str, Any]:
     data = core.read_namespaced_config_map(inventory_name(target, stack), ns).data
     return dict(json.loads(data["inventory.json"]))

@@ -22,8 +22,8 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from tests.conftest import made_namespace
+from tests.helpers import cm, config, git_repo, gitops_job, write
 from tests.kube import AuditLog, wait_until
-from tests.test_apply import cm, config, git_repo, gitops_job, write
 
 MANIFEST = Path(__file__).parent.parent / "deploy" / "plan-identity.yaml"
 SA = "gitops-job-plan"

@@ -7,7 +7,6 @@ import base64
 import copy
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,6 @@ from tests.kube import crd as make_crd
 from tests.kube import etcd_put, wait_until
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "gitops_job/report/schemas/plan.schema.json").read_text())
-
-
-@pytest.fixture
-def kube(kubeconfig: Path) -> Iterator[Kube]:
-    k = Kube.connect(str(kubeconfig))
-    yield k
-    k.close()
 
 
 def rendered(body: dict[str, Any], stack: str = "app", line: int = 1) -> RenderedObject:

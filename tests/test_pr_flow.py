@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,9 @@ import pytest
 from kubernetes import client
 
 from tests.githubstub import GitHubStub, webhook_example
+from tests.helpers import SCRIPT, cm, git_repo, write
 from tests.kube import AuditLog
-from tests.test_apply import cm, git_repo, write
 
-SCRIPT = str(Path(sys.executable).parent / "gitops-job")
 REPO = "acme/deploy"
 PR = 7
 SECRET = "hunter2-planted-Secret-value"

@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import SCRIPT
 from tests.kube import AuditLog, crd
 from tools.localcluster import build
-
-SCRIPT = str(Path(sys.executable).parent / "gitops-job")
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n  a: '1'\n"
 

@@ -10,6 +10,7 @@ splits into one module per command group when the scheduled run's commands arriv
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +59,21 @@ def cli() -> None:
     """
 
 
+class _Option(click.Option):
+    """An option whose environment variable is named after its flag, as the help promises (``--stack``:
+    ``GITOPS_JOB_<COMMAND>_STACK``) where its parameter name differs (``stacks``); the parameter's name
+    (``GITOPS_JOB_<COMMAND>_STACKS``), what click reads by itself, keeps working."""
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        found = super().resolve_envvar_value(ctx)
+        if found is not None or not self.allow_from_autoenv or ctx.auto_envvar_prefix is None:
+            return found
+        flag = next((o for o in self.opts if o.startswith("--")), None)
+        if flag is None:
+            return None
+        return os.environ.get(f"{ctx.auto_envvar_prefix}_{flag[2:].replace('-', '_').upper()}") or None
+
+
 def _parse_vars(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
     parsed = {}
     for item in values:
@@ -81,16 +97,23 @@ def _source_options(f: F) -> F:
         click.option(
             "--config",
             "config_file",
+            cls=_Option,
             type=click.Path(dir_okay=False, path_type=Path),
             help="The repo config file.  [default: <repo>/gitops.yaml]",
         ),
         click.option("-t", "--target", help="The target (cluster) to work on.  [default: the first in gitops.yaml]"),
         click.option(
-            "-s", "--stack", "stacks", multiple=True, help="Only this stack (repeatable).  [default: every stack]"
+            "-s",
+            "--stack",
+            "stacks",
+            cls=_Option,
+            multiple=True,
+            help="Only this stack (repeatable).  [default: every stack]",
         ),
         click.option(
             "--var",
             "variables",
+            cls=_Option,
             multiple=True,
             callback=_parse_vars,
             metavar="KEY=VALUE",

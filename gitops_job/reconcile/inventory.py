@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gitops_job.errors import LeaseError
+from gitops_job.errors import InventoryError, LeaseError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Conflict, Kube, ResourceType, timestamp
 from gitops_job.model import LABEL_TARGET
@@ -99,22 +99,61 @@ def _encode(inv: Inventory) -> dict[str, Any]:
 
 
 def _decode(target: str, stack: str, namespace: str, cm: Mapping[str, Any]) -> Inventory:
-    doc = json.loads((cm.get("data") or {}).get(_KEY) or "{}")
-    runs = tuple(
-        Run(str(r["revision"]), str(r["started"]), str(r["finished"]), RunResult(r["result"]),
-            dict(r.get("counts") or {}), str(r.get("message") or ""))
-        for r in doc.get("runs") or []
-    )  # fmt: skip
+    """The inventory stored in ``cm``; :class:`InventoryError` naming the ConfigMap and what is wrong when it cannot be
+    read (a ConfigMap without the key holds an empty inventory)."""
+    where = str(ObjectId("", "ConfigMap", namespace, inventory_name(target, stack)))
+    try:
+        try:
+            doc = json.loads((cm.get("data") or {}).get(_KEY) or "{}")
+        except ValueError as e:
+            raise ValueError(f"{_KEY} is not JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"{_KEY} holds a JSON {type(doc).__name__}, not an object")
+        runs = tuple(_run(r) for r in doc.get("runs") or [])
+        objects = frozenset(_object_id(o) for o in doc.get("objects") or [])
+        resource_version = str(cm["metadata"]["resourceVersion"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        detail = f"no {e}" if isinstance(e, KeyError) else str(e)
+        raise InventoryError(
+            f"cannot read the stack's inventory ({detail}): it was changed by hand or by an incompatible version of "
+            f"gitops-job. Restore it, or delete it: the next apply writes it anew (objects removed from git meanwhile "
+            f"are then not pruned)",
+            where=where,
+        ) from None
     return Inventory(
         target=target,
         stack=stack,
         namespace=namespace,
-        objects=frozenset(ObjectId(*o) for o in doc.get("objects") or []),
+        objects=objects,
         revision=doc.get("revision"),
         runs=runs,
-        resource_version=str(cm["metadata"]["resourceVersion"]),
+        resource_version=resource_version,
         repository=doc.get("repository"),
     )
+
+
+_RUN_KEYS = ("revision", "started", "finished", "result")
+
+
+def _run(entry: Any) -> Run:
+    missing = [k for k in _RUN_KEYS if not isinstance(entry, dict) or k not in entry]
+    if missing:
+        raise ValueError(f"a run is {_short(entry)}, without {', '.join(missing)}")
+    if entry["result"] not in [r.value for r in RunResult]:
+        raise ValueError(f"a run's result is {_short(entry['result'])}, not one of {', '.join(RunResult)}")
+    return Run(str(entry["revision"]), str(entry["started"]), str(entry["finished"]), RunResult(entry["result"]),
+               dict(entry.get("counts") or {}), str(entry.get("message") or ""))  # fmt: skip
+
+
+def _object_id(entry: Any) -> ObjectId:
+    if not (isinstance(entry, list) and len(entry) == 4 and all(isinstance(p, str) for p in entry)):
+        raise ValueError(f"an object entry is {_short(entry)}, not [group, kind, namespace, name]")
+    return ObjectId(*entry)
+
+
+def _short(entry: Any) -> str:
+    text = json.dumps(entry)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def read(kube: Kube, namespace: str, target: str, stack: str) -> Inventory:
