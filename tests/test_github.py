@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from gitops_job.github.client import ActionsContext, GitHub, GitHubError, RetryPolicy
-from tests.githubstub import BOT, GitHubStub, webhook_example
+from tests.githubstub import BOT, FakeClock, GitHubStub, webhook_example
 
 REPO = "octo/app"
 MARKER = "<!-- gitops-job:target=prod -->"
@@ -22,10 +22,18 @@ FAST = RetryPolicy(
 
 
 @pytest.fixture
-def gh(github: GitHubStub) -> GitHub:
+def clock(github: GitHubStub) -> FakeClock:
+    """One fake clock for the stub (index lag) and the client (its backoff sleeps): waiting costs no time."""
+    fake = FakeClock()
+    github.clock = fake.now
+    return fake
+
+
+@pytest.fixture
+def gh(github: GitHubStub, clock: FakeClock) -> GitHub:
     github.add_pull(REPO, 7, head_sha=HEAD)
     github.add_pull(REPO, 6, head_sha="b" * 40, merged=True, merge_commit_sha=MERGE)
-    return GitHub(github.url, github.token, REPO, retry=FAST)
+    return GitHub(github.url, github.token, REPO, retry=FAST, sleep=clock.sleep, clock=clock.now)
 
 
 # -- the sticky comment -----------------------------------------------------------------------------------------------
@@ -39,7 +47,7 @@ def test_comment_created_then_updated_then_unchanged(github: GitHubStub, gh: Git
     assert (first.action, second.action, third.action) == ("created", "updated", "unchanged")
     assert first.id == second.id == third.id
     assert first.url.startswith(f"https://github.com/{REPO}/pull/7#issuecomment-")
-    assert len(github.sent("POST")) == 1
+    assert len(github.sent("POST", "/comments$")) == 1
     assert len(github.sent("PATCH")) == 1
     [comment] = github.comments_on(REPO, 7)
     assert comment["body"] == f"{MARKER}\nplan: 2 to create"
@@ -63,7 +71,7 @@ def test_marker_found_across_pages(github: GitHubStub, gh: GitHub) -> None:
     assert (result.action, result.id) == ("updated", ours["id"])
     pages = github.sent("GET", r"/issues/7/comments$")
     assert [r.query.get("page", "1") for r in pages] == ["1", "2"]  # followed the Link header
-    assert not github.sent("POST")
+    assert not github.sent("POST", "/comments$")
 
 
 def test_comment_without_marker_is_never_edited(github: GitHubStub, gh: GitHub) -> None:
@@ -82,7 +90,7 @@ def test_find_comment_returns_none_without_marker(github: GitHubStub, gh: GitHub
 def test_create_answered_5xx_is_looked_for_then_posted_again(github: GitHubStub, gh: GitHub) -> None:
     github.fail(502, method="POST", path=r"/issues/7/comments$")
     assert gh.upsert_comment(7, MARKER, f"{MARKER}\nplan").action == "created"
-    assert len(github.sent("POST")) == 2  # the 502, then again after looking for the comment
+    assert len(github.sent("POST", "/comments$")) == 2  # the 502, then again after looking for the comment
     assert len(github.comments_on(REPO, 7)) == 1
 
 
@@ -90,7 +98,7 @@ def test_create_applied_but_answered_5xx_is_not_posted_twice(github: GitHubStub,
     github.fail(502, method="POST", path=r"/issues/7/comments$", after_serving=True)
     result = gh.upsert_comment(7, MARKER, f"{MARKER}\nplan")
     assert result.action == "created"
-    assert len(github.sent("POST")) == 1
+    assert len(github.sent("POST", "/comments$")) == 1
     [comment] = github.comments_on(REPO, 7)
     assert result.id == comment["id"]
 
@@ -178,7 +186,7 @@ def test_secondary_rate_limit_waits_for_retry_after(github: GitHubStub, gh: GitH
     start = time.monotonic()
     assert gh.upsert_comment(7, MARKER, "x").action == "created"
     assert time.monotonic() - start >= 2.0  # both waits honoured
-    assert len(github.sent("POST")) == 2 and len(github.comments_on(REPO, 7)) == 1
+    assert len(github.sent("POST", "/comments$")) == 2 and len(github.comments_on(REPO, 7)) == 1
 
 
 def test_primary_rate_limit_reset_beyond_max_wait_fails_fast(github: GitHubStub, gh: GitHub) -> None:
