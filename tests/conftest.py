@@ -26,6 +26,11 @@ from tools.localcluster.cluster import LocalCluster
 for _tool in ("kustomize", "helm"):
     os.environ.setdefault(f"GITOPS_JOB_{_tool.upper()}", str(build.binary(_tool)))
 
+# The `gitops-job` a test runs as a subprocess imports the code under test, not whatever checkout the venv's editable
+# install points at (a venv shared by several git worktrees points at one of them).
+_CHECKOUT = str(Path(__file__).resolve().parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_CHECKOUT, os.environ.get("PYTHONPATH", "")) if p)
+
 
 def ensure_binaries() -> None:
     """Build the control plane if the cache lacks it (``make test`` has built it already)."""

@@ -228,7 +228,7 @@ class RetryPolicy:
     backoff_max: float = 30.0
     max_wait: float = 120.0  # longest Retry-After or rate-limit reset we sleep through; longer fails at once
     secondary_rate_wait: float = 60.0  # wait after a secondary rate limit that gives no Retry-After
-    timeout: float = 15  # seconds per request
+    timeout: int = 15  # seconds per request (PyGithub takes whole seconds)
     request_interval: float = 0.25  # pacing between requests, and between writes (GitHub's advice against
     write_interval: float = 1.0  # secondary rate limits); tests set both to 0
     #: How long ``merged_pulls`` asks again while ``GET /commits/{sha}/pulls`` does not list a pull request yet: that
@@ -300,7 +300,7 @@ class GitHub:
         self._gh = github.Github(
             base_url=self.api_url,
             auth=Auth.Token(token),
-            timeout=retry.timeout,  # type: ignore[arg-type]  # requests takes float seconds; PyGithub's hint says int
+            timeout=retry.timeout,
             per_page=100,
             seconds_between_requests=retry.request_interval,
             seconds_between_writes=retry.write_interval,
@@ -464,9 +464,9 @@ class GitHub:
         def get() -> PullRequest | None:
             try:
                 p = self._repo.get_pull(number)
+                return PullRequest(p.number, p.head.sha, bool(p.merged), p.merge_commit_sha, p.html_url)
             except UnknownObjectException:
                 return None
-            return PullRequest(p.number, p.head.sha, bool(p.merged), p.merge_commit_sha, p.html_url)
 
         return self._call("read", self._pr(number), PERMISSION_READ_PULLS, get)
 
