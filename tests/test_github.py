@@ -467,7 +467,6 @@ def test_item12_5_a_comment_answered_after_a_read_timeout_is_not_posted_again(gi
     (two sticky comments); the client looks the comment up and finds it."""
     github.add_pull(REPO, 7, head_sha=HEAD)
     gh = GitHub(github.url, github.token, REPO, retry=replace(FAST, timeout=1))
-    gh.login()
     github.slow(method="POST", path=r"/issues/7/comments$")
     result = gh.upsert_comment(7, MARKER, f"{MARKER}\nplan")
     [comment] = github.comments_on(REPO, 7)
@@ -475,7 +474,7 @@ def test_item12_5_a_comment_answered_after_a_read_timeout_is_not_posted_again(gi
     assert len(github.sent("POST", r"/issues/7/comments$")) == 1
 
 
-def test_item12_5_a_status_answered_after_a_read_timeout_is_not_an_error(github: GitHubStub) -> None:
+def test_a_status_answered_after_a_read_timeout_is_not_an_error(github: GitHubStub) -> None:
     github.add_pull(REPO, 6, head_sha="b" * 40, merged=True, merge_commit_sha=MERGE)
     gh = GitHub(github.url, github.token, REPO, retry=replace(FAST, timeout=1))
     github.slow(method="POST", path="/statuses/")
