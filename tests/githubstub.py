@@ -12,6 +12,13 @@ violation was recorded). Objects in responses start from real data — the webho
         GitHub(stub.url, stub.token, "octo/app").upsert_comment(7, "<!-- m -->", "hello")
         assert [r.method for r in stub.requests] == ["GET", "POST"]
 
+Besides the REST operations it answers one GraphQL query, ``query { viewer { login } }`` (how a token learns its own
+identity), whose request shape it checks by hand: GraphQL's schema is not part of the REST description.
+
+GitHub's timing is simulated too: ``add_pull(..., index_lag=10)`` keeps a merge commit out of
+``GET /commits/{sha}/pulls`` for 10 seconds of ``stub.clock`` (a test may give the stub and the client one fake clock),
+and ``slow()`` answers a request only after it took effect and the client's next request arrived (a read timeout).
+
 OpenAPI 3.0 schemas are JSON Schema draft-04 plus a few keywords; ``nullable: true`` is translated to a ``null``
 alternative before validation, ``format`` stays an annotation (as jsonschema treats it by default) and the rest of the
 OpenAPI-only keywords (``example``, ``readOnly``, ``x-*`` …) are annotations that draft-04 ignores.
@@ -257,6 +264,22 @@ def _now() -> str:
 # The server.
 
 
+class FakeClock:
+    """Time that passes only when someone sleeps: give ``now`` to the stub and to the client, ``sleep`` to the client,
+    and a wait of 30 s costs no time at all."""
+
+    def __init__(self) -> None:
+        self.t = 1_000.0
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
 @dataclass(frozen=True)
 class Request:
     """One request as the stub received it; ``headers`` has the token replaced by ``<redacted>``."""
@@ -278,6 +301,7 @@ class Fault:
     headers: dict[str, str]
     body: Json
     after_serving: bool = False
+    hold: bool = False  # serve, then answer only once the next request arrived (the client timed out)
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (self.path is None or re.search(self.path, path))
@@ -301,6 +325,7 @@ class _Repo:
     pulls: dict[int, Json] = field(default_factory=dict)
     comments: dict[int, list[int]] = field(default_factory=dict)  # issue number -> comment ids, oldest first
     commit_pulls: dict[str, list[int]] = field(default_factory=dict)
+    indexed_at: dict[str, float] = field(default_factory=dict)  # sha -> stub.clock() when commit_pulls lists it
     commits: set[str] = field(default_factory=set)
     statuses: list[Json] = field(default_factory=list)
 
@@ -323,7 +348,10 @@ class GitHubStub:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
+        self._arrived = threading.Condition(self._lock)
         self.actor = self._user(BOT, 41898282, "Bot")
+        #: The stub's notion of time (index lag); a test may share a fake clock with the client's sleep.
+        self.clock: Callable[[], float] = time.monotonic
 
     # -- lifecycle ----------------------------------------------------------------------------------------------------
     def __enter__(self) -> GitHubStub:
@@ -374,8 +402,14 @@ class GitHubStub:
         merge_commit_sha: str | None = None,
         head_repo: str | None = None,
         base_ref: str = "main",
+        index_lag: float = 0.0,
+        user: str | None = None,
     ) -> Json:
-        """A pull request built from the real ``pull_request.opened`` webhook payload, adjusted."""
+        """A pull request built from the real ``pull_request.opened`` webhook payload, adjusted.
+
+        ``head_repo`` puts its head in another repository (a fork); ``index_lag`` keeps the merge commit out of
+        ``GET /commits/{sha}/pulls`` for that many seconds of ``clock`` (GitHub fills that index after a merge).
+        """
         repo = self.repo(full_name)
         payload = webhook_example("pull_request", "opened")
         pr = payload["pull_request"]
@@ -398,6 +432,8 @@ class GitHubStub:
         pr["base"]["ref"] = base_ref
         pr["base"]["repo"] = copy.deepcopy(repo.data)
         pr["head"]["repo"] = copy.deepcopy(repo.data)
+        if user is not None:
+            pr["user"] = self._user(user, 49699333, "Bot" if user.endswith("[bot]") else "User")
         if head_repo is not None:
             fork = copy.deepcopy(repo.data)
             fork.update(full_name=head_repo, name=head_repo.split("/")[1], fork=True)
@@ -411,6 +447,7 @@ class GitHubStub:
             if merge_commit_sha:
                 repo.commits.add(merge_commit_sha)
                 repo.commit_pulls.setdefault(merge_commit_sha, []).append(number)
+                repo.indexed_at[merge_commit_sha] = self.clock() + index_lag
         return pr
 
     def associate(self, full_name: str, sha: str, numbers: list[int]) -> None:
@@ -453,6 +490,12 @@ class GitHubStub:
         with self._lock:
             self._faults.append(Fault(status, times, method, path, dict(headers or {}), body, after_serving))
 
+    def slow(self, *, method: str | None = None, path: str | None = None, times: int = 1) -> None:
+        """Serve the next ``times`` matching requests, but answer each only once the client's next request arrived
+        (at most 10 s later): the client's read timeout fires first, though GitHub did what was asked."""
+        with self._lock:
+            self._faults.append(Fault(0, times, method, path, {}, None, after_serving=True, hold=True))
+
     def tamper(self, fn: Callable[[Request, Json], Json]) -> None:
         """Pass the next successful response body through ``fn`` before it is validated (to prove validation bites)."""
         with self._lock:
@@ -478,10 +521,14 @@ class GitHubStub:
                 body = json.loads(raw)
             except ValueError as e:
                 body_error = f"request body is not JSON: {e}"
-        found = self.spec.match(method, path)
-        request = Request(method, path, query, body, shown, found[0].id if found else None)
+        graphql = method == "POST" and path == "/graphql"
+        found = None if graphql else self.spec.match(method, path)
+        request = Request(method, path, query, body, shown, "graphql" if graphql else found[0].id if found else None)
         with self._lock:
             self.requests.append(request)
+            self._arrived.notify_all()
+        if graphql:
+            return self._graphql(headers, body)
         if found is None:
             return self._violation(f"{method} {path}: no operation in GitHub's REST description matches")
         op, path_params = found
@@ -490,6 +537,13 @@ class GitHubStub:
             return self._violation(f"{op.id} ({method} {path}): request {reason}")
         try:
             fault = self._take_fault(method, path)
+            if fault is not None and fault.hold:
+                self._authenticate(headers)
+                status, out, extra = self._serve(op, path_params, query, body)
+                with self._lock:
+                    seen = len(self.requests)
+                    self._arrived.wait_for(lambda: len(self.requests) > seen, timeout=10)
+                raise _Reply(status, _public(out), extra)
             if fault is not None and fault.after_serving:
                 self._authenticate(headers)
                 self._serve(op, path_params, query, body)
@@ -508,6 +562,21 @@ class GitHubStub:
         if reason:
             return self._violation(f"{op.id} ({method} {path}): response {status} {reason}")
         return status, extra, out
+
+    def _graphql(self, headers: dict[str, str], body: Json) -> tuple[int, dict[str, str], Json]:
+        """``POST /graphql``: only ``query { viewer { login } }`` (the token's own identity) is answered."""
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str) or set(body) - {"query", "variables"}:
+            return self._violation("POST /graphql: the body is not {query, variables}")
+        if re.sub(r"\s+", " ", body["query"]).strip() not in ("query { viewer { login } }", "{ viewer { login } }"):
+            return self._violation(f"POST /graphql: githubstub answers only the viewer's login, not {body['query']!r}")
+        try:
+            fault = self._take_fault("POST", "/graphql", named=True)
+            if fault is not None:
+                raise _Reply(fault.status, copy.deepcopy(fault.body), fault.headers)
+            self._authenticate(headers)
+        except _Reply as r:
+            return r.status, r.headers, r.body
+        return 200, {}, {"data": {"viewer": {"login": self.actor["login"]}}}
 
     def _violation(self, reason: str) -> tuple[int, dict[str, str], Json]:
         with self._lock:
@@ -548,10 +617,11 @@ class GitHubStub:
             return None if body is None else "has a body but the documented response has no content"
         return self.spec.errors(pointer, body)
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, *, named: bool = False) -> Fault | None:
+        """The first fault for this request (with ``named``, only one whose ``path`` names it)."""
         with self._lock:
             for fault in self._faults:
-                if fault.matches(method, path):
+                if fault.matches(method, path) and (fault.path is not None or not named):
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)
@@ -602,8 +672,10 @@ class GitHubStub:
                 if sha not in repo.commits:
                     raise _Reply(422, {"message": f"No commit found for SHA: {sha}", "documentation_url": DOCS})
                 simple = self.spec.properties("pull-request-simple")
+                indexed = repo.indexed_at.get(sha, 0.0) <= self.clock()
                 pulls = [
-                    {k: v for k, v in repo.pulls[n].items() if k in simple} for n in repo.commit_pulls.get(sha, [])
+                    {k: v for k, v in repo.pulls[n].items() if k in simple}
+                    for n in (repo.commit_pulls.get(sha, []) if indexed else [])
                 ]
                 return self._page(f"/repos/{p['owner']}/{p['repo']}/commits/{sha}/pulls", query, pulls)
             if op.id == "repos/create-commit-status":
@@ -742,10 +814,13 @@ def _handler_for(stub: GitHubStub) -> type[BaseHTTPRequestHandler]:
             given = {k.lower() for k in headers}
             out = {k: v for k, v in out.items() if k.lower() not in given} | headers
             out["Content-Length"] = str(len(data))
-            for k, v in out.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                for k, v in out.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (see GitHubStub.slow)
+                self.close_connection = True
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from gitops_job.github.client import ActionsContext, GitHub, GitHubError, RetryPolicy
-from tests.githubstub import BOT, GitHubStub, webhook_example
+from gitops_job.github.client import ActionsContext, GitHub, GitHubError, PushedCommit, RetryPolicy
+from tests.githubstub import BOT, FakeClock, GitHubStub, webhook_example
 
 REPO = "octo/app"
 MARKER = "<!-- gitops-job:target=prod -->"
@@ -22,10 +23,18 @@ FAST = RetryPolicy(
 
 
 @pytest.fixture
-def gh(github: GitHubStub) -> GitHub:
+def clock(github: GitHubStub) -> FakeClock:
+    """One fake clock for the stub (index lag) and the client (its backoff sleeps): waiting costs no time."""
+    fake = FakeClock()
+    github.clock = fake.now
+    return fake
+
+
+@pytest.fixture
+def gh(github: GitHubStub, clock: FakeClock) -> GitHub:
     github.add_pull(REPO, 7, head_sha=HEAD)
     github.add_pull(REPO, 6, head_sha="b" * 40, merged=True, merge_commit_sha=MERGE)
-    return GitHub(github.url, github.token, REPO, retry=FAST)
+    return GitHub(github.url, github.token, REPO, retry=FAST, sleep=clock.sleep, clock=clock.now)
 
 
 # -- the sticky comment -----------------------------------------------------------------------------------------------
@@ -39,7 +48,7 @@ def test_comment_created_then_updated_then_unchanged(github: GitHubStub, gh: Git
     assert (first.action, second.action, third.action) == ("created", "updated", "unchanged")
     assert first.id == second.id == third.id
     assert first.url.startswith(f"https://github.com/{REPO}/pull/7#issuecomment-")
-    assert len(github.sent("POST")) == 1
+    assert len(github.sent("POST", "/comments$")) == 1
     assert len(github.sent("PATCH")) == 1
     [comment] = github.comments_on(REPO, 7)
     assert comment["body"] == f"{MARKER}\nplan: 2 to create"
@@ -63,7 +72,7 @@ def test_marker_found_across_pages(github: GitHubStub, gh: GitHub) -> None:
     assert (result.action, result.id) == ("updated", ours["id"])
     pages = github.sent("GET", r"/issues/7/comments$")
     assert [r.query.get("page", "1") for r in pages] == ["1", "2"]  # followed the Link header
-    assert not github.sent("POST")
+    assert not github.sent("POST", "/comments$")
 
 
 def test_comment_without_marker_is_never_edited(github: GitHubStub, gh: GitHub) -> None:
@@ -82,7 +91,7 @@ def test_find_comment_returns_none_without_marker(github: GitHubStub, gh: GitHub
 def test_create_answered_5xx_is_looked_for_then_posted_again(github: GitHubStub, gh: GitHub) -> None:
     github.fail(502, method="POST", path=r"/issues/7/comments$")
     assert gh.upsert_comment(7, MARKER, f"{MARKER}\nplan").action == "created"
-    assert len(github.sent("POST")) == 2  # the 502, then again after looking for the comment
+    assert len(github.sent("POST", "/comments$")) == 2  # the 502, then again after looking for the comment
     assert len(github.comments_on(REPO, 7)) == 1
 
 
@@ -90,7 +99,7 @@ def test_create_applied_but_answered_5xx_is_not_posted_twice(github: GitHubStub,
     github.fail(502, method="POST", path=r"/issues/7/comments$", after_serving=True)
     result = gh.upsert_comment(7, MARKER, f"{MARKER}\nplan")
     assert result.action == "created"
-    assert len(github.sent("POST")) == 1
+    assert len(github.sent("POST", "/comments$")) == 1
     [comment] = github.comments_on(REPO, 7)
     assert result.id == comment["id"]
 
@@ -178,7 +187,7 @@ def test_secondary_rate_limit_waits_for_retry_after(github: GitHubStub, gh: GitH
     start = time.monotonic()
     assert gh.upsert_comment(7, MARKER, "x").action == "created"
     assert time.monotonic() - start >= 2.0  # both waits honoured
-    assert len(github.sent("POST")) == 2 and len(github.comments_on(REPO, 7)) == 1
+    assert len(github.sent("POST", "/comments$")) == 2 and len(github.comments_on(REPO, 7)) == 1
 
 
 def test_primary_rate_limit_reset_beyond_max_wait_fails_fast(github: GitHubStub, gh: GitHub) -> None:
@@ -365,3 +374,131 @@ def test_stub_serves_pull_and_issue_as_github_describes_them(github: GitHubStub)
     issue = requests.get(f"{github.url}/repos/{REPO}/issues/7", headers=auth, timeout=5).json()
     assert issue["number"] == 7 and "pull_request" in issue
     assert requests.get(f"{github.url}/repos/{REPO}/pulls/8", headers=auth, timeout=5).status_code == 404
+
+
+# -- issue 12: GitHub's timing, authorship and retries ----------------------------------------------------------------
+M2, M3, M4 = "d" * 40, "e" * 40, "9" * 40
+
+
+def test_item12_1_merged_pull_found_when_the_index_lags_10s(github: GitHubStub, gh: GitHub, clock: FakeClock) -> None:
+    """Right after a merge ``GET /commits/{sha}/pulls`` is empty: it is asked again with backoff (fake time: no real
+    waiting) until the index lists the pull request, 10 s later, well inside the 30 s allowed."""
+    github.add_pull(REPO, 8, head_sha="8" * 40, merged=True, merge_commit_sha=M2, index_lag=10)
+    pr = gh.merged_pull_for(M2, "Update settings")  # a custom merge message: no number to fall back to
+    assert pr is not None and (pr.number, pr.merge_commit_sha) == (8, M2)
+    asked = github.sent("GET", f"/commits/{M2}/pulls$")
+    assert len(asked) >= 3
+    assert 10 <= sum(clock.slept) < 30
+
+
+def test_item12_1_merged_pull_by_the_number_in_its_message_when_the_index_stays_empty(
+    github: GitHubStub, gh: GitHub, clock: FakeClock
+) -> None:
+    """The index still empty: the number in a merge or squash message, confirmed by ``GET /pulls/{n}`` (merged, with
+    this very merge commit); a number naming another pull request (or an issue) is not taken."""
+    github.add_pull(REPO, 8, head_sha="8" * 40, merged=True, merge_commit_sha=M2, index_lag=3600)
+    pr = gh.merged_pull_for(M2, "Merge pull request #8 from acme/settings\n\nFixes #6 and #99")
+    assert pr is not None and pr.number == 8
+    assert github.sent("GET", r"/pulls/8$") and not clock.slept  # confirmed at once: no waiting for the index
+    github.add_pull(REPO, 9, head_sha="7" * 40, merged=True, merge_commit_sha=M3, index_lag=3600)
+    assert gh.merged_pull_for(M3, "Retry (#6), see #99") is None  # #6 merged as another commit; #99 does not exist
+
+
+def test_item12_1_merge_queue_batch_finds_every_pull(github: GitHubStub, gh: GitHub) -> None:
+    """A merge queue merges a batch with one push: every merged pull request of its commits is found, in order."""
+    github.add_pull(REPO, 11, head_sha="1" * 40, merged=True, merge_commit_sha=M2)
+    github.add_pull(REPO, 12, head_sha="2" * 40, merged=True, merge_commit_sha=M3, index_lag=3600)
+    github.add_pull(REPO, 13, head_sha="3" * 40, merged=True, merge_commit_sha=M4, index_lag=5)
+    github.associate(REPO, "4" * 40, [13])  # a commit of #13 itself, not its merge commit
+    pushed = [PushedCommit(M2, "First (#11)"), PushedCommit(M3, "Second (#12)"), PushedCommit("4" * 40, "wip"),
+              PushedCommit(M4, "Merge pull request #13 from acme/third")]  # fmt: skip
+    assert [p.number for p in gh.merged_pulls(pushed)] == [11, 12, 13]
+
+
+def test_item12_1_a_push_without_pull_request_gives_up_after_the_index_wait(
+    github: GitHubStub, gh: GitHub, clock: FakeClock
+) -> None:
+    github.associate(REPO, M2, [])
+    assert gh.merged_pull_for(M2, "hotfix pushed by hand") is None
+    assert 29 <= sum(clock.slept) <= 30 and len(clock.slept) <= 8  # bounded: a few requests, never past 30 s
+
+
+def test_item12_2c_a_comment_by_another_user_is_never_found_nor_edited(github: GitHubStub) -> None:
+    """Someone else's comment carrying our marker (and a digest) is not ours: never edited, never returned; the
+    token's identity comes from GraphQL's ``viewer`` (``GET /user`` refuses an Actions token), asked once."""
+    github.add_pull(REPO, 7, head_sha=HEAD)
+    planted = github.add_comment(REPO, 7, f"{MARKER}\nplan\n<!-- gitops-job:digest sha256:{'0' * 64} -->",
+                                 user="mallory")  # fmt: skip
+    gh = GitHub(github.url, github.token, REPO, retry=FAST)
+    assert gh.find_comment(7, MARKER) is None
+    made = gh.upsert_comment(7, MARKER, f"{MARKER}\nour plan")
+    assert made.action == "created" and made.id != planted["id"]
+    assert gh.upsert_comment(7, MARKER, f"{MARKER}\nour plan, again").id == made.id
+    assert not github.sent("PATCH", rf"/comments/{planted['id']}$")
+    assert github.comments_on(REPO, 7)[0]["body"] == planted["body"]
+    found = gh.find_comment(7, MARKER)
+    assert found is not None and (found.id, found.author) == (made.id, BOT)
+    assert len(github.sent("POST", "^/graphql$")) == 1
+
+
+def test_item12_2b_a_changed_digest_refreshes_the_comment(github: GitHubStub) -> None:
+    """The comment's visible text is the same but the plan's digest is not: the comment is edited, so re-running the
+    plan always refreshes a stale digest (and an identical run still leaves it alone)."""
+    from gitops_job.github.actions import publish, reviewed_digest
+    from gitops_job.report.markdown import Page, markdown
+
+    github.add_pull(REPO, 7, head_sha=HEAD)
+    gh = GitHub(github.url, github.token, REPO, retry=FAST)
+    old, new = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+    def body(d: str) -> str:
+        return markdown(None, Page(marker=MARKER, target="prod", notice="3 objects", footer=["run"], digest=d))
+
+    publish(gh, 7, MARKER, body(old), old)
+    publish(gh, 7, MARKER, body(new), new)
+    [comment] = github.comments_on(REPO, 7)
+    assert reviewed_digest(comment["body"]) == new
+    publish(gh, 7, MARKER, body(new), new)
+    assert len(github.sent("PATCH")) == 1
+
+
+def test_item12_5_a_comment_answered_after_a_read_timeout_is_not_posted_again(github: GitHubStub) -> None:
+    """GitHub creates the comment but answers after the client's read timeout: urllib3 must not re-send the POST
+    (two sticky comments); the client looks the comment up and finds it."""
+    github.add_pull(REPO, 7, head_sha=HEAD)
+    gh = GitHub(github.url, github.token, REPO, retry=replace(FAST, timeout=1))
+    github.slow(method="POST", path=r"/issues/7/comments$")
+    result = gh.upsert_comment(7, MARKER, f"{MARKER}\nplan")
+    [comment] = github.comments_on(REPO, 7)
+    assert result.id == comment["id"]
+    assert len(github.sent("POST", r"/issues/7/comments$")) == 1
+
+
+def test_a_status_answered_after_a_read_timeout_is_not_an_error(github: GitHubStub) -> None:
+    github.add_pull(REPO, 6, head_sha="b" * 40, merged=True, merge_commit_sha=MERGE)
+    gh = GitHub(github.url, github.token, REPO, retry=replace(FAST, timeout=1))
+    github.slow(method="POST", path="/statuses/")
+    gh.set_status(MERGE, "success", "ok")
+    assert [s["state"] for s in github.statuses(REPO, MERGE)][-1] == "success"
+
+
+def test_item12_3_a_pull_request_inside_a_repository_forked_from_a_template_is_not_a_fork(tmp_path: Path) -> None:
+    """``head.repo.fork`` says the repository is itself a fork (of a template, say): a PR between two of its branches
+    is no fork PR. Only another ``full_name`` makes one."""
+    payload = webhook_example("pull_request", "opened")
+    for side in ("head", "base"):
+        payload["pull_request"][side]["repo"]["fork"] = True
+    ctx = ActionsContext.from_env(_env(tmp_path, "pull_request", payload))
+    assert ctx is not None and not ctx.is_fork and not ctx.is_dependabot
+    ctx = ActionsContext.from_env(_env(tmp_path, "pull_request", payload, GITHUB_ACTOR="dependabot[bot]"))
+    assert ctx is not None and ctx.is_dependabot and not ctx.is_fork
+
+
+def test_item12_1_a_push_lists_its_commits_head_last(tmp_path: Path) -> None:
+    payload = webhook_example("push")
+    payload["commits"] = [{**payload["head_commit"], "id": M2, "message": "First (#11)"},
+                          {**payload["head_commit"], "id": M3, "message": "Second (#12)"}]  # fmt: skip
+    payload["head_commit"] = {**payload["head_commit"], "id": M3, "message": "Second (#12)"}
+    ctx = ActionsContext.from_env(_env(tmp_path, "push", payload, GITHUB_SHA=M3))
+    assert ctx is not None
+    assert ctx.pushed_commits == (PushedCommit(M2, "First (#11)"), PushedCommit(M3, "Second (#12)"))

@@ -9,6 +9,7 @@ metacharacters in PR title and branch) and S5/O5 again (no secret in the comment
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
@@ -20,9 +21,17 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.githubstub import GitHubStub, webhook_example
+from gitops_job.github import actions
+from gitops_job.github.client import ActionsContext, GitHub
+from gitops_job.identity import ObjectId
+from gitops_job.outcomes import Action
+from gitops_job.reconcile.context import Settings
+from gitops_job.reconcile.results import Plan
+from gitops_job.reconcile.run import ApplyOptions
+from tests.githubstub import FakeClock, GitHubStub, webhook_example
 from tests.helpers import SCRIPT, cm, git_repo, write
 from tests.kube import AuditLog
+from tests.test_github import FAST
 
 REPO = "acme/deploy"
 PR = 7
@@ -162,7 +171,7 @@ def test_pr_comment_edited_in_place_then_merge_applies_reports_and_sets_status(
     first = flow.plan(head, "plan1")
     (comment,) = flow.comments()
     body = comment["body"]
-    assert body.startswith("<!-- gitops-job:comment target=t -->"), body
+    assert body.startswith("<!-- gitops-job:comment target=t config=gitops.yaml -->"), body
     assert "gitops-job plan · `t`" in body, body
     assert "**3 to create, 0 to update, 0 to prune, 0 unchanged**" in body
     assert f"`ConfigMap/{flow.ns}/settings`" in body and "```diff" in body
@@ -263,7 +272,9 @@ def test_f3_cluster_unreachable_during_pr_plan(flow: Flow, tmp_path: Path) -> No
     body = comment["body"]
     assert "❌ gitops-job plan" in body and "The cluster was unreachable." in body, body
     assert "to create" not in body and "```diff" not in body and "No changes" not in body
-    assert flow.outputs("f3")["has-changes"] == "false" and flow.outputs("f3")["plan-digest"] == ""
+    # Nothing was compared with the cluster: the outputs say so, never "no changes" (item 12.9).
+    assert flow.outputs("f3")["compared"] == "false" and flow.outputs("f3")["has-changes"] == ""
+    assert flow.outputs("f3")["plan-digest"] == ""
 
 
 def test_m7_fork_pr_is_rendered_only_and_never_reaches_the_cluster(flow: Flow) -> None:
@@ -297,7 +308,7 @@ def test_m8_shell_metacharacters_in_title_and_branch_are_data(flow: Flow, tmp_pa
     flow.stub.add_pull(REPO, PR, head_sha=head)
     flow.plan(head, "m8", title=title, branch=branch)
     assert not canary.exists()
-    assert set(flow.outputs("m8")) == {"has-changes", "created", "updated", "pruned", "plan-digest"}
+    assert set(flow.outputs("m8")) == {"compared", "has-changes", "created", "updated", "pruned", "plan-digest"}
     (comment,) = flow.comments()
     assert "gitops-job plan · `t`" in comment["body"]
 
@@ -338,3 +349,244 @@ def test_the_actions_run_step_drives_the_real_cli(flow: Flow) -> None:
     assert {p.name for p in artifacts.iterdir()} == {"plan.md", "plan.json"}
     assert not list(runner_temp.glob("kubeconfig.*")), "the kubeconfig written from content was left behind"
     assert flow.kubeconfig.read_text() not in result.stdout + result.stderr
+
+
+# -- issue 12: the loop on real GitHub ---------------------------------------------------------------------------------
+def merge_push_event(sha: str, message: str, earlier: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    """A push of a merge: its head commit ``sha`` with ``message``, after the ``earlier`` (sha, message) commits."""
+    payload = push_event(sha)
+    head = {**payload["head_commit"], "id": sha, "message": message}
+    payload["head_commit"] = head
+    payload["commits"] = [*({**head, "id": s, "message": m} for s, m in earlier), head]
+    return payload
+
+
+def apply_in_process(flow: Flow, monkeypatch: pytest.MonkeyPatch, payload: dict[str, Any], name: str,
+                     clock: FakeClock, *, require: bool = False) -> actions.Outcome:  # fmt: skip
+    """``apply --github`` as the CLI runs it, in this process, with a client whose waits pass on ``clock`` (the
+    stub's clock too): an index lag of 10 s costs no time."""
+    sha = payload["after"]
+    for k, v in flow.env("push", payload, sha, "refs/heads/main", name).items():
+        monkeypatch.setenv(k, v)
+    flow.stub.clock = clock.now
+
+    def connect(ctx: ActionsContext) -> GitHub:
+        return GitHub(ctx.api_url, flow.stub.token, ctx.repository, retry=FAST, sleep=clock.sleep, clock=clock.now)
+
+    options = actions.Options(artifact_dir=flow.tmp / name, require_reviewed_plan=require)
+    settings = Settings(repo=flow.root, kubeconfig=str(flow.kubeconfig))
+    return actions.run_apply(settings, ApplyOptions(), options, connect=connect)
+
+
+@pytest.mark.parametrize(
+    ("lag", "message"),
+    [(10, "Update the settings"), (3600, f"Merge pull request #{PR} from acme/settings")],
+    ids=["index-lags-10s", "index-empty-number-in-message"],
+)
+def test_item12_1_merge_right_after_merging_applies_the_reviewed_plan_strictly(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch, lag: float, message: str
+) -> None:
+    """Acceptance: the commits->pulls index is empty for 10 s after the merge (or longer: then the number in the
+    merge message, confirmed by GET /pulls/N): ``--require-reviewed-plan`` applies the reviewed plan."""
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+    flow.plan(head, "plan")
+    reviewed = flow.outputs("plan")["plan-digest"]
+    merge = git_repo(flow.root)
+    clock = FakeClock()
+    flow.stub.clock = clock.now
+    flow.stub.add_pull(REPO, PR, head_sha=head, merged=True, merge_commit_sha=merge, index_lag=lag)
+
+    outcome = apply_in_process(flow, monkeypatch, merge_push_event(merge, message), "apply", clock, require=True)
+
+    assert outcome.error is None and outcome.result is not None and outcome.result.ok, outcome.error
+    assert not outcome.warnings, outcome.warnings
+    (comment,) = flow.comments()
+    assert f"Applied exactly the plan reviewed here (`{reviewed}`)" in comment["body"]
+    assert sum(clock.slept) < 30
+    (status,) = flow.stub.statuses(REPO, merge)
+    assert status["state"] == "success"
+
+
+def test_item12_1_a_merge_queue_batch_updates_every_comment(flow: Flow, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One push merges #7 and #8 (a merge queue's batch): both pull requests are found (here by their messages, the
+    index still empty), each comment is updated, and the one whose reviewed plan is the applied plan says so."""
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+    flow.plan(head, "plan")
+    reviewed = flow.outputs("plan")["plan-digest"]
+    first = git_repo(flow.root)
+    second = git_repo(flow.root)
+    clock = FakeClock()
+    flow.stub.clock = clock.now
+    flow.stub.add_pull(REPO, PR, head_sha=head, merged=True, merge_commit_sha=first, index_lag=3600)
+    flow.stub.add_pull(REPO, 8, head_sha="8" * 40, merged=True, merge_commit_sha=second, index_lag=3600)
+    payload = merge_push_event(second, "Bump the chart (#8)", earlier=((first, f"Settings (#{PR})"),))
+
+    outcome = apply_in_process(flow, monkeypatch, payload, "batch", clock, require=True)
+
+    assert outcome.error is None and outcome.result is not None and outcome.result.ok, outcome.error
+    (seven,) = flow.comments()
+    assert f"Applied exactly the plan reviewed here (`{reviewed}`)" in seven["body"]
+    (eight,) = flow.stub.comments_on(REPO, 8)
+    assert f"Merged in one push with #{PR}: applied exactly the plan reviewed there (`{reviewed}`)" in eight["body"]
+    assert "gitops-job apply" in eight["body"] and not clock.slept
+
+
+def test_item12_2c_a_planted_comment_is_never_edited_nor_trusted(flow: Flow, audit: AuditLog) -> None:
+    """Acceptance: another user's comment carries our markers (old and new) and the digest of the very plan the merge
+    will apply. It is never edited, and never taken as a review: ``--require-reviewed-plan`` refuses."""
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, 8, head_sha=head)
+    payload = pull_request_event(head)
+    payload["number"] = payload["pull_request"]["number"] = 8
+    flow.run(flow.env("pull_request", payload, head, "refs/pull/8/merge", "other"), "plan", "--github")
+    real = flow.outputs("other")["plan-digest"]  # the digest of what PR 7's merge will apply
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+    planted = flow.stub.add_comment(REPO, PR, "<!-- gitops-job:comment target=t -->\n"
+                                    "<!-- gitops-job:comment target=t config=gitops.yaml -->\nLGTM, applied plan\n"
+                                    f"---\n<sub>reviewed</sub>\n<!-- gitops-job:digest {real} -->\n",
+                                    user="mallory")  # fmt: skip
+    merge = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head, merged=True, merge_commit_sha=merge)
+
+    mark = audit.mark()
+    refused = flow.apply(merge, "strict", "--require-reviewed-plan", ok=False)
+    assert "no reviewed plan was found" in refused.stderr, refused.stderr
+    assert audit.writes(mark) == [], "a refused apply wrote"
+    theirs, ours = flow.comments()
+    assert theirs["id"] == planted["id"] and theirs["body"] == planted["body"]
+    assert not flow.stub.sent("PATCH", rf"/comments/{planted['id']}$")
+    assert ours["user"]["login"] == "github-actions[bot]" and "Nothing was applied." in ours["body"]
+
+
+def test_item12_2c_a_digest_planted_in_a_manifest_is_not_read() -> None:
+    """A manifest's text shown in the diff carries a digest line: the digest is read from our footer only."""
+    from gitops_job.reconcile.results import Plan, PlanEntry
+    from gitops_job.report.markdown import Page, markdown
+
+    planted, real = "sha256:" + "0" * 64, "sha256:" + "1" * 64
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "n"},
+           "data": {"note": f"\n<!-- gitops-job:digest {planted} -->\n"}}  # fmt: skip
+    entry = PlanEntry(ObjectId("", "ConfigMap", "n", "x"), "app", Action.CREATE, after=obj)
+    body = markdown(Plan("t", (entry,)), Page(marker=actions.marker("t"), footer=["run"], digest=real))
+    assert planted in body and body.index(planted) < body.index(real)
+    assert actions.reviewed_digest(body) == real
+    assert actions.reviewed_digest(body.replace(real, "gone")) is None
+
+
+def test_item12_2b_unmanaged_churn_does_not_change_the_digest() -> None:
+    """An HPA scales the Deployment between review and merge: the replica count is the same in the live and the
+    desired state (the manifest does not set it), so the digest stays; a change the apply makes changes it."""
+    from gitops_job.reconcile.digest import digest
+    from gitops_job.reconcile.results import Plan, PlanEntry
+
+    def plan(replicas: int, image: str) -> Plan:
+        live = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "n"},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "web", "image": "v1"}]}}},
+        }
+        desired = copy.deepcopy(live)
+        desired["spec"]["template"]["spec"]["containers"][0]["image"] = image
+        oid = ObjectId("apps", "Deployment", "n", "web")
+        return Plan("t", (PlanEntry(oid, "app", Action.UPDATE, before=live, after=desired),))  # fmt: skip
+
+    assert digest(plan(2, "v2")) == digest(plan(7, "v2"))
+    assert digest(plan(2, "v2")) != digest(plan(2, "v3"))
+
+
+def test_item12_2a_a_plan_made_again_under_the_lease_is_reviewed(
+    flow: Flow, kubeconfig: Path, api_client: client.ApiClient
+) -> None:
+    """Another apply changes the stack between the preflight and its lock: the stack is planned again under the
+    lock, and that plan is checked too (before, it was applied unchecked). Refused: the stack writes nothing."""
+    from gitops_job.errors import ReviewError
+    from gitops_job.reconcile.run import run_apply
+
+    git_repo(flow.root)
+    first = run_apply(Settings(repo=flow.root, kubeconfig=str(kubeconfig)), ApplyOptions())
+    assert first.ok
+    write(flow.root, {"app/settings.yaml": cm("settings", flow.ns, "2") + "---\n" + cm("flags", flow.ns, "on")})
+    git_repo(flow.root)
+    core = client.CoreV1Api(api_client)
+    seen: list[str] = []
+
+    def review(plan: Plan) -> None:
+        from gitops_job.reconcile.digest import digest
+
+        seen.append(digest(plan))
+        if len(seen) == 1:  # after the preflight, before the lock: someone else writes the stack
+            core.patch_namespaced_config_map("settings", flow.ns, {"data": {"v": "by hand"}})
+            core.patch_namespaced_config_map("gitops-job.t.app", flow.ns, {"metadata": {"annotations": {"x": "1"}}})
+        elif seen[-1] != seen[0]:
+            raise ReviewError("not the reviewed plan")
+
+    result = run_apply(Settings(repo=flow.root, kubeconfig=str(kubeconfig)), ApplyOptions(review=review))
+
+    assert len(seen) == 2 and seen[0] != seen[1]
+    (run,) = result.stacks
+    assert not result.ok and run.error is not None and "review: not the reviewed plan" in run.error, run.error
+    assert core.read_namespaced_config_map("settings", flow.ns).data == {"v": "by hand"}  # nothing written
+
+
+def test_item12_3_dependabot_is_rendered_only_and_stays_green(flow: Flow) -> None:
+    """Dependabot's runs get a read-only token and no Actions secrets: render and validate only, never the cluster
+    (its kubeconfig is dead here), the comment's 403 is a warning, exit 0; the outputs say nothing was compared."""
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head, user="dependabot[bot]")
+    env = flow.env("pull_request", pull_request_event(head), head, f"refs/pull/{PR}/merge", "dependabot")
+    env.update(KUBECONFIG=str(dead_kubeconfig(flow)), GITHUB_ACTOR="dependabot[bot]")
+    flow.stub.fail(403, method="POST", path=f"/repos/{REPO}/issues/{PR}/comments",
+                   message="Resource not accessible by integration")  # fmt: skip
+    result = flow.run(env, "plan", "--github")
+    assert "::warning title=gitops-job::the comment could not be posted" in result.stderr
+    summary = (flow.tmp / "dependabot.summary").read_text()
+    assert "runs as Dependabot" in summary and "rendered and validated 3 objects" in summary
+    outputs = flow.outputs("dependabot")
+    assert outputs["compared"] == "false" and outputs["has-changes"] == "" and outputs["created"] == ""
+
+
+def test_item12_3_a_pr_inside_a_repository_forked_from_a_template_is_planned(flow: Flow) -> None:
+    """The GitOps repository is itself a fork (``head.repo.fork`` is true on both sides): its own PRs are no fork
+    PRs and get the plan against the cluster."""
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+    payload = pull_request_event(head)
+    for side in ("head", "base"):
+        payload["pull_request"][side]["repo"]["fork"] = True
+    flow.run(flow.env("pull_request", payload, head, f"refs/pull/{PR}/merge", "template"), "plan", "--github")
+    (comment,) = flow.comments()
+    assert "**3 to create, 0 to update, 0 to prune, 0 unchanged**" in comment["body"]
+    assert flow.outputs("template")["compared"] == "true"
+
+
+def test_item12_6_github_errors_after_the_apply_are_warnings(flow: Flow) -> None:
+    """The apply succeeded; then GitHub refuses the comment edit and the status: two warnings, exit 0, the apply
+    report printed, and the status was attempted although the comment failed."""
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head)
+    flow.plan(head, "plan")
+    merge = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head, merged=True, merge_commit_sha=merge)
+    flow.stub.fail(403, method="PATCH", message="Resource not accessible by integration")
+    flow.stub.fail(403, method="POST", path="/statuses/", message="Resource not accessible by integration")
+
+    applied = flow.apply(merge, "apply")
+
+    assert "::warning title=gitops-job::the apply is done, but its result could not be reported on #7" in applied.stderr
+    assert "::warning title=gitops-job::the apply is done, but its commit status could not be set" in applied.stderr
+    assert "3 created" in applied.stdout, applied.stdout
+    assert flow.stub.sent("POST", f"/statuses/{merge}$")
+
+
+def test_item12_9_a_fork_pr_says_nothing_was_compared(flow: Flow) -> None:
+    head = git_repo(flow.root)
+    flow.stub.add_pull(REPO, PR, head_sha=head, head_repo="mallory/deploy")
+    env = flow.env("pull_request", pull_request_event(head, fork=True), head, f"refs/pull/{PR}/merge", "fork")
+    env["KUBECONFIG"] = str(dead_kubeconfig(flow))
+    flow.run(env, "plan", "--github")
+    outputs = flow.outputs("fork")
+    assert outputs["compared"] == "false" and outputs["has-changes"] == "", outputs
+    assert outputs["created"] == outputs["updated"] == outputs["pruned"] == outputs["plan-digest"] == ""

@@ -312,7 +312,8 @@ def test_action_declares_the_documented_interface() -> None:
         "allow-branch",
         "working-directory",
     }
-    assert set(action["outputs"]) == {"has-changes", "created", "updated", "pruned", "plan-digest", "artifact-dir"}
+    assert set(action["outputs"]) == {"compared", "has-changes", "created", "updated", "pruned", "plan-digest",
+                                      "artifact-dir"}  # fmt: skip
     defaults = {name: spec.get("default") for name, spec in action["inputs"].items()}
     assert defaults["command"] == "plan"
     assert defaults["config"] == "gitops.yaml"

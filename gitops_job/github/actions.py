@@ -1,13 +1,15 @@
 """GitHub Actions: what ``--github`` adds to ``plan`` and ``apply``.
 
-On a pull request, ``plan`` posts the plan as one comment per target (found again by a hidden marker and edited in
-place), writes the job summary, the step outputs and the full plan as files to upload. A pull request from a fork
-gets no cluster credentials: it is rendered and validated only, and its comment says so.
+On a pull request, ``plan`` posts the plan as one comment per target and config file (found again by a hidden marker
+among the comments of the token's own identity, and edited in place), writes the job summary, the step outputs and
+the full plan as files to upload. A pull request from a fork, and one Dependabot runs, gets no cluster credentials:
+it is rendered and validated only, its comment says so and its outputs say that nothing was compared.
 
-On a push to the default branch, ``apply`` finds the merged pull request, compares the digest of the plan it is
-about to apply with the one in that pull request's comment (before any write: it refuses with
-``--require-reviewed-plan``, else says loudly that they differ), applies, then updates the comment and sets a
-commit status on the merge commit.
+On a push to the default branch, ``apply`` finds the merged pull requests (one, or a merge queue's batch), compares
+the digest of every plan it is about to apply (the preflight's, and a stack's plan made again under its lock) with
+the digests in those pull requests' comments (before any write: it refuses with ``--require-reviewed-plan``, else
+says loudly that they differ), applies, then updates the comments and sets a commit status on the merge commit;
+once it has applied, a GitHub error there is a warning, never the run's failure.
 
 Everything GitHub is reached through :mod:`gitops_job.github`; the markdown comes from :mod:`gitops_job.report`.
 """
@@ -19,12 +21,14 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from gitops_job import __version__
+from gitops_job.config.load import CONFIG_FILE
 from gitops_job.errors import GitopsJobError, ReviewError
 from gitops_job.github.client import ActionsContext, GitHub, GitHubError, PullRequest
 from gitops_job.outcomes import COUNT_ORDER, Action, HealthState, RunResult, counts_text
@@ -39,6 +43,9 @@ from gitops_job.report.markdown import Page, html_escape, markdown
 ARTIFACT = "the files in the run's artifact (plan.md, plan.json)"
 _DIGEST = re.compile(r"<!-- gitops-job:digest (sha256:[0-9a-f]{64}) -->")
 _CONTENT = "<!-- gitops-job:content {} -->"
+_FOOTER = "\n---\n<sub>"  # markdown's footer: the separator, then the <sub> line
+#: How ``plan``/``apply`` reach GitHub: the token from the environment by default; tests pass a client of their own.
+Connect = Callable[[ActionsContext], GitHub | None]
 
 
 @dataclass(frozen=True)
@@ -50,15 +57,32 @@ class Options:
     require_reviewed_plan: bool = False
 
 
-def marker(target: str) -> str:
-    """The hidden tag of the one comment per target on a pull request."""
-    return f"<!-- gitops-job:comment target={target} -->"
+def marker(target: str, config: str = CONFIG_FILE) -> str:
+    """The hidden tag of the one comment per target and config file on a pull request (two config files with a
+    target of the same name get a comment each)."""
+    return f"<!-- gitops-job:comment target={quote(target)} config={quote(config)} -->"
 
 
 def reviewed_digest(body: str) -> str | None:
-    """The plan digest a gitops-job comment carries, or None."""
-    found = _DIGEST.search(body)
-    return found.group(1) if found else None
+    """The plan digest of a gitops-job comment, read from its footer only, or None.
+
+    The footer is the end of the body, after the last separator: the text of a manifest shown in a diff above it
+    can plant something that looks like a digest, but never after our footer."""
+    _, found, tail = body.rpartition(_FOOTER)
+    if not found:
+        return None
+    for line in tail.splitlines()[1:]:  # after the <sub>…</sub> line
+        if m := _DIGEST.fullmatch(line.strip()):
+            return m.group(1)
+    return None
+
+
+def config_name(settings: run_context.Settings) -> str:
+    """The config file as the marker names it: its path in the repository (``gitops.yaml`` by default)."""
+    if settings.config_file is None:
+        return CONFIG_FILE
+    root, file = settings.repo.resolve(), settings.config_file.resolve()
+    return file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
 
 
 def context(env: Mapping[str, str] = os.environ) -> ActionsContext:
@@ -85,23 +109,37 @@ class Outcome:
     result: ApplyResult | None = None
 
 
-def run_plan(settings: run_context.Settings, options: Options, progress: Progress | None = None) -> Outcome:
-    """Plan (render and validate only on a fork's pull request) and publish it: comment, summary, outputs, files."""
+def run_plan(
+    settings: run_context.Settings,
+    options: Options,
+    progress: Progress | None = None,
+    *,
+    connect: Connect | None = None,
+) -> Outcome:
+    """Plan (render and validate only on a fork's or Dependabot's pull request) and publish it: comment, summary,
+    outputs, files."""
     ctx = context()
     started = time.monotonic()
     plan: Plan | None = None
     error: GitopsJobError | None = None
     notice = ""
     target = _target_name(settings)
+    render_only = ctx.is_fork or ctx.is_dependabot
     try:
-        if ctx.is_fork:
+        if render_only:
             selection = run_context.select(settings)
             target = selection.target.name
             rendered = run_context.render(selection, settings.vars)  # offline: the cluster is never contacted
+            who = (
+                "comes from a fork, so it gets no cluster credentials"
+                if ctx.is_fork
+                else "runs as Dependabot, whose runs get a read-only token and no Actions secrets (so no cluster "
+                "credentials)"
+            )
             notice = (
-                "This pull request comes from a fork, so it gets no cluster credentials: gitops-job rendered and "
-                f"validated {len(rendered.objects)} objects in {len(selection.stacks)} stack(s) but did not compare "
-                "them with the cluster. The plan against the cluster appears when a maintainer's branch runs it."
+                f"This pull request {who}: gitops-job rendered and validated {len(rendered.objects)} objects in "
+                f"{len(selection.stacks)} stack(s) but did not compare them with the cluster. The plan against the "
+                "cluster appears when a maintainer's branch runs it."
             )
         else:
             _, plan = pipeline.run_plan(settings, progress)
@@ -111,7 +149,7 @@ def run_plan(settings: run_context.Settings, options: Options, progress: Progres
     page = Page(
         title="plan",
         target=target,
-        marker=marker(target),
+        marker=marker(target, config_name(settings)),
         notice=notice,
         error=_failure_text(error, "The plan could not be computed, so nothing below is a plan."),
         footer=_footer(ctx, ctx.head_sha, started),
@@ -125,7 +163,18 @@ def run_plan(settings: run_context.Settings, options: Options, progress: Progres
     warnings: list[str] = []
     number = ctx.pull_request_number
     if options.comment and number is not None:
-        warnings += _comment(ctx, number, target, body, fork=ctx.is_fork)
+        gh = (connect or _client)(ctx)
+        if gh is None:
+            warnings.append("no GITHUB_TOKEN: the pull-request comment was not posted (the job summary has the plan)")
+        else:
+            with gh:
+                try:
+                    publish(gh, number, page.marker, body, page.digest)
+                except GitHubError as e:
+                    if not render_only:
+                        raise
+                    # a fork's or Dependabot's token is read-only: expected, the summary still has the result
+                    warnings.append(f"the comment could not be posted (this run's token is read-only): {e}")
     return Outcome(plan, error, body, tuple(warnings))
 
 
@@ -145,20 +194,13 @@ def _failure_text(error: GitopsJobError | None, consequence: str) -> str:
     return f"{lead}{consequence}\n{error}"
 
 
-def _comment(ctx: ActionsContext, number: int, target: str, body: str, *, fork: bool) -> list[str]:
-    gh = _client(ctx)
-    if gh is None:
-        return ["no GITHUB_TOKEN: the pull-request comment was not posted (the job summary has the plan)"]
-    content = body.split("\n---\n<sub>", maxsplit=1)[0]  # what matters; the footer changes with every run
-    key = _CONTENT.format(_hash(content))
-    try:
-        with gh:
-            gh.upsert_comment(number, marker(target), f"{body.rstrip()}\n{key}\n", same=key)
-    except GitHubError as e:
-        if fork:  # a fork's token is read-only: expected, the summary still has the result
-            return [f"the comment could not be posted (a fork's token is read-only): {e}"]
-        raise
-    return []
+def publish(gh: GitHub, number: int, mark: str, body: str, plan_digest: str) -> None:
+    """Post or edit the plan comment on pull request ``number``: left alone when neither what it shows nor the plan's
+    digest changed (the footer's run link and timing change with every run), else edited, so that re-running the
+    plan always refreshes a stale digest."""
+    content = body.rpartition(_FOOTER)[0] or body  # what matters; the footer changes with every run
+    key = _CONTENT.format(_hash(f"{content}\n{plan_digest}"))
+    gh.upsert_comment(number, mark, f"{body.rstrip()}\n{key}\n", same=key)
 
 
 def _hash(text: str) -> str:
@@ -193,17 +235,24 @@ def _summary(ctx: ActionsContext, body: str) -> None:
 
 
 def _outputs(ctx: ActionsContext, plan: Plan | None, plan_digest: str, done: Mapping[str, int] | None = None) -> None:
-    """Step outputs: ``has-changes``, ``created``, ``updated``, ``pruned`` (planned, or ``done`` by apply), digest."""
+    """Step outputs: ``compared``, ``has-changes``, ``created``, ``updated``, ``pruned`` (planned, or ``done`` by
+    apply), digest. Without a plan (a fork's render-only run, a failed run) nothing was compared with the cluster:
+    ``compared=false`` and the others empty, never "no changes"."""
     if ctx.output is None:
         return
+    names = ("created", "updated", "pruned")
     if done is not None:
-        counts = {k: done.get(k, 0) for k in ("created", "updated", "pruned")}
+        counts = {k: str(done.get(k, 0)) for k in names}
+    elif plan is not None:
+        counts = {
+            k: str(plan.count(a)) for k, a in zip(names, (Action.CREATE, Action.UPDATE, Action.PRUNE), strict=True)
+        }
     else:
-        counts = {k: plan.count(a) if plan else 0 for k, a in
-                  (("created", Action.CREATE), ("updated", Action.UPDATE), ("pruned", Action.PRUNE))}  # fmt: skip
+        counts = dict.fromkeys(names, "")
     values = {
-        "has-changes": "true" if plan is not None and plan.has_changes else "false",
-        **{k: str(v) for k, v in counts.items()},
+        "compared": "true" if plan is not None else "false",
+        "has-changes": "" if plan is None else "true" if plan.has_changes else "false",
+        **counts,
         "plan-digest": plan_digest,
     }
     with ctx.output.open("a", encoding="utf-8") as f:
@@ -216,16 +265,52 @@ def run_apply(
     apply_options: pipeline.ApplyOptions,
     options: Options,
     progress: Progress | None = None,
+    *,
+    connect: Connect | None = None,
 ) -> Outcome:
     """Apply, checking first that the plan is the one reviewed on the merged pull request; then report back."""
     ctx = context()
     started = time.monotonic()
-    gh = _client(ctx)
+    gh = (connect or _client)(ctx)
     try:
         return _apply(ctx, gh, started, settings, apply_options, options, progress)
     finally:
         if gh is not None:
             gh.close()
+
+
+@dataclass(frozen=True)
+class _Reviewed:
+    """A merged pull request of this push, and the plan digest its comment carries (None: no reviewed plan)."""
+
+    pull: PullRequest
+    digest: str | None
+
+
+class _Check:
+    """The reviewed-plan check, called with every plan about to be applied: the preflight's, then any plan a stack
+    makes again under its lock (another apply changed the stack since the preflight). Remembers what it saw."""
+
+    def __init__(self, reviews: tuple[_Reviewed, ...], require: bool) -> None:
+        self.reviews, self.require = reviews, require
+        self.applied = ""  # the digest of the last plan checked
+        self.moved = ""  # why the first plan that was not a reviewed one was not
+        self.calls = 0
+
+    def __call__(self, plan: Plan) -> None:
+        self.applied = now = digest(plan)
+        self.calls += 1
+        if any(r.digest == now for r in self.reviews):
+            return
+        known = [f"#{r.pull.number} ({r.digest})" for r in self.reviews if r.digest]
+        why = (f"the plan to apply ({now}) is not the plan reviewed on {' or '.join(known)}" if known
+               else "no reviewed plan was found for this commit")  # fmt: skip
+        if self.calls > 1:
+            why += " (it was made again under a stack's lock: another apply changed the stack since the preflight)"
+        self.moved = self.moved or why
+        if self.require:
+            written = "this stack writes nothing" if self.calls > 1 else "nothing was written"
+            raise ReviewError(f"{why}; --require-reviewed-plan: {written}")
 
 
 def _apply(
@@ -238,68 +323,75 @@ def _apply(
     progress: Progress | None,
 ) -> Outcome:
     warnings: list[str] = []
-    pr = _merged_pull(ctx, gh, warnings)
     target = _target_name(settings)
-    comment = gh.find_comment(pr.number, marker(target)) if gh and pr else None
-    reviewed = reviewed_digest(comment.body) if comment else None
-    seen: dict[str, str] = {}
-
-    def review(plan: Plan) -> None:
-        seen["digest"] = now = digest(plan)
-        if reviewed == now:
-            return
-        why = (f"the plan to apply ({now}) is not the plan reviewed on #{pr.number} ({reviewed})" if reviewed and pr
-               else "no reviewed plan was found for this commit")  # fmt: skip
-        seen["moved"] = why
-        if options.require_reviewed_plan:
-            raise ReviewError(f"{why}; --require-reviewed-plan: nothing was written")
-
+    mark = marker(target, config_name(settings))
+    reviews: list[_Reviewed] = []
+    for pr in _merged_pulls(ctx, gh, warnings):
+        assert gh is not None
+        comment = gh.find_comment(pr.number, mark)
+        reviews.append(_Reviewed(pr, reviewed_digest(comment.body) if comment else None))
+    check = _Check(tuple(reviews), options.require_reviewed_plan)
     result: ApplyResult | None = None
     error: GitopsJobError | None = None
     try:
-        result = pipeline.run_apply(settings, replace(apply_options, review=review), progress)
+        result = pipeline.run_apply(settings, replace(apply_options, review=check), progress)
     except GitopsJobError as e:
         error = e
-    if "moved" in seen:
-        warnings.append(seen["moved"])
+    if check.moved:
+        warnings.append(check.moved)
     plan = result.plan if result else None
-    page = Page(
-        title="apply",
-        target=result.target if result else target,
-        counts=_done_line(result) if result else "",
-        marker=marker(target),
-        error=_failure_text(error, "Nothing was applied.") if error else _stack_errors(result),
-        sections=_apply_sections(result, seen.get("moved", ""), reviewed),
-        # The comment keeps the digest of the plan reviewed on it (a later run compares with that one).
-        footer=[*_footer(ctx, ctx.sha, started), *([f"applied plan `{seen['digest']}`"] if "digest" in seen else [])],
-        digest=reviewed or "",
-        digest_label="reviewed plan",
-        artifact=ARTIFACT,
-    )
-    body = markdown(plan, page)
+    applied_digest = check.applied
+
+    def page(reviewed: _Reviewed | None) -> Page:
+        own = reviewed.digest if reviewed else None
+        return Page(
+            title="apply",
+            target=result.target if result else target,
+            counts=_done_line(result) if result else "",
+            marker=mark,
+            error=_failure_text(error, "Nothing was applied.") if error else _stack_errors(result),
+            sections=_apply_sections(result, check.moved, reviewed, reviews, applied_digest),
+            # The comment keeps the digest of the plan reviewed on it (a later run compares with that one).
+            footer=[*_footer(ctx, ctx.sha, started), *([f"applied plan `{applied_digest}`"] if applied_digest else [])],
+            digest=own or "",
+            digest_label="reviewed plan",
+            artifact=ARTIFACT,
+        )
+
+    first = page(reviews[-1] if reviews else None)  # the pushed head's pull request: the summary and the files
+    body = markdown(plan, first)
     applied = json.loads(apply_json(result)) if result else None
-    _files(options, "apply", plan, page, seen.get("digest", ""), extra=applied)
+    _files(options, "apply", plan, first, applied_digest, extra=applied)
     _summary(ctx, body)
-    _outputs(ctx, plan, seen.get("digest", ""), done=_done(result) if result else None)
+    _outputs(ctx, plan, applied_digest, done=_done(result) if result else None)
     if gh is not None:
-        if pr is not None and options.comment:
-            gh.upsert_comment(pr.number, marker(target), body)
+        # What was applied is applied: from here on a GitHub error is a warning (the apply report is still printed
+        # and the exit code is the apply's), and the status is set even when a comment could not be.
+        if options.comment:
+            for r in reviews:
+                try:
+                    gh.upsert_comment(r.pull.number, mark, markdown(plan, page(r)))
+                except GitHubError as e:
+                    warnings.append(f"the apply is done, but its result could not be reported on #{r.pull.number}: {e}")
         ok = result is not None and result.ok
         description = f"{target}: " + (_done_line(result) if result else str(error))
-        gh.set_status(ctx.sha, "success" if ok else "failure", description, f"gitops-job/{target}", ctx.run_url)
+        try:
+            gh.set_status(ctx.sha, "success" if ok else "failure", description, f"gitops-job/{target}", ctx.run_url)
+        except GitHubError as e:
+            warnings.append(f"the apply is done, but its commit status could not be set: {e}")
     return Outcome(plan, error, body, tuple(warnings), result)
 
 
-def _merged_pull(ctx: ActionsContext, gh: GitHub | None, warnings: list[str]) -> PullRequest | None:
+def _merged_pulls(ctx: ActionsContext, gh: GitHub | None, warnings: list[str]) -> tuple[PullRequest, ...]:
     if gh is None:
         warnings.append("no GITHUB_TOKEN: the reviewed plan cannot be checked and nothing is reported on GitHub")
-        return None
+        return ()
     if ctx.event_name != "push":
-        return None
-    pr = gh.merged_pull_for(ctx.sha)
-    if pr is None:
+        return ()
+    pulls = gh.merged_pulls(ctx.pushed_commits)
+    if not pulls:
         warnings.append(f"{ctx.sha[:12]} is not the merge commit of a pull request: no reviewed plan to compare with")
-    return pr
+    return pulls
 
 
 def _done(result: ApplyResult) -> dict[str, int]:
@@ -322,12 +414,22 @@ def _stack_errors(result: ApplyResult | None) -> str:
     return "\n".join(f"stack {r.stack}: {r.error}" for r in result.stacks if r.error)
 
 
-def _apply_sections(result: ApplyResult | None, moved: str, reviewed: str | None) -> list[str]:
+def _apply_sections(
+    result: ApplyResult | None,
+    moved: str,
+    here: _Reviewed | None,
+    reviews: Sequence[_Reviewed],
+    applied: str,
+) -> list[str]:
     sections = []
     if moved:
         sections.append(f"> [!CAUTION]\n> **Not the reviewed plan:** {html_escape(moved)}.")
-    elif reviewed:
-        sections.append(f"Applied exactly the plan reviewed here (`{reviewed}`).")
+    elif here is not None and here.digest == applied:
+        sections.append(f"Applied exactly the plan reviewed here (`{applied}`).")
+    elif applied and (on := [f"#{r.pull.number}" for r in reviews if r.digest == applied]):
+        sections.append(
+            f"Merged in one push with {', '.join(on)}: applied exactly the plan reviewed there (`{applied}`)."
+        )
     if result is not None:
         rows = ["| stack | result | done | health |", "|---|---|---|---|"]
         for run in result.stacks:

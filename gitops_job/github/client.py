@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import github
 import requests
-from github import Auth, GithubException, GithubRetry, RateLimitExceededException
+from github import Auth, GithubException, GithubRetry, RateLimitExceededException, UnknownObjectException
 from github.GithubException import RateLimitExceededExceedsMaxWait
 from github.IssueComment import IssueComment
 from urllib3 import Retry
@@ -30,6 +31,9 @@ from gitops_job.errors import GitopsJobError
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_SERVER_URL = "https://github.com"
 STATUS_DESCRIPTION_MAX = 140  # GitHub rejects longer commit status descriptions
+DEPENDABOT = "dependabot[bot]"
+#: ``Merge pull request #12 from …`` (merge), ``Title (#12)`` (squash): the pull requests a commit message names.
+_PULL_NUMBER = re.compile(r"#(\d+)\b")
 T = TypeVar("T")
 
 # The `permissions:` a workflow job needs per operation (GITHUB_TOKEN scopes; fine-grained tokens use the same names).
@@ -63,6 +67,7 @@ class ActionsContext:
     run_attempt: str
     step_summary: Path | None
     output: Path | None
+    actor: str = ""  # GITHUB_ACTOR: who started the run
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ActionsContext | None:
@@ -102,6 +107,7 @@ class ActionsContext:
             run_attempt=env.get("GITHUB_RUN_ATTEMPT", "1"),
             step_summary=optional_path("GITHUB_STEP_SUMMARY"),
             output=optional_path("GITHUB_OUTPUT"),
+            actor=env.get("GITHUB_ACTOR", ""),
         )
 
     @property
@@ -129,7 +135,11 @@ class ActionsContext:
 
     @property
     def is_fork(self) -> bool:
-        """True when the PR's head lives in another (or a deleted) repository: it must not get cluster credentials."""
+        """True when the PR's head lives in another (or a deleted) repository: it must not get cluster credentials.
+
+        Only ``head.repo.full_name`` against ``base.repo.full_name`` says so: ``head.repo.fork`` says that the head
+        repository was itself forked from another one, which is true of every PR of a GitOps repository that was
+        created by forking a template."""
         pr = self._pull
         if pr is None:
             return False
@@ -137,7 +147,27 @@ class ActionsContext:
         base_repo = (pr.get("base") or {}).get("repo") or {}
         if not head_repo:
             return True
-        return bool(head_repo.get("fork")) or head_repo.get("full_name") != base_repo.get("full_name")
+        return bool(head_repo.get("full_name") != (base_repo.get("full_name") or self.repository))
+
+    @property
+    def is_dependabot(self) -> bool:
+        """A run Dependabot started (its PR, or its push): GitHub gives it a read-only token and no Actions secrets, so
+        it gets no cluster credentials either (``GITHUB_ACTOR`` is ``dependabot[bot]``)."""
+        return self.actor == DEPENDABOT
+
+    @property
+    def pushed_commits(self) -> tuple[PushedCommit, ...]:
+        """The commits a ``push`` event brought, oldest first, the pushed head (GITHUB_SHA) last: several merged pull
+        requests when a merge queue merged a batch. Outside a push, the one commit GITHUB_SHA."""
+        out: list[PushedCommit] = []
+        commits = self.event.get("commits") if self.event_name == "push" else None
+        for c in commits if isinstance(commits, list) else []:
+            sha, message = (c.get("id"), c.get("message")) if isinstance(c, dict) else (None, None)
+            if isinstance(sha, str) and sha != self.sha:
+                out.append(PushedCommit(sha, message if isinstance(message, str) else ""))
+        head = self.event.get("head_commit") if self.event_name == "push" else None
+        message = head.get("message") if isinstance(head, dict) and head.get("id") == self.sha else None
+        return (*out, PushedCommit(self.sha, message if isinstance(message, str) else ""))
 
     @property
     def default_branch(self) -> str | None:
@@ -164,6 +194,13 @@ class Comment:
     id: int
     body: str
     url: str  # the comment's page on github.com
+    author: str = ""  # the login of who wrote it
+
+
+@dataclass(frozen=True)
+class PushedCommit:
+    sha: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -191,16 +228,22 @@ class RetryPolicy:
     backoff_max: float = 30.0
     max_wait: float = 120.0  # longest Retry-After or rate-limit reset we sleep through; longer fails at once
     secondary_rate_wait: float = 60.0  # wait after a secondary rate limit that gives no Retry-After
-    timeout: int = 15  # seconds per request
+    timeout: int = 15  # seconds per request (PyGithub takes whole seconds)
     request_interval: float = 0.25  # pacing between requests, and between writes (GitHub's advice against
     write_interval: float = 1.0  # secondary rate limits); tests set both to 0
+    #: How long ``merged_pulls`` asks again while ``GET /commits/{sha}/pulls`` does not list a pull request yet: that
+    #: index is filled some seconds after a merge (eventually consistent).
+    index_wait: float = 30.0
+    index_backoff: float = 1.0  # the first wait of those; doubled each time, at most a quarter of index_wait
 
 
 class _Retry(GithubRetry):
-    """``GithubRetry`` that never sleeps past ``max_rate_limit_wait`` and never re-sends a POST after a 5xx.
+    """``GithubRetry`` that never sleeps past ``max_rate_limit_wait`` and never re-sends a POST that GitHub may have
+    applied: not after a 5xx, and not after a read timeout or a connection lost once the request was sent (urllib3
+    re-sends those when POST is an allowed method: a slow GitHub would get two sticky comments).
 
-    A POST answered 5xx may still have been applied (a comment created), so the caller decides: ``GitHub`` looks for
-    the comment before posting again. Rate-limited POSTs (403/429) were not applied and are retried here.
+    The caller decides instead: ``GitHub._post`` looks for the comment before posting again. Rate-limited POSTs
+    (403/429) were not applied and are retried here, and so are POSTs whose connection was never made.
     """
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
@@ -217,6 +260,8 @@ class _Retry(GithubRetry):
         _pool: Any = None,
         _stacktrace: Any = None,
     ) -> Retry:
+        if error is not None and (method or "").upper() == "POST" and not self._is_connection_error(error):
+            raise error  # sent, perhaps applied: GitHub._post looks before it sends again
         if response is not None and self.max_rate_limit_wait is not None:
             wait = self.get_retry_after(response)
             if wait is not None and wait > self.max_rate_limit_wait:
@@ -239,6 +284,7 @@ class GitHub:
         *,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not token:
             raise GitHubError("no GitHub token: pass `github-token` (in a workflow: ${{ secrets.GITHUB_TOKEN }})")
@@ -249,6 +295,8 @@ class GitHub:
         self._token = token
         self._policy = retry
         self._sleep = sleep
+        self._clock = clock
+        self._login: str | None = None
         self._gh = github.Github(
             base_url=self.api_url,
             auth=Auth.Token(token),
@@ -279,15 +327,47 @@ class GitHub:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- who we are -----------------------------------------------------------------------------------------------
+    def login(self, where: str = "") -> str:
+        """The login of the token's own identity, the author of the comments this client writes.
+
+        GraphQL's ``viewer`` answers for every kind of token: a personal access token's user, and a GitHub App
+        installation token's bot (``github-actions[bot]`` for an Actions run's GITHUB_TOKEN, ``<app>[bot]`` for
+        another app). REST's ``GET /user`` refuses installation tokens (403 "Resource not accessible by
+        integration"), and ``GET /app`` wants the app's JWT: neither can tell an Actions run who it is.
+        """
+        if self._login is None:
+
+            def viewer() -> str:
+                _, data = self._gh.requester.graphql_query("query { viewer { login } }", {})
+                login = ((data.get("data") or {}).get("viewer") or {}).get("login")
+                if not isinstance(login, str) or not login:
+                    raise GitHubError(f"GitHub's GraphQL API at {self.api_url} did not say who the token is")
+                return login
+
+            # A read: sent again after a 5xx or a timeout (``_post`` without a recheck).
+            self._login = self._post(
+                "learn whose token it is (to find our comments) on",
+                where or self.repository,
+                "contents: read",
+                viewer,
+                None,
+            )
+        return self._login
+
     # -- comments -----------------------------------------------------------------------------------------------------
     def find_comment(self, pr: int, marker: str) -> Comment | None:
-        """The oldest comment on pull request ``pr`` whose body contains ``marker`` (our hidden tag), or None."""
-        found = self._call("list the comments of", self._pr(pr), PERMISSION_READ_PULLS, lambda: self._find(pr, marker))
+        """The oldest comment on pull request ``pr`` written by this token's identity whose body contains ``marker``
+        (our hidden tag), or None. A comment by anyone else is never ours, whatever it says."""
+        me = self.login(self._pr(pr))
+        found = self._call(
+            "list the comments of", self._pr(pr), PERMISSION_READ_PULLS, lambda: self._find(pr, marker, me)
+        )
         return None if found is None else _comment(found)
 
-    def _find(self, pr: int, marker: str) -> IssueComment | None:
+    def _find(self, pr: int, marker: str, me: str) -> IssueComment | None:
         for c in self._repo.get_issue(pr).get_comments():
-            if marker in (c.body or ""):
+            if marker in (c.body or "") and c.user is not None and c.user.login == me:
                 return c
         return None
 
@@ -295,16 +375,18 @@ class GitHub:
         """Create our comment on ``pr``, or edit it in place; leave it alone when the body is already ``body`` (or
         already contains ``same``: a key of the content that matters, when only a footer would change).
 
-        Our comment is the oldest one containing ``marker``; the marker is prepended to ``body`` if it lacks it, so the
-        next run finds it again. A comment without the marker is never touched, and a comment is never posted twice:
-        after a failed POST the comments are searched again before another try.
+        Our comment is the oldest one by this token's identity containing ``marker``; the marker is prepended to
+        ``body`` if it lacks it, so the next run finds it again. A comment by anyone else, or without the marker, is
+        never touched, and a comment is never posted twice: after a failed POST (5xx, a read timeout, a lost
+        connection) the comments are searched again before another try.
         """
         if not marker:
             raise ValueError("upsert_comment needs a non-empty marker")
         if marker not in body:
             body = f"{marker}\n{body}"
         where = self._pr(pr)
-        existing = self._call("list the comments of", where, PERMISSION_READ_PULLS, lambda: self._find(pr, marker))
+        me = self.login(where)
+        existing = self._call("list the comments of", where, PERMISSION_READ_PULLS, lambda: self._find(pr, marker, me))
         if existing is not None:
             if existing.body == body or (same is not None and same in (existing.body or "")):
                 return CommentResult(existing.id, existing.html_url, "unchanged")
@@ -321,9 +403,44 @@ class GitHub:
         return f"pull request #{pr} in {self.repository}"
 
     # -- pull requests and statuses ------------------------------------------------------------------------------------
-    def merged_pull_for(self, sha: str) -> PullRequest | None:
+    def merged_pull_for(self, sha: str, message: str = "") -> PullRequest | None:
         """The merged pull request whose merge commit is ``sha`` (a push to the default branch), or None."""
+        found = self.merged_pulls([PushedCommit(sha, message)])
+        return found[0] if found else None
 
+    def merged_pulls(self, commits: Sequence[PushedCommit]) -> tuple[PullRequest, ...]:
+        """The merged pull requests whose merge (or squash) commit is one of ``commits`` (a push: the pushed head last;
+        a merge queue's batch holds several), in the order of ``commits``.
+
+        ``GET /commits/{sha}/pulls`` is filled some seconds after a merge: an empty answer is asked again, with
+        backoff, for up to ``RetryPolicy.index_wait`` seconds while the pushed head has no pull request yet. A
+        commit the index does not list is also looked up by the numbers its message names (``Merge pull request
+        #12 …``, ``Title (#12)``), each confirmed with ``GET /pulls/{n}``: merged, with this very merge commit.
+        """
+        if not commits:
+            return ()
+        head = commits[-1].sha
+        found: dict[str, PullRequest] = {}
+        named: set[str] = set()
+        deadline = self._clock() + self._policy.index_wait
+        delay = self._policy.index_backoff
+        while True:
+            for c in commits:
+                if c.sha not in found and (pr := self._indexed(c.sha)) is not None:
+                    found[c.sha] = pr
+            for c in commits:
+                if c.sha not in found and c.sha not in named:
+                    named.add(c.sha)  # a pull request's own record is not eventually consistent: asked once
+                    if (pr := self._named(c)) is not None:
+                        found[c.sha] = pr
+            left = deadline - self._clock()
+            if head in found or left <= 0:
+                break
+            self._sleep(min(delay, left))
+            delay = min(delay * 2, self._policy.index_wait / 4)
+        return tuple(found[c.sha] for c in commits if c.sha in found)
+
+    def _indexed(self, sha: str) -> PullRequest | None:
         def lookup() -> PullRequest | None:
             for p in self._repo.get_commit(sha).get_pulls():
                 if p.merged_at is not None and p.merge_commit_sha == sha:
@@ -333,6 +450,25 @@ class GitHub:
         return self._call(
             "list the pull requests of", f"commit {sha} in {self.repository}", PERMISSION_READ_PULLS, lookup
         )
+
+    def _named(self, commit: PushedCommit) -> PullRequest | None:
+        for number in dict.fromkeys(int(n) for n in _PULL_NUMBER.findall(commit.message)):
+            pr = self.pull(number)
+            if pr is not None and pr.merged and pr.merge_commit_sha == commit.sha:
+                return pr
+        return None
+
+    def pull(self, number: int) -> PullRequest | None:
+        """Pull request ``number`` (``GET /pulls/{n}``), or None when there is none (a ``#n`` naming an issue)."""
+
+        def get() -> PullRequest | None:
+            try:
+                p = self._repo.get_pull(number)
+                return PullRequest(p.number, p.head.sha, bool(p.merged), p.merge_commit_sha, p.html_url)
+            except UnknownObjectException:
+                return None
+
+        return self._call("read", self._pr(number), PERMISSION_READ_PULLS, get)
 
     def set_status(
         self,
@@ -359,7 +495,8 @@ class GitHub:
     def _post(
         self, what: str, where: str, needs: str, create: Callable[[], T], recheck: Callable[[], T | None] | None
     ) -> T:
-        """Run a POST; after a 5xx, look whether it was applied (``recheck``) before sending it again."""
+        """Run a POST; after a 5xx, a read timeout or a lost connection, look whether it was applied (``recheck``)
+        before sending it again."""
         delay = self._policy.backoff
         for attempt in range(self._policy.attempts + 1):
             try:
@@ -387,6 +524,8 @@ class GitHub:
                 raise _ServerError from None
             raise GitHubError(self._explain(e, what, where, needs)) from None
         except requests.RequestException as e:
+            if raw_5xx and not isinstance(e, requests.ConnectTimeout):
+                raise _ServerError from None  # sent, perhaps applied (a POST answered too late)
             raise GitHubError(
                 f"cannot {what} {where}: GitHub at {self.api_url} is unreachable ({type(e).__name__}); "
                 "check the network or GITHUB_API_URL"
@@ -423,8 +562,8 @@ class GitHub:
 
 
 def _comment(c: IssueComment) -> Comment:
-    return Comment(id=c.id, body=c.body, url=c.html_url)
+    return Comment(id=c.id, body=c.body, url=c.html_url, author=c.user.login if c.user is not None else "")
 
 
 class _ServerError(Exception):
-    """A POST answered 5xx: ``GitHub._post`` decides whether to send it again."""
+    """A POST answered 5xx, or not answered in time: ``GitHub._post`` decides whether to send it again."""

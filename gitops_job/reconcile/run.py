@@ -140,7 +140,9 @@ class ApplyOptions:
     lock_wait: float = 300.0  # seconds to wait for another applier
     lock_ttl: float = 30.0
     on_lock_wait: Callable[[str], None] | None = None
-    #: Called with the whole preflight plan before the first write; raising refuses the run (nothing written).
+    #: Called with the whole preflight plan before the first write; raising refuses the run (nothing written). Called
+    #: again with the whole plan as it then is whenever a stack's plan is made again under its lock (another apply
+    #: changed the stack since the preflight): raising then fails that stack before its first write.
     review: Callable[[Plan], None] | None = None
 
 
@@ -210,7 +212,8 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
         runs, state.stacks = state.runs, tuple(s.name for s in selection.stacks)  # from here on, writes may happen
         failed: set[str] = set()
         namespace_ready = False
-        shared = _ApplyRun(kube, selection, rendered, revision, masker, settings, options, progress)
+        shared = _ApplyRun(kube, selection, rendered, revision, masker, settings, options, progress,
+                           review_again=_reviewing(options, target.name, plans, kube))  # fmt: skip
         for stack in selection.stacks:
             blocked = [d for d in stack.depends_on if d in failed]
             if blocked:
@@ -230,6 +233,22 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
             if run.result is not RunResult.SUCCEEDED:
                 failed.add(stack.name)
         return ApplyResult(target.name, revision, tuple(runs), dict(kube.requests), whole)
+
+
+def _reviewing(
+    options: ApplyOptions, target: str, plans: dict[str, Plan], kube: Kube
+) -> Callable[[str, Plan], None] | None:
+    """What a stack calls with the plan it made again under its lock: the whole plan with that stack's share
+    replaced, passed to ``options.review`` (every plan that will be applied is checked, not only the preflight's)."""
+    review = options.review
+    if review is None:
+        return None
+
+    def again(stack: str, fresh: Plan) -> None:
+        plans[stack] = fresh
+        review(_merge(target, list(plans.values()), kube.requests))
+
+    return again
 
 
 @dataclass(frozen=True)
@@ -316,7 +335,7 @@ _STAGE_ERRORS: dict[str, type[GitopsJobError]] = {
 
 def _staged(stage: str, e: GitopsJobError) -> GitopsJobError:
     """``e`` as an error of the pipeline stage it stopped (a deadline or lost connection is raised as "cluster")."""
-    if e.phase in _STAGE_ERRORS or e.phase == "lock" or isinstance(e, ErrorGroup):
+    if e.phase in _STAGE_ERRORS or e.phase in ("lock", "review") or isinstance(e, ErrorGroup):
         return e
     return _STAGE_ERRORS[stage](e.reason, where=e.where)
 
@@ -333,6 +352,8 @@ class _ApplyRun:
     settings: Settings
     options: ApplyOptions
     progress: Progress | None
+    #: Checks a stack's plan made again under its lock (see ``ApplyOptions.review``); None without a review.
+    review_again: Callable[[str, Plan], None] | None = None
 
 
 def _check_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
@@ -433,7 +454,8 @@ def _read_claimed(kube: Kube, target: cfg.Target, work: _StackWork) -> inventory
 
 def _replan(ctx: _ApplyRun, skube: Kube, work: _StackWork, inv: inventory.Inventory) -> Plan:
     """The preflight's plan if nobody applied this stack since (same inventory version), else a new one (which may
-    not adopt what the run's options do not allow)."""
+    not adopt what the run's options do not allow, and which the run's review checks like the preflight's: it may
+    refuse)."""
     stack = work.stack
     if inv.resource_version == work.inv.resource_version:
         return work.plan
@@ -443,6 +465,8 @@ def _replan(ctx: _ApplyRun, skube: Kube, work: _StackWork, inv: inventory.Invent
     fresh = plan(skube, ctx.selection.target.name, work.objects, {stack.name: stack}, options)
     fail_if_failed(PlanError, fresh.failures, PLAN_FAILED, where=f"stack {stack.name}")
     refuse_adoptions(fresh, work.objects, ctx.options.adopt)
+    if ctx.review_again is not None:
+        ctx.review_again(stack.name, fresh)  # this stack has written nothing yet
     return fresh
 
 
