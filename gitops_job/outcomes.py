@@ -70,6 +70,40 @@ class RunResult(StrEnum):
     SKIPPED = "skipped"  # a stack it depends on did not succeed
 
 
+class Origin(StrEnum):
+    """Where a run came from, as its run record says (``status`` and ``history`` show it)."""
+
+    CI = "ci"  # a CI job: GitHub Actions (GITHUB_ACTIONS=true), or any CI that sets CI=true
+    CRONJOB = "cronjob"  # the scheduled pull: in a pod (KUBERNETES_SERVICE_HOST and the pod's namespace file)
+    TERMINAL = "terminal"  # a person's terminal (anything else)
+    UNKNOWN = "unknown"  # recorded before runs said where they came from
+
+    @classmethod
+    def read(cls, value: object) -> Origin:
+        """The origin a record stored; :attr:`UNKNOWN` for a record without one (older) or with one this version
+        does not know (newer)."""
+        return cls(value) if isinstance(value, str) and value in cls._value2member_map_ else cls.UNKNOWN
+
+
+#: The file every pod has (a ServiceAccount token volume): with KUBERNETES_SERVICE_HOST, a run inside the cluster.
+POD_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def detect_origin(environ: Mapping[str, str], in_pod: bool) -> Origin:
+    """Where a run comes from, from its environment (pure: the caller reads ``os.environ`` and whether
+    :data:`POD_NAMESPACE_FILE` exists). ``GITOPS_JOB_ORIGIN`` names it explicitly and wins; then GitHub Actions (or
+    ``CI=true``) is CI; a pod (``KUBERNETES_SERVICE_HOST`` set and ``in_pod``) is the CronJob; anything else a
+    terminal."""
+    explicit = Origin.read(environ.get("GITOPS_JOB_ORIGIN", "").strip().lower())
+    if explicit is not Origin.UNKNOWN:
+        return explicit
+    if environ.get("GITHUB_ACTIONS") == "true" or environ.get("CI", "").lower() in ("true", "1"):
+        return Origin.CI
+    if environ.get("KUBERNETES_SERVICE_HOST") and in_pod:
+        return Origin.CRONJOB
+    return Origin.TERMINAL
+
+
 #: The order counts are shown in: what was written, what prune did, what failed, what was left alone.
 COUNT_ORDER: tuple[str, ...] = (
     *(w.value for w in Written if w is not Written.FAILED),

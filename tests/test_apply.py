@@ -67,7 +67,7 @@ def test_examples_converge_prune_one_file_refuse_empty_and_status(
 
     # status tells the truth: the applied revision per stack, health of every object.
     status = json.loads(gitops_job(kubeconfig, "status", "--repo", str(repo), "-o", "json").stdout)
-    by_stack = {s["stack"]: s for s in status}
+    by_stack = {s["stack"]: s for s in status["stacks"]}
     assert by_stack["secrets"]["revision"] == rev2
     assert by_stack["platform"]["revision"] == rev1
     assert by_stack["podinfo-staging"]["unhealthy"] == []

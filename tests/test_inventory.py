@@ -11,6 +11,7 @@ import pytest
 from gitops_job.errors import InventoryError, LeaseError
 from gitops_job.identity import ObjectId
 from gitops_job.model import LABEL_TARGET
+from gitops_job.outcomes import Origin, RunResult
 from gitops_job.reconcile import inventory
 from gitops_job.reconcile.inventory import KEEP_RUNS, Inventory, Run, _decode, _encode
 from tests.fakekube import FakeKube
@@ -60,7 +61,7 @@ def test_encode_writes_the_documented_configmap() -> None:
         "objects": [["", "ConfigMap", "apps", "settings"], ["", "Namespace", "", "apps"],
                     ["apps", "Deployment", "apps", "web"]],
         "runs": [{"revision": "abc123", "started": "2026-01-02T03:04:05Z", "finished": "2026-01-02T03:04:09Z",
-                  "result": "succeeded", "counts": {"created": 2, "pruned": 1}, "message": "ok"}],
+                  "result": "succeeded", "counts": {"created": 2, "pruned": 1}, "message": "ok", "origin": "unknown"}],
     }  # fmt: skip
 
 
@@ -119,6 +120,44 @@ def test_decode_takes_the_resource_version_of_the_stored_configmap() -> None:
             doc(runs=[{"revision": "r", "started": "s", "finished": "f", "result": "succeeded"}]),
             Inventory("t", "app", "state", runs=(Run("r", "s", "f", "succeeded", {}, ""),), resource_version="7"),
             id="run-without-counts-or-message",
+        ),
+        pytest.param(
+            doc(runs=[{"revision": "r", "started": "s", "finished": "f", "result": "succeeded"}]),
+            Inventory(
+                "t",
+                "app",
+                "state",
+                runs=(Run("r", "s", "f", RunResult.SUCCEEDED, origin=Origin.UNKNOWN),),
+                resource_version="7",
+            ),
+            id="run-before-origins-reads-as-unknown",
+        ),
+        pytest.param(
+            doc(runs=[{"revision": "r", "started": "s", "finished": "f", "result": "failed", "origin": "cronjob"}]),
+            Inventory(
+                "t",
+                "app",
+                "state",
+                runs=(Run("r", "s", "f", RunResult.FAILED, origin=Origin.CRONJOB),),
+                resource_version="7",
+            ),
+            id="run-with-origin",
+        ),
+        pytest.param(
+            doc(
+                runs=[
+                    {
+                        "revision": "r",
+                        "started": "s",
+                        "finished": "f",
+                        "result": "succeeded",
+                        "origin": "satellite",
+                        "drift": {"objects": 2},
+                    }
+                ]
+            ),
+            Inventory("t", "app", "state", runs=(Run("r", "s", "f", RunResult.SUCCEEDED),), resource_version="7"),
+            id="run-from-a-newer-version-origin-unknown-extra-keys-ignored",
         ),
         pytest.param(
             doc(objects=None, runs=None, repository=None),

@@ -21,11 +21,12 @@ import click
 from gitops_job import __version__
 from gitops_job.errors import BranchError, GitopsJobError
 from gitops_job.exitcodes import ExitCode
-from gitops_job.outcomes import counts_text
+from gitops_job.outcomes import Origin
 from gitops_job.reconcile import context, state
 from gitops_job.reconcile import run as pipeline
 from gitops_job.report.json import apply_json, json_text
 from gitops_job.report.markdown import markdown
+from gitops_job.report.status import history_text, status_json_text, status_text
 from gitops_job.report.text import apply_text, printable, to_yaml
 from gitops_job.report.text import text as plan_text
 
@@ -319,9 +320,17 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     is_flag=True,
     help="With --github: apply a push to a branch other than the repository's default one (else refused).",
 )
+@click.option(
+    "--origin",
+    type=click.Choice([o.value for o in Origin if o is not Origin.UNKNOWN]),
+    envvar="GITOPS_JOB_ORIGIN",
+    help="Where this run comes from, for its run record (`status`, `history`). Default: detected — ci on GitHub "
+    "Actions (GITHUB_ACTIONS=true) or where CI=true, cronjob in a pod (KUBERNETES_SERVICE_HOST and the pod's "
+    "namespace file), else terminal.",
+)
 def apply_cmd(
     output: str, revision: str | None, force_conflicts: bool, allow_mass_prune: bool, adopt: bool, no_wait: bool,
-    lock_timeout: float, require_reviewed_plan: bool, allow_branch: bool, **kw: Any,
+    lock_timeout: float, require_reviewed_plan: bool, allow_branch: bool, origin: str | None, **kw: Any,
 ) -> None:  # fmt: skip
     """Apply every selected stack: exactly what `plan` shows, then prune, wait and record.
 
@@ -350,6 +359,7 @@ def apply_cmd(
         wait=not no_wait,
         lock_wait=lock_timeout,
         on_lock_wait=lambda message: _say(message, err=True),
+        origin=Origin(origin) if origin else None,  # None: detected from the environment
     )
     github = _github(kw, require_reviewed_plan)
     if github is not None:
@@ -390,15 +400,13 @@ def _refuse_other_branch(ctx: ActionsContext, allow_branch: bool) -> None:
 @_kube_options
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status_cmd(output: str, **kw: Any) -> None:
-    """Show each stack's applied revision, last run and health, from the cluster (its inventories)."""
-    rows = state.run_status(_settings(**kw))
-    if output == "json":
-        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
-        return
-    for r in rows:
-        _say(r.line())
-        for problem in r.problems:
-            _say(f"  {problem}")
+    """Show each stack as a table, from the cluster (its inventories): the revision applied in full, when the last
+    run finished, its result and where it came from (ci, cronjob, terminal), the health of the objects it lists now
+    (`12/12 current`, or how many are in the worst state) and its drift (`-`: not known). Then every object that is
+    not current, and every last run that did not succeed. `-o json`: the documented status document
+    (gitops_job/report/schemas/status.schema.json)."""
+    result = state.run_status(_settings(**kw))
+    click.echo(status_json_text(result) if output == "json" else status_text(result), nl=False)
 
 
 @cli.command(name="history")
@@ -406,17 +414,10 @@ def status_cmd(output: str, **kw: Any) -> None:
 @_kube_options
 @click.argument("stack_name", metavar="STACK")
 def history_cmd(stack_name: str, **kw: Any) -> None:
-    """List the last runs of STACK (newest first): revision, when, result and counts."""
+    """List the last runs of STACK (newest first): when, result, where it came from, revision and counts."""
     kw["stacks"] = (stack_name,)
     inv = state.run_history(_settings(**kw))
-    if not inv.runs:
-        _say(f"stack {stack_name}: never applied to target {inv.target}")
-        return
-    for run in inv.runs:
-        counts = counts_text(run.counts)
-        _say(f"{run.finished}  {run.result:<9}  {run.revision[:12]:<12}  {counts}")
-        if run.message:
-            _say(f"  {run.message.splitlines()[0]}")
+    click.echo(history_text(inv.target, stack_name, [state.run_record(r) for r in inv.runs]), nl=False)
 
 
 @cli.command(name="break-lease")

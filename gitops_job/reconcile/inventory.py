@@ -18,7 +18,7 @@ from gitops_job.errors import InventoryError, LeaseError
 from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Conflict, Kube, ResourceType, timestamp
 from gitops_job.model import LABEL_TARGET
-from gitops_job.outcomes import RunResult
+from gitops_job.outcomes import Origin, RunResult
 
 DEFAULT_NAMESPACE = "gitops-job-system"
 KEEP_RUNS = 10
@@ -36,6 +36,7 @@ class Run:
     result: RunResult
     counts: Mapping[str, int] = field(default_factory=dict)
     message: str = ""
+    origin: Origin = Origin.UNKNOWN  # CI, the CronJob or a terminal (unknown: recorded before runs said)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _encode(inv: Inventory) -> dict[str, Any]:
         "objects": [[o.group, o.kind, o.namespace, o.name] for o in sorted(inv.objects)],
         "runs": [
             {"revision": r.revision, "started": r.started, "finished": r.finished, "result": r.result,
-             "counts": dict(r.counts), "message": r.message}
+             "counts": dict(r.counts), "message": r.message, "origin": r.origin.value}
             for r in inv.runs
         ],
     }  # fmt: skip
@@ -142,7 +143,8 @@ def _run(entry: Any) -> Run:
     if entry["result"] not in [r.value for r in RunResult]:
         raise ValueError(f"a run's result is {_short(entry['result'])}, not one of {', '.join(RunResult)}")
     return Run(str(entry["revision"]), str(entry["started"]), str(entry["finished"]), RunResult(entry["result"]),
-               dict(entry.get("counts") or {}), str(entry.get("message") or ""))  # fmt: skip
+               dict(entry.get("counts") or {}), str(entry.get("message") or ""),
+               Origin.read(entry.get("origin")))  # fmt: skip
 
 
 def _object_id(entry: Any) -> ObjectId:

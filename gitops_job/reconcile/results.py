@@ -13,7 +13,7 @@ from typing import Any
 from gitops_job.errors import GitopsJobError
 from gitops_job.identity import ObjectId
 from gitops_job.model import Source
-from gitops_job.outcomes import Action, HealthState, RunResult, Verdict, Written
+from gitops_job.outcomes import Action, HealthState, Origin, RunResult, Verdict, Written
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,44 @@ class ApplyResult:
     @property
     def ok(self) -> bool:
         return all(s.result is RunResult.SUCCEEDED for s in self.stacks)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One recorded run of one stack, as ``status`` and ``history`` show it (read from its inventory)."""
+
+    revision: str
+    started: str  # RFC 3339, UTC
+    finished: str
+    result: RunResult
+    origin: Origin = Origin.UNKNOWN
+    counts: Mapping[str, int] = field(default_factory=dict)
+    message: str = ""  # masked
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """One stack as ``status`` shows it: what its inventory says and how its objects are doing now."""
+
+    stack: str
+    revision: str | None  # the last revision applied in full (None: none yet)
+    last: RunRecord | None  # the newest run (None: never applied)
+    health: Mapping[ObjectId, Health] = field(default_factory=dict)  # every object the inventory lists
+    #: How many objects drifted from git (None: not known; ``status`` does not look, a drift check fills it in).
+    drift: int | None = None
+
+    @property
+    def problems(self) -> list[tuple[ObjectId, Health]]:
+        """Every object not current, by id."""
+        return [(oid, h) for oid, h in sorted(self.health.items()) if h.state is not HealthState.CURRENT]
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``status`` returns: every selected stack of one target, in apply order."""
+
+    target: str
+    stacks: tuple[StackStatus, ...]
 
 
 def counts_of(p: Plan | None, applied: Sequence[Applied], pruned: Sequence[Pruned]) -> dict[str, int]:

@@ -9,10 +9,12 @@ guarded prune, wait, run record) whose steps must be read in order.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
+from pathlib import Path
 from typing import Any
 
 from gitops_job import git
@@ -30,7 +32,7 @@ from gitops_job.errors import (
 from gitops_job.identity import ObjectId
 from gitops_job.kube import Kube
 from gitops_job.model import ANNOTATION_ADOPT, ANNOTATION_SSA, LABEL_STACK, LABEL_TARGET, RenderedObject, annotation
-from gitops_job.outcomes import Action, RunResult, Verdict, counts_text
+from gitops_job.outcomes import POD_NAMESPACE_FILE, Action, Origin, RunResult, Verdict, counts_text, detect_origin
 from gitops_job.reconcile import inventory, ownership, prune
 from gitops_job.reconcile.apply import apply_plan
 from gitops_job.reconcile.context import (
@@ -144,6 +146,8 @@ class ApplyOptions:
     #: again with the whole plan as it then is whenever a stack's plan is made again under its lock (another apply
     #: changed the stack since the preflight): raising then fails that stack before its first write.
     review: Callable[[Plan], None] | None = None
+    #: Where this run comes from, for its run record; None: detected from the environment (:func:`detect_origin`).
+    origin: Origin | None = None
 
 
 def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None = None) -> ApplyResult:
@@ -152,6 +156,8 @@ def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | No
     inventory, staged apply, prune, wait, record. A stack whose dependency failed is skipped. A stack already in
     sync at this revision is only checked: no lock, no record, zero writes."""
     state = _ApplyState()
+    if options.origin is None:
+        options = dc_replace(options, origin=detect_origin(os.environ, Path(POD_NAMESPACE_FILE).is_file()))
     try:
         return _run_apply(settings, options, progress, state)
     except KeyboardInterrupt:
@@ -430,7 +436,8 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
         except GitopsJobError as e:
             result, error = RunResult.FAILED, masker.scrub(str(_staged(stage, e)))
         counts = counts_of(stack_plan, applied, pruned)
-        run = inventory.Run(revision, started, inventory.now(), result, counts, error or "")
+        run = inventory.Run(revision, started, inventory.now(), result, counts, error or "",
+                            options.origin or Origin.UNKNOWN)  # fmt: skip
         final = dc_replace(inv, revision=revision if result is RunResult.SUCCEEDED else inv.revision).with_run(run)
         try:
             final = _record(kube, lock, final, run)

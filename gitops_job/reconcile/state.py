@@ -3,9 +3,7 @@ lists (`status`), its run records (`history`), and its apply lease, broken by ha
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import replace as dc_replace
 
 from gitops_job.identity import ObjectId
 from gitops_job.outcomes import HealthState
@@ -21,46 +19,16 @@ from gitops_job.reconcile.context import (
 from gitops_job.reconcile.health import status
 from gitops_job.reconcile.lease import break_lease, lease_name
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.results import (
-    Health,
-)
+from gitops_job.reconcile.results import Health, RunRecord, StackStatus, Status
 
 
 # -- status, history, break-lease ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StackStatus:
-    stack: str
-    inventory: inventory.Inventory
-    health: Mapping[ObjectId, Health]
-
-    @property
-    def problems(self) -> list[str]:
-        return [f"{oid}: {h.state.value}: {h.reason}" for oid, h in sorted(self.health.items())
-                if h.state is not HealthState.CURRENT]  # fmt: skip
-
-    def line(self) -> str:
-        inv = self.inventory
-        if not inv.runs:
-            return f"{self.stack}: never applied"
-        last = inv.runs[0]
-        healthy = len(self.health) - len(self.problems)
-        return (f"{self.stack}: revision {inv.revision or 'none applied in full'}; last run {last.result} at "
-                f"{last.finished} ({last.revision[:12]}); {healthy}/{len(self.health)} objects healthy")  # fmt: skip
-
-    def to_json(self) -> dict[str, Any]:
-        inv = self.inventory
-        last = inv.runs[0] if inv.runs else None
-        return {
-            "stack": self.stack,
-            "revision": inv.revision,
-            "lastRun": None if last is None else {"revision": last.revision, "finished": last.finished,
-                                                  "result": last.result, "counts": dict(last.counts)},
-            "objects": len(inv.objects),
-            "unhealthy": self.problems,
-        }  # fmt: skip
+def run_record(run: inventory.Run) -> RunRecord:
+    """A stored run as reports show it."""
+    return RunRecord(run.revision, run.started, run.finished, run.result, run.origin, dict(run.counts), run.message)
 
 
-def run_status(settings: Settings) -> list[StackStatus]:
+def run_status(settings: Settings) -> Status:
     """Each selected stack's inventory and the current health of every object it lists."""
     masker = Masker()
     with connected(settings) as (selection, kube), scrubbing(masker):
@@ -75,8 +43,11 @@ def run_status(settings: Settings) -> list[StackStatus]:
                 health[oid] = (
                     status(live) if live is not None else Health(HealthState.NOT_FOUND, "missing from the cluster")
                 )
-            rows.append(StackStatus(stack, inv, scrub_health(health, masker)))
-        return rows
+            last = run_record(inv.runs[0]) if inv.runs else None
+            if last is not None:
+                last = dc_replace(last, message=masker.scrub(last.message))
+            rows.append(StackStatus(stack, inv.revision, last, scrub_health(health, masker)))
+        return Status(selection.target.name, tuple(rows))
 
 
 def run_history(settings: Settings) -> inventory.Inventory:
