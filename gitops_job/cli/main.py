@@ -247,8 +247,14 @@ def validate_cmd(offline: bool, **kw: Any) -> None:
 @_kube_options
 @click.option("-o", "--output", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--exit-code", is_flag=True, help="Exit 3 when there are changes, 0 when there are none.")
+@click.option(
+    "--drift",
+    is_flag=True,
+    help="Also report drift: for each object we applied before that the plan would update, each field another "
+    "field manager changed, as `spec.replicas: 3 -> 5 (manager: kubectl-edit)` (text and JSON; see docs/drift.md).",
+)
 @_github_options
-def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
+def plan_cmd(output: str, exit_code: bool, drift: bool, **kw: Any) -> None:
     """Show exactly what would change in the cluster, without changing anything.
 
     Renders and validates every selected stack, then diffs each object against the live cluster the way a
@@ -257,6 +263,8 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
     everything else is checked by a server-side dry-run. Nothing is written.
     """
     github = _github(kw)
+    if drift and (github is not None or output == "markdown"):
+        raise click.UsageError("--drift reports in text or JSON: not with --github or -o markdown")
     if github is not None:
         from gitops_job.github import actions
 
@@ -271,7 +279,7 @@ def plan_cmd(output: str, exit_code: bool, **kw: Any) -> None:
         result = outcome.plan
     else:
         with ProgressBar() as progress:
-            _, result = pipeline.run_plan(_settings(**kw), progress=progress)
+            _, result = pipeline.run_plan(_settings(**kw), progress=progress, drift=drift)
     if output == "json":
         click.echo(json_text(result), nl=False)
     elif output == "markdown":

@@ -53,7 +53,7 @@ from gitops_job.reconcile.normalize import (
     respecting_ignored,
 )
 from gitops_job.reconcile.ownership import OURS, Claim, Holders, Standing, not_ours
-from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure, Progress
+from gitops_job.reconcile.results import DriftFinding, FieldConflict, Plan, PlanEntry, PlanFailure, Progress
 from gitops_job.reconcile.schema import Schemas
 from gitops_job.reconcile.validate import crd_scopes
 
@@ -96,6 +96,11 @@ class PlanOptions:
     #: The run's other objects: a CRD or Namespace there counts as created before these.
     context: Sequence[RenderedObject] = ()
     holders: Holders | None = None
+    #: Also report drift (:mod:`~.drift`): the fields of each object we applied before, planned as an update, that
+    #: another field manager changed.
+    drift: bool = False
+    #: The revision being planned, when known: a field nobody owns counts as drift only in an object applied at it.
+    drift_revision: str | None = None
 
 
 def plan(
@@ -172,7 +177,37 @@ def plan(
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
     strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
-    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays, tuple(stacks))
+    drift = _drift(entries, by_id, claims, o, masker) if o.drift else ()
+    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays, tuple(stacks), drift, o.drift)
+
+
+def _drift(
+    entries: Sequence[PlanEntry],
+    by_id: Mapping[ObjectId, _Work],
+    claims: Mapping[ObjectId, Claim],
+    o: PlanOptions,
+    masker: Masker,
+) -> tuple[DriftFinding, ...]:
+    """What drifted in each object we applied before (ours, written by our field manager) that the plan updates."""
+    from gitops_job.reconcile.drift import drift_of  # here: deepdiff is imported only for a drift report
+
+    found: list[DriftFinding] = []
+    for e in entries:
+        w = by_id.get(e.id)
+        if e.action is not Action.UPDATE or w is None or w.live is None or e.before is None or e.after is None:
+            continue
+        if claims.get(e.id, OURS).standing is not Standing.OURS or not _applied_by_us(w.live):
+            continue
+        here = o.drift_revision is not None and annotation(w.live, ANNOTATION_REVISION) == o.drift_revision
+        for f in drift_of(e.id, e.before, e.after, w.live, FIELD_MANAGER, applied_here=here):
+            found.append(replace(f, path=masker.scrub(f.path), before=masker.scrub(f.before),
+                                 after=masker.scrub(f.after)))  # fmt: skip
+    return tuple(found)
+
+
+def _applied_by_us(live: Mapping[str, Any]) -> bool:
+    fields = (live.get("metadata") or {}).get("managedFields") or ()
+    return any(isinstance(m, Mapping) and m.get("manager") == FIELD_MANAGER for m in fields)
 
 
 def _gathered(

@@ -24,6 +24,43 @@ class FieldConflict:
     manager: str
 
 
+@dataclass(frozen=True, order=True)
+class Manager:
+    """A field manager as ``managedFields`` records it: its name, how it wrote (``Apply``, ``Update``) and through
+    which subresource (``scale``, ``status``; empty for the object itself)."""
+
+    name: str
+    operation: str = ""
+    subresource: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name} (/{self.subresource})" if self.subresource else self.name
+
+
+#: How a drift finding shows a field the object lacks (on one side).
+ABSENT_TEXT = "(absent)"
+
+
+@dataclass(frozen=True)
+class DriftFinding:
+    """One field of an object we applied that no longer holds what we applied: ``before`` is what we applied (what
+    our apply would set again), ``after`` what the live object holds now, ``managers`` who owns the field now (none:
+    it was removed, by whom the object does not say). Values are masked and cut to one line."""
+
+    id: ObjectId
+    path: str  # spec.template.spec.containers[name=web].image
+    before: str
+    after: str
+    managers: tuple[Manager, ...] = ()
+
+    @property
+    def manager(self) -> str:
+        return ", ".join(map(str, self.managers)) or "unknown"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.before} → {self.after} (manager: {self.manager})"
+
+
 @dataclass(frozen=True)
 class PlanEntry:
     """One object's verdict. ``before``/``after`` are normalised and masked, for display only."""
@@ -67,6 +104,20 @@ class Plan:
     strays: tuple[tuple[str, ObjectId], ...] = ()
     #: The planned stacks in apply order (the config's dependsOn order): how the text plan groups its entries.
     stacks: tuple[str, ...] = ()
+    #: What drifted (the plan was asked with drift: :attr:`drift_checked`): per field of each object we applied
+    #: before that the plan would update, in the order of :attr:`entries`.
+    drift: tuple[DriftFinding, ...] = ()
+    drift_checked: bool = False
+
+    @property
+    def drifted(self) -> tuple[ObjectId, ...]:
+        """The objects that drifted, each once, in plan order."""
+        return tuple(dict.fromkeys(f.id for f in self.drift))
+
+    @property
+    def drift_count(self) -> int:
+        """How many objects drifted (``gitops_job_drift_objects``)."""
+        return len(self.drifted)
 
     def count(self, action: Action) -> int:
         return sum(1 for e in self.entries if e.action is action)

@@ -73,11 +73,15 @@ def _merge(target: str, plans: Sequence[Plan], requests: Mapping[str, int]) -> P
     entries = tuple(e for p in plans for e in p.entries)
     failures = tuple(f for p in plans for f in p.failures)
     strays = tuple(s for p in plans for s in p.strays)
-    return Plan(target, entries, failures, dict(requests), strays, tuple(s for p in plans for s in p.stacks))
+    drift = tuple(f for p in plans for f in p.drift)
+    checked = any(p.drift_checked for p in plans)
+    return Plan(target, entries, failures, dict(requests), strays, tuple(s for p in plans for s in p.stacks), drift,
+                checked)  # fmt: skip
 
 
-def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rendered, Plan]:
-    """Render, validate (with discovery) and plan every selected stack against the target's cluster.
+def run_plan(settings: Settings, progress: Progress | None = None, *, drift: bool = False) -> tuple[Rendered, Plan]:
+    """Render, validate (with discovery) and plan every selected stack against the target's cluster; with ``drift``,
+    also what drifted (:attr:`Plan.drift`) in the objects we applied before.
 
     Each stack is planned through its own identity (impersonation), with its inventory's objects as prune
     candidates, and the other stacks' CRDs and Namespaces counted as created first.
@@ -89,7 +93,9 @@ def run_plan(settings: Settings, progress: Progress | None = None) -> tuple[Rend
         rendered = render(selection, settings.vars, kube, masker)
         holders = holders_of(kube, selection, rendered, stored, settings.vars, masker)
         inventories = {s.name: stored[s.name] for s in selection.stacks}
-        plans = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, holders=holders)
+        at = git.revision(selection.config.root) if drift else None
+        plans = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, holders=holders,
+                             drift=drift, drift_revision=at)  # fmt: skip
         return rendered, _merge(selection.target.name, plans, kube.requests)
 
 
@@ -103,6 +109,8 @@ def _plan_stacks(
     inventories: Mapping[str, inventory.Inventory] | None = None,
     revision: str | None = None,
     holders: ownership.Holders | None = None,
+    drift: bool = False,
+    drift_revision: str | None = None,
 ) -> list[Plan]:
     """One plan per stack, through the stack's identity; with ``inventories``, prunes are planned too (but not of
     what moved to another stack); with ``holders``, objects not ours are planned as adoptions."""
@@ -125,6 +133,8 @@ def _plan_stacks(
                     revision=revision,
                     context=[o for o in rendered.objects if o.stack != stack.name],
                     holders=holders,
+                    drift=drift,
+                    drift_revision=drift_revision,
                 ),
             )
         )

@@ -54,7 +54,29 @@ def to_json(plan: Plan) -> dict[str, Any]:
 
 
 def json_text(plan: Plan) -> str:
-    return json.dumps(to_json(plan), indent=2) + "\n"
+    doc = to_json(plan)
+    if plan.drift_checked:
+        doc["drift"] = drift_json(plan)
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def drift_json(plan: Plan) -> dict[str, Any]:
+    """``{"objects": 1, "findings": [{"id", "path", "before", "after", "managers": [...]}]}``: ``before`` is what we
+    applied, ``after`` what the live object holds now (both masked)."""
+    return {
+        "objects": plan.drift_count,
+        "findings": [
+            {
+                "id": str(f.id),
+                "path": f.path,
+                "before": f.before,
+                "after": f.after,
+                "managers": [{"name": m.name, "operation": m.operation or None, "subresource": m.subresource or None}
+                             for m in f.managers],
+            }
+            for f in plan.drift
+        ],
+    }  # fmt: skip
 
 
 def apply_json(result: ApplyResult) -> str:

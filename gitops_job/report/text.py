@@ -73,11 +73,24 @@ def text(plan: Plan, *, color: bool = False) -> str:
             for line in diff(entry).splitlines():
                 out.append(_colour(printable(line)) if color else printable(line))
             out.append("")
+    if plan.drift_checked:
+        out += [printable(line) for line in drift_lines(plan)] + [""]
     out.extend(printable(f"warning: {stray_message(oid, stack)}") for stack, oid in plan.strays)
     for failure in plan.failures:
         message = printable(f"error: plan: {failure}")
         out.append(click.style(message, fg="red") if color else message)
     return "\n".join(out).rstrip() + "\n"
+
+
+def drift_lines(plan: Plan) -> list[str]:
+    """``drift: 1 object`` then, per object that drifted, one line per field: ``spec.replicas: 3 → 5 (manager:
+    kubectl-edit)`` — what we applied, what it holds now, who changed it."""
+    n = plan.drift_count
+    out = [f"drift: {n} object{'' if n == 1 else 's'}" + ("" if n else " (none found)")]
+    for oid in plan.drifted:
+        out.append(f"  {oid}")
+        out.extend(f"    {f}" for f in plan.drift if f.id == oid)
+    return out
 
 
 def stack_order(plan: Plan) -> list[str]:
