@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +25,7 @@ from gitops_job.exitcodes import ExitCode
 from gitops_job.outcomes import Origin
 from gitops_job.reconcile import context, state
 from gitops_job.reconcile import run as pipeline
+from gitops_job.reconcile.results import ApplyResult
 from gitops_job.report.json import apply_json, json_text
 from gitops_job.report.markdown import markdown
 from gitops_job.report.status import history_text, status_json_text, status_text
@@ -185,6 +187,39 @@ def _say(message: str, *, err: bool = False, nl: bool = True) -> None:
     click.echo(printable(message), err=err, nl=nl)
 
 
+def _pushgateway_option(f: F) -> F:
+    """``--pushgateway URL``: every command that runs a reconcile (apply, and the scheduled reconcile) takes it."""
+    return click.option(
+        "--pushgateway",
+        metavar="URL",
+        help="Push this run's metrics to the Prometheus Pushgateway at URL (http[s]://[user:password@]host:port), "
+        'as the group {job="gitops-job", target="<target>"} (docs/metrics.md). A failing gateway is a warning, '
+        "never a failed run.",
+    )(f)
+
+
+def _push_metrics(url: str | None, kw: dict[str, Any], result: ApplyResult | None, started: float) -> None:
+    """Push the metrics of the run that began at ``started`` (``time.monotonic()``); ``result`` is ``None`` when it
+    raised. Only a warning on stderr when the gateway fails, or when the target cannot be named (a broken config)."""
+    if not url:
+        return
+    from gitops_job.notify import metrics as pusher
+    from gitops_job.report.metrics import run_metrics
+
+    duration = time.monotonic() - started
+    if result is not None:
+        target = result.target
+    else:
+        try:
+            target = context.select(_settings(**kw)).target.name
+        except GitopsJobError as e:
+            _say(f"warning: metrics not pushed to {pusher.public_url(url)}: no target to name them by ({e})", err=True)
+            return
+    warning = pusher.push(url, run_metrics(target, result, duration, time.time()))
+    if warning:
+        _say(warning, err=True)
+
+
 def _settings(**kw: Any) -> context.Settings:
     return context.Settings(
         repo=kw["repo"],
@@ -336,9 +371,11 @@ def plan_cmd(output: str, exit_code: bool, drift: bool, **kw: Any) -> None:
     "Actions (GITHUB_ACTIONS=true) or where CI=true, cronjob in a pod (KUBERNETES_SERVICE_HOST and the pod's "
     "namespace file), else terminal.",
 )
+@_pushgateway_option
 def apply_cmd(
     output: str, revision: str | None, force_conflicts: bool, allow_mass_prune: bool, adopt: bool, no_wait: bool,
-    lock_timeout: float, require_reviewed_plan: bool, allow_branch: bool, origin: str | None, **kw: Any,
+    lock_timeout: float, require_reviewed_plan: bool, allow_branch: bool, origin: str | None, pushgateway: str | None,
+    **kw: Any,
 ) -> None:  # fmt: skip
     """Apply every selected stack: exactly what `plan` shows, then prune, wait and record.
 
@@ -369,21 +406,26 @@ def apply_cmd(
         on_lock_wait=lambda message: _say(message, err=True),
         origin=Origin(origin) if origin else None,  # None: detected from the environment
     )
+    started = time.monotonic()
     github = _github(kw, require_reviewed_plan)
-    if github is not None:
-        from gitops_job.github import actions
+    result: ApplyResult | None = None
+    try:
+        if github is not None:
+            from gitops_job.github import actions
 
-        _refuse_other_branch(actions.context(), allow_branch)
-        with ProgressBar() as progress:
-            outcome = actions.run_apply(_settings(**kw), options, github, progress)
-        _annotate(outcome)
-        if outcome.result is None:
-            assert outcome.error is not None
-            raise outcome.error
-        result = outcome.result
-    else:
-        with ProgressBar() as progress:
-            result = pipeline.run_apply(_settings(**kw), options, progress=progress)
+            _refuse_other_branch(actions.context(), allow_branch)
+            with ProgressBar() as progress:
+                outcome = actions.run_apply(_settings(**kw), options, github, progress)
+            _annotate(outcome)
+            if outcome.result is None:
+                assert outcome.error is not None
+                raise outcome.error
+            result = outcome.result
+        else:
+            with ProgressBar() as progress:
+                result = pipeline.run_apply(_settings(**kw), options, progress=progress)
+    finally:
+        _push_metrics(pushgateway, kw, result, started)
     click.echo(apply_json(result) if output == "json" else apply_text(result), nl=False)
     if not result.ok:
         raise SystemExit(ExitCode.ERROR)
