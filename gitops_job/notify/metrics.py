@@ -66,12 +66,12 @@ def push(url: str, metrics: RunMetrics, timeout: float = TIMEOUT) -> str | None:
             raise ValueError("not an http(s) URL with a host")
         user, password = unquote(parts.username or ""), unquote(parts.password or "")
 
-        def handler(
-            u: str, method: str, t: float | None, headers: list[tuple[str, str]], data: bytes
+        def handler(  # prometheus_client calls it with these keywords
+            url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
         ) -> Callable[[], None]:
             if parts.username is None:
-                return default_handler(u, method, t, headers, data)
-            return basic_auth_handler(u, method, t, headers, data, user, password)
+                return default_handler(url, method, timeout, headers, data)
+            return basic_auth_handler(url, method, timeout, headers, data, user, password)
 
         send = push_to_gateway if metrics.succeeded else pushadd_to_gateway
         send(
