@@ -123,3 +123,16 @@ class BranchError(GitopsJobError):
     """``apply --github`` on a push to a branch other than the default one, without ``--allow-branch``."""
 
     phase = "branch"
+
+
+class SourceError(GitopsJobError):
+    """git could not reach, authenticate to or read the repository (``where`` is its URL, credentials stripped)."""
+
+    phase = "source"
+
+
+class HistoryError(GitopsJobError):
+    """The commit to apply is not a descendant of the one a stack last applied (force-push, rewritten history, an
+    older commit): refused before any write unless ``--allow-non-descendant``."""
+
+    phase = "history"

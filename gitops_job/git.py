@@ -1,11 +1,30 @@
-"""The source stage's questions to git: which revision is being reconciled, and which repository it belongs to."""
+"""The source stage's questions to git: which revision is being reconciled, which repository it belongs to, what
+a remote's branch points at, a checkout of it, and whether one commit descends from another.
+
+The only module that runs git, always the real ``git`` binary. Credentials never reach a command line or a printed
+URL: an https token is handed to git through ``GIT_ASKPASS`` (a small script that prints an environment variable
+of git's own process, so ``ps`` shows neither), an ssh deploy key and its pinned ``known_hosts`` through
+``GIT_SSH_COMMAND`` (``StrictHostKeyChecking yes``); every URL in a message goes through :func:`redact`, and every
+message of git's is scrubbed of the token before it is raised.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import shlex
+import shutil
+import stat
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
+
+from gitops_job.errors import SourceError
 
 # ``user@host:path`` (scp-like, as ssh remotes are written), not ``scheme://``
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?!//)(?P<path>.+)$")
@@ -53,3 +72,229 @@ def canonical_remote(url: str) -> str:
         name = url
     name = name.rstrip("/")
     return name.removesuffix(".git") or name
+
+
+# -- remotes -------------------------------------------------------------------------------------------------------
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_TOKEN_ENV = "GITOPS_JOB_GIT_ASKPASS_TOKEN"  # git's own environment only: never ours, never a command line
+_USER_ENV = "GITOPS_JOB_GIT_ASKPASS_USER"
+_ASKPASS = f"""#!/bin/sh
+# gitops-job: answers git's credential prompts from git's environment (never from a command line).
+case "$1" in
+  Username*) printf '%s\\n' "${_USER_ENV}" ;;
+  *) printf '%s\\n' "${_TOKEN_ENV}" ;;
+esac
+"""
+
+
+def is_sha(text: str | None) -> bool:
+    """Whether ``text`` is a full commit id (SHA-1 or SHA-256), as ``revision`` records a clean checkout."""
+    return bool(text) and bool(_SHA.match(text or ""))
+
+
+def redact(url: str) -> str:
+    """``url`` as it may be printed: without a password (``https://user:TOKEN@host/…`` → ``https://user@host/…``),
+    query or fragment. Paths and scp-like ssh remotes are unchanged."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.netloc.rpartition("@")[0].partition(":")[0] if "@" in parts.netloc else ""
+    return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, "", ""))
+
+
+@dataclass(frozen=True)
+class Auth:
+    """How git authenticates to a remote: an https ``token`` (the password of ``username``), or an ssh deploy key
+    with a pinned ``known_hosts`` file. Empty: git's own configuration (a checkout's stored credentials, an agent)."""
+
+    token: str | None = None
+    username: str = "x-access-token"
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+
+    def __repr__(self) -> str:  # never the token, not even in a traceback's locals
+        return f"Auth(token={'***' if self.token else None}, ssh_key={self.ssh_key}, known_hosts={self.known_hosts})"
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self.token, "***") if self.token else text
+
+
+@contextmanager
+def _environment(auth: Auth | None) -> Iterator[dict[str, str]]:
+    """git's environment for ``auth``: never prompts on a terminal, ignores stored credential helpers when we
+    bring our own, asks the askpass script (in a private temp dir, removed afterwards) for a token."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "LC_ALL": "C"}
+    env.pop(_TOKEN_ENV, None)
+    env.pop("GITOPS_JOB_GIT_TOKEN", None)  # our own variable: git and its children never need it by that name
+    if auth is None:
+        yield env
+        return
+    if auth.ssh_key is not None or auth.known_hosts is not None:
+        ssh = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        if auth.known_hosts is not None:
+            ssh += ["-o", f"UserKnownHostsFile={auth.known_hosts.resolve()}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        if auth.ssh_key is not None:
+            ssh += ["-i", str(auth.ssh_key.resolve()), "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
+        env["GIT_SSH_COMMAND"] = shlex.join(ssh)
+        env["GIT_SSH_VARIANT"] = "ssh"
+    if auth.token is None:
+        yield env
+        return
+    with tempfile.TemporaryDirectory(prefix="gitops-job-askpass-") as tmp:
+        script = Path(tmp) / "askpass.sh"
+        script.write_text(_ASKPASS)
+        script.chmod(stat.S_IRWXU)
+        env.update({"GIT_ASKPASS": str(script), _TOKEN_ENV: auth.token, _USER_ENV: auth.username})
+        yield env
+
+
+def _credential_args(auth: Auth | None) -> list[str]:
+    """With a token of ours: no credential helper is asked or told (none stores our token)."""
+    return ["-c", "credential.helper=", "-c", "core.askPass="] if auth is not None and auth.token else []
+
+
+def _run(
+    args: list[str], auth: Auth | None, *, url: str, what: str, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``git args`` with ``auth``; with ``check``, a failure raises a :class:`SourceError` naming ``what`` (the
+    phase's verb), the redacted ``url`` and git's own words, scrubbed of the token."""
+    with _environment(auth) as env:
+        command = ["git", *_credential_args(auth), *args]
+        try:
+            done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=600)
+        except subprocess.TimeoutExpired:
+            raise SourceError(f"git {what} timed out after 600 s", where=redact(url)) from None
+    scrub = auth.scrub if auth else (lambda t: t)
+    done = subprocess.CompletedProcess(done.args, done.returncode, scrub(done.stdout), scrub(done.stderr))
+    if check and done.returncode != 0:
+        raise SourceError(f"git {what} failed: {_git_words(done.stderr)}{_hint(done.stderr)}", where=redact(url))
+    return done
+
+
+def _git_words(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return "; ".join(lines[-3:]) or "(no message)"
+
+
+def _hint(stderr: str) -> str:
+    low = stderr.lower()
+    if "authentication failed" in low or "could not read username" in low or "could not read password" in low:
+        return (". Check the token (--token-file or GITOPS_JOB_GIT_TOKEN): it must be valid and allowed to read"
+                " this repository")  # fmt: skip
+    if "host key verification failed" in low or "no matching host key" in low:
+        return (". The server's host key is not the one pinned in --known-hosts (or none is pinned for this host and"
+                " port): add the server's key, as `ssh-keyscan -p PORT HOST` prints it, once checked")  # fmt: skip
+    if "permission denied (publickey" in low:
+        return ". The deploy key (--ssh-key-file) was refused: add its public half to the repository's deploy keys"
+    if "could not resolve host" in low or "connection refused" in low or "timed out" in low:
+        return ". Check the URL and that the git server is reachable from here"
+    return ""
+
+
+def remote_head(url: str, branch: str | None, auth: Auth | None = None) -> tuple[str, str]:
+    """``(branch, sha)`` the remote's ``branch`` points at (default: the branch the remote's HEAD names), by one
+    ``git ls-remote``: nothing is fetched."""
+    if "://" in url and ":" in urlsplit(url).netloc.rpartition("@")[0]:
+        raise SourceError(
+            "the URL carries a password: it would show in `ps` and in git's messages, so it is not used. Put the"
+            " token in a file (--token-file) or GITOPS_JOB_GIT_TOKEN and drop it from the URL",
+            where=redact(url),
+        )
+    ref = f"refs/heads/{branch}" if branch else "HEAD"
+    out = _run(["ls-remote", "--symref", "--", url, ref], auth, url=url, what="ls-remote").stdout
+    sha, name = None, branch
+    for line in out.splitlines():
+        left, _, right = line.partition("\t")
+        if left.startswith("ref: ") and right == "HEAD":
+            name = left.removeprefix("ref: refs/heads/")
+        elif right == ref:
+            sha = left
+    if sha is None or name is None:
+        what = f"branch {branch}" if branch else "a default branch (HEAD)"
+        raise SourceError(
+            f"the remote has no {what}: nothing was fetched. Pass an existing branch with --branch",
+            where=redact(url),
+        )
+    return name, sha
+
+
+def checkout(
+    url: str, branch: str, sha: str, *, state_dir: Path | None, workdir: Path, auth: Auth | None = None
+) -> tuple[Path, str]:
+    """A working tree of ``url`` at ``sha`` (the head of ``branch`` that :func:`remote_head` saw), and the commit
+    it holds.
+
+    With ``state_dir`` (a volume that outlives the run): one full clone per repository under it, fetched only when
+    it does not hold ``sha`` yet — a warm cache at ``sha`` runs no git command that reaches the remote. Without it:
+    a shallow clone (depth 1) of ``branch`` into ``workdir``, whose head may have moved past ``sha`` since
+    (the commit returned is the one cloned)."""
+    if state_dir is None:
+        dest = workdir / "repo"
+        _run(["clone", "--quiet", "--depth", "1", "--no-tags", "--single-branch", "--branch", branch, "--", url,
+              str(dest)], auth, url=url, what="clone")  # fmt: skip
+        return dest, _git(dest, "rev-parse", "HEAD").stdout.strip()
+    key = hashlib.sha256(canonical_remote(url).encode()).hexdigest()[:16]
+    dest = state_dir / f"repo-{key}"
+    warm = (dest / ".git").is_dir() and _git(dest, "rev-parse", "--verify", "--quiet", "HEAD").stdout.strip() == sha
+    if warm and not _git(dest, "status", "--porcelain", "--untracked-files=all").stdout.strip():
+        return dest, sha  # warm and clean: nothing reaches the remote
+    if not (dest / ".git").is_dir():
+        shutil.rmtree(dest, ignore_errors=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        _run(["clone", "--quiet", "--no-checkout", "--no-tags", "--", url, str(dest)], auth, url=url, what="clone")
+    elif not has_commit(dest, sha):
+        _fetch(dest, url, auth, branch)
+    if not has_commit(dest, sha):  # the branch moved on since ls-remote (or was rewritten): take its head
+        _fetch(dest, url, auth, branch)
+        sha = _git(dest, "rev-parse", f"refs/remotes/origin/{branch}").stdout.strip() or sha
+    _run(["-C", str(dest), "checkout", "--quiet", "--force", "--detach", sha], None, url=url, what="checkout")
+    _run(["-C", str(dest), "clean", "-ffdxq"], None, url=url, what="clean")
+    return dest, sha
+
+
+def _fetch(repo: Path, url: str, auth: Auth | None, branch: str) -> None:
+    refspec = f"+refs/heads/{branch}:refs/remotes/origin/{branch}"
+    _run(["-C", str(repo), "fetch", "--quiet", "--no-tags", "--", url, refspec], auth, url=url, what="fetch")
+
+
+def has_commit(repo: Path, sha: str) -> bool:
+    return _git(repo, "cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
+
+
+def is_ancestor(repo: Path, old: str, new: str, auth: Auth | None = None) -> bool:
+    """Whether commit ``old`` is ``new`` or one of its ancestors (``git merge-base --is-ancestor``), fetching what
+    the checkout lacks from its ``origin``: a shallow clone is deepened to full history, and ``old`` is fetched
+    by id. ``old`` that cannot be found once ``new``'s whole history is here is not an ancestor."""
+    if old == new:
+        return True
+    url = _git(repo, "config", "--get", "remote.origin.url").stdout.strip()
+    if has_commit(repo, old) and has_commit(repo, new) and _is_ancestor(repo, old, new):
+        return True  # proven even in a shallow history
+    if url and _git(repo, "rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        _run(["-C", str(repo), "fetch", "--quiet", "--no-tags", "--unshallow", "origin"], auth, url=url,
+             what="fetch --unshallow")  # fmt: skip
+    if url and not has_commit(repo, new):
+        _run(
+            ["-C", str(repo), "fetch", "--quiet", "--no-tags", "origin", new], auth, url=url, what="fetch", check=False
+        )
+    if not has_commit(repo, new):
+        raise SourceError(
+            f"commit {new} is not in the checkout (nor on its remote): cannot check that it descends from the commit"
+            " last applied. Pass the checked-out commit, or fetch it first",
+            where=str(repo),
+        )
+    if url and not has_commit(repo, old):
+        _run(
+            ["-C", str(repo), "fetch", "--quiet", "--no-tags", "origin", old], auth, url=url, what="fetch", check=False
+        )
+    return has_commit(repo, old) and _is_ancestor(repo, old, new)
+
+
+def _is_ancestor(repo: Path, old: str, new: str) -> bool:
+    return _git(repo, "merge-base", "--is-ancestor", old, new).returncode == 0
+
+
+def is_checkout(repo: Path) -> bool:
+    """Whether ``repo`` is inside a git working tree."""
+    return _git(repo, "rev-parse", "--is-inside-work-tree").stdout.strip() == "true"

@@ -23,6 +23,7 @@ from gitops_job.errors import (
     ApplyError,
     ErrorGroup,
     GitopsJobError,
+    HistoryError,
     Interrupted,
     PlanError,
     PruneError,
@@ -158,6 +159,10 @@ class ApplyOptions:
     review: Callable[[Plan], None] | None = None
     #: Where this run comes from, for its run record; None: detected from the environment (:func:`detect_origin`).
     origin: Origin | None = None
+    #: Apply a commit that does not descend from the one a stack last applied (a force-push, an older commit).
+    allow_non_descendant: bool = False
+    #: How git reaches the checkout's remote when the descendant check must fetch history (reconcile's clone).
+    source_auth: git.Auth | None = None
 
 
 def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None = None) -> ApplyResult:
@@ -210,6 +215,7 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
         target = selection.target
         revision = options.revision or git.revision(selection.config.root)
         stored = stored_inventories(kube, selection)
+        refuse_non_descendant(selection, stored, revision, options)  # before any write, before rendering
         learn_live_secrets(kube, target, stored.values(), masker)  # first: before any diff or error is built
         rendered = render(selection, settings.vars, kube, masker)
         by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
@@ -326,6 +332,40 @@ def _guard(
     """The prune guards, on ``old`` (the inventory, less what moved to another stack) and the render."""
     if stack.prune or not objects:  # an empty render is refused even where prune is off
         prune.guard(stack.name, old, _new_ids(objects), allow_mass_prune=options.allow_mass_prune)
+
+
+def refuse_non_descendant(
+    selection: Selection, stored: Mapping[str, inventory.Inventory], revision: str, options: ApplyOptions
+) -> None:
+    """Refuse (before any write) to apply a commit that does not descend from the commit a selected stack last
+    applied, as its inventory records it: history never goes backwards by accident (a force-push, rewritten
+    history, a CronJob or CI job still pointing at an older commit). Checked only between commits of this
+    checkout's repository; ``--revision`` labels that are not commit ids, and ``unversioned`` runs, are not."""
+    new = revision.removesuffix("-dirty")
+    root = selection.config.root
+    if options.allow_non_descendant or not git.is_sha(new) or not git.is_checkout(root):
+        return
+    ours = selection.config.name or git.repository(root)
+    olds: dict[str, list[str]] = {}
+    for stack in selection.stacks:
+        inv = stored[stack.name]
+        old = (inv.revision or "").removesuffix("-dirty")
+        if git.is_sha(old) and old != new and (inv.repository is None or inv.repository == ours):
+            olds.setdefault(old, []).append(stack.name)
+    refused = {old: names for old, names in olds.items() if not git.is_ancestor(root, old, new, options.source_auth)}
+    if not refused:
+        return
+    lines = "\n".join(
+        f"  stack {', '.join(names)}: last applied {old} (inventories in {selection.target.inventory_namespace})"
+        for old, names in refused.items()
+    )
+    raise HistoryError(
+        f"commit {new} is not a descendant of the commit last applied; nothing was written:\n{lines}\n"
+        "The branch was force-pushed or rewritten, or this run is of an older commit. If that is intended, re-run"
+        " once with --allow-non-descendant (the commit applied becomes the new base); to go back on purpose,"
+        " revert in git (a new commit) instead",
+        where=f"target {selection.target.name}",
+    )
 
 
 def refuse_adoptions(p: Plan, objects: Sequence[RenderedObject], adopt: bool) -> None:
