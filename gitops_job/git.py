@@ -234,8 +234,7 @@ def checkout(
         _run(["clone", "--quiet", "--depth", "1", "--no-tags", "--single-branch", "--branch", branch, "--", url,
               str(dest)], auth, url=url, what="clone")  # fmt: skip
         return dest, _git(dest, "rev-parse", "HEAD").stdout.strip()
-    key = hashlib.sha256(canonical_remote(url).encode()).hexdigest()[:16]
-    dest = state_dir / f"repo-{key}"
+    dest = _cache(state_dir, url)
     warm = (dest / ".git").is_dir() and _git(dest, "rev-parse", "--verify", "--quiet", "HEAD").stdout.strip() == sha
     if warm and not _git(dest, "status", "--porcelain", "--untracked-files=all").stdout.strip():
         return dest, sha  # warm and clean: nothing reaches the remote
@@ -251,6 +250,19 @@ def checkout(
     _run(["-C", str(dest), "checkout", "--quiet", "--force", "--detach", sha], None, url=url, what="checkout")
     _run(["-C", str(dest), "clean", "-ffdxq"], None, url=url, what="clean")
     return dest, sha
+
+
+def _cache(state_dir: Path, url: str) -> Path:
+    """The state dir's clone of ``url``: one per repository (however its URL is written)."""
+    return state_dir / f"repo-{hashlib.sha256(canonical_remote(url).encode()).hexdigest()[:16]}"
+
+
+def cached_head(state_dir: Path, url: str) -> str | None:
+    """The commit the state dir's clone of ``url`` has checked out (None: no clone yet)."""
+    dest = _cache(state_dir, url)
+    if not (dest / ".git").is_dir():
+        return None
+    return _git(dest, "rev-parse", "--verify", "--quiet", "HEAD").stdout.strip() or None
 
 
 def _fetch(repo: Path, url: str, auth: Auth | None, branch: str) -> None:

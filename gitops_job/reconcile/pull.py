@@ -1,0 +1,106 @@
+"""The scheduled pull (``gitops-job reconcile``): ask the remote what its branch points at, get that commit (from the
+state dir's cached clone, else a shallow clone of its own), then run the plan or apply recipe on it.
+
+A run whose remote head is the commit the cache already holds runs one ``git ls-remote`` and nothing else of git;
+the apply recipe then writes nothing for a stack in sync at that commit (no change planned, the commit recorded).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import replace as dc_replace
+from enum import Enum
+from pathlib import Path, PurePosixPath
+
+from gitops_job import git
+from gitops_job.errors import SourceError
+from gitops_job.reconcile.context import Settings
+from gitops_job.reconcile.results import ApplyResult, Plan, Progress
+from gitops_job.reconcile.run import ApplyOptions, run_apply, run_plan
+
+
+class Drift(Enum):
+    """What a run does about a cluster that differs from git."""
+
+    CORRECT = "correct"  # apply: the cluster is made to match git again
+    REPORT = "report"  # plan only: what differs is reported, nothing is written
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where ``reconcile`` reads the desired state from."""
+
+    url: str  # any URL git accepts (https, ssh, file://) or a path to a repository
+    branch: str | None = None  # default: the branch the remote's HEAD names
+    path_in_repo: str = "."  # the directory holding gitops.yaml, relative to the repository's root
+    state_dir: Path | None = None  # a volume kept between runs: the clone is cached there
+    auth: git.Auth | None = None
+
+    @property
+    def shown(self) -> str:
+        return git.redact(self.url)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The commit a run works on, and how it was got."""
+
+    url: str  # redacted
+    branch: str
+    revision: str
+    root: Path  # the checkout (the repository's root)
+    cached: bool  # the state dir held the commit already: nothing was fetched
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    source: Fetched
+    drift: Drift
+    plan: Plan | None = None  # --drift report
+    applied: ApplyResult | None = None  # --drift correct
+
+
+@contextmanager
+def fetched(source: Source) -> Iterator[Fetched]:
+    """The remote branch's head, checked out (in the state dir, or a temp dir removed afterwards)."""
+    rel = PurePosixPath(source.path_in_repo)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise SourceError(
+            f"--path-in-repo {source.path_in_repo} must be a relative path inside the repository (no '..')",
+            where=source.shown,
+        )
+    branch, sha = git.remote_head(source.url, source.branch, source.auth)
+    with tempfile.TemporaryDirectory(prefix="gitops-job-clone-") as tmp:
+        state = source.state_dir
+        before = git.cached_head(state, source.url) if state is not None else None
+        root, revision = git.checkout(source.url, branch, sha, state_dir=state, workdir=Path(tmp), auth=source.auth)
+        yield Fetched(source.shown, branch, revision, root, cached=before == revision)
+
+
+def reconcile(
+    source: Source, settings: Settings, options: ApplyOptions, drift: Drift, progress: Progress | None = None
+) -> Reconciled:
+    """Fetch the source, then plan (``report``) or apply (``correct``) it against the target's cluster.
+
+    The field-level drift report (which fields moved, and who moved them) hooks in at :func:`_report`."""
+    with fetched(source) as got:
+        where = got.root / source.path_in_repo
+        if not where.is_dir():
+            raise SourceError(
+                f"--path-in-repo {source.path_in_repo} is not a directory at commit {got.revision} of branch"
+                f" {got.branch}: pass the directory holding gitops.yaml",
+                where=got.url,
+            )
+        run_settings = dc_replace(settings, repo=where)
+        if drift is Drift.REPORT:
+            return Reconciled(got, drift, plan=_report(run_settings, progress))
+        options = dc_replace(options, revision=got.revision, source_auth=source.auth)
+        return Reconciled(got, drift, applied=run_apply(run_settings, options, progress))
+
+
+def _report(settings: Settings, progress: Progress | None) -> Plan:
+    """``--drift report``: the plan only (nothing is written). The drift report per field builds on this."""
+    return run_plan(settings, progress)[1]
