@@ -1,0 +1,187 @@
+"""``gitops-job reconcile`` (issue 14 items 1, 2, 9) against real git servers (file://, smart HTTP with a token, ssh
+with a deploy key) and the real local cluster; and the history guard (a commit that is not a descendant of the one
+last applied is refused) for ``apply`` too."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tests.gitservers import bare_repo, http_git_server, push, ssh_git_server
+from tests.helpers import SCRIPT, cm, config, git, git_repo, gitops_job, write
+from tests.kube import AuditLog
+
+TOKEN = "planted-token-7f3a9c1e5b"  # searched for in every output
+
+
+def _work(tmp: Path, ns: str, value: str = "1") -> tuple[Path, str]:
+    work = tmp / "work"
+    write(work, {"gitops.yaml": config(ns, "  - name: app\n    path: app\n"), "app/cm.yaml": cm("a", ns, value)})
+    return work, git_repo(work)
+
+
+def _amend(work: Path, ns: str, value: str) -> str:
+    write(work, {"app/cm.yaml": cm("a", ns, value)})
+    git(work, "add", "-A")
+    git(work, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--amend", "-m", "rewritten")
+    return git(work, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def value(api_client: client.ApiClient, namespace: str) -> Callable[[], str]:
+    """The applied ConfigMap's value, read from the cluster."""
+    return lambda: client.CoreV1Api(api_client).read_namespaced_config_map("a", namespace).data["v"]
+
+
+def test_reconcile_file_url_state_dir_second_run_is_ls_remote_only(
+    kubeconfig: Path, namespace: str, tmp_path: Path, value: Callable[[], str], audit: AuditLog
+) -> None:
+    bare = bare_repo(tmp_path)
+    work, rev = _work(tmp_path, namespace)
+    push(work, bare)
+    state = tmp_path / "state"
+    args = ["reconcile", "--repo", f"file://{bare}", "--state-dir", str(state)]
+    first = gitops_job(kubeconfig, *args)
+    assert f"branch main at {rev} (fetched)" in first.stderr
+    assert value() == "1"
+    # nothing new in git, no drift: one ls-remote, no fetch (the cache's refs do not move), zero writes
+    mark = audit.mark()
+    second = gitops_job(kubeconfig, *args)
+    assert f"at {rev} (cached, nothing fetched)" in second.stderr
+    assert audit.writes(mark) == [], "a run with nothing new sent write requests"
+    # a new commit is fetched into the cache and applied
+    write(work, {"app/cm.yaml": cm("a", namespace, "2")})
+    rev2 = git_repo(work)
+    push(work, bare)
+    third = gitops_job(kubeconfig, *args)
+    assert f"at {rev2} (fetched)" in third.stderr and value() == "2"
+
+
+def test_force_push_is_refused_naming_both_commits_then_allowed_once(
+    kubeconfig: Path, namespace: str, tmp_path: Path, value: Callable[[], str]
+) -> None:
+    bare = bare_repo(tmp_path)
+    work, rev = _work(tmp_path, namespace)
+    write(work, {"app/cm.yaml": cm("a", namespace, "2")})
+    rev2 = git_repo(work)
+    push(work, bare)
+    args = ["reconcile", "--repo", str(bare)]  # a path; no state dir: a shallow clone per run
+    gitops_job(kubeconfig, *args)
+    rewritten = _amend(work, namespace, "3")
+    push(work, bare, force=True)
+    refused = gitops_job(kubeconfig, *args, ok=False)
+    assert refused.returncode == 1, refused.stderr
+    assert "history: target t: commit" in refused.stderr
+    assert rewritten in refused.stderr and rev2 in refused.stderr and "--allow-non-descendant" in refused.stderr
+    assert value() == "2", "a refused run wrote"
+    gitops_job(kubeconfig, *args, "--allow-non-descendant")
+    assert value() == "3"
+    # a descendant of the rewritten commit, from a shallow clone: the history is deepened to prove it
+    write(work, {"app/cm.yaml": cm("a", namespace, "4")})
+    git_repo(work)
+    push(work, bare)
+    gitops_job(kubeconfig, *args)
+    assert value() == "4"
+    del rev
+
+
+def test_apply_refuses_a_non_descendant_commit(
+    kubeconfig: Path, namespace: str, tmp_path: Path, value: Callable[[], str]
+) -> None:
+    work, rev = _work(tmp_path, namespace)
+    gitops_job(kubeconfig, "apply", "--repo", str(work))
+    rewritten = _amend(work, namespace, "2")
+    refused = gitops_job(kubeconfig, "apply", "--repo", str(work), ok=False)
+    assert refused.returncode == 1 and rev in refused.stderr and rewritten in refused.stderr
+    assert value() == "1"
+    gitops_job(kubeconfig, "apply", "--repo", str(work), "--allow-non-descendant")
+    assert value() == "2"
+
+
+@pytest.fixture
+def watch_cmdlines() -> Iterator[list[str]]:
+    """Every process command line seen while the test runs (polled): the token must never be one of them."""
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit():
+                    with contextlib.suppress(OSError):
+                        seen.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            stop.wait(0.005)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    yield seen
+    stop.set()
+    thread.join()
+
+
+def test_https_token_from_file_and_env_never_shown(
+    kubeconfig: Path, namespace: str, tmp_path: Path, value: Callable[[], str], watch_cmdlines: list[str]
+) -> None:
+    repos = tmp_path / "srv"
+    repos.mkdir()
+    bare = bare_repo(repos)
+    work, rev = _work(tmp_path, namespace)
+    push(work, bare)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    state = tmp_path / "state"
+    with http_git_server(repos, token=TOKEN) as server:
+        ok = gitops_job(kubeconfig, "reconcile", "--repo", server.url(), "--token-file", str(token_file),
+                        "--state-dir", str(state))  # fmt: skip
+        assert f"at {rev} (fetched)" in ok.stderr and value() == "1"
+        seen = len(server.commands)
+        warm = gitops_job(kubeconfig, "reconcile", "--repo", server.url(), "--token-file", str(token_file),
+                          "--state-dir", str(state))  # fmt: skip
+        assert "(cached, nothing fetched)" in warm.stderr
+        assert server.commands[seen:] == ["ls-refs"], "a warm run with nothing new did more than ls-remote"
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "GITOPS_JOB_GIT_TOKEN": TOKEN}
+        by_env = subprocess.run([SCRIPT, "reconcile", "--repo", server.url(), "--drift", "report"], env=env,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert by_env.returncode == 0, by_env.stderr
+        assert any(auth for _, _, auth in server.requests), "the server never saw credentials"
+        wrong = tmp_path / "wrong"
+        wrong.write_text("not-" + TOKEN)
+        denied = gitops_job(kubeconfig, "reconcile", "--repo", server.url(), "--token-file", str(wrong), ok=False)
+        assert denied.returncode == 1
+        assert "source: " in denied.stderr and "Check the token" in denied.stderr, denied.stderr
+        anonymous = gitops_job(kubeconfig, "reconcile", "--repo", server.url(), ok=False)
+        assert anonymous.returncode == 1 and "ls-remote failed" in anonymous.stderr
+        inline = gitops_job(kubeconfig, "reconcile", "--repo", server.url(user="x:inline-secret-41d2"), ok=False)
+        assert inline.returncode == 1 and "carries a password" in inline.stderr  # (on our own command line: a test)
+        assert "inline-secret-41d2" not in inline.stdout + inline.stderr
+    runs = [ok, warm, by_env, denied, inline, anonymous]
+    outputs = [r.stdout for r in runs] + [r.stderr for r in runs]
+    assert not [o for o in outputs if TOKEN in o], "the token was printed"
+    assert not [c for c in watch_cmdlines if TOKEN in c], "the token was on a command line"
+    assert watch_cmdlines, "the command lines were not watched"
+    stored = subprocess.run(["grep", "-rl", TOKEN, str(state)], capture_output=True, text=True)
+    assert stored.stdout == "", f"the token was stored in the cache: {stored.stdout}"
+
+
+def test_ssh_deploy_key_and_pinned_host_key(
+    kubeconfig: Path, namespace: str, tmp_path: Path, value: Callable[[], str]
+) -> None:
+    bare = bare_repo(tmp_path)
+    work, rev = _work(tmp_path, namespace)
+    push(work, bare)
+    with ssh_git_server(tmp_path / "sshd") as server:
+        keys = ["--ssh-key-file", str(server.deploy_key), "--known-hosts", str(server.known_hosts)]
+        ok = gitops_job(kubeconfig, "reconcile", "--repo", server.url(bare), *keys)
+        assert f"at {rev} (fetched)" in ok.stderr and value() == "1"
+        other = tmp_path / "other_known_hosts"
+        other.write_text(f"[127.0.0.1]:{server.port} {(tmp_path / 'sshd' / 'deploy_ed25519.pub').read_text()}")
+        pinned = ["--ssh-key-file", str(server.deploy_key), "--known-hosts", str(other)]
+        refused = gitops_job(kubeconfig, "reconcile", "--repo", server.url(bare), *pinned, ok=False)
+        assert refused.returncode == 1 and "host key" in refused.stderr, refused.stderr
