@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from gitops_job.kube import Kube
+from gitops_job.reconcile.context import Settings
+from gitops_job.reconcile.lease import Lease, lease_name
+from gitops_job.reconcile.run import ApplyOptions, run_apply
 from tests.gitservers import bare_repo, http_git_server, push, ssh_git_server
 from tests.helpers import SCRIPT, cm, config, git, git_repo, gitops_job, write
 from tests.kube import AuditLog
@@ -185,3 +189,40 @@ def test_ssh_deploy_key_and_pinned_host_key(
         pinned = ["--ssh-key-file", str(server.deploy_key), "--known-hosts", str(other)]
         refused = gitops_job(kubeconfig, "reconcile", "--repo", server.url(bare), *pinned, ok=False)
         assert refused.returncode == 1 and "host key" in refused.stderr, refused.stderr
+
+
+def test_c1_an_older_commit_waiting_for_the_lock_is_refused_once_a_newer_one_was_applied(
+    kubeconfig: Path, namespace: str, tmp_path: Path, value: Callable[[], str], kube: Kube
+) -> None:
+    """Row C1: a scheduled run at A and an apply of B (B descends from A) start together. A passes its preflight
+    (it descends from the commit applied before), waits for the lock, B is applied meanwhile; A, once it holds the
+    lock, finds B recorded and refuses: A is never applied after B."""
+    work = tmp_path / "work"
+    gitops = "name: example.com/acme/c1\n" + config(namespace, "  - name: app\n    path: app\n")
+    write(work, {"gitops.yaml": gitops, "app/cm.yaml": cm("a", namespace, "x")})
+    git_repo(work)
+    gitops_job(kubeconfig, "apply", "--repo", str(work))  # X
+    write(work, {"app/cm.yaml": cm("a", namespace, "A")})
+    rev_a = git_repo(work)
+    write(work, {"app/cm.yaml": cm("a", namespace, "B")})
+    rev_b = git_repo(work)
+    at_b = tmp_path / "at-b"
+    git(work, "worktree", "add", "-q", "--detach", str(at_b), rev_b)
+    git(work, "checkout", "-q", "--detach", rev_a)
+
+    held = Lease(kube, namespace, lease_name("t", "app"), "test-holder", ttl=30, wait=0)
+    held.acquire()
+    applied_b: list[subprocess.CompletedProcess[str]] = []
+
+    def meanwhile(_message: str) -> None:  # A waits for the lock: release it and let B through first
+        if not applied_b:
+            held.release()
+            applied_b.append(gitops_job(kubeconfig, "apply", "--repo", str(at_b), "--no-wait"))
+
+    settings = Settings(repo=work, kubeconfig=str(kubeconfig))
+    result = run_apply(settings, ApplyOptions(wait=False, lock_wait=60, on_lock_wait=meanwhile))
+    assert applied_b and value() == "B", "B was not applied while A waited"
+    assert not result.ok
+    error = result.stacks[0].error or ""
+    assert "history" in error and rev_a in error and rev_b in error, error
+    assert value() == "B", "A was applied after B"

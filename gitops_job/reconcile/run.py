@@ -391,7 +391,7 @@ _STAGE_ERRORS: dict[str, type[GitopsJobError]] = {
 
 def _staged(stage: str, e: GitopsJobError) -> GitopsJobError:
     """``e`` as an error of the pipeline stage it stopped (a deadline or lost connection is raised as "cluster")."""
-    if e.phase in _STAGE_ERRORS or e.phase in ("lock", "review") or isinstance(e, ErrorGroup):
+    if e.phase in _STAGE_ERRORS or e.phase in ("lock", "review", "history") or isinstance(e, ErrorGroup):
         return e
     return _STAGE_ERRORS[stage](e.reason, where=e.where)
 
@@ -498,6 +498,15 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
                     warnings=warnings)  # fmt: skip
 
 
+def _refuse_if_overtaken(
+    selection: Selection, work: _StackWork, inv: inventory.Inventory, revision: str, options: ApplyOptions
+) -> None:
+    """Under the lock: when another run applied the stack since the preflight (row C1: a newer commit applied while
+    this run waited), the commit to apply must descend from the one it recorded — never an older one after it."""
+    if inv.revision != work.inv.revision:
+        refuse_non_descendant(dc_replace(selection, stacks=(work.stack,)), {work.stack.name: inv}, revision, options)
+
+
 def _read_claimed(kube: Kube, target: cfg.Target, work: _StackWork) -> inventory.Inventory | StackRun:
     """The stack's inventory, claimed for this run's repository (stored with the next write); a failed run when
     another repository owns it."""
@@ -514,6 +523,7 @@ def _replan(ctx: _ApplyRun, skube: Kube, work: _StackWork, inv: inventory.Invent
     not adopt what the run's options do not allow, and which the run's review checks like the preflight's: it may
     refuse)."""
     stack = work.stack
+    _refuse_if_overtaken(ctx.selection, work, inv, ctx.revision, ctx.options)
     if inv.resource_version == work.inv.resource_version:
         return work.plan
     others = [o for o in ctx.rendered.objects if o.stack != stack.name]
