@@ -243,6 +243,7 @@ def checkout(
         state_dir.mkdir(parents=True, exist_ok=True)
         _run(["clone", "--quiet", "--no-checkout", "--no-tags", "--", url, str(dest)], auth, url=url, what="clone")
     elif not has_commit(dest, sha):
+        _git(dest, "remote", "set-url", "origin", url)  # the URL may be written differently now (same repository)
         _fetch(dest, url, auth, branch)
     if not has_commit(dest, sha):  # the branch moved on since ls-remote (or was rewritten): take its head
         _fetch(dest, url, auth, branch)
