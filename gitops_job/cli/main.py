@@ -511,7 +511,7 @@ def reconcile_cmd(
        moved), else a shallow clone into a temp dir removed afterwards;
     3. --drift correct: `apply` it (every guard of apply holds, and a commit that does not
        descend from the one last applied is refused, naming both); a stack already in sync
-       at that commit writes nothing. --drift report: `plan` it, write nothing.
+       at that commit writes nothing. --drift report: `plan --drift` it, write nothing.
 
     \b
     Credentials: https with a token (--token-file, or $GITOPS_JOB_GIT_TOKEN); ssh with a

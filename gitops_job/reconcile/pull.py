@@ -85,7 +85,7 @@ def reconcile(
 ) -> Reconciled:
     """Fetch the source, then plan (``report``) or apply (``correct``) it against the target's cluster.
 
-    The field-level drift report (which fields moved, and who moved them) hooks in at :func:`_report`."""
+    ``report`` includes the field-level drift (which fields moved, and which field manager moved them)."""
     with fetched(source) as got:
         where = got.root / source.path_in_repo
         if not where.is_dir():
@@ -102,5 +102,6 @@ def reconcile(
 
 
 def _report(settings: Settings, progress: Progress | None) -> Plan:
-    """``--drift report``: the plan only (nothing is written). The drift report per field builds on this."""
-    return run_plan(settings, progress)[1]
+    """``--drift report``: the plan only (nothing is written), with the field-level drift of the objects we applied
+    before (:attr:`Plan.drift`, as ``plan --drift`` reports it)."""
+    return run_plan(settings, progress, drift=True)[1]
