@@ -226,3 +226,26 @@ def test_c1_an_older_commit_waiting_for_the_lock_is_refused_once_a_newer_one_was
     error = result.stacks[0].error or ""
     assert "history" in error and rev_a in error and rev_b in error, error
     assert value() == "B", "A was applied after B"
+
+
+def test_drift_report_names_the_field_and_its_manager_and_writes_nothing(
+    kubeconfig: Path, namespace: str, tmp_path: Path, value: Callable[[], str], audit: AuditLog,
+    api_client: client.ApiClient,
+) -> None:  # fmt: skip
+    bare = bare_repo(tmp_path)
+    work, _ = _work(tmp_path, namespace)
+    push(work, bare)
+    gitops_job(kubeconfig, "reconcile", "--repo", str(bare))
+    client.CoreV1Api(api_client).patch_namespaced_config_map(
+        "a", namespace, {"data": {"v": "9"}}, field_manager="kubectl-edit"
+    )
+    mark = audit.mark()
+    report = gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "--drift", "report")
+    assert "kubectl-edit" in report.stdout and "data.v" in report.stdout, report.stdout
+    assert audit.writes(mark) == [] and value() == "9"
+    # --drift correct (the default) applies as `apply` does: a field another manager took is a conflict, named with
+    # the way out, until --force-conflicts takes it back
+    conflict = gitops_job(kubeconfig, "reconcile", "--repo", str(bare), ok=False)
+    assert conflict.returncode == 1 and "kubectl-edit" in conflict.stdout and "--force-conflicts" in conflict.stdout
+    gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "--force-conflicts")
+    assert value() == "1"
