@@ -535,11 +535,13 @@ def reconcile_cmd(
         on_lock_wait=lambda message: _say(message, err=True),
         allow_non_descendant=allow_non_descendant,
     )
+
+    def say_source(got: pull.Fetched) -> None:
+        how = "cached, nothing fetched" if got.cached else "fetched"
+        _say(f"source: {got.url} branch {got.branch} at {got.revision} ({how})", err=True)
+
     with ProgressBar() as progress:
-        done = pull.reconcile(source, settings, options, Drift(drift), progress)
-    got = done.source
-    how = "cached, nothing fetched" if got.cached else "fetched"
-    _say(f"source: {got.url} branch {got.branch} at {got.revision} ({how})", err=True)
+        done = pull.reconcile(source, settings, options, Drift(drift), progress, on_fetched=say_source)
     if done.plan is not None:
         click.echo(json_text(done.plan) if output == "json" else plan_text(done.plan), nl=False)
         if done.plan.failures:

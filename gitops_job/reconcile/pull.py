@@ -8,7 +8,7 @@ the apply recipe then writes nothing for a stack in sync at that commit (no chan
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
@@ -81,12 +81,19 @@ def fetched(source: Source) -> Iterator[Fetched]:
 
 
 def reconcile(
-    source: Source, settings: Settings, options: ApplyOptions, drift: Drift, progress: Progress | None = None
+    source: Source,
+    settings: Settings,
+    options: ApplyOptions,
+    drift: Drift,
+    progress: Progress | None = None,
+    on_fetched: Callable[[Fetched], None] | None = None,
 ) -> Reconciled:
     """Fetch the source, then plan (``report``) or apply (``correct``) it against the target's cluster.
 
     ``report`` includes the field-level drift (which fields moved, and which field manager moved them)."""
     with fetched(source) as got:
+        if on_fetched is not None:
+            on_fetched(got)  # e.g. say which commit this run works on, before the recipe's output
         where = got.root / source.path_in_repo
         if not where.is_dir():
             raise SourceError(
