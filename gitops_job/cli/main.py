@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from gitops_job import __version__
+from gitops_job.config.load import load_config
+from gitops_job.config.load import target as target_of
 from gitops_job.errors import BranchError, GitopsJobError
 from gitops_job.exitcodes import ExitCode
 from gitops_job.outcomes import Origin
@@ -427,8 +429,25 @@ def apply_cmd(
     finally:
         _push_metrics(pushgateway, kw, result, started)
     click.echo(apply_json(result) if output == "json" else apply_text(result), nl=False)
+    _notify(_settings(**kw), result)
     if not result.ok:
         raise SystemExit(ExitCode.ERROR)
+
+
+def _notify(settings: context.Settings, result: ApplyResult) -> None:
+    """Tell the config's notification receivers how the run went; a receiver that failed is a warning on stderr."""
+    config = load_config(settings.repo, settings.config_file)
+    if not config.receivers:
+        return
+    from gitops_job.notify.receivers import deliver, warnings  # here: only a config with receivers needs it
+
+    namespace = target_of(config, result.target).inventory_namespace
+    deliveries = deliver(config.receivers, result, namespace=namespace)
+    for d in deliveries:
+        if d.ok:
+            _say(f"notified: {d}", err=True)
+    for line in warnings(deliveries):
+        _say(line, err=True)
 
 
 def _refuse_other_branch(ctx: ActionsContext, allow_branch: bool) -> None:
