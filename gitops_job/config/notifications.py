@@ -84,7 +84,7 @@ def _secret_problems(key: str, value: Any) -> list[str]:
     if isinstance(value, str):
         return [
             f"an inline secret is refused (not shown here): give {key} as {{env: VARIABLE}} or {{file: PATH}}, and "
-            "remove it from the file (and from git history: it has been committed)"
+            "remove it from the file (and from git history, if it was committed)"
         ]
     if len(value) != 1:
         return [f"give exactly one of env or file, not {' and '.join(value) or 'neither'}"]

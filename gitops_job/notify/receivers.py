@@ -141,10 +141,10 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> 
     http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(total=timeout))
     try:
         answer = http.request("POST", url, body=body, headers={"User-Agent": USER_AGENT, **headers}, redirect=False)
+    except urllib3.exceptions.NewConnectionError as e:  # first: urllib3 makes it a ConnectTimeoutError too
+        raise _Failed(f"cannot connect to {where(url)}: {_reason(e)}") from None
     except urllib3.exceptions.TimeoutError:
         raise _Failed(f"{where(url)} did not answer within {timeout:g}s") from None
-    except urllib3.exceptions.NewConnectionError as e:
-        raise _Failed(f"cannot connect to {where(url)}: {_reason(e)}") from None
     except urllib3.exceptions.HTTPError as e:
         raise _Failed(f"cannot reach {where(url)}: {type(e).__name__}") from None
     finally:
