@@ -130,6 +130,16 @@ def test_an_apply_with_a_drift_checked_plan_reports_drift_before_the_apply() -> 
     assert events_of(result(OK, plan=Plan("prod", ())), NS, clock)[0].reason == "ApplySucceeded"
 
 
+def test_a_plan_only_run_reports_its_drift_as_not_corrected() -> None:
+    events = events_of(ApplyResult("prod", SHA, (), plan=_drift_plan()), NS, clock)
+    assert [(e.stack, e.reason, e.severity, e.metadata["corrected"]) for e in events] == [
+        ("app", "DriftDetected", "error", "false"),
+        ("db", "DriftDetected", "error", "false"),
+    ]
+    assert summary("prod", SHA, events) == "gitops-job prod @ 1a2b3c4d5e6f: 2 drifted"
+    assert commit_state(events) == "failure"
+
+
 def test_summary_slack_and_commit_state() -> None:
     events = events_of(result(OK, FAILED), NS, clock)
     assert summary("prod", SHA, events) == "gitops-job prod @ 1a2b3c4d5e6f: 1 applied, 1 failed"

@@ -8,7 +8,7 @@ loads the config (a PR's plan, say) need not have the secrets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,8 +121,3 @@ def _receiver(raw: Mapping[str, Any], seconds: Any) -> Receiver:
         context=raw.get("context"),
         **optional,
     )
-
-
-def selected(receiver: Receiver, reasons: Sequence[str]) -> list[str]:
-    """The reasons of ``reasons`` that ``receiver`` wants."""
-    return [r for r in reasons if r in receiver.events]

@@ -65,9 +65,15 @@ def now() -> str:
 
 
 def events_of(result: ApplyResult, namespace: str, clock: Callable[[], str] = now) -> list[Event]:
-    """The events of an apply: per stack in apply order, its drift (when its plan looked) and then how it went."""
+    """The events of a run: per stack in apply order, its drift (when its plan looked) and then how its apply went.
+
+    Drift of a stack the run did not apply (a plan-only run that reports drift passes a result with no stacks and
+    its plan) is announced as not corrected."""
     at = clock()
     found: list[Event] = []
+    applied = {run.stack for run in result.stacks}
+    if result.plan is not None and result.plan.drift_checked:
+        found.extend(e for e in drift_events(result.plan, namespace, result.revision, at) if e.stack not in applied)
     for run in result.stacks:
         plan = run.plan if run.plan is not None and run.plan.drift_checked else result.plan
         if plan is not None and plan.drift_checked:
