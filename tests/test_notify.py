@@ -450,3 +450,28 @@ def test_apply_notifies_and_a_500_receiver_does_not_fail_it(
     assert message.json()["text"] == f"gitops-job t @ {sha[:12]}: 1 applied"
     assert len(broken.requests) == 1
     assert json.loads(again.stdout)  # -o json stays one JSON document: notices go to stderr
+
+
+def test_a_failed_apply_is_announced_as_apply_failed(
+    tmp_path: Path, kubeconfig: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PVC that no provisioner binds: the stack's wait times out, the apply fails (exit non-zero), and the
+    receiver still gets the ApplyFailed event, with the reason in its message."""
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": namespace},
+           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "never-provisioned",
+                    "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
+    with Recorder() as hook:
+        write(tmp_path, {
+            "gitops.yaml": config(namespace, f"  - {{name: app, path: app, namespace: {namespace}, timeout: 2s}}\n")
+            + "notifications:\n  receivers: [{name: hook, type: webhook, url: {env: T_HOOK_URL}}]\n",
+            "app/pvc.yaml": json.dumps(pvc) + "\n",
+        })  # fmt: skip
+        sha = git_repo(tmp_path)
+        monkeypatch.setenv("T_HOOK_URL", hook.url)
+        run = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), "--revision", sha, ok=False)
+    assert run.returncode != 0, run.stdout + run.stderr
+    [request] = hook.requests
+    event = request.json()
+    assert (event["reason"], event["severity"], event["metadata"]["result"]) == ("ApplyFailed", "error", "failed")
+    assert event["message"].startswith(f"revision {sha}: 1 created")
+    assert "PersistentVolumeClaim/" in event["message"], event["message"]
