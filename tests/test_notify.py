@@ -403,7 +403,12 @@ def test_github_status_is_skipped_for_a_revision_that_is_not_a_commit(github: Gi
 
 
 def test_apply_notifies_and_a_500_receiver_does_not_fail_it(
-    tmp_path: Path, kubeconfig: Path, namespace: str, api_client: client.ApiClient, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    kubeconfig: Path,
+    namespace: str,
+    api_client: client.ApiClient,
+    monkeypatch: pytest.MonkeyPatch,
+    github: GitHubStub,
 ) -> None:
     with Recorder() as hook, Recorder() as chat, Recorder(status=500) as broken:
         receivers = textwrap.dedent("""\
@@ -412,7 +417,8 @@ def test_apply_notifies_and_a_500_receiver_does_not_fail_it(
                 - {name: hook, type: webhook, url: {env: T_HOOK_URL}, hmacKey: {file: key}}
                 - {name: chat, type: slack, url: {env: T_SLACK_URL}}
                 - {name: broken, type: webhook, url: {env: T_BROKEN_URL}}
-            """)  # fmt: skip
+                - {name: commits, type: github, token: {env: T_GH_TOKEN}, repository: octo/app, apiUrl: STUB}
+            """).replace("STUB", github.url)  # fmt: skip
         write(tmp_path, {
             "gitops.yaml": config(namespace, f"  - name: app\n    path: app\n    namespace: {namespace}\n") + receivers,
             "app/a.yaml": cm("a", namespace),
@@ -425,13 +431,19 @@ def test_apply_notifies_and_a_500_receiver_does_not_fail_it(
         monkeypatch.setenv("T_HOOK_URL", f"{hook.url}/h/{SECRET}")
         monkeypatch.setenv("T_SLACK_URL", f"{chat.url}/services/{SECRET}")
         monkeypatch.setenv("T_BROKEN_URL", f"{broken.url}/b/{SECRET}")
+        monkeypatch.setenv("T_GH_TOKEN", github.token)
+        github.repo("octo/app").commits.add(sha)
         run = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), "--revision", sha)  # exits 0
         again = gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), "--revision", sha, "-o", "json")
 
     assert f"warning: notification receiver broken (webhook): FAILED: {broken.url} answered HTTP 500" in run.stderr
     assert f"notified: receiver hook (webhook): delivered: 1 event(s) to {hook.url}" in run.stderr
     for output in (run.stdout, run.stderr, again.stdout, again.stderr):
-        assert SECRET not in output
+        assert SECRET not in output and github.token not in output
+    [status] = github.statuses("octo/app", sha)  # the second apply was in sync: no event, so no status either
+    assert (status["state"], status["context"], status["description"]) == (
+        "success", "gitops-job/t", f"gitops-job t @ {sha[:12]}: 1 applied"
+    )  # fmt: skip
     [request] = hook.requests  # the second apply was in sync: nothing announced
     event = request.json()
     assert event["involvedObject"] == {"apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace,
