@@ -17,7 +17,7 @@ from kubernetes import client
 from gitops_job.config.load import load_config
 from gitops_job.config.notifications import REASONS, Receiver, SecretRef
 from gitops_job.errors import ConfigError, ErrorGroup, GitopsJobError
-from gitops_job.github.client import RetryPolicy
+from gitops_job.github.client import GitHub, RetryPolicy
 from gitops_job.identity import ObjectId
 from gitops_job.notify.events import (
     Event,
@@ -372,11 +372,15 @@ def test_failing_receivers_are_reported_never_raised_and_never_show_secrets(rece
 # -- the GitHub commit status ---------------------------------------------------------------------------------------
 
 
+def _client(api_url: str, token: str, repository: str, timeout: float) -> GitHub:
+    return GitHub(api_url, token, repository, retry=FAST)
+
+
 @pytest.mark.parametrize(("runs", "state"), [((OK,), "success"), ((OK, FAILED), "failure")])
 def test_github_commit_status_on_the_applied_commit(github: GitHubStub, runs: tuple[StackRun, ...], state: str) -> None:
     github.repo("octo/app").commits.add(SHA)
     gh = Receiver("commits", "github", token=SecretRef(env="GH"), repository="octo/app", api_url=github.url)
-    [d] = _deliver([gh], result(*runs), {"GH": github.token}, github_retry=FAST)
+    [d] = _deliver([gh], result(*runs), {"GH": github.token}, github=_client)
     assert d.ok, d
     [status] = github.statuses("octo/app", SHA)
     assert (status["state"], status["context"]) == (state, "gitops-job/prod")
@@ -386,11 +390,17 @@ def test_github_commit_status_on_the_applied_commit(github: GitHubStub, runs: tu
 
 def test_github_status_failure_is_reported_without_the_token(github: GitHubStub) -> None:
     gh = Receiver("commits", "github", token=SecretRef(env="GH"), repository="octo/app", api_url=github.url)
-    [d] = _deliver([gh], result(OK), {"GH": SECRET}, github_retry=FAST)  # the stub does not know this token
+    [d] = _deliver([gh], result(OK), {"GH": SECRET}, github=_client)  # the stub does not know this token
     assert not d.ok, d
     assert "401" in d.detail or "token" in d.detail, d
     assert SECRET not in _shown([d])
     github.violations.clear()
+
+
+def test_github_receiver_without_a_client_fails_and_says_so() -> None:
+    gh = Receiver("commits", "github", token=SecretRef(env="GH"), repository="octo/app")
+    [d] = _deliver([gh], result(OK), {"GH": SECRET})
+    assert (d.ok, d.detail) == (False, "no GitHub client was given to deliver with")
 
 
 def test_github_status_is_skipped_for_a_revision_that_is_not_a_commit(github: GitHubStub) -> None:

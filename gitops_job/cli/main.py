@@ -442,12 +442,20 @@ def _notify(settings: context.Settings, result: ApplyResult) -> None:
     from gitops_job.notify.receivers import deliver, warnings  # here: only a config with receivers needs it
 
     namespace = target_of(config, result.target).inventory_namespace
-    deliveries = deliver(config.receivers, result, namespace=namespace)
+    deliveries = deliver(config.receivers, result, namespace=namespace, github=_status_client)
     for d in deliveries:
         if d.ok:
             _say(f"notified: {d}", err=True)
     for line in warnings(deliveries):
         _say(line, err=True)
+
+
+def _status_client(api_url: str, token: str, repository: str, timeout: float) -> Any:
+    """The GitHub client a ``github`` notification receiver sets its commit status with (few retries: a receiver
+    must not hold the run up for long)."""
+    from gitops_job.github.client import GitHub, RetryPolicy  # here: the GitHub client is slow to import
+
+    return GitHub(api_url, token, repository, retry=RetryPolicy(attempts=2, timeout=max(1, round(timeout))))
 
 
 def _refuse_other_branch(ctx: ActionsContext, allow_branch: bool) -> None:

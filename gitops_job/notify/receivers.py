@@ -17,18 +17,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import urllib3
 
 from gitops_job import __version__
 from gitops_job.config.notifications import Receiver, SecretRef
+from gitops_job.errors import GitopsJobError
 from gitops_job.notify.events import Event, commit_state, events_of, slack_payload, summary
 from gitops_job.reconcile.results import ApplyResult
-
-if TYPE_CHECKING:
-    from gitops_job.github.client import RetryPolicy
 
 USER_AGENT = f"gitops-job/{__version__}"
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -50,6 +48,19 @@ class Delivery:
         return f"receiver {self.receiver} ({self.type}): {how}" + (f": {self.detail}" if self.detail else "")
 
 
+class StatusClient(Protocol):
+    """What a ``github`` receiver needs of :class:`gitops_job.github.client.GitHub` (the one GitHub client; ``notify``
+    and ``github`` are siblings, so the caller hands it in)."""
+
+    def set_status(self, sha: str, state: Any, description: str, context: str = ...) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: Makes a :class:`StatusClient` from ``(api_url, token, repository, timeout)``; raises a :class:`GitopsJobError`.
+GitHubFactory = Callable[[str, str, str, float], StatusClient]
+
+
 class _Failed(Exception):
     """A delivery failed; the message is safe to show once secrets are scrubbed from it."""
 
@@ -61,18 +72,19 @@ def deliver(
     namespace: str,
     env: Mapping[str, str] = os.environ,
     clock: Callable[[], str] | None = None,
-    github_retry: RetryPolicy | None = None,
+    github: GitHubFactory | None = None,
 ) -> list[Delivery]:
     """Tell every receiver about ``result`` (a run of target ``result.target`` whose inventories are in
-    ``namespace``): one :class:`Delivery` per receiver, in config order. Never raises for a receiver."""
+    ``namespace``): one :class:`Delivery` per receiver, in config order. Never raises for a receiver. ``github``
+    makes the GitHub client for ``github`` receivers (without one, they fail: nothing to reach GitHub with)."""
     if not receivers:
         return []
     events = events_of(result, namespace) if clock is None else events_of(result, namespace, clock)
-    return [_deliver_one(r, [e for e in events if e.reason in r.events], result, env, github_retry) for r in receivers]
+    return [_deliver_one(r, [e for e in events if e.reason in r.events], result, env, github) for r in receivers]
 
 
 def _deliver_one(
-    r: Receiver, events: list[Event], result: ApplyResult, env: Mapping[str, str], retry: RetryPolicy | None
+    r: Receiver, events: list[Event], result: ApplyResult, env: Mapping[str, str], github: GitHubFactory | None
 ) -> Delivery:
     secrets: list[str] = []
     if not events:
@@ -82,7 +94,7 @@ def _deliver_one(
             return _webhook(r, events, env, secrets)
         if r.type == "slack":
             return _slack(r, events, result, env, secrets)
-        return _github(r, events, result, env, secrets, retry)
+        return _github(r, events, result, env, secrets, github)
     except _Failed as e:
         return Delivery(r.name, r.type, ok=False, detail=scrub(str(e), secrets))
     except Exception as e:  # a receiver never fails the run: whatever went wrong is its failed delivery
@@ -194,21 +206,23 @@ def _github(
     result: ApplyResult,
     env: Mapping[str, str],
     secrets: list[str],
-    retry: RetryPolicy | None,
+    github: GitHubFactory | None,
 ) -> Delivery:
     if not _SHA.match(result.revision):
         return Delivery(r.name, r.type, ok=True, skipped=True, detail=f"revision {result.revision!r} is not a commit")
     assert r.token is not None and r.repository is not None
+    if github is None:
+        raise _Failed("no GitHub client was given to deliver with")
     token = resolve(r.token, env, secrets)
-    from gitops_job.github.client import GitHub, GitHubError, RetryPolicy  # here: the GitHub client is slow to import
-
-    policy = retry or RetryPolicy(attempts=2, timeout=max(1, int(r.timeout)))
     context = r.context or f"gitops-job/{result.target}"
-    state: Any = commit_state(events)
+    state = commit_state(events)
     try:
-        with GitHub(r.api_url, token, r.repository, retry=policy) as gh:
+        gh = github(r.api_url, token, r.repository, r.timeout)
+        try:
             gh.set_status(result.revision, state, summary(result.target, result.revision, events), context=context)
-    except GitHubError as e:
+        finally:
+            gh.close()
+    except GitopsJobError as e:
         raise _Failed(str(e)) from None
     return Delivery(r.name, r.type, ok=True, sent=1, detail=f"{state} on {r.repository}@{result.revision[:12]}")
 
