@@ -394,6 +394,8 @@ def apply_cmd(
          Namespaces, PVCs and CRDs are retained);
       5. wait until the objects are healthy (the stack's timeout);
       6. record the run in the inventory (see `status` and `history`) and as an Event.
+    Then the receivers under `notifications:` in gitops.yaml are told how each stack went
+    (docs/config.md); a receiver that fails is a warning, never a failed run.
     Render and validation errors in any stack stop the run before its first write, and so
     do a stack whose inventory another repository owns and a live object that is not ours
     (adopt it with --adopt or the annotation gitops-job.io/adopt: enabled).
