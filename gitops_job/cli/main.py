@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from gitops_job import __version__, git
+from gitops_job.config.load import load_config
+from gitops_job.config.load import target as target_of
 from gitops_job.errors import BranchError, GitopsJobError
 from gitops_job.exitcodes import ExitCode
 from gitops_job.outcomes import Origin
@@ -399,6 +401,8 @@ def apply_cmd(
          Namespaces, PVCs and CRDs are retained);
       5. wait until the objects are healthy (the stack's timeout);
       6. record the run in the inventory (see `status` and `history`) and as an Event.
+    Then the receivers under `notifications:` in gitops.yaml are told how each stack went
+    (docs/config.md); a receiver that fails is a warning, never a failed run.
     Render and validation errors in any stack stop the run before its first write, and so
     do a stack whose inventory another repository owns, a live object that is not ours
     (adopt it with --adopt or the annotation gitops-job.io/adopt: enabled), and a commit
@@ -436,8 +440,33 @@ def apply_cmd(
     finally:
         _push_metrics(pushgateway, kw, result, started)
     click.echo(apply_json(result) if output == "json" else apply_text(result), nl=False)
+    _notify(_settings(**kw), result)
     if not result.ok:
         raise SystemExit(ExitCode.ERROR)
+
+
+def _notify(settings: context.Settings, result: ApplyResult) -> None:
+    """Tell the config's notification receivers how the run went; a receiver that failed is a warning on stderr."""
+    config = load_config(settings.repo, settings.config_file)
+    if not config.receivers:
+        return
+    from gitops_job.notify.receivers import deliver, warnings  # here: only a config with receivers needs it
+
+    namespace = target_of(config, result.target).inventory_namespace
+    deliveries = deliver(config.receivers, result, namespace=namespace, github=_status_client)
+    for d in deliveries:
+        if d.ok:
+            _say(f"notified: {d}", err=True)
+    for line in warnings(deliveries):
+        _say(line, err=True)
+
+
+def _status_client(api_url: str, token: str, repository: str, timeout: float) -> Any:
+    """The GitHub client a ``github`` notification receiver sets its commit status with (few retries: a receiver
+    must not hold the run up for long)."""
+    from gitops_job.github.client import GitHub, RetryPolicy  # here: the GitHub client is slow to import
+
+    return GitHub(api_url, token, repository, retry=RetryPolicy(attempts=2, timeout=max(1, round(timeout))))
 
 
 def _refuse_other_branch(ctx: ActionsContext, allow_branch: bool) -> None:

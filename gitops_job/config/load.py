@@ -22,7 +22,8 @@ import jsonschema
 import yaml
 from jsonschema import Draft202012Validator
 
-from gitops_job.config import paths
+from gitops_job.config import notifications, paths
+from gitops_job.config.notifications import Receiver
 from gitops_job.errors import ConfigError, ErrorGroup
 from gitops_job.yamlio import load_documents
 
@@ -93,6 +94,7 @@ class RepoConfig:
     targets: tuple[Target, ...]
     stacks: tuple[Stack, ...]  # in dependsOn order: every stack after the stacks it depends on
     name: str | None = None  # the repository's name (inventories record it); default: its git remote
+    receivers: tuple[Receiver, ...] = ()  # notifications.receivers: told how each run went (gitops_job.notify)
 
 
 CONFIG_FILE = "gitops.yaml"
@@ -141,7 +143,7 @@ def load_config(repo_root: Path, config_file: Path | None = None) -> RepoConfig:
     _raise_all(doc.errors(_semantic_problems(data, root)))
     targets = tuple(_target(t) for t in data.get("targets", ())) or (Target(DEFAULT_TARGET),)
     stacks = _dependency_order([_stack(s, root) for s in data["stacks"]])
-    return RepoConfig(root, file, targets, stacks, data.get("name"))
+    return RepoConfig(root, file, targets, stacks, data.get("name"), notifications.receivers(data, _seconds))
 
 
 def target(config: RepoConfig, name: str | None) -> Target:
@@ -290,6 +292,7 @@ def _semantic_problems(data: Mapping[str, Any], root: Path) -> list[Problem]:
         *_cycle_problems(stacks),
         *_path_problems(stacks, root),
         *_namespace_problems(stacks),
+        *notifications.problems(data),
     ]
 
 
