@@ -14,6 +14,8 @@ from gitops_job.cli import main
 from gitops_job.exitcodes import ExitCode
 from gitops_job.identity import ObjectId
 from gitops_job.outcomes import Action
+from gitops_job.reconcile import context, state
+from gitops_job.reconcile import run as pipeline
 from gitops_job.reconcile.results import Plan, PlanEntry
 
 NEW = PlanEntry(ObjectId("", "ConfigMap", "a", "x"), "app", Action.CREATE, after={"apiVersion": "v1",
@@ -29,10 +31,10 @@ class Recorder:
         self.settings: Any = None
         self.options: Any = None
         self.plan = plan
-        monkeypatch.setattr(main.context, "select", self._stop)
-        monkeypatch.setattr(main.state, "run_status", self._stop)
-        monkeypatch.setattr(main.pipeline, "run_plan", self._plan)
-        monkeypatch.setattr(main.pipeline, "run_apply", self._apply)
+        monkeypatch.setattr(context, "select", self._stop)
+        monkeypatch.setattr(state, "run_status", self._stop)
+        monkeypatch.setattr(pipeline, "run_plan", self._plan)
+        monkeypatch.setattr(pipeline, "run_apply", self._apply)
 
     def _stop(self, settings: Any, *args: Any, **kw: Any) -> Any:
         self.settings = settings

@@ -1,0 +1,122 @@
+"""`reconcile`: the scheduled pull (a CronJob): clone or fetch, then correct or report drift."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gitops_job import git
+from gitops_job.exitcodes import ExitCode
+from gitops_job.reconcile import context, pull
+from gitops_job.reconcile import run as pipeline
+from gitops_job.reconcile.pull import Drift, Source
+from gitops_job.report.json import apply_json, json_text
+from gitops_job.report.text import apply_text
+from gitops_job.report.text import text as plan_text
+
+if TYPE_CHECKING:
+    pass
+
+from gitops_job.cli.options import Option, ProgressBar, kube_options, parse_vars, say
+
+
+@click.command(name="reconcile")
+@click.option("--repo", "url", required=True, metavar="URL|PATH",
+              help="The repository: any URL git accepts (https, ssh, user@host:path, file://) or a path.")  # fmt: skip
+@click.option("--branch", help="The branch to reconcile.  [default: the branch the remote's HEAD names]")
+@click.option("--path-in-repo", default=".", show_default=True, help="The directory holding gitops.yaml.")
+@click.option("-t", "--target", help="The target (cluster) to work on.  [default: the first in gitops.yaml]")
+@click.option("-s", "--stack", "stacks", cls=Option, multiple=True, help="Only this stack (repeatable).")
+@click.option("--var", "variables", cls=Option, multiple=True, callback=parse_vars, metavar="KEY=VALUE",
+              help="A variable for templates and ${VAR} substitution (repeatable).")  # fmt: skip
+@click.option(
+    "--drift",
+    type=click.Choice([d.value for d in Drift]),
+    default=Drift.CORRECT.value,
+    show_default=True,
+    help="correct: apply, so the cluster matches git again; report: plan only, write nothing.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A directory kept between runs (a mounted volume): the clone is cached there and only fetched when the "
+    "branch moved.  [default: a shallow clone per run, in a temp dir]",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="https: a file holding the token (e.g. a mounted Secret); else $GITOPS_JOB_GIT_TOKEN. Given to git "
+    "through GIT_ASKPASS, never on a command line or in a URL.",
+)
+@click.option("--git-username", default="x-access-token", show_default=True, help="https: the token's user name.")
+@click.option("--ssh-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="ssh: the deploy key (private key file).")  # fmt: skip
+@click.option(
+    "--known-hosts",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="ssh: the pinned known_hosts file; a host not in it is refused (StrictHostKeyChecking yes).",
+)
+@click.option("--allow-non-descendant", is_flag=True,
+              help="Apply a commit that is not a descendant of the last applied (once).")  # fmt: skip
+@click.option("--force-conflicts", is_flag=True, help="Take fields other field managers own (kubectl's flag).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the applied objects to become healthy.")
+@click.option("--lock-timeout", type=click.FloatRange(0), default=300.0, show_default=True,
+              help="Seconds to wait while another run holds a stack's lock.")  # fmt: skip
+@kube_options
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def reconcile_cmd(
+    url: str, branch: str | None, path_in_repo: str, drift: str, state_dir: Path | None, token_file: Path | None,
+    git_username: str, ssh_key_file: Path | None, known_hosts: Path | None, allow_non_descendant: bool,
+    force_conflicts: bool, no_wait: bool, lock_timeout: float, output: str, **kw: Any,
+) -> None:  # fmt: skip
+    """Pull: reconcile the cluster to a branch of a remote repository, in one shot (for a CronJob).
+
+    \b
+    1. ask the remote what the branch points at (one `git ls-remote`);
+    2. get that commit: from --state-dir's cached clone (fetched only when the branch
+       moved), else a shallow clone into a temp dir removed afterwards;
+    3. --drift correct: `apply` it (every guard of apply holds, and a commit that does not
+       descend from the one last applied is refused, naming both); a stack already in sync
+       at that commit writes nothing. --drift report: `plan --drift` it, write nothing.
+
+    \b
+    Credentials: https with a token (--token-file, or $GITOPS_JOB_GIT_TOKEN); ssh with a
+    deploy key (--ssh-key-file) and a pinned --known-hosts. Neither reaches a command line
+    (`ps`) or a printed URL; a URL carrying a password is refused.
+
+    \b
+    Example (in a CronJob, the token and deploy key mounted from Secrets):
+      gitops-job reconcile --repo https://github.com/acme/deploy.git --target production \\
+        --token-file /var/run/secrets/git/token --state-dir /var/cache/gitops-job
+    """
+    token = token_file.read_text().strip() if token_file else os.environ.get("GITOPS_JOB_GIT_TOKEN") or None
+    auth = git.Auth(token=token, username=git_username, ssh_key=ssh_key_file, known_hosts=known_hosts)
+    source = Source(url, branch, path_in_repo, state_dir, auth)
+    settings = context.Settings(target=kw["target"], stacks=tuple(kw["stacks"]), vars=kw["variables"],
+                                kubeconfig=kw.get("kubeconfig"), concurrency=kw.get("concurrency", 16))  # fmt: skip
+    options = pipeline.ApplyOptions(
+        force_conflicts=force_conflicts,
+        wait=not no_wait,
+        lock_wait=lock_timeout,
+        on_lock_wait=lambda message: say(message, err=True),
+        allow_non_descendant=allow_non_descendant,
+    )
+
+    def say_source(got: pull.Fetched) -> None:
+        how = "cached, nothing fetched" if got.cached else "fetched"
+        say(f"source: {got.url} branch {got.branch} at {got.revision} ({how})", err=True)
+
+    with ProgressBar() as progress:
+        done = pull.reconcile(source, settings, options, Drift(drift), progress, on_fetched=say_source)
+    if done.plan is not None:
+        click.echo(json_text(done.plan) if output == "json" else plan_text(done.plan), nl=False)
+        if done.plan.failures:
+            raise SystemExit(ExitCode.ERROR)
+        return
+    assert done.applied is not None
+    click.echo(apply_json(done.applied) if output == "json" else apply_text(done.applied), nl=False)
+    if not done.applied.ok:
+        raise SystemExit(ExitCode.ERROR)
