@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
-
-from gitops_job.exitcodes import ExitCode
-from gitops_job.outcomes import Origin
-from gitops_job.reconcile import run as pipeline
-from gitops_job.reconcile.results import ApplyResult
-from gitops_job.report.json import apply_json
-from gitops_job.report.text import apply_text
-
-if TYPE_CHECKING:
-    pass
 
 from gitops_job.cli.options import (
     ProgressBar,
@@ -31,6 +21,12 @@ from gitops_job.cli.options import (
     settings_of,
     source_options,
 )
+from gitops_job.exitcodes import ExitCode
+from gitops_job.outcomes import Origin
+from gitops_job.reconcile import run as pipeline
+from gitops_job.reconcile.results import ApplyResult
+from gitops_job.report.json import apply_json
+from gitops_job.report.text import apply_text
 
 
 @click.command(name="apply")

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
-
-from gitops_job.exitcodes import ExitCode
-from gitops_job.reconcile import run as pipeline
-from gitops_job.report.json import json_text
-from gitops_job.report.markdown import markdown
-from gitops_job.report.text import text as plan_text
-
-if TYPE_CHECKING:
-    pass
 
 from gitops_job.cli.options import (
     ProgressBar,
@@ -26,6 +17,11 @@ from gitops_job.cli.options import (
     settings_of,
     source_options,
 )
+from gitops_job.exitcodes import ExitCode
+from gitops_job.reconcile import run as pipeline
+from gitops_job.report.json import json_text
+from gitops_job.report.markdown import markdown
+from gitops_job.report.text import text as plan_text
 
 
 @click.command(name="plan")

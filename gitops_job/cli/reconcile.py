@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from gitops_job import git
+from gitops_job.cli.options import Option, ProgressBar, kube_options, parse_vars, say
 from gitops_job.exitcodes import ExitCode
 from gitops_job.reconcile import context, pull
 from gitops_job.reconcile import run as pipeline
@@ -16,11 +17,6 @@ from gitops_job.reconcile.pull import Drift, Source
 from gitops_job.report.json import apply_json, json_text
 from gitops_job.report.text import apply_text
 from gitops_job.report.text import text as plan_text
-
-if TYPE_CHECKING:
-    pass
-
-from gitops_job.cli.options import Option, ProgressBar, kube_options, parse_vars, say
 
 
 @click.command(name="reconcile")

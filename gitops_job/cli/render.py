@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from gitops_job.cli.options import kube_options, say, settings_of, source_options
 from gitops_job.reconcile import context
 from gitops_job.report.text import to_yaml
-
-if TYPE_CHECKING:
-    pass
-
-from gitops_job.cli.options import kube_options, say, settings_of, source_options
 
 
 @click.command()

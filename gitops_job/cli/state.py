@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from gitops_job.cli.options import kube_options, say, settings_of, source_options
 from gitops_job.reconcile import state
 from gitops_job.report.status import history_text, status_json_text, status_text
-
-if TYPE_CHECKING:
-    pass
-
-from gitops_job.cli.options import kube_options, say, settings_of, source_options
 
 
 @click.command(name="status")
