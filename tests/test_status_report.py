@@ -18,7 +18,7 @@ import pytest
 
 from gitops_job.identity import ObjectId
 from gitops_job.outcomes import HealthState, Origin, RunResult, detect_origin
-from gitops_job.reconcile.results import Health, RunRecord, StackStatus, Status
+from gitops_job.reconcile.results import Health, Run, StackStatus, Status
 from gitops_job.report.status import health_text, history_text, status_json, status_text, table
 from tests.helpers import SCRIPT, cm, config, git_repo, write
 
@@ -38,29 +38,31 @@ def _status() -> Status:
     shop = {**_cms(10), web: Health(FAIL, "ProgressDeadlineExceeded: RS web-7d has timed out"),
             db: Health(PROG, "1/3 replicas ready\x1b[2J")}  # fmt: skip
     return Status("production", (
-        StackStatus("platform", REV_A, RunRecord(REV_A, "2026-12-03T13:00:01Z", "2026-12-03T13:00:04Z",
-                                                 RunResult.SUCCEEDED, Origin.CRONJOB, {"unchanged": 12}),
+        StackStatus("platform", REV_A, Run(REV_A, "2026-12-03T13:00:01Z", "2026-12-03T13:00:04Z",
+                                                 RunResult.SUCCEEDED, {"unchanged": 12}, origin=Origin.CRONJOB),
                     _cms(12, ns="", prefix="ns"), drift=0),
-        StackStatus("shop", REV_A, RunRecord(REV_B, "2026-12-03T13:05:00Z", "2026-12-03T13:05:41Z",
-                                             RunResult.FAILED, Origin.CI, {"updated": 1, "failed": 1},
-                                             "stage wait: Deployment/shop/web: not healthy in 40s\nmore detail"),
+        StackStatus("shop", REV_A, Run(REV_B, "2026-12-03T13:05:00Z", "2026-12-03T13:05:41Z",
+                                             RunResult.FAILED, {"updated": 1, "failed": 1},
+                                             "stage wait: Deployment/shop/web: not healthy in 40s\nmore detail",
+                                             origin=Origin.CI),
                     shop),
-        StackStatus("legacy", None, RunRecord(REV_B, "2026-11-30T09:00:00Z", "2026-11-30T09:00:02Z",
-                                              RunResult.SKIPPED, Origin.UNKNOWN, {},
-                                              "dependency shop did not succeed"), {}),
+        StackStatus("legacy", None, Run(REV_B, "2026-11-30T09:00:00Z", "2026-11-30T09:00:02Z",
+                                              RunResult.SKIPPED, {},
+                                              "dependency shop did not succeed", origin=Origin.UNKNOWN), {}),
         StackStatus("new-stack", None, None),
     ))  # fmt: skip
 
 
-def _runs() -> list[RunRecord]:
+def _runs() -> list[Run]:
     return [
-        RunRecord(REV_B, "2026-12-03T13:05:00Z", "2026-12-03T13:05:41Z", RunResult.FAILED, Origin.CI,
-                  {"updated": 1, "failed": 1}, "stage wait: Deployment/shop/web: not healthy in 40s\nmore"),
-        RunRecord(REV_A, "2026-12-03T12:00:00Z", "2026-12-03T12:00:03Z", RunResult.SUCCEEDED, Origin.CRONJOB,
-                  {"unchanged": 12}),
-        RunRecord(REV_A, "2026-12-03T11:00:00Z", "2026-12-03T11:00:09Z", RunResult.SUCCEEDED, Origin.TERMINAL,
-                  {"created": 11, "unchanged": 1}),
-        RunRecord(REV_A, "2026-12-01T11:00:00Z", "2026-12-01T11:00:09Z", RunResult.SUCCEEDED, Origin.UNKNOWN, {}),
+        Run(REV_B, "2026-12-03T13:05:00Z", "2026-12-03T13:05:41Z", RunResult.FAILED,
+                  {"updated": 1, "failed": 1}, "stage wait: Deployment/shop/web: not healthy in 40s\nmore",
+                  origin=Origin.CI),
+        Run(REV_A, "2026-12-03T12:00:00Z", "2026-12-03T12:00:03Z", RunResult.SUCCEEDED,
+                  {"unchanged": 12}, origin=Origin.CRONJOB),
+        Run(REV_A, "2026-12-03T11:00:00Z", "2026-12-03T11:00:09Z", RunResult.SUCCEEDED,
+                  {"created": 11, "unchanged": 1}, origin=Origin.TERMINAL),
+        Run(REV_A, "2026-12-01T11:00:00Z", "2026-12-01T11:00:09Z", RunResult.SUCCEEDED, {}, origin=Origin.UNKNOWN),
     ]  # fmt: skip
 
 

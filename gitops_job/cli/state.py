@@ -33,7 +33,7 @@ def history_cmd(stack_name: str, **kw: Any) -> None:
     """List the last runs of STACK (newest first): when, result, where it came from, revision and counts."""
     kw["stacks"] = (stack_name,)
     inv = state.run_history(settings_of(**kw))
-    click.echo(history_text(inv.target, stack_name, [state.run_record(r) for r in inv.runs]), nl=False)
+    click.echo(history_text(inv.target, stack_name, inv.runs), nl=False)
 
 
 @click.command(name="break-lease")

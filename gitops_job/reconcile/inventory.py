@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gitops_job.errors import InventoryError, LeaseError
@@ -19,24 +19,12 @@ from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Conflict, Kube, ResourceType, timestamp
 from gitops_job.model import LABEL_TARGET
 from gitops_job.outcomes import Origin, RunResult
+from gitops_job.reconcile.results import Run
 
 DEFAULT_NAMESPACE = "gitops-job-system"
 KEEP_RUNS = 10
 _KEY = "inventory.json"
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "gitops-job"}
-
-
-@dataclass(frozen=True)
-class Run:
-    """One apply of one stack."""
-
-    revision: str
-    started: str  # RFC 3339, UTC
-    finished: str
-    result: RunResult
-    counts: Mapping[str, int] = field(default_factory=dict)
-    message: str = ""
-    origin: Origin = Origin.UNKNOWN  # CI, the CronJob or a terminal (unknown: recorded before runs said)
 
 
 @dataclass(frozen=True)

@@ -202,16 +202,16 @@ class ApplyResult:
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One recorded run of one stack, as ``status`` and ``history`` show it (read from its inventory)."""
+class Run:
+    """One apply of one stack, as its inventory records it and ``status`` and ``history`` show it."""
 
     revision: str
     started: str  # RFC 3339, UTC
     finished: str
     result: RunResult
-    origin: Origin = Origin.UNKNOWN
     counts: Mapping[str, int] = field(default_factory=dict)
-    message: str = ""  # masked
+    message: str = ""  # scrubbed when it was recorded
+    origin: Origin = Origin.UNKNOWN  # CI, the CronJob or a terminal (unknown: recorded before runs said)
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ class StackStatus:
 
     stack: str
     revision: str | None  # the last revision applied in full (None: none yet)
-    last: RunRecord | None  # the newest run (None: never applied)
+    last: Run | None  # the newest run (None: never applied)
     health: Mapping[ObjectId, Health] = field(default_factory=dict)  # every object the inventory lists
     #: How many objects drifted from git (None: not known; ``status`` does not look, a drift check fills it in).
     drift: int | None = None

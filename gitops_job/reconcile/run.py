@@ -60,6 +60,7 @@ from gitops_job.reconcile.results import (
     Plan,
     Progress,
     Pruned,
+    Run,
     StackRun,
     counts_of,
     fail_if_failed,
@@ -486,7 +487,7 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
         except GitopsJobError as e:
             result, error = RunResult.FAILED, masker.scrub(str(_staged(stage, e)))
         counts = counts_of(stack_plan, applied, pruned)
-        run = inventory.Run(revision, started, inventory.now(), result, counts, error or "",
+        run = Run(revision, started, inventory.now(), result, counts, error or "",
                             options.origin or Origin.UNKNOWN)  # fmt: skip
         final = dc_replace(inv, revision=revision if result is RunResult.SUCCEEDED else inv.revision).with_run(run)
         try:
@@ -537,7 +538,7 @@ def _replan(ctx: _ApplyRun, skube: Kube, work: _StackWork, inv: inventory.Invent
     return fresh
 
 
-def _record(kube: Kube, lock: Lease, inv: inventory.Inventory, run: inventory.Run) -> inventory.Inventory:
+def _record(kube: Kube, lock: Lease, inv: inventory.Inventory, run: Run) -> inventory.Inventory:
     """Store the run in the inventory (still holding the lock) and announce it with an Event on it."""
     lock.check()
     stored = inventory.write(kube, inv)

@@ -19,15 +19,10 @@ from gitops_job.reconcile.context import (
 from gitops_job.reconcile.health import status
 from gitops_job.reconcile.lease import break_lease, lease_name
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.results import Health, RunRecord, StackStatus, Status
+from gitops_job.reconcile.results import Health, StackStatus, Status
 
 
 # -- status, history, break-lease ---------------------------------------------------------------------------------
-def run_record(run: inventory.Run) -> RunRecord:
-    """A stored run as reports show it."""
-    return RunRecord(run.revision, run.started, run.finished, run.result, run.origin, dict(run.counts), run.message)
-
-
 def run_status(settings: Settings) -> Status:
     """Each selected stack's inventory and the current health of every object it lists."""
     masker = Masker()
@@ -43,7 +38,7 @@ def run_status(settings: Settings) -> Status:
                 health[oid] = (
                     status(live) if live is not None else Health(HealthState.NOT_FOUND, "missing from the cluster")
                 )
-            last = run_record(inv.runs[0]) if inv.runs else None
+            last = inv.runs[0] if inv.runs else None
             if last is not None:
                 last = dc_replace(last, message=masker.scrub(last.message))
             rows.append(StackStatus(stack, inv.revision, last, scrub_health(health, masker)))

@@ -10,7 +10,7 @@ from typing import Any
 
 from gitops_job.identity import ObjectId
 from gitops_job.outcomes import HealthState, RunResult, counts_text
-from gitops_job.reconcile.results import Health, RunRecord, StackStatus, Status
+from gitops_job.reconcile.results import Health, Run, StackStatus, Status
 from gitops_job.report.text import printable
 
 #: Columns are separated by this much space (kubectl's and flux's tabwriter padding).
@@ -94,7 +94,7 @@ def status_text(status: Status) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_json(r: RunRecord) -> dict[str, Any]:
+def _run_json(r: Run) -> dict[str, Any]:
     return {"revision": r.revision, "started": r.started, "finished": r.finished, "result": r.result.value,
             "origin": r.origin.value, "counts": dict(r.counts), "message": r.message or None}  # fmt: skip
 
@@ -135,7 +135,7 @@ def status_json_text(status: Status) -> str:
 HISTORY_HEADER = ("FINISHED", "RESULT", "ORIGIN", "REVISION", "COUNTS")
 
 
-def history_text(target: str, stack: str, runs: Sequence[RunRecord]) -> str:
+def history_text(target: str, stack: str, runs: Sequence[Run]) -> str:
     """The runs of one stack, newest first, as a table; a run's message (its first line) follows its row,
     indented."""
     if not runs:
