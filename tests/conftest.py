@@ -25,6 +25,7 @@ from kubernetes.dynamic import DynamicClient
 from gitops_job.kube import Kube
 from tests.githubstub import GitHubStub
 from tests.kube import AuditLog
+from tests.pushgateway import pushgateway  # noqa: F401 (a fixture, for every test module)
 from tools.localcluster import build
 from tools.localcluster.cluster import LocalCluster
 

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from gitops_job.identity import ObjectId
+from gitops_job.outcomes import Action
 from gitops_job.reconcile.drift import (
     Key,
     Member,
@@ -26,7 +27,7 @@ from gitops_job.reconcile.drift import (
     value_text,
 )
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.results import DriftFinding, Manager, Plan
+from gitops_job.reconcile.results import DriftFinding, FieldConflict, Manager, Plan, PlanEntry, correctable
 from gitops_job.report.json import json_text
 from gitops_job.report.text import drift_lines
 from gitops_job.report.text import text as plan_text
@@ -233,3 +234,32 @@ def test_reports_text_and_json() -> None:
     assert "drift" not in json.loads(json_text(Plan("t", ())))
     assert "drift" not in plan_text(Plan("t", ()))
     assert drift_lines(Plan("t", (), drift_checked=True)) == ["drift: 0 objects (none found)"]
+
+
+def _conflicted(name: str, *managers: str) -> PlanEntry:
+    return PlanEntry(ObjectId("", "ConfigMap", "ns", name), "app", Action.UPDATE,
+                     conflicts=tuple(FieldConflict(f".data.{m}", m) for m in managers))  # fmt: skip
+
+
+def _found(name: str, *managers: str) -> DriftFinding:
+    return DriftFinding(ObjectId("", "ConfigMap", "ns", name), "data.v", "1", "2", tuple(Manager(m) for m in managers))
+
+
+@pytest.mark.parametrize(
+    ("entries", "drift", "taken"),
+    [
+        ([_conflicted("a", "kubectl-edit")], [_found("a", "kubectl-edit")], {"a"}),
+        ([_conflicted("a", "kubectl-edit", "hpa")], [_found("a", "kubectl-edit"), _found("a", "hpa")], {"a"}),
+        ([_conflicted("a", "kubectl-edit", "other")], [_found("a", "kubectl-edit")], set()),  # one is not drift
+        ([_conflicted("a", "kubectl-edit")], [], set()),  # drifted nowhere: a conflict stays a conflict
+        ([_conflicted("a", "kubectl-edit")], [_found("b", "kubectl-edit")], set()),  # another object's drift
+        ([_conflicted("a")], [_found("a", "kubectl-edit")], set()),  # no conflict: nothing to force
+        ([_conflicted("a", "x"), _conflicted("b", "y")], [_found("a", "x"), _found("b", "z")], {"a"}),
+    ],
+    ids=["drift", "two-managers", "one-not-drift", "no-drift", "other-object", "no-conflict", "per-object"],
+)
+def test_correctable_is_objects_whose_every_conflict_is_drift(
+    entries: list[PlanEntry], drift: list[DriftFinding], taken: set[str]
+) -> None:
+    plan = Plan("t", tuple(entries), drift=tuple(drift), drift_checked=True)
+    assert {oid.name for oid in correctable(plan)} == taken

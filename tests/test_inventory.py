@@ -4,6 +4,7 @@ versions, and the clear error a damaged one gives. ``read``/``write`` over a dic
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -88,6 +89,18 @@ def test_encode_is_deterministic_whatever_the_set_order() -> None:
         pytest.param(Inventory("prod", "web-1", "gitops-job-system", resource_version="99"), id="other-names"),
         pytest.param(
             Inventory(
+                "t",
+                "app",
+                "state",
+                frozenset({CM}),
+                "abc123",
+                (replace(RUN, drift=("ConfigMap/ns/a data.v: 1 → 9 (manager: kubectl-edit)",)),),
+                "5",
+            ),
+            id="a-run-that-corrected-drift",
+        ),
+        pytest.param(
+            Inventory(
                 "t", "app", "state", frozenset({ObjectId("example.com", "Widget", "a/b", "ü~x")}), resource_version="4"
             ),
             id="odd-characters",
@@ -152,7 +165,7 @@ def test_decode_takes_the_resource_version_of_the_stored_configmap() -> None:
                         "finished": "f",
                         "result": "succeeded",
                         "origin": "satellite",
-                        "drift": {"objects": 2},
+                        "prediction": {"objects": 2},
                     }
                 ]
             ),

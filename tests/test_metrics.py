@@ -4,16 +4,10 @@ The families themselves (report/metrics.py) are a pure function of the results, 
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gitops_job.identity import ObjectId
 from gitops_job.notify.metrics import public_url, push, registry
@@ -24,68 +18,13 @@ from gitops_job.reconcile.results import (
     DriftFinding,
     Plan,
     PlanEntry,
+    PlanFailure,
     Pruned,
     StackRun,
 )
-from gitops_job.report.metrics import OBJECT_RESULTS, RunMetrics, Sample, objects, run_metrics
+from gitops_job.report.metrics import OBJECT_RESULTS, RunMetrics, Sample, objects, report_metrics, run_metrics
 from tests.helpers import cm, config, git_repo, gitops_job, write
-
-PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"  # Debian's prometheus-pushgateway (tools/system-tools)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def pushgateway(tmp_path: Path) -> Iterator[str]:
-    """A Pushgateway of the test's own on a loopback port (no persistence); its URL. Stopped afterwards."""
-    binary = shutil.which("prometheus-pushgateway") or PUSHGATEWAY
-    if not Path(binary).exists():
-        pytest.fail("prometheus-pushgateway is not installed: run tools/system-tools (apt-get install it)")
-    port = _free_port()
-    log = (tmp_path / "pushgateway.log").open("w")
-    proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="], stdout=log, stderr=log
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the pushgateway did not start: {(tmp_path / 'pushgateway.log').read_text()}")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The gateway's /metrics as ``{(name, sorted labels): value}``, only our families and ``push_*``."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name.startswith(("gitops_job_", "push_time_seconds", "push_failure_time_seconds")):
-                found[s.name, tuple(sorted(s.labels.items()))] = s.value
-    return found
-
-
-def group(target: str, **more: str) -> tuple[tuple[str, str], ...]:
-    """The labels a series of ``target``'s group carries: the grouping key, ``instance=""`` and ``more``."""
-    return tuple(sorted({"instance": "", "job": "gitops-job", "target": target, **more}.items()))
+from tests.pushgateway import free_port, group, scrape
 
 
 # -- the pure part: results → families -----------------------------------------------------------------------------
@@ -191,7 +130,7 @@ def test_registry_holds_only_the_runs_families() -> None:
 
 
 def test_a_failed_push_is_a_warning_that_names_the_gateway_without_credentials() -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     warning = push(f"http://bot:s3cret@127.0.0.1:{port}", run_metrics("prod", None, 1.0, 0.0), timeout=2)
     assert warning is not None
     assert f"Pushgateway http://127.0.0.1:{port}:" in warning and "s3cret" not in warning and "bot" not in warning
@@ -305,7 +244,7 @@ def test_apply_with_an_unreachable_gateway_warns_and_succeeds(tmp_path: Path, ku
         "app/a.yaml": cm("a", namespace),
     })  # fmt: skip
     git_repo(repo)
-    port = _free_port()
+    port = free_port()
     done = gitops_job(
         kubeconfig, "apply", "--repo", str(repo), "--no-wait", "--pushgateway", f"http://bot:s3cret@127.0.0.1:{port}"
     )
@@ -313,3 +252,24 @@ def test_apply_with_an_unreachable_gateway_warns_and_succeeds(tmp_path: Path, ku
     assert f"warning: metrics not pushed to the Pushgateway http://127.0.0.1:{port}:" in done.stderr, done.stderr
     assert "s3cret" not in done.stderr + done.stdout
     assert "created" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("plan", "ok"),
+    [(_drift_plan(2), True), (Plan("prod", (), (PlanFailure(_id("x"), "app", None, "boom"),)), False), (None, False)],
+    ids=["reported", "plan-failed", "raised"],
+)
+def test_report_metrics_push_duration_drift_and_success_only(plan: Plan | None, ok: bool) -> None:
+    """A report applied nothing: its objects and last applied revision are not pushed (the gateway keeps the last
+    apply's), and the push adds (POST), never replaces the group."""
+    m = report_metrics("prod", plan, duration=2.0, finished=1_700_000_000.0)
+    want = {("gitops_job_reconcile_duration_seconds", ()): 2.0,
+            ("gitops_job_drift_objects", ()): plan.drift_count if plan else 0}  # fmt: skip
+    if ok:
+        want["gitops_job_last_success_timestamp_seconds", ()] = 1_700_000_000.0
+    assert (_sample_map(m), m.succeeded, m.replace) == (want, ok, False)
+
+
+def test_only_a_successful_apply_replaces_the_group() -> None:
+    assert run_metrics("prod", ApplyResult("prod", "abc", (_stack("a", create=1),)), 1, 1).replace
+    assert not run_metrics("prod", ApplyResult("prod", "abc", (_stack("a", RunResult.FAILED),)), 1, 1).replace

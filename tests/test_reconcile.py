@@ -5,6 +5,7 @@ last applied is refused) for ``apply`` too."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import threading
@@ -15,12 +16,16 @@ import pytest
 from kubernetes import client
 
 from gitops_job.kube import Kube
+from gitops_job.outcomes import RunResult
+from gitops_job.reconcile import inventory
 from gitops_job.reconcile.context import Settings
 from gitops_job.reconcile.lease import Lease, lease_name
 from gitops_job.reconcile.run import ApplyOptions, run_apply
 from tests.gitservers import bare_repo, http_git_server, push, ssh_git_server
 from tests.helpers import SCRIPT, cm, config, git, git_repo, gitops_job, write
+from tests.httprecorder import Recorder
 from tests.kube import AuditLog
+from tests.pushgateway import group, scrape
 
 TOKEN = "planted-token-7f3a9c1e5b"  # searched for in every output
 
@@ -29,6 +34,10 @@ def _work(tmp: Path, ns: str, value: str = "1") -> tuple[Path, str]:
     work = tmp / "work"
     write(work, {"gitops.yaml": config(ns, "  - name: app\n    path: app\n"), "app/cm.yaml": cm("a", ns, value)})
     return work, git_repo(work)
+
+
+def _work_dir(tmp: Path) -> Path:
+    return tmp / "work"
 
 
 def _amend(work: Path, ns: str, value: str) -> str:
@@ -228,6 +237,47 @@ def test_c1_an_older_commit_waiting_for_the_lock_is_refused_once_a_newer_one_was
     assert value() == "B", "A was applied after B"
 
 
+def test_c2_two_merges_b_then_c_are_applied_in_order_or_only_c_never_b_after_c(
+    kubeconfig: Path, namespace: str, tmp_path: Path, value: Callable[[], str], kube: Kube
+) -> None:
+    """Row C2: two merges 2 s apart, B then C (C descends from B), each an `apply` of its own; both wait for the lock
+    another run holds, then race for it. Whichever wins, C is what stays applied, and B is never applied after C."""
+    work = tmp_path / "work"
+    write(work, {"gitops.yaml": config(namespace, "  - name: app\n    path: app\n"), "app/cm.yaml": cm("a", namespace)})
+    git_repo(work)
+    gitops_job(kubeconfig, "apply", "--repo", str(work))
+    checkouts = {}
+    for name in ("B", "C"):
+        write(work, {"app/cm.yaml": cm("a", namespace, name)})
+        rev = git_repo(work)
+        checkouts[name] = (tmp_path / name, rev)
+        git(work, "worktree", "add", "-q", "--detach", str(tmp_path / name), rev)
+    held = Lease(kube, namespace, lease_name("t", "app"), "test-holder", ttl=30, wait=0)
+    held.acquire()
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    runs = {}
+    for name in ("B", "C"):
+        where = checkouts[name][0]
+        runs[name] = subprocess.Popen(
+            [SCRIPT, "apply", "--repo", str(where), "--no-wait", "--lock-timeout", "60"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        threading.Event().wait(2)
+    held.release()
+    outputs = {name: p.communicate(timeout=120)[0] for name, p in runs.items()}
+    assert runs["C"].returncode == 0, outputs["C"]
+    assert value() == "C", outputs
+    inv = inventory.read(kube, namespace, "t", "app")
+    applied = [r.revision for r in reversed(inv.runs) if r.result is RunResult.SUCCEEDED]  # oldest first
+    rev_b, rev_c = checkouts["B"][1], checkouts["C"][1]
+    assert applied[-1] == rev_c, applied
+    if runs["B"].returncode != 0:  # C won the lock: B, once it held it, refused to go back
+        assert rev_b in outputs["B"] and rev_c in outputs["B"] and "history" in outputs["B"], outputs["B"]
+        assert rev_b not in applied
+    else:  # B won: applied first, then C
+        assert applied[-2:] == [rev_b, rev_c], applied
+
+
 def test_drift_report_names_the_field_and_its_manager_and_writes_nothing(
     kubeconfig: Path, namespace: str, tmp_path: Path, value: Callable[[], str], audit: AuditLog,
     api_client: client.ApiClient,
@@ -243,9 +293,95 @@ def test_drift_report_names_the_field_and_its_manager_and_writes_nothing(
     report = gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "--drift", "report")
     assert "kubectl-edit" in report.stdout and "data.v" in report.stdout, report.stdout
     assert audit.writes(mark) == [] and value() == "9"
-    # --drift correct (the default) applies as `apply` does: a field another manager took is a conflict, named with
-    # the way out, until --force-conflicts takes it back
-    conflict = gitops_job(kubeconfig, "reconcile", "--repo", str(bare), ok=False)
-    assert conflict.returncode == 1 and "kubectl-edit" in conflict.stdout and "--force-conflicts" in conflict.stdout
-    gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "--force-conflicts")
+    # --drift correct (the default) takes the drifted field back from the manager that changed it (as Flux does),
+    # and the run record lists what it corrected
+    gitops_job(kubeconfig, "reconcile", "--repo", str(bare))
     assert value() == "1"
+    history = gitops_job(kubeconfig, "history", "app", "--repo", str(_work_dir(tmp_path))).stdout
+    assert "corrected drift:" in history, history
+    assert f"ConfigMap/{namespace}/a data.v: 1 → 9 (manager: kubectl-edit)" in history, history
+    status = json.loads(gitops_job(kubeconfig, "status", "--repo", str(_work_dir(tmp_path)), "-o", "json").stdout)
+    [stack] = status["stacks"]
+    assert stack["lastRun"]["drift"] == [f"ConfigMap/{namespace}/a data.v: 1 → 9 (manager: kubectl-edit)"]
+    mark = audit.mark()
+    gitops_job(kubeconfig, "reconcile", "--repo", str(bare))  # nothing drifted, nothing new: nothing written
+    assert audit.writes(mark) == []
+
+
+def test_correct_leaves_a_merge_object_s_hand_edited_field_alone(
+    kubeconfig: Path, namespace: str, tmp_path: Path, api_client: client.ApiClient
+) -> None:
+    """``gitops-job.io/ssa: Merge`` means never take fields other managers own: correct mode keeps to it."""
+    core = client.CoreV1Api(api_client)
+    bare = bare_repo(tmp_path)
+    work = tmp_path / "work"
+    manifest = cm("a", namespace, "1", annotations={"gitops-job.io/ssa": "Merge"})
+    write(work, {"gitops.yaml": config(namespace, "  - name: app\n    path: app\n"), "app/cm.yaml": manifest})
+    git_repo(work)
+    push(work, bare)
+    gitops_job(kubeconfig, "reconcile", "--repo", str(bare))
+    core.patch_namespaced_config_map("a", namespace, {"data": {"v": "9"}}, field_manager="kubectl-edit")
+    gitops_job(kubeconfig, "reconcile", "--repo", str(bare))
+    assert core.read_namespaced_config_map("a", namespace).data["v"] == "9"
+
+
+def test_reconcile_notifies_and_pushes_drift_in_report_and_correct_modes(
+    kubeconfig: Path, namespace: str, tmp_path: Path, api_client: client.ApiClient, pushgateway: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Report mode: the receivers get DriftDetected (not corrected) and the gateway the drift count, the last apply's
+    objects and revision kept; correct mode: DriftDetected (corrected) then ApplySucceeded. A receiver answering 500
+    fails neither run, and says so."""
+    core = client.CoreV1Api(api_client)
+    bare = bare_repo(tmp_path)
+    work = tmp_path / "work"
+    receivers = (
+        "notifications:\n  receivers:\n"
+        "    - {name: hook, type: webhook, url: {env: T_HOOK_URL}}\n"
+        "    - {name: chat, type: slack, url: {env: T_SLACK_URL}}\n"
+        "    - {name: broken, type: webhook, url: {env: T_BROKEN_URL}}\n"
+    )
+    write(work, {"gitops.yaml": config(namespace, "  - name: app\n    path: app\n") + receivers,
+                 "app/cm.yaml": cm("a", namespace, "1")})  # fmt: skip
+    sha = git_repo(work)
+    push(work, bare)
+    with Recorder() as hook, Recorder() as chat, Recorder(status=500) as broken:
+        monkeypatch.setenv("T_HOOK_URL", f"{hook.url}/h/{TOKEN}")
+        monkeypatch.setenv("T_SLACK_URL", f"{chat.url}/services/{TOKEN}")
+        monkeypatch.setenv("T_BROKEN_URL", f"{broken.url}/b/{TOKEN}")
+        args = ("reconcile", "--repo", str(bare), "--pushgateway", pushgateway)
+        gitops_job(kubeconfig, *args)
+        applied = scrape(pushgateway)
+        assert applied["gitops_job_last_applied_info", group("t", revision=sha)] == 1
+        hook.requests.clear()
+        chat.requests.clear()
+        core.patch_namespaced_config_map("a", namespace, {"data": {"v": "9"}}, field_manager="kubectl-edit")
+
+        report = gitops_job(kubeconfig, *args, "--drift", "report")  # exits 0
+        [event] = [r.json() for r in hook.requests]
+        assert (event["reason"], event["severity"]) == ("DriftDetected", "error")
+        assert f"ConfigMap/{namespace}/a data.v: 1 → 9 (manager: kubectl-edit)" in event["message"]
+        assert "not corrected" in event["message"]
+        [message] = chat.requests
+        assert "1 drifted" in message.json()["text"]
+        assert f"receiver broken (webhook): FAILED: {broken.url} answered HTTP 500" in report.stderr
+        reported = scrape(pushgateway)
+        assert reported["gitops_job_drift_objects", group("t")] == 1
+        assert reported["gitops_job_last_applied_info", group("t", revision=sha)] == 1  # kept: nothing was applied
+        assert reported["gitops_job_objects", group("t", result="created")] == 1  # the last apply's, kept
+        assert (
+            reported["gitops_job_last_success_timestamp_seconds", group("t")]
+            > applied["gitops_job_last_success_timestamp_seconds", group("t")]
+        )  # the job succeeded: it reported
+        assert core.read_namespaced_config_map("a", namespace).data["v"] == "9"
+
+        hook.requests.clear()
+        corrected = gitops_job(kubeconfig, *args)
+        reasons = [(r.json()["reason"], r.json()["severity"]) for r in hook.requests]
+        assert reasons == [("DriftDetected", "info"), ("ApplySucceeded", "info")], reasons
+        assert "corrected by this apply" in hook.requests[0].json()["message"]
+        assert "answered HTTP 500" in corrected.stderr
+        assert scrape(pushgateway)["gitops_job_objects", group("t", result="updated")] == 1
+    assert core.read_namespaced_config_map("a", namespace).data["v"] == "1"
+    for out in (report.stdout, report.stderr, corrected.stdout, corrected.stderr):
+        assert TOKEN not in out

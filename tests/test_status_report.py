@@ -59,7 +59,10 @@ def _runs() -> list[Run]:
                   {"updated": 1, "failed": 1}, "stage wait: Deployment/shop/web: not healthy in 40s\nmore",
                   origin=Origin.CI),
         Run(REV_A, "2026-12-03T12:00:00Z", "2026-12-03T12:00:03Z", RunResult.SUCCEEDED,
-                  {"unchanged": 12}, origin=Origin.CRONJOB),
+                  {"updated": 1, "unchanged": 11}, origin=Origin.CRONJOB,
+                  drift=("Deployment/shop/web spec.replicas: 2 → 5 (manager: kubectl-edit)",
+                         "Deployment/shop/web spec.template.spec.containers[name=web].image: web:1 → web:2"
+                         " (manager: kubectl-set)")),
         Run(REV_A, "2026-12-03T11:00:00Z", "2026-12-03T11:00:09Z", RunResult.SUCCEEDED,
                   {"created": 11, "unchanged": 1}, origin=Origin.TERMINAL),
         Run(REV_A, "2026-12-01T11:00:00Z", "2026-12-01T11:00:09Z", RunResult.SUCCEEDED, {}, origin=Origin.UNKNOWN),

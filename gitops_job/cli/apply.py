@@ -21,8 +21,10 @@ from gitops_job.cli.options import (
     settings_of,
     source_options,
 )
+from gitops_job.config.load import load_config
 from gitops_job.exitcodes import ExitCode
 from gitops_job.outcomes import Origin
+from gitops_job.reconcile import context
 from gitops_job.reconcile import run as pipeline
 from gitops_job.reconcile.results import ApplyResult
 from gitops_job.report.json import apply_json
@@ -119,6 +121,7 @@ def apply_cmd(
         allow_non_descendant=allow_non_descendant,
     )
     started = time.monotonic()
+    settings = settings_of(**kw)
     github = github_options_of(kw, require_reviewed_plan)
     result: ApplyResult | None = None
     try:
@@ -127,7 +130,7 @@ def apply_cmd(
 
             refuse_other_branch(actions.context(), allow_branch)
             with ProgressBar() as progress:
-                outcome = actions.run_apply(settings_of(**kw), options, github, progress)
+                outcome = actions.run_apply(settings, options, github, progress)
             annotate(outcome)
             if outcome.result is None:
                 assert outcome.error is not None
@@ -135,10 +138,10 @@ def apply_cmd(
             result = outcome.result
         else:
             with ProgressBar() as progress:
-                result = pipeline.run_apply(settings_of(**kw), options, progress=progress)
+                result = pipeline.run_apply(settings, options, progress=progress)
     finally:
-        push_metrics(pushgateway, kw, result, started)
+        push_metrics(pushgateway, lambda: context.select(settings).target.name, result, started)
     click.echo(apply_json(result) if output == "json" else apply_text(result), nl=False)
-    notify(settings_of(**kw), result)
+    notify(load_config(settings.repo, settings.config_file), result)
     if not result.ok:
         raise SystemExit(ExitCode.ERROR)

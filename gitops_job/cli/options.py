@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from gitops_job.config.load import load_config
+from gitops_job.config.load import RepoConfig
 from gitops_job.config.load import target as target_of
 from gitops_job.errors import BranchError, GitopsJobError
 from gitops_job.reconcile import context
@@ -162,24 +162,27 @@ def pushgateway_option(f: F) -> F:
     )(f)
 
 
-def push_metrics(url: str | None, kw: dict[str, Any], result: ApplyResult | None, started: float) -> None:
+def push_metrics(
+    url: str | None, target: Callable[[], str], result: ApplyResult | None, started: float, *, plan_only: bool = False
+) -> None:
     """Push the metrics of the run that began at ``started`` (``time.monotonic()``); ``result`` is ``None`` when it
-    raised. Only a warning on stderr when the gateway fails, or when the target cannot be named (a broken config)."""
+    raised (``target`` then names the target: it may raise for a broken config). ``plan_only``: the run only planned
+    (``reconcile --drift report``), ``result.plan`` is its plan. Only a warning on stderr when the gateway fails, or
+    when the target cannot be named."""
     if not url:
         return
     from gitops_job.notify import metrics as pusher
-    from gitops_job.report.metrics import run_metrics
+    from gitops_job.report.metrics import report_metrics, run_metrics
 
-    duration = time.monotonic() - started
-    if result is not None:
-        target = result.target
-    else:
-        try:
-            target = context.select(settings_of(**kw)).target.name
-        except GitopsJobError as e:
-            say(f"warning: metrics not pushed to {pusher.public_url(url)}: no target to name them by ({e})", err=True)
-            return
-    warning = pusher.push(url, run_metrics(target, result, duration, time.time()))
+    duration, now = time.monotonic() - started, time.time()
+    try:
+        name = result.target if result is not None else target()
+    except GitopsJobError as e:
+        say(f"warning: metrics not pushed to {pusher.public_url(url)}: no target to name them by ({e})", err=True)
+        return
+    plan = result.plan if result is not None else None
+    metrics = report_metrics(name, plan, duration, now) if plan_only else run_metrics(name, result, duration, now)
+    warning = pusher.push(url, metrics)
     if warning:
         say(warning, err=True)
 
@@ -196,9 +199,8 @@ def settings_of(**kw: Any) -> context.Settings:
     )
 
 
-def notify(settings: context.Settings, result: ApplyResult) -> None:
+def notify(config: RepoConfig, result: ApplyResult) -> None:
     """Tell the config's notification receivers how the run went; a receiver that failed is a warning on stderr."""
-    config = load_config(settings.repo, settings.config_file)
     if not config.receivers:
         return
     from gitops_job.notify.receivers import deliver, warnings  # here: only a config with receivers needs it

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gitops_job import git
-from gitops_job.cli.options import Option, ProgressBar, kube_options, parse_vars, say
+from gitops_job.cli.options import (
+    Option,
+    ProgressBar,
+    kube_options,
+    notify,
+    parse_vars,
+    push_metrics,
+    pushgateway_option,
+    say,
+)
+from gitops_job.errors import GitopsJobError
 from gitops_job.exitcodes import ExitCode
 from gitops_job.reconcile import context, pull
 from gitops_job.reconcile import run as pipeline
@@ -61,12 +72,13 @@ from gitops_job.report.text import text as plan_text
 @click.option("--no-wait", is_flag=True, help="Do not wait for the applied objects to become healthy.")
 @click.option("--lock-timeout", type=click.FloatRange(0), default=300.0, show_default=True,
               help="Seconds to wait while another run holds a stack's lock.")  # fmt: skip
+@pushgateway_option
 @kube_options
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def reconcile_cmd(
     url: str, branch: str | None, path_in_repo: str, drift: str, state_dir: Path | None, token_file: Path | None,
     git_username: str, ssh_key_file: Path | None, known_hosts: Path | None, allow_non_descendant: bool,
-    force_conflicts: bool, no_wait: bool, lock_timeout: float, output: str, **kw: Any,
+    force_conflicts: bool, no_wait: bool, lock_timeout: float, pushgateway: str | None, output: str, **kw: Any,
 ) -> None:  # fmt: skip
     """Pull: reconcile the cluster to a branch of a remote repository, in one shot (for a CronJob).
 
@@ -76,7 +88,11 @@ def reconcile_cmd(
        moved), else a shallow clone into a temp dir removed afterwards;
     3. --drift correct: `apply` it (every guard of apply holds, and a commit that does not
        descend from the one last applied is refused, naming both); a stack already in sync
-       at that commit writes nothing. --drift report: `plan --drift` it, write nothing.
+       at that commit writes nothing; what had drifted is corrected and the run record
+       (`history`) lists it. --drift report: `plan --drift` it, write nothing;
+    4. tell the receivers under `notifications:` in gitops.yaml (drift as DriftDetected,
+       applies as ApplySucceeded/ApplyFailed) and push the metrics (--pushgateway); a
+       receiver or gateway that fails is a warning, never a failed run.
 
     \b
     Credentials: https with a token (--token-file, or $GITOPS_JOB_GIT_TOKEN); ssh with a
@@ -105,8 +121,15 @@ def reconcile_cmd(
         how = "cached, nothing fetched" if got.cached else "fetched"
         say(f"source: {got.url} branch {got.branch} at {got.revision} ({how})", err=True)
 
-    with ProgressBar() as progress:
-        done = pull.reconcile(source, settings, options, Drift(drift), progress, on_fetched=say_source)
+    started, mode = time.monotonic(), Drift(drift)
+    done: pull.Reconciled | None = None
+    try:
+        with ProgressBar() as progress:
+            done = pull.reconcile(source, settings, options, mode, progress, on_fetched=say_source)
+    finally:
+        push_metrics(pushgateway, lambda: _target_named(settings), done.result if done else None, started,
+                     plan_only=mode is Drift.REPORT)  # fmt: skip
+    notify(done.config, done.result)
     if done.plan is not None:
         click.echo(json_text(done.plan) if output == "json" else plan_text(done.plan), nl=False)
         if done.plan.failures:
@@ -116,3 +139,11 @@ def reconcile_cmd(
     click.echo(apply_json(done.applied) if output == "json" else apply_text(done.applied), nl=False)
     if not done.applied.ok:
         raise SystemExit(ExitCode.ERROR)
+
+
+def _target_named(settings: context.Settings) -> str:
+    """The target a run that raised before it had a result pushes its metrics for: the one it was given (the
+    fetched gitops.yaml is gone by then)."""
+    if settings.target is None:
+        raise GitopsJobError("the run failed before its target was known (pass --target to name it)")
+    return settings.target

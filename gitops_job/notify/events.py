@@ -15,14 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops_job.outcomes import RunResult, counts_text
-from gitops_job.reconcile.results import ApplyResult, DriftFinding, Plan, StackRun
+from gitops_job.reconcile.results import ApplyResult, DriftFinding, Plan, StackRun, findings_text
 
 APPLY_SUCCEEDED = "ApplySucceeded"
 APPLY_FAILED = "ApplyFailed"
 DRIFT_DETECTED = "DriftDetected"
 REPORTING_CONTROLLER = "gitops-job"
-#: How many drifted fields one event's message lists (the rest are counted).
-DRIFT_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -115,9 +113,7 @@ def drift_events(
     events = []
     for stack, findings in per_stack.items():
         objects = len(dict.fromkeys(f.id for f in findings))
-        lines = [f"  {f.id} {f}" for f in findings[:DRIFT_LINES]]
-        if len(findings) > DRIFT_LINES:
-            lines.append(f"  … and {len(findings) - DRIFT_LINES} more field(s)")
+        lines = [f"  {line}" for line in findings_text(findings)]
         then = "corrected by this apply" if corrected else "not corrected"
         message = f"revision {revision}: {objects} object(s) drifted from git ({then}):\n" + "\n".join(lines)
         severity = "info" if corrected else "error"

@@ -1,12 +1,12 @@
 """The one place that pushes metrics: a run's families (:mod:`gitops_job.report.metrics`) to a Prometheus Pushgateway
 with ``prometheus_client``, in a registry of their own, as the group ``{job="gitops-job", target="<name>"}``.
 
-A run that succeeded is pushed with PUT (``push_to_gateway``): the group is replaced by exactly this run's families.
-A run that failed is pushed with POST (``pushadd_to_gateway``): the gateway replaces only the families pushed — the
-duration, objects and drift of this run — and keeps ``gitops_job_last_success_timestamp_seconds`` and
-``gitops_job_last_applied_info`` from the last success, atomically on the gateway (no read-modify-write, so two runs
-cannot race). Either way the gateway sets ``push_time_seconds``, so `time() - push_time_seconds` says when the job last
-ran and `time() - gitops_job_last_success_timestamp_seconds` when it last succeeded (docs/metrics.md).
+An apply that succeeded is pushed with PUT (``push_to_gateway``): the group is replaced by exactly this run's
+families. Any other run (one that failed, or only reported drift) is pushed with POST (``pushadd_to_gateway``): the
+gateway replaces only the families pushed and keeps the others (``gitops_job_last_applied_info`` and, after a failure,
+``gitops_job_last_success_timestamp_seconds``) from the last push, atomically on the gateway (no read-modify-write, so
+two runs cannot race). Either way the gateway sets ``push_time_seconds``, so `time() - push_time_seconds` says when
+the job last ran and `time() - gitops_job_last_success_timestamp_seconds` when it last succeeded (docs/metrics.md).
 
 A push never fails the run: :func:`push` returns a warning naming the gateway (credentials stripped) and the reason.
 """
@@ -73,7 +73,7 @@ def push(url: str, metrics: RunMetrics, timeout: float = TIMEOUT) -> str | None:
                 return default_handler(url, method, timeout, headers, data)
             return basic_auth_handler(url, method, timeout, headers, data, user, password)
 
-        send = push_to_gateway if metrics.succeeded else pushadd_to_gateway
+        send = push_to_gateway if metrics.replace else pushadd_to_gateway
         send(
             shown,
             job=JOB,

@@ -51,12 +51,14 @@ def apply_plan(
     masker: Masker,
     *,
     force_conflicts: bool = False,
+    take_back: frozenset[ObjectId] = frozenset(),
     concurrency: int = 16,
     progress: Progress | None = None,
     ignore_differences: Sequence[IgnoreDifference] = (),
 ) -> list[Applied]:
     """Write every CREATE / UPDATE / RECREATE / ADOPT entry of ``plan``, step by step; stops after a step with a
     failure. A RECREATE deletes only an object that is still ours (labelled for ``plan.target`` and its stack).
+    The objects in ``take_back`` are written as with ``force_conflicts`` (their drifted fields are taken back).
 
     A field ``ignore_differences`` names keeps its live value on update (:func:`~.normalize.respecting_ignored`).
     """
@@ -74,7 +76,10 @@ def apply_plan(
                 e for later in steps[i:] for e in later if e.deferred or (i > 0 and e.action is not Action.RECREATE)
             ]
             with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-                checked = pool.map(lambda e: _check(kube, e, objects[e.id], revision, masker, force_conflicts), rest)
+                checked = pool.map(
+                    lambda e: _check(kube, e, objects[e.id], revision, masker, force_conflicts or e.id in take_back),
+                    rest,
+                )
                 refused = [r for r in checked if r is not None]
             if refused:
                 results.extend(refused)
@@ -82,7 +87,8 @@ def apply_plan(
 
         def write(entry: PlanEntry) -> Applied:
             pointers = ignored_pointers(ignore_differences, entry.id)
-            return _write(kube, plan.target, entry, objects[entry.id], revision, masker, force_conflicts, pointers)
+            force = force_conflicts or entry.id in take_back
+            return _write(kube, plan.target, entry, objects[entry.id], revision, masker, force, pointers)
 
         pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
         try:

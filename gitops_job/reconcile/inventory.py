@@ -74,6 +74,7 @@ def _encode(inv: Inventory) -> dict[str, Any]:
         "runs": [
             {"revision": r.revision, "started": r.started, "finished": r.finished, "result": r.result,
              "counts": dict(r.counts), "message": r.message, "origin": r.origin.value}
+            | ({"drift": list(r.drift)} if r.drift else {})
             for r in inv.runs
         ],
     }  # fmt: skip
@@ -132,7 +133,13 @@ def _run(entry: Any) -> Run:
         raise ValueError(f"a run's result is {_short(entry['result'])}, not one of {', '.join(RunResult)}")
     return Run(str(entry["revision"]), str(entry["started"]), str(entry["finished"]), RunResult(entry["result"]),
                dict(entry.get("counts") or {}), str(entry.get("message") or ""),
-               Origin.read(entry.get("origin")))  # fmt: skip
+               Origin.read(entry.get("origin")), _lines(entry.get("drift") or []))  # fmt: skip
+
+
+def _lines(value: Any) -> tuple[str, ...]:
+    if not (isinstance(value, list) and all(isinstance(line, str) for line in value)):
+        raise ValueError(f"a run's drift is {_short(value)}, not a list of lines")
+    return tuple(value)
 
 
 def _object_id(entry: Any) -> ObjectId:

@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 
 from gitops_job import git
+from gitops_job.config.load import RepoConfig, load_config
 from gitops_job.errors import SourceError
 from gitops_job.reconcile.context import Settings
 from gitops_job.reconcile.results import ApplyResult, Plan, Progress
@@ -59,8 +60,18 @@ class Fetched:
 class Reconciled:
     source: Fetched
     drift: Drift
+    config: RepoConfig  # the fetched commit's gitops.yaml (its notification receivers)
     plan: Plan | None = None  # --drift report
     applied: ApplyResult | None = None  # --drift correct
+
+    @property
+    def result(self) -> ApplyResult:
+        """What the run did, as an apply's result (a report applied nothing: no stacks, and its plan), for the
+        notification receivers and the metrics."""
+        if self.applied is not None:
+            return self.applied
+        assert self.plan is not None
+        return ApplyResult(self.plan.target, self.source.revision, (), dict(self.plan.requests), self.plan)
 
 
 @contextmanager
@@ -103,9 +114,11 @@ def reconcile(
             )
         run_settings = dc_replace(settings, repo=where)
         if drift is Drift.REPORT:
-            return Reconciled(got, drift, plan=_report(run_settings, progress))
-        options = dc_replace(options, revision=got.revision, source_auth=source.auth)
-        return Reconciled(got, drift, applied=run_apply(run_settings, options, progress))
+            plan = _report(run_settings, progress)
+            return Reconciled(got, drift, load_config(where, settings.config_file), plan=plan)
+        options = dc_replace(options, revision=got.revision, source_auth=source.auth, correct_drift=True)
+        applied = run_apply(run_settings, options, progress)
+        return Reconciled(got, drift, load_config(where, settings.config_file), applied=applied)
 
 
 def _report(settings: Settings, progress: Progress | None) -> Plan:

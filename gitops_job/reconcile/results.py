@@ -61,6 +61,19 @@ class DriftFinding:
         return f"{self.path}: {self.before} → {self.after} (manager: {self.manager})"
 
 
+#: How many drifted fields one message (an Event, a run record) lists; the rest are counted.
+DRIFT_LINES = 20
+
+
+def findings_text(findings: Sequence[DriftFinding], limit: int = DRIFT_LINES) -> tuple[str, ...]:
+    """``Kind/namespace/name path: old → new (manager: m)`` per finding, the first ``limit`` of them, then how many
+    more: how every event and run record lists drift."""
+    lines = [f"{f.id} {f}" for f in findings[:limit]]
+    if len(findings) > limit:
+        lines.append(f"… and {len(findings) - limit} more field(s)")
+    return tuple(lines)
+
+
 @dataclass(frozen=True)
 class PlanEntry:
     """One object's verdict. ``before``/``after`` are normalised and masked, for display only."""
@@ -188,6 +201,20 @@ class StackRun:
         return counts_of(self.plan, self.applied, self.pruned)
 
 
+def correctable(plan: Plan) -> frozenset[ObjectId]:
+    """The objects of ``plan`` whose every field conflict is drift: a field we applied that another manager changed
+    since (so ``reconcile --drift correct`` takes it back, as Flux's kustomize-controller does). An object with a
+    conflict on a field that was never ours is not among them: that stays a conflict (``--force-conflicts``)."""
+    managers: dict[ObjectId, set[str]] = {}
+    for f in plan.drift:
+        managers.setdefault(f.id, set()).update(m.name for m in f.managers)
+    return frozenset(
+        e.id
+        for e in plan.entries
+        if e.conflicts and e.id in managers and {c.manager for c in e.conflicts} <= managers[e.id]
+    )
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     target: str
@@ -212,6 +239,9 @@ class Run:
     counts: Mapping[str, int] = field(default_factory=dict)
     message: str = ""  # scrubbed when it was recorded
     origin: Origin = Origin.UNKNOWN  # CI, the CronJob or a terminal (unknown: recorded before runs said)
+    #: The drift the run's plan found (:func:`findings_text`; only when it looked, as ``reconcile --drift correct``
+    #: does): what the run corrected when it succeeded.
+    drift: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,10 @@ from gitops_job.reconcile.results import (
     Pruned,
     Run,
     StackRun,
+    correctable,
     counts_of,
     fail_if_failed,
+    findings_text,
     stray_message,
 )
 from gitops_job.reconcile.wait import wait_for
@@ -164,6 +166,10 @@ class ApplyOptions:
     allow_non_descendant: bool = False
     #: How git reaches the checkout's remote when the descendant check must fetch history (reconcile's clone).
     source_auth: git.Auth | None = None
+    #: Correct drift (``reconcile --drift correct``): find what drifted (the plan's field-level drift), take back the
+    #: drifted fields another manager changed (force, for exactly the objects whose every conflict is drift), and
+    #: list what was corrected in the run record.
+    correct_drift: bool = False
 
 
 def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None = None) -> ApplyResult:
@@ -225,7 +231,8 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
         _preflight(selection, inventories, by_stack, options, holders)  # refuses before the first write
         # Like Argo CD, dry-run everything first: an object the API server rejects stops the run before any write.
         # Each stack then applies this plan, unless its inventory changed before it took the lock.
-        planned = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, revision, holders)
+        planned = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, revision, holders,
+                               drift=options.correct_drift, drift_revision=revision)  # fmt: skip
         plans = dict(zip(by_stack, planned, strict=True))
         whole = _merge(target.name, planned, kube.requests)
         fail_if_failed(PlanError, whole.failures, PLAN_FAILED)
@@ -463,7 +470,7 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
             if not new <= inv.objects:
                 inv = inventory.write(kube, dc_replace(inv, objects=inv.objects | new))  # write-ahead: old + new
             applied = apply_plan(skube, stack_plan, {o.id: o for o in objects}, revision, masker,
-                                 force_conflicts=options.force_conflicts,
+                                 force_conflicts=options.force_conflicts, take_back=correctable(stack_plan),
                                  concurrency=ctx.settings.concurrency, progress=ctx.progress,
                                  ignore_differences=stack.ignore_differences)  # fmt: skip
             fail_if_failed(ApplyError, [a for a in applied if not a.ok], "could not be applied; prune skipped", where)
@@ -486,9 +493,9 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
             result, error = RunResult.SUCCEEDED, None
         except GitopsJobError as e:
             result, error = RunResult.FAILED, masker.scrub(str(_staged(stage, e)))
-        counts = counts_of(stack_plan, applied, pruned)
-        run = Run(revision, started, inventory.now(), result, counts, error or "",
-                            options.origin or Origin.UNKNOWN)  # fmt: skip
+        looked = stack_plan if stack_plan and stack_plan.drift_checked else work.plan  # what found the drift
+        run = Run(revision, started, inventory.now(), result, counts_of(stack_plan, applied, pruned), error or "",
+                  options.origin or Origin.UNKNOWN, findings_text(looked.drift))  # fmt: skip
         final = dc_replace(inv, revision=revision if result is RunResult.SUCCEEDED else inv.revision).with_run(run)
         try:
             final = _record(kube, lock, final, run)
@@ -529,7 +536,8 @@ def _replan(ctx: _ApplyRun, skube: Kube, work: _StackWork, inv: inventory.Invent
         return work.plan
     others = [o for o in ctx.rendered.objects if o.stack != stack.name]
     options = PlanOptions(ctx.masker, ctx.settings.concurrency, revision=ctx.revision, context=others,
-                          holders=work.holders)  # fmt: skip
+                          holders=work.holders, drift=ctx.options.correct_drift,
+                          drift_revision=ctx.revision)  # fmt: skip
     fresh = plan(skube, ctx.selection.target.name, work.objects, {stack.name: stack}, options)
     fail_if_failed(PlanError, fresh.failures, PLAN_FAILED, where=f"stack {stack.name}")
     refuse_adoptions(fresh, work.objects, ctx.options.adopt)

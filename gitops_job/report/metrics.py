@@ -3,7 +3,8 @@ plain data. Pure: :mod:`gitops_job.notify.metrics` turns them into a ``prometheu
 
 A run that succeeded carries every family; one that failed (or raised before it had a result) carries only what
 describes the run itself — duration, objects, drift — and leaves ``gitops_job_last_success_timestamp_seconds`` and
-``gitops_job_last_applied_info`` out, so the push (a POST then, see the pusher) keeps those of the last success.
+``gitops_job_last_applied_info`` out, so the push (a POST then, see the pusher) keeps those of the last success. A
+run that only reported drift carries its duration, drift and (when it succeeded) its success time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gitops_job.outcomes import Action, Verdict, Written
-from gitops_job.reconcile.results import ApplyResult
+from gitops_job.reconcile.results import ApplyResult, Plan
 
 #: The ``job`` grouping label of every push; the other one is ``target``.
 JOB = "gitops-job"
@@ -62,6 +63,9 @@ class RunMetrics:
     target: str
     succeeded: bool
     samples: tuple[Sample, ...]
+    #: PUT: the group becomes exactly these families (an apply that succeeded); else POST: only the families pushed
+    #: are replaced, the others kept from the last apply.
+    replace: bool = False
 
 
 def objects(result: ApplyResult | None) -> dict[str, int]:
@@ -87,4 +91,15 @@ def run_metrics(target: str, result: ApplyResult | None, duration: float, finish
     if ok:
         assert result is not None
         samples += [Sample(LAST_SUCCESS, finished), Sample(LAST_APPLIED, 1, (("revision", result.revision),))]
+    return RunMetrics(target, ok, tuple(samples), replace=ok)
+
+
+def report_metrics(target: str, plan: Plan | None, duration: float, finished: float) -> RunMetrics:
+    """The families of a run that only reported (``reconcile --drift report``): ``plan`` is its plan (``None``: it
+    raised). It applied nothing, so the objects and the last applied revision stay those of the last apply; a run
+    whose plan succeeded is a success of the job (the CronJob did its work)."""
+    ok = plan is not None and not plan.failures
+    samples = [Sample(DURATION, duration), Sample(DRIFT, plan.drift_count if plan is not None else 0)]
+    if ok:
+        samples.append(Sample(LAST_SUCCESS, finished))
     return RunMetrics(target, ok, tuple(samples))

@@ -96,7 +96,8 @@ def status_text(status: Status) -> str:
 
 def _run_json(r: Run) -> dict[str, Any]:
     return {"revision": r.revision, "started": r.started, "finished": r.finished, "result": r.result.value,
-            "origin": r.origin.value, "counts": dict(r.counts), "message": r.message or None}  # fmt: skip
+            "origin": r.origin.value, "counts": dict(r.counts), "message": r.message or None,
+            "drift": list(r.drift)}  # fmt: skip
 
 
 def _state_counts(health: Mapping[ObjectId, Health]) -> dict[str, int]:
@@ -148,4 +149,7 @@ def history_text(target: str, stack: str, runs: Sequence[Run]) -> str:
         lines.append(line)
         if why := _first_line(r.message):
             lines.append(printable(f"  {why}"))
+        if r.drift:
+            lines.append("  corrected drift:" if r.result is RunResult.SUCCEEDED else "  drift found (not corrected):")
+            lines += [printable(f"    {line}") for line in r.drift]
     return "\n".join(lines) + "\n"
