@@ -328,6 +328,10 @@ class _Repo:
     indexed_at: dict[str, float] = field(default_factory=dict)  # sha -> stub.clock() when commit_pulls lists it
     commits: set[str] = field(default_factory=set)
     statuses: list[Json] = field(default_factory=list)
+    issues: dict[int, Json] = field(default_factory=dict)  # issues that are not pull requests
+
+    def next_number(self) -> int:
+        return max([0, *self.pulls, *self.issues]) + 1
 
 
 class GitHubStub:
@@ -424,7 +428,8 @@ class GitHubStub:
                 (f"/pull/{old_num}", f"/pull/{number}"),
             ],
         )
-        pr.update(number=number, id=9_000_000 + number, merged=merged, merge_commit_sha=merge_commit_sha)
+        pr.update(number=number, id=9_000_000 + number, merged=merged, merge_commit_sha=merge_commit_sha,
+                  created_at=_now(), updated_at=_now())  # fmt: skip
         pr.setdefault("auto_merge", None)  # required by the REST schema, absent from webhook payloads
         pr["state"] = "closed" if merged else "open"
         pr["merged_at"] = pr["closed_at"] = _now() if merged else None
@@ -449,6 +454,18 @@ class GitHubStub:
                 repo.commit_pulls.setdefault(merge_commit_sha, []).append(number)
                 repo.indexed_at[merge_commit_sha] = self.clock() + index_lag
         return pr
+
+    def add_issue(self, full_name: str, title: str, body: str, *, user: str = "octocat", state: str = "open") -> Json:
+        """An issue (not a pull request) that exists before the test's client runs."""
+        repo = self.repo(full_name)
+        author = self.actor if user == BOT else self._user(user, 583231)
+        return self._new_issue(repo, title, body, author, state)
+
+    def issues(self, full_name: str, state: str | None = None) -> list[Json]:
+        """The repository's issues (not pull requests), oldest first; only those in ``state`` when given."""
+        with self._lock:
+            found = self.repo(full_name).issues.values()
+            return [i for i in found if state is None or i["state"] == state]
 
     def associate(self, full_name: str, sha: str, numbers: list[int]) -> None:
         """What ``GET /repos/{o}/{r}/commits/{sha}/pulls`` lists for ``sha``."""
@@ -650,15 +667,29 @@ class GitHubStub:
             if op.id == "pulls/get":
                 return 200, self._pull(repo, int(p["pull_number"])), {}
             if op.id == "issues/get":
-                return 200, self._issue(repo, self._pull(repo, int(p["issue_number"]))), {}
+                number = int(p["issue_number"])
+                return 200, repo.issues.get(number) or self._issue(repo, self._pull(repo, number)), {}
+            if op.id == "issues/list-for-repo":
+                return self._list_issues(repo, p, query)
+            if op.id == "issues/create":
+                issue = self._new_issue(repo, body["title"], body.get("body") or "", self.actor, "open")
+                return 201, issue, {"Location": issue["url"]}
+            if op.id == "issues/update":
+                return 200, self._update_issue(repo, int(p["issue_number"]), body), {}
+            if op.id == "pulls/list":
+                state = query.get("state", "open")
+                simple = self.spec.properties("pull-request-simple")
+                pulls = [{k: v for k, v in pr.items() if k in simple} for _, pr in sorted(repo.pulls.items(), reverse=True)
+                         if state == "all" or pr["state"] == state]  # fmt: skip
+                return self._page(f"/repos/{p['owner']}/{p['repo']}/pulls", query, pulls)
             if op.id == "issues/list-comments":
-                self._pull(repo, int(p["issue_number"]))
+                self._issue_or_pull(repo, int(p["issue_number"]))
                 items = [self.comments[i] for i in repo.comments[int(p["issue_number"])]]
                 if "since" in query:
                     items = [c for c in items if c["updated_at"] >= query["since"]]
                 return self._page(f"/repos/{p['owner']}/{p['repo']}/issues/{p['issue_number']}/comments", query, items)
             if op.id == "issues/create-comment":
-                self._pull(repo, int(p["issue_number"]))
+                self._issue_or_pull(repo, int(p["issue_number"]))
                 comment = self._new_comment(repo, int(p["issue_number"]), body["body"], self.actor)
                 return 201, comment, {"Location": comment["url"]}
             if op.id == "issues/update-comment":
@@ -681,6 +712,60 @@ class GitHubStub:
             if op.id == "repos/create-commit-status":
                 return self._create_status(repo, p["sha"], body)
         raise _error(404, f"githubstub does not implement {op.id}")
+
+    def _issue_or_pull(self, repo: _Repo, number: int) -> Json:
+        if number in repo.issues:
+            return repo.issues[number]
+        return self._pull(repo, number)
+
+    def _new_issue(self, repo: _Repo, title: str, body: str, user: Json, state: str) -> Json:
+        """An issue built from the real ``issues.opened`` webhook payload, adjusted."""
+        payload = webhook_example("issues", "opened")
+        old_repo, old_num = payload["repository"]["full_name"], payload["issue"]["number"]
+        full = f"{repo.owner}/{repo.name}"
+        with self._lock:
+            number = repo.next_number()
+            issue = _rewrite(
+                payload["issue"], [(API, self.url), (old_repo, full), (f"/issues/{old_num}", f"/issues/{number}")]
+            )
+            now = _now()
+            issue.update(id=8_000_000 + number, node_id=f"I_{number}", number=number, title=title, body=body, state=state,
+                         user=copy.deepcopy(user), comments=0, created_at=now, updated_at=now, labels=[], assignee=None,
+                         assignees=[], milestone=None, locked=False, closed_at=now if state == "closed" else None,
+                         author_association="NONE" if user["type"] == "Bot" else "MEMBER")  # fmt: skip
+            issue["html_url"] = f"https://github.com/{full}/issues/{number}"
+            issue.pop("pull_request", None)
+            repo.issues[number] = issue
+            repo.comments.setdefault(number, [])
+        return issue
+
+    def _update_issue(self, repo: _Repo, number: int, body: Json) -> Json:
+        if number not in repo.issues:
+            if number in repo.pulls:
+                raise _error(422, "githubstub: editing a pull request as an issue is not implemented")
+            raise _error(404, "Not Found")
+        issue = repo.issues[number]
+        for key in ("title", "body"):
+            if key in body:
+                issue[key] = body[key]
+        if body.get("state") in ("open", "closed") and body["state"] != issue["state"]:
+            issue["state"] = body["state"]
+            issue["closed_at"] = _now() if body["state"] == "closed" else None
+            issue["state_reason"] = body.get("state_reason") or (
+                "completed" if body["state"] == "closed" else "reopened"
+            )
+        issue["updated_at"] = _now()
+        return issue
+
+    def _list_issues(self, repo: _Repo, p: dict[str, str], query: dict[str, str]) -> tuple[int, Json, dict[str, str]]:
+        """``GET /repos/{o}/{r}/issues``: issues and pull requests (as issues), newest first, by state and creator."""
+        state = query.get("state", "open")
+        found = [*repo.issues.values(), *(self._issue(repo, pr) for pr in repo.pulls.values())]
+        found = [i for i in found if state == "all" or i["state"] == state]
+        if "creator" in query:
+            found = [i for i in found if i["user"]["login"] == query["creator"]]
+        found.sort(key=lambda i: i["number"], reverse=query.get("direction", "desc") == "desc")
+        return self._page(f"/repos/{p['owner']}/{p['repo']}/issues", query, found)
 
     def _pull(self, repo: _Repo, number: int) -> Json:
         if number not in repo.pulls:
@@ -720,7 +805,7 @@ class GitHubStub:
             id=cid,
             node_id=f"IC_{cid}",
             url=f"{self.url}/repos/{full}/issues/comments/{cid}",
-            html_url=f"https://github.com/{full}/pull/{number}#issuecomment-{cid}",
+            html_url=f"https://github.com/{full}/{'issues' if number in repo.issues else 'pull'}/{number}#issuecomment-{cid}",
             issue_url=f"{self.url}/repos/{full}/issues/{number}",
             body=body,
             user=copy.deepcopy(user),
@@ -733,6 +818,8 @@ class GitHubStub:
         with self._lock:
             self.comments[cid] = comment
             repo.comments.setdefault(number, []).append(cid)
+            if number in repo.issues:
+                repo.issues[number]["comments"] += 1
         comment["_repo"] = full  # kept out of responses, see _public
         return comment
 

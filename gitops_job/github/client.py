@@ -1,5 +1,5 @@
-"""The only module that talks to GitHub: the Actions run's context, the sticky PR comment, merged-PR lookup and commit
-statuses.
+"""The only module that talks to GitHub: the Actions run's context, the sticky PR comment, merged-PR lookup, commit
+statuses, and the sticky drift issue and the open pull requests' plan comments that ``reconcile`` keeps up to date.
 
 It wraps PyGithub (pagination, retries on 5xx and on rate limits through ``GithubRetry``) behind a small interface of
 our own: what goes in and out are frozen dataclasses, never PyGithub objects, and every failure is a ``GitHubError``
@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -22,6 +23,7 @@ import github
 import requests
 from github import Auth, GithubException, GithubRetry, RateLimitExceededException, UnknownObjectException
 from github.GithubException import RateLimitExceededExceedsMaxWait
+from github.Issue import Issue as GhIssue
 from github.IssueComment import IssueComment
 from urllib3 import Retry
 from urllib3.response import BaseHTTPResponse
@@ -40,6 +42,8 @@ T = TypeVar("T")
 PERMISSION_COMMENT = "pull-requests: write"  # issue comments on a pull request (`issues: write` also allows it)
 PERMISSION_READ_PULLS = "pull-requests: read, contents: read"
 PERMISSION_STATUS = "statuses: write"
+PERMISSION_READ_ISSUES = "issues: read"
+PERMISSION_ISSUES = "issues: write"
 
 
 class GitHubError(GitopsJobError):
@@ -195,6 +199,7 @@ class Comment:
     body: str
     url: str  # the comment's page on github.com
     author: str = ""  # the login of who wrote it
+    updated: datetime | None = None  # when it was last written (created or edited)
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,15 @@ class PullRequest:
     merged: bool
     merge_commit_sha: str | None
     url: str  # the pull request's page on github.com
+
+
+@dataclass(frozen=True)
+class Issue:
+    """An issue (not a pull request)."""
+
+    number: int
+    body: str
+    url: str  # the issue's page on github.com
 
 
 @dataclass(frozen=True)
@@ -399,8 +413,87 @@ class GitHub:
         made = self._post("comment on", where, PERMISSION_COMMENT, create, lambda: self.find_comment(pr, marker))
         return CommentResult(made.id, made.url, "created")
 
+    def edit_comment(self, pr: int, marker: str, edit: Callable[[Comment], str | None]) -> CommentResult | None:
+        """Edit our comment on ``pr`` (found as :meth:`find_comment` finds it) to what ``edit`` makes of it; ``edit``
+        returns None to leave it alone. None when there is no such comment."""
+        where = self._pr(pr)
+        me = self.login(where)
+        existing = self._call("list the comments of", where, PERMISSION_READ_PULLS, lambda: self._find(pr, marker, me))
+        if existing is None:
+            return None
+        body = edit(_comment(existing))
+        if body is None or body == existing.body:
+            return CommentResult(existing.id, existing.html_url, "unchanged")
+        self._call("edit our comment on", where, PERMISSION_COMMENT, lambda: existing.edit(body))
+        return CommentResult(existing.id, existing.html_url, "updated")
+
     def _pr(self, pr: int) -> str:
         return f"pull request #{pr} in {self.repository}"
+
+    # -- issues -------------------------------------------------------------------------------------------------------
+    def find_issue(self, marker: str) -> Issue | None:
+        """The oldest open issue (not a pull request) written by this token's identity whose body contains ``marker``,
+        or None: one listing of the open issues, followed across pages."""
+        where = f"the open issues of {self.repository}"
+        me = self.login(where)
+
+        def find() -> Issue | None:
+            found: GhIssue | None = None
+            for i in self._repo.get_issues(state="open"):  # newest first: the last one seen is the oldest
+                if i.pull_request is None and marker in (i.body or "") and i.user is not None and i.user.login == me:
+                    found = i
+            return None if found is None else Issue(found.number, found.body or "", found.html_url)
+
+        return self._call("list", where, PERMISSION_READ_ISSUES, find)
+
+    def open_issue(self, title: str, marker: str, body: str) -> Issue:
+        """Open an issue; after a failed POST the open issues are searched for ``marker`` before another try, so it is
+        never opened twice."""
+        if marker not in body:
+            body = f"{marker}\n{body}"
+
+        def create() -> Issue:
+            i = self._repo.create_issue(title, body=body)
+            return Issue(i.number, i.body or "", i.html_url)
+
+        return self._post(
+            "open an issue in", self.repository, PERMISSION_ISSUES, create, lambda: self.find_issue(marker)
+        )
+
+    def edit_issue(self, number: int, body: str) -> None:
+        where = f"issue #{number} in {self.repository}"
+        self._call("edit", where, PERMISSION_ISSUES, lambda: self._repo.get_issue(number).edit(body=body))
+
+    def close_issue(self, number: int, marker: str, comment: str) -> str:
+        """Comment on issue ``number`` (once: a comment of ours carrying ``marker`` is not posted again), then close it
+        as completed; the comment's URL."""
+        where = f"issue #{number} in {self.repository}"
+        if marker not in comment:
+            comment = f"{marker}\n{comment}"
+        me = self.login(where)
+
+        def find() -> Comment | None:
+            found = self._call(
+                "list the comments of", where, PERMISSION_READ_ISSUES, lambda: self._find(number, marker, me)
+            )
+            return None if found is None else _comment(found)
+
+        def create() -> Comment:
+            return _comment(self._repo.get_issue(number).create_comment(comment))
+
+        made = find() or self._post("comment on", where, PERMISSION_ISSUES, create, find)
+        self._call("close", where, PERMISSION_ISSUES,
+                   lambda: self._repo.get_issue(number).edit(state="closed", state_reason="completed"))  # fmt: skip
+        return made.url
+
+    def open_pulls(self) -> tuple[PullRequest, ...]:
+        """The open pull requests, newest first (one listing, followed across pages)."""
+
+        def listed() -> tuple[PullRequest, ...]:
+            return tuple(PullRequest(p.number, p.head.sha, False, None, p.html_url)
+                         for p in self._repo.get_pulls(state="open"))  # fmt: skip
+
+        return self._call("list the open pull requests of", self.repository, PERMISSION_READ_PULLS, listed)
 
     # -- pull requests and statuses ------------------------------------------------------------------------------------
     def merged_pull_for(self, sha: str, message: str = "") -> PullRequest | None:
@@ -547,7 +640,7 @@ class GitHub:
         if e.status == 403:
             return (
                 f"cannot {what} {where}: the token lacks permission (403 {msg}); "
-                f"grant the workflow job `permissions: {needs}`"
+                f"grant the token `{needs}` (a workflow job: `permissions: {needs}`)"
             )
         if e.status == 404:
             return (
@@ -562,7 +655,8 @@ class GitHub:
 
 
 def _comment(c: IssueComment) -> Comment:
-    return Comment(id=c.id, body=c.body, url=c.html_url, author=c.user.login if c.user is not None else "")
+    return Comment(id=c.id, body=c.body, url=c.html_url, author=c.user.login if c.user is not None else "",
+                   updated=c.updated_at)  # fmt: skip
 
 
 class _ServerError(Exception):

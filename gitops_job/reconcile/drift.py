@@ -124,6 +124,7 @@ class Owned:
 
     manager: Manager
     paths: frozenset[Path]
+    time: str = ""  # RFC 3339: when the manager last wrote
 
 
 def owners(live: Mapping[str, Any]) -> tuple[Owned, ...]:
@@ -134,7 +135,7 @@ def owners(live: Mapping[str, Any]) -> tuple[Owned, ...]:
             continue
         manager = Manager(str(entry.get("manager", "")), str(entry.get("operation", "")),
                           str(entry.get("subresource", "") or ""))  # fmt: skip
-        found.append(Owned(manager, frozenset(decode_fields(entry["fieldsV1"]))))
+        found.append(Owned(manager, frozenset(decode_fields(entry["fieldsV1"])), str(entry.get("time") or "")))
     return tuple(found)
 
 
@@ -268,11 +269,13 @@ def drift_of(
     field manager), or that nobody owns when ``applied_here`` (the live object carries the revision being planned, so
     git did not change it). ``before`` and ``after`` are masked already; so is every value of a finding."""
     findings = []
+    written = owners(live)
     for d in differences(before, after, live):
         others = tuple(m for m in d.managers if m.name != ours)
         if d.managers and not others:
             continue  # still ours: it differs because git changed
         if not d.managers and not applied_here:
             continue  # nobody owns it: new in git, or removed by hand — cannot tell
-        findings.append(DriftFinding(oid, path_text(d.path), value_text(d.intended), value_text(d.live), others))
+        at = max((o.time for o in written if o.manager in others), default="")
+        findings.append(DriftFinding(oid, path_text(d.path), value_text(d.intended), value_text(d.live), others, at))
     return tuple(findings)

@@ -52,6 +52,9 @@ class DriftFinding:
     before: str
     after: str
     managers: tuple[Manager, ...] = ()
+    #: When the field was last changed, as far as ``managedFields`` tell (RFC 3339, the latest ``time`` of the
+    #: entries of ``managers``); empty when unknown (a removed field).
+    at: str = field(default="", compare=False)
 
     @property
     def manager(self) -> str:
