@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -75,10 +76,27 @@ from gitops_job.report.text import text as plan_text
 @pushgateway_option
 @kube_options
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--github-repo",
+    envvar="GITHUB_REPOSITORY",
+    metavar="OWNER/NAME",
+    help="Report drift on this GitHub repository: one sticky issue per target (opened, edited, closed when the drift "
+    "is gone) and a stale-plan line on the open pull requests' plan comments (docs/reconcile.md). The token needs "
+    "issues: write and pull-requests: write. A GitHub failure is a warning, never a failed run.  [default: "
+    "$GITHUB_REPOSITORY; unset: nothing is reported]",
+)
+@click.option(
+    "--github-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --github-repo: a file holding the GitHub token (a mounted Secret); else $GITHUB_TOKEN.",
+)
+@click.option("--github-api-url", envvar="GITHUB_API_URL", default="https://api.github.com", show_default=True,
+              help="With --github-repo: the API of GitHub Enterprise Server (https://HOST/api/v3).")  # fmt: skip
 def reconcile_cmd(
     url: str, branch: str | None, path_in_repo: str, drift: str, state_dir: Path | None, token_file: Path | None,
     git_username: str, ssh_key_file: Path | None, known_hosts: Path | None, allow_non_descendant: bool,
-    force_conflicts: bool, no_wait: bool, lock_timeout: float, pushgateway: str | None, output: str, **kw: Any,
+    force_conflicts: bool, no_wait: bool, lock_timeout: float, pushgateway: str | None, output: str,
+    github_repo: str | None, github_token_file: Path | None, github_api_url: str, **kw: Any,
 ) -> None:  # fmt: skip
     """Pull: reconcile the cluster to a branch of a remote repository, in one shot (for a CronJob).
 
@@ -130,13 +148,16 @@ def reconcile_cmd(
         push_metrics(pushgateway, lambda: _target_named(settings), done.result if done else None, started,
                      plan_only=mode is Drift.REPORT)  # fmt: skip
     notify(done.config, done.result)
+    github = _report_drift(done, github_repo, github_token_file, github_api_url)
     if done.plan is not None:
-        click.echo(json_text(done.plan) if output == "json" else plan_text(done.plan), nl=False)
+        text = json_text(done.plan) if output == "json" else plan_text(done.plan)
+        click.echo(_with(text, github) if output == "json" else text, nl=False)
         if done.plan.failures:
             raise SystemExit(ExitCode.ERROR)
         return
     assert done.applied is not None
-    click.echo(apply_json(done.applied) if output == "json" else apply_text(done.applied), nl=False)
+    text = apply_json(done.applied) if output == "json" else apply_text(done.applied)
+    click.echo(_with(text, github) if output == "json" else text, nl=False)
     if not done.applied.ok:
         raise SystemExit(ExitCode.ERROR)
 
@@ -147,3 +168,25 @@ def _target_named(settings: context.Settings) -> str:
     if settings.target is None:
         raise GitopsJobError("the run failed before its target was known (pass --target to name it)")
     return settings.target
+
+
+def _report_drift(
+    done: pull.Reconciled, repo: str | None, token_file: Path | None, api_url: str
+) -> dict[str, Any] | None:
+    """Drift on GitHub (--github-repo): the target's issue, the open pull requests' plans; said on stderr."""
+    if not repo:
+        return None
+    from gitops_job.github import drift  # here: the GitHub client is slow to import
+
+    token = token_file.read_text().strip() if token_file else os.environ.get("GITHUB_TOKEN")
+    published = drift.report(done, repo, token, api_url)
+    for line in published.lines():
+        say(line, err=True)
+    return published.json()
+
+
+def _with(doc: str, github: dict[str, Any] | None) -> str:
+    """The JSON document with what was reported on GitHub (``github``), when anything was to be."""
+    if github is None:
+        return doc
+    return json.dumps({**json.loads(doc), "github": github}, indent=2) + "\n"

@@ -43,6 +43,9 @@ from gitops_job.report.markdown import Page, html_escape, markdown
 ARTIFACT = "the files in the run's artifact (plan.md, plan.json)"
 _DIGEST = re.compile(r"<!-- gitops-job:digest (sha256:[0-9a-f]{64}) -->")
 _CONTENT = "<!-- gitops-job:content {} -->"
+#: The line of a plan comment that lets ``publish`` leave it alone when nothing changed: drop it, and the next plan
+#: run edits the comment whatever it shows (``github.drift`` drops it when it marks a plan stale).
+CONTENT_KEY = re.compile(r"<!-- gitops-job:content sha256:[0-9a-f]{64} -->")
 _FOOTER = "\n---\n<sub>"  # markdown's footer: the separator, then the <sub> line
 #: How ``plan``/``apply`` reach GitHub: the token from the environment by default; tests pass a client of their own.
 Connect = Callable[[ActionsContext], GitHub | None]
