@@ -679,7 +679,8 @@ class GitHubStub:
             if op.id == "pulls/list":
                 state = query.get("state", "open")
                 simple = self.spec.properties("pull-request-simple")
-                pulls = [{k: v for k, v in pr.items() if k in simple} for _, pr in sorted(repo.pulls.items(), reverse=True)
+                newest = sorted(repo.pulls.items(), reverse=True)
+                pulls = [{k: v for k, v in pr.items() if k in simple} for _, pr in newest
                          if state == "all" or pr["state"] == state]  # fmt: skip
                 return self._page(f"/repos/{p['owner']}/{p['repo']}/pulls", query, pulls)
             if op.id == "issues/list-comments":
@@ -729,9 +730,10 @@ class GitHubStub:
                 payload["issue"], [(API, self.url), (old_repo, full), (f"/issues/{old_num}", f"/issues/{number}")]
             )
             now = _now()
-            issue.update(id=8_000_000 + number, node_id=f"I_{number}", number=number, title=title, body=body, state=state,
-                         user=copy.deepcopy(user), comments=0, created_at=now, updated_at=now, labels=[], assignee=None,
-                         assignees=[], milestone=None, locked=False, closed_at=now if state == "closed" else None,
+            issue.update(id=8_000_000 + number, node_id=f"I_{number}", number=number, title=title, body=body,
+                         state=state, user=copy.deepcopy(user), comments=0, created_at=now, updated_at=now, labels=[],
+                         assignee=None, assignees=[], milestone=None, locked=False,
+                         closed_at=now if state == "closed" else None,
                          author_association="NONE" if user["type"] == "Bot" else "MEMBER")  # fmt: skip
             issue["html_url"] = f"https://github.com/{full}/issues/{number}"
             issue.pop("pull_request", None)
@@ -799,13 +801,14 @@ class GitHubStub:
         template = webhook_example("issue_comment", "created")["comment"]
         cid = next(self._ids)
         full = f"{repo.owner}/{repo.name}"
+        kind = "issues" if number in repo.issues else "pull"
         now = _now()
         comment = {k: v for k, v in template.items() if k in self.spec.properties("issue-comment")}
         comment.update(
             id=cid,
             node_id=f"IC_{cid}",
             url=f"{self.url}/repos/{full}/issues/comments/{cid}",
-            html_url=f"https://github.com/{full}/{'issues' if number in repo.issues else 'pull'}/{number}#issuecomment-{cid}",
+            html_url=f"https://github.com/{full}/{kind}/{number}#issuecomment-{cid}",
             issue_url=f"{self.url}/repos/{full}/issues/{number}",
             body=body,
             user=copy.deepcopy(user),

@@ -29,7 +29,7 @@ from gitops_job.reconcile.results import ApplyResult, DriftFinding, Manager, Pla
 from gitops_job.report.markdown import Page, markdown
 from tests.githubstub import BOT, GitHubStub
 from tests.gitservers import bare_repo, push
-from tests.helpers import SCRIPT, config, git_repo, gitops_job, write
+from tests.helpers import SCRIPT, config, git_repo, write
 
 REPO = "octo/app"
 REV = "e" * 40
@@ -99,7 +99,7 @@ def test_observed(done: Reconciled, drifted: int, complete: bool, corrected: int
     assert got.target == "prod" and got.revision == REV
 
 
-# -- the issue: decide, compose -----------------------------------------------------------------------------------------
+# -- the issue: decide, compose ---------------------------------------------------------------------------------------
 BODY = gd.issue_body(seen(finding()))
 
 
@@ -122,8 +122,8 @@ def test_issue_step(observed: gd.Observed, existing: str | None, step: gd.Step) 
 
 
 def test_issue_body_is_a_table_per_object_with_field_values_and_manager() -> None:
-    body = gd.issue_body(seen(finding(at=_at(1)), finding(path="spec.paused", before="(absent)", after="true",
-                                                          managers=()), finding(DB, "data.v", before="1", after="9")))  # fmt: skip
+    removed = finding(path="spec.paused", before="(absent)", after="true", managers=())
+    body = gd.issue_body(seen(finding(at=_at(1)), removed, finding(DB, "data.v", before="1", after="9")))
     assert body.startswith(gd.issue_marker("prod") + "\n### Drift on `prod`\n")
     assert "2 object(s) of target `prod` differ from git at commit `eeeeeeeeeeee`" in body
     assert "#### <code>Deployment/prod/web</code>" in body and "#### <code>ConfigMap/prod/db</code>" in body
@@ -240,11 +240,11 @@ def test_issue_opened_kept_edited_closed_found_by_marker_not_title(github: GitHu
 
 
 def test_open_pulls_and_issues_followed_across_pages(github: GitHubStub, gh: GitHub) -> None:
-    for n in range(1, 131):
+    for n in range(1, 102):  # two pages of 100
         github.add_pull(REPO, n, head_sha=f"{n:040x}")
     plan = markdown(None, Page(target="prod", marker=marker("prod"), digest=DIGEST, footer=["x"]))
     publish(gh, 3, marker("prod"), plan, DIGEST)
-    publish(gh, 120, marker("other"), plan.replace("prod", "other"), DIGEST)
+    publish(gh, 100, marker("other"), plan.replace("prod", "other"), DIGEST)
     github.requests.clear()
     done = gd.publish(gh, seen(finding(at="")))
     assert done.stale == (3,) and not done.warnings
@@ -253,9 +253,22 @@ def test_open_pulls_and_issues_followed_across_pages(github: GitHubStub, gh: Git
     assert len(github.sent("PATCH", r"/issues/comments/")) == 1
     [c3] = github.comments_on(REPO, 3)
     assert c3["body"].count("gitops-job:stale") == 1
-    [c120] = github.comments_on(REPO, 120)
-    assert "gitops-job:stale" not in c120["body"], "another target's plan was marked"
+    [c100] = github.comments_on(REPO, 100)
+    assert "gitops-job:stale" not in c100["body"], "another target's plan was marked"
     assert gd.publish(gh, seen(finding(at=""))).stale == (), "marked twice"
+
+
+def test_a_plan_run_again_drops_the_line_and_is_not_marked_again(github: GitHubStub, gh: GitHub) -> None:
+    github.add_pull(REPO, 7, head_sha="a" * 40)
+    plan = markdown(None, Page(target="prod", marker=marker("prod"), digest=DIGEST, footer=["x"]))
+    publish(gh, 7, marker("prod"), plan, DIGEST)
+    drifted = finding(at=datetime.now(UTC).isoformat())  # the hand edit: after the plan was made
+    assert gd.publish(gh, seen(drifted)).stale == (7,)
+    publish(gh, 7, marker("prod"), plan, DIGEST)  # the same plan, run again: the comment is edited, the line goes
+    [comment] = github.comments_on(REPO, 7)
+    assert "gitops-job:stale" not in comment["body"] and reviewed_digest(comment["body"]) == DIGEST
+    comment["updated_at"] = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert gd.publish(gh, seen(drifted)).stale == (), "a plan made after the drift was marked stale"
 
 
 def test_refused_calls_are_warnings_naming_the_permission(github: GitHubStub, gh: GitHub) -> None:
@@ -315,7 +328,7 @@ def _hand_edit(api: client.ApiClient, ns: str, value: str, password: str) -> Non
     core.patch_namespaced_secret("creds", ns, {"data": {"password": encoded}}, field_manager="kubectl-edit")
 
 
-def test_reconcile_reports_drift_on_github(
+def test_reconcile_reports_drift_on_github(  # noqa: PLR0915 (one story, told in order)
     kubeconfig: Path, namespace: str, tmp_path: Path, api_client: client.ApiClient, github: GitHubStub
 ) -> None:
     bare = bare_repo(tmp_path)
@@ -414,6 +427,9 @@ def test_without_a_repository_nothing_reaches_github(
     write(work, {"gitops.yaml": config(namespace, "  - name: app\n    path: app\n"), "app/cm.yaml": _cm(namespace)})
     git_repo(work)
     push(work, bare)
-    env_free = gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "-o", "json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")} | {"KUBECONFIG": str(kubeconfig),
+           "GITHUB_TOKEN": github.token, "GITHUB_API_URL": github.url}  # fmt: skip
+    env_free = subprocess.run([SCRIPT, "reconcile", "--repo", str(bare), "-o", "json"], capture_output=True, text=True,
+                              timeout=180, env=env, check=True)  # fmt: skip
     assert "github" not in json.loads(env_free.stdout) and "github" not in env_free.stderr
     assert github.requests == []

@@ -129,8 +129,8 @@ def issue_body(seen: Observed, limit: int = COMMENT_LIMIT) -> str:
     objects = by_object(seen.drifted)
     rev = seen.revision[:12]
     if seen.mode is Drift.REPORT:
-        what = ("`gitops-job reconcile --drift report` leaves it as it is: undo the change, or run `gitops-job "
-                "reconcile --drift correct` (or `apply`) to set it back to what git says.")  # fmt: skip
+        what = ("`gitops-job reconcile --drift report` leaves it as it is: undo the change, or set it back to what git "
+                "says with `gitops-job reconcile --drift correct` (it takes back the drifted fields).")  # fmt: skip
     else:
         what = "`gitops-job reconcile --drift correct` could not set it back"
         what += f": {html_escape(seen.failure)}" if seen.failure else "."
