@@ -110,7 +110,10 @@ def reconcile_cmd(
        (`history`) lists it. --drift report: `plan --drift` it, write nothing;
     4. tell the receivers under `notifications:` in gitops.yaml (drift as DriftDetected,
        applies as ApplySucceeded/ApplyFailed) and push the metrics (--pushgateway); a
-       receiver or gateway that fails is a warning, never a failed run.
+       receiver or gateway that fails is a warning, never a failed run;
+    5. with --github-repo: drift is reported on GitHub — one sticky issue per target
+       (opened, edited, closed when the drift is gone) and a stale-plan line on the open
+       pull requests' plan comments; a GitHub failure is a warning, never a failed run.
 
     \b
     Credentials: https with a token (--token-file, or $GITOPS_JOB_GIT_TOKEN); ssh with a
