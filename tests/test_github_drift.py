@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 from kubernetes import client
 
+from gitops_job.config.load import RepoConfig
 from gitops_job.github import drift as gd
 from gitops_job.github.actions import CONTENT_KEY, marker, publish, reviewed_digest
 from gitops_job.github.client import Comment, GitHub, RetryPolicy
@@ -54,8 +55,9 @@ def seen(*drifted: DriftFinding, mode: Drift = Drift.REPORT, complete: bool = Tr
     return gd.Observed("prod", REV, mode, drifted, complete, **kw)  # type: ignore[arg-type]
 
 
-def _fetched() -> Fetched:
-    return Fetched("file:///r", "main", REV, Path("/r"), cached=False)
+def _done(drift: Drift, plan: Plan | None = None, applied: ApplyResult | None = None) -> Reconciled:
+    fetched = Fetched("file:///r", "main", REV, Path("/r"), cached=False)
+    return Reconciled(fetched, drift, RepoConfig(Path("/r"), Path("/r/gitops.yaml"), (), ()), plan, applied)
 
 
 # -- what a run saw ----------------------------------------------------------------------------------------------------
@@ -74,21 +76,21 @@ def _run(stack: str, ok: bool) -> StackRun:
 @pytest.mark.parametrize(
     ("done", "drifted", "complete", "corrected"),
     [
-        pytest.param(Reconciled(_fetched(), Drift.REPORT, plan=_plan(finding())), 1, True, 0, id="report: drift"),
-        pytest.param(Reconciled(_fetched(), Drift.REPORT, plan=_plan()), 0, True, 0, id="report: none"),
-        pytest.param(Reconciled(_fetched(), Drift.REPORT, plan=_plan(failures=True)), 0, False, 0,
+        pytest.param(_done(Drift.REPORT, plan=_plan(finding())), 1, True, 0, id="report: drift"),
+        pytest.param(_done(Drift.REPORT, plan=_plan()), 0, True, 0, id="report: none"),
+        pytest.param(_done(Drift.REPORT, plan=_plan(failures=True)), 0, False, 0,
                      id="report: a plan failure hides what it could not plan"),
-        pytest.param(Reconciled(_fetched(), Drift.CORRECT, applied=ApplyResult(
+        pytest.param(_done(Drift.CORRECT, applied=ApplyResult(
             "prod", REV, (_run("app", True), _run("db", True)), plan=_plan(finding(), checked=True))), 0, True, 1,
             id="correct: succeeded, drift recorded: corrected"),
-        pytest.param(Reconciled(_fetched(), Drift.CORRECT, applied=ApplyResult(
+        pytest.param(_done(Drift.CORRECT, applied=ApplyResult(
             "prod", REV, (_run("app", True),), plan=_plan(checked=False))), 0, True, 0,
             id="correct: succeeded, drift not recorded: gone anyway"),
-        pytest.param(Reconciled(_fetched(), Drift.CORRECT, applied=ApplyResult(
+        pytest.param(_done(Drift.CORRECT, applied=ApplyResult(
             "prod", REV, (_run("app", True), _run("db", False)),
             plan=_plan(finding(), finding(DB, "data.v"), checked=True))), 1, True, 1,
             id="correct: the failed stack keeps its drift"),
-        pytest.param(Reconciled(_fetched(), Drift.CORRECT, applied=ApplyResult(
+        pytest.param(_done(Drift.CORRECT, applied=ApplyResult(
             "prod", REV, (_run("app", False),), plan=_plan(checked=False))), 0, False, 0,
             id="correct: failed, drift not recorded: unknown"),
     ],
@@ -284,7 +286,7 @@ def test_refused_calls_are_warnings_naming_the_permission(github: GitHubStub, gh
 
 def test_report_never_raises(github: GitHubStub) -> None:
     github.add_repo(REPO)
-    done = Reconciled(_fetched(), Drift.REPORT, plan=_plan(finding()))
+    done = _done(Drift.REPORT, plan=_plan(finding()))
     assert "no token" in gd.report(done, REPO, None, github.url).warnings[0]
     github.fail(500, times=100)
     failed = gd.report(done, REPO, github.token, github.url, lambda u, t, r: GitHub(u, t, r, retry=FAST))
@@ -379,12 +381,14 @@ def test_reconcile_reports_drift_on_github(  # noqa: PLR0915 (one story, told in
     assert len(github.sent("PATCH")) + len(github.sent("POST", r"/issues")) == writes
     assert len(github.issues(REPO)) == 1 and github.comments_on(REPO, 7)[0]["body"].count("gitops-job:stale") == 1
 
-    # --drift correct takes the fields back: the issue gets its final comment and is closed
-    corrected = run("--force-conflicts")
+    # --drift correct takes the drifted fields back: the issue gets its final comment, naming them, and is closed
+    corrected = run()
     assert corrected["ok"] is True and corrected["github"]["issue"]["action"] == "closed"  # type: ignore[index]
     assert issue["state"] == "closed"
     [final] = github.comments_on(REPO, issue["number"])
     assert "Drift gone at" in final["body"] and "corrected by this run" in final["body"]
+    assert f"<code>ConfigMap/{namespace}/a</code>: <code>data.v</code> <code>9</code> → <code>1</code>" in final["body"]
+    assert f"<code>Secret/{namespace}/creds</code>" in final["body"]
 
     # drift again (a new issue), then undone by hand: report mode closes it as no longer drifted
     _hand_edit(api_client, namespace, "7", HAND_SECRET)
