@@ -437,3 +437,21 @@ def test_without_a_repository_nothing_reaches_github(
                               timeout=180, env=env, check=True)  # fmt: skip
     assert "github" not in json.loads(env_free.stdout) and "github" not in env_free.stderr
     assert github.requests == []
+
+
+def test_a_finding_carries_when_its_manager_last_wrote() -> None:
+    """What the stale line compares with a plan comment's time: managedFields' ``time`` of the manager that changed
+    the field (none for a field nobody owns)."""
+    from gitops_job.reconcile.drift import drift_of
+
+    live = {"data": {"v": "9"}, "metadata": {"managedFields": [
+        {"manager": "gitops-job", "operation": "Apply", "time": "2026-12-03T11:00:00Z", "fieldsV1": {"f:data": {}}},
+        {"manager": "kubectl-edit", "operation": "Update", "time": "2026-12-03T12:05:00Z",
+         "fieldsV1": {"f:data": {"f:v": {}}}},
+    ]}}  # fmt: skip
+    [edited] = drift_of(DB, {"data": {"v": "9"}}, {"data": {"v": "1"}}, live, "gitops-job", applied_here=True)
+    assert edited.at == "2026-12-03T12:05:00Z"
+    assert gd.moved_since([edited], T0 + timedelta(minutes=10)) == ()
+    assert gd.moved_since([edited], T0 + timedelta(minutes=5)) == (DB,)
+    [removed] = drift_of(DB, {"data": {}}, {"data": {"w": "1"}}, {"metadata": {}}, "gitops-job", applied_here=True)
+    assert removed.at == ""
