@@ -1,23 +1,35 @@
-"""reconcile/prune.py's guards, table-driven: the empty-render and mass-prune refusal (:func:`guard`), what a delete
-does to an object that is or is no longer ours (:func:`delete_owned`, over a dict-backed Kube), the reverse apply order
-of :func:`prune`, and the error failed deletes give (``results.fail_if_failed``). No cluster; tests/test_apply.py
-prunes against a real one."""
+"""reconcile/prune.py: the empty-render and mass-prune refusal (:func:`guard`) and the error failed deletes give
+(``results.fail_if_failed``), table-driven and pure; what a delete does to an object that is or is no longer ours
+(:func:`delete_owned`) and the reverse apply order of :func:`prune`, against the real API server — writes read in its
+audit log, request bodies at the fault proxy, which also answers what a server will not on demand (a 500) and holds a
+delete while someone else removes or replaces the object. tests/test_apply.py prunes through whole runs."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
 
 from gitops_job.errors import PruneError
 from gitops_job.identity import ObjectId
-from gitops_job.kube import ApiError, NotFound
+from gitops_job.kube import Kube, ResourceType
 from gitops_job.model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET
 from gitops_job.outcomes import Verdict
 from gitops_job.reconcile import prune
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.results import Pruned, fail_if_failed
-from tests.fakekube import FakeKube, rt_of
+from tests.faultproxy import Call, FaultProxy, RequestInfo, Respond, at_nth
+from tests.kube import AuditLog, crd
 
 
 def ids(*names: str) -> list[ObjectId]:
@@ -100,22 +112,103 @@ def test_guard_threshold_is_a_fraction_printed_as_percent() -> None:
         prune.guard("app", ids("a", "b", "c", "d"), ids("a"), allow_mass_prune=False, threshold=0.25)
 
 
-# -- delete_owned: only what still carries our labels ------------------------------------------------------------------
+# -- delete_owned: only what still carries our labels, against the real API server ----------------------------------
+@dataclass(frozen=True)
+class Wire:
+    """A gitops-job connection through the fault proxy to the test cluster, and every write it sent (in order)."""
+
+    kube: Kube
+    proxy: FaultProxy
+    sent: list[RequestInfo]
+
+    def writes(self) -> list[tuple[str, str, Any, str | None]]:
+        """``(method, path, decoded body, content type)`` of each write the client sent (answered or not)."""
+        return [(r.method, r.path, json.loads(r.body) if r.body else None, r.header("content-type"))
+                for r in self.sent if r.is_write]  # fmt: skip
+
+
+@pytest.fixture
+def wire(kubeconfig: Path) -> Iterator[Wire]:
+    """The audit log records no request bodies: what a delete or a disown sent is read at the proxy on the way."""
+    with FaultProxy(kubeconfig) as proxy:
+        sent: list[RequestInfo] = []
+        proxy.on_request(lambda req: sent.append(req))  # records, and lets the request through (or a later hook act)
+        kube = Kube.connect(str(proxy.kubeconfig))
+        try:
+            yield Wire(kube, proxy, sent)
+        finally:
+            kube.close()
+
+
+def server_writes(audit: AuditLog, mark: int) -> list[tuple[str, str, str, int]]:
+    """The writes by gitops-job that reached the API server since ``mark``: ``(verb, resource, name, status)``."""
+    return [(e["verb"], e["objectRef"]["resource"], e["objectRef"]["name"], e["responseStatus"]["code"])
+            for e in audit.writes(mark)]  # fmt: skip
+
+
+API_VERSIONS = {"Namespace": "v1", "ConfigMap": "v1", "PersistentVolumeClaim": "v1", "Deployment": "apps/v1",
+                "CustomResourceDefinition": "apiextensions.k8s.io/v1"}  # fmt: skip
+CLUSTER_SCOPED = frozenset({"Namespace", "CustomResourceDefinition"})
+
+
 def live(kind: str, name: str, *, owner: tuple[str, str] | None = ("t", "app"), setting: str | None = None) -> Any:
-    api = {"Namespace": "v1", "ConfigMap": "v1", "PersistentVolumeClaim": "v1", "Deployment": "apps/v1",
-           "CustomResourceDefinition": "apiextensions.k8s.io/v1"}[kind]  # fmt: skip
-    meta: dict[str, Any] = {"name": name}
-    if kind not in ("Namespace", "CustomResourceDefinition"):
-        meta["namespace"] = "apps"
+    """The manifest of a ``kind`` object as a stack left it (labels, annotations); :func:`made` places it."""
+    meta: dict[str, Any] = {"name": name, "labels": {"keep": "me"}}
     if owner:
-        meta["labels"] = {LABEL_TARGET: owner[0], LABEL_STACK: owner[1], "keep": "me"}
+        meta["labels"] |= {LABEL_TARGET: owner[0], LABEL_STACK: owner[1]}
     if setting:
         meta["annotations"] = {ANNOTATION_PRUNE: setting}
-    return {"apiVersion": api, "kind": kind, "metadata": meta}
+    return {"apiVersion": API_VERSIONS[kind], "kind": kind, "metadata": meta}
 
 
-def oid_of(obj: Any) -> ObjectId:
-    return ObjectId.of(obj)
+@pytest.fixture
+def made(dyn: DynamicClient, namespace: str) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    """Create an object of :func:`live` for real (not as gitops-job), returning it as stored: a namespaced one in the
+    test's namespace; a Namespace or CRD under a name of the test's own, deleted afterwards."""
+    made_here: list[tuple[Any, str]] = []
+
+    def make(obj: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        kind, meta = obj["kind"], obj["metadata"]
+        if kind == "Namespace":
+            meta["name"] = f"{namespace}-{meta['name']}"
+        elif kind == "CustomResourceDefinition":
+            obj = crd(f"{namespace}.example.com", "Widget", {"type": "object"}) | {"metadata": meta}
+            meta["name"] = f"widgets.{namespace}.example.com"
+        else:
+            meta["namespace"] = namespace
+        if kind == "Deployment":
+            labels = {"app": meta["name"]}
+            obj["spec"] = {"replicas": 0, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "example.com/c"}]}}}
+        elif kind == "PersistentVolumeClaim":
+            obj["spec"] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}
+        resource = dyn.resources.get(api_version=obj["apiVersion"], kind=kind)
+        stored: dict[str, Any] = resource.create(body=obj, namespace=meta.get("namespace")).to_dict()
+        if kind in CLUSTER_SCOPED:
+            made_here.append((resource, meta["name"]))
+        return stored
+
+    yield make
+    for resource, name in made_here:
+        with contextlib.suppress(ApiException):  # deleted by the test (or still terminating)
+            resource.delete(name=name, body={"propagationPolicy": "Background"})
+
+
+def current(dyn: DynamicClient, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """``obj`` as the API server has it now (None once it is gone)."""
+    resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    try:
+        found: dict[str, Any] = resource.get(name=obj["metadata"]["name"],
+                                             namespace=obj["metadata"].get("namespace")).to_dict()  # fmt: skip
+    except NotFoundError:
+        return None
+    return found
+
+
+def deleted(obj: dict[str, Any] | None) -> bool:
+    """Gone, or on its way (a Namespace terminates while its contents go)."""
+    return obj is None or bool(obj["metadata"].get("deletionTimestamp"))
 
 
 DISOWN = {"metadata": {"labels": {LABEL_TARGET: None, LABEL_STACK: None}}}
@@ -167,7 +260,7 @@ DISOWN = {"metadata": {"labels": {LABEL_TARGET: None, LABEL_STACK: None}}}
             id="pvc-retained",
         ),
         pytest.param(
-            live("CustomResourceDefinition", "widgets.example.com"),
+            live("CustomResourceDefinition", "widgets"),
             True,
             Verdict.RETAINED,
             "retained (a CustomResourceDefinition is never pruned by default); no longer managed",
@@ -209,72 +302,146 @@ DISOWN = {"metadata": {"labels": {LABEL_TARGET: None, LABEL_STACK: None}}}
         ),
     ],
 )
-def test_delete_owned(obj: Any, retain: bool, verdict: Verdict, message: str, write: str | None) -> None:
-    kube = FakeKube([obj])
-    path = kube.path_of(obj)
-    oid = oid_of(obj)
-    result = prune.delete_owned(kube, rt_of(oid.kind), oid, target="t", stack="app", retain=retain)
+def test_delete_owned(
+    obj: Any,
+    retain: bool,
+    verdict: Verdict,
+    message: str,
+    write: str | None,
+    made: Callable[[dict[str, Any]], dict[str, Any]],
+    wire: Wire,
+    audit: AuditLog,
+    dyn: DynamicClient,
+) -> None:
+    before = made(obj)
+    oid = ObjectId.of(before)
+    rt = wire.kube.type_of(oid.group, oid.kind)
+    assert rt is not None
+    path, name = rt.path(oid.namespace or None, oid.name), oid.name
+    mark = audit.mark()
+    result = prune.delete_owned(wire.kube, rt, oid, target="t", stack="app", retain=retain)
     assert result == Pruned(oid, verdict, message)
+    after = current(dyn, before)
     if write is None:
-        assert kube.writes_made() == []
+        assert wire.writes() == []
+        assert server_writes(audit, mark) == []
+        assert after is not None and not deleted(after)
     elif write == "DELETE":
-        [(method, at, body, _)] = [c for c in kube.calls if c[0] != "GET"]
+        [(method, at, body, _)] = wire.writes()
         assert (method, at) == ("DELETE", path)
-        assert body["preconditions"] == {"uid": obj["metadata"].get("uid", f"uid-{oid.name}")}
+        assert body["preconditions"] == {"uid": before["metadata"]["uid"]}
         assert body["propagationPolicy"] == "Background"
-        assert path not in kube.objects
+        assert server_writes(audit, mark) == [("delete", rt.plural, name, 200)]
+        assert deleted(after), after
     else:
-        [(method, at, body, content_type)] = [c for c in kube.calls if c[0] != "GET"]
-        assert (method, at, body, content_type) == ("PATCH", path, DISOWN, "application/merge-patch+json")
-        assert path in kube.objects
+        assert wire.writes() == [("PATCH", path, DISOWN, "application/merge-patch+json")]
+        assert server_writes(audit, mark) == [("patch", rt.plural, name, 200)]
+        assert after is not None and not deleted(after)
+        labels, annotations = after["metadata"]["labels"], after["metadata"].get("annotations") or {}
+        assert LABEL_TARGET not in labels and LABEL_STACK not in labels
+        kept = {k: v for k, v in before["metadata"]["labels"].items() if k not in (LABEL_TARGET, LABEL_STACK)}
+        assert kept.items() <= labels.items(), labels  # nothing else of ours changed (controllers may add theirs)
+        assert (before["metadata"].get("annotations") or {}).items() <= annotations.items(), annotations
+        assert after["metadata"]["uid"] == before["metadata"]["uid"]
 
 
-def test_delete_owned_of_an_object_already_gone() -> None:
-    kube = FakeKube()
-    oid = ObjectId("", "ConfigMap", "apps", "c")
-    result = prune.delete_owned(kube, rt_of("ConfigMap"), oid, target="t", stack="app")
+def configmaps(kube: Kube) -> ResourceType:
+    rt = kube.resource_type("v1", "ConfigMap")
+    assert rt is not None
+    return rt
+
+
+def test_delete_owned_of_an_object_already_gone(kube: Kube, namespace: str, audit: AuditLog) -> None:
+    oid = ObjectId("", "ConfigMap", namespace, "c")
+    mark = audit.mark()
+    result = prune.delete_owned(kube, configmaps(kube), oid, target="t", stack="app")
     assert result == Pruned(oid, Verdict.GONE, "already deleted")
-    assert kube.writes_made() == []
+    assert server_writes(audit, mark) == []
 
 
-def test_delete_owned_that_the_server_finds_gone_at_delete_time() -> None:
+def test_delete_owned_that_the_server_finds_gone_at_delete_time(
+    made: Callable[[dict[str, Any]], dict[str, Any]], wire: Wire, audit: AuditLog, api_client: client.ApiClient
+) -> None:
+    """Deleted by someone else between our read and our delete: the proxy holds our DELETE until it has gone."""
+    oid = ObjectId.of(made(live("ConfigMap", "c")))
+    core = client.CoreV1Api(api_client)
+    theirs = Call(lambda: core.delete_namespaced_config_map(oid.name, oid.namespace))
+    wire.proxy.on_request(at_nth(1, theirs, where=lambda req: req.method == "DELETE"))
+    mark = audit.mark()
+    result = prune.delete_owned(wire.kube, configmaps(wire.kube), oid, target="t", stack="app")
+    assert result == Pruned(oid, Verdict.GONE)
+    assert server_writes(audit, mark) == [("delete", "configmaps", "c", 404)]
+
+
+def test_delete_owned_of_an_object_replaced_meanwhile_leaves_the_new_one(
+    made: Callable[[dict[str, Any]], dict[str, Any]], wire: Wire, audit: AuditLog, api_client: client.ApiClient
+) -> None:
+    """Deleted and created anew (same name, same labels) between our read and our delete: the uid precondition
+    keeps the delete from taking the new object; prune reports it failed, and it stays in the inventory."""
     obj = live("ConfigMap", "c")
-    kube = FakeKube([obj])
-    kube.fail[("DELETE", kube.path_of(obj))] = NotFound(404, "not found")  # deleted between our read and delete
-    oid = oid_of(obj)
-    assert prune.delete_owned(kube, rt_of("ConfigMap"), oid, target="t", stack="app") == Pruned(oid, Verdict.GONE)
+    first = made(obj)
+    oid = ObjectId.of(first)
+    core = client.CoreV1Api(api_client)
+
+    def replace_it() -> None:
+        core.delete_namespaced_config_map(oid.name, oid.namespace)
+        core.create_namespaced_config_map(oid.namespace, obj)
+
+    wire.proxy.on_request(at_nth(1, Call(replace_it), where=lambda req: req.method == "DELETE"))
+    mark = audit.mark()
+    [result] = prune.prune(wire.kube, [oid], target="t", stack="app", masker=Masker())
+    assert (result.id, result.verdict) == (oid, Verdict.FAILED)
+    assert "the UID in the precondition" in result.message and result.message.endswith("(HTTP 409)"), result
+    assert server_writes(audit, mark) == [("delete", "configmaps", "c", 409)]
+    new = core.read_namespaced_config_map(oid.name, oid.namespace).metadata
+    assert new.uid != first["metadata"]["uid"] and new.labels == obj["metadata"]["labels"]
 
 
 # -- prune: the candidates, in reverse apply order ---------------------------------------------------------------------
-def test_prune_deletes_in_reverse_apply_order_and_reports_each() -> None:
-    ns, cm, deploy = live("Namespace", "apps", setting="enabled"), live("ConfigMap", "c"), live("Deployment", "d")
-    kube = FakeKube([ns, cm, deploy])
-    candidates = [oid_of(ns), oid_of(cm), oid_of(deploy), oid_of(cm)]
+def test_prune_deletes_in_reverse_apply_order_and_reports_each(
+    made: Callable[[dict[str, Any]], dict[str, Any]], kube: Kube, audit: AuditLog
+) -> None:
+    ns, cm, deploy = (ObjectId.of(made(o)) for o in (live("Namespace", "apps", setting="enabled"),
+                                                      live("ConfigMap", "c"), live("Deployment", "d")))  # fmt: skip
+    candidates = [ns, cm, deploy, cm]
+    mark = audit.mark()
     results = prune.prune(kube, candidates, target="t", stack="app", masker=Masker())
     assert [(r.id.kind, r.verdict) for r in results] == [
         ("Deployment", Verdict.PRUNED), ("ConfigMap", Verdict.PRUNED), ("Namespace", Verdict.PRUNED),
     ]  # fmt: skip
-    assert [m for m, _ in kube.writes_made()] == ["DELETE", "DELETE", "DELETE"]
-    assert [p.rsplit("/", 2)[-2] for _, p in kube.writes_made()] == ["deployments", "configmaps", "namespaces"]
+    assert server_writes(audit, mark) == [
+        ("delete", "deployments", "d", 200), ("delete", "configmaps", "c", 200), ("delete", "namespaces", ns.name, 200),
+    ]  # fmt: skip
 
 
-def test_prune_of_a_kind_no_longer_served_is_gone() -> None:
-    widget = ObjectId("example.com", "Widget", "apps", "w")
-    results = prune.prune(FakeKube(), [widget], target="t", stack="app", masker=Masker())
+def test_prune_of_a_kind_no_longer_served_is_gone(kube: Kube, namespace: str, audit: AuditLog) -> None:
+    widget = ObjectId(f"{namespace}.example.com", "Widget", namespace, "w")  # no CRD serves it
+    mark = audit.mark()
+    results = prune.prune(kube, [widget], target="t", stack="app", masker=Masker())
     assert results == [Pruned(widget, Verdict.GONE, "its kind is no longer served")]
+    assert server_writes(audit, mark) == []
 
 
-def test_prune_reports_a_failed_delete_scrubbed_and_goes_on() -> None:
+def test_prune_reports_a_failed_delete_scrubbed_and_goes_on(
+    made: Callable[[dict[str, Any]], dict[str, Any]], wire: Wire, audit: AuditLog, dyn: DynamicClient
+) -> None:
+    """The API server answers the first delete 500 with a message that carries a secret (the proxy answers it)."""
     masker = Masker()
     masker.token("hunter2-secret")
-    failing, fine = live("ConfigMap", "a"), live("ConfigMap", "b")
-    kube = FakeKube([failing, fine])
-    kube.fail[("DELETE", kube.path_of(failing))] = ApiError(500, "etcd said hunter2-secret")
-    results = prune.prune(kube, [oid_of(failing), oid_of(fine)], target="t", stack="app", masker=masker)
+    failing, fine = made(live("ConfigMap", "a")), made(live("ConfigMap", "b"))
+    rt = configmaps(wire.kube)
+    at = rt.path(failing["metadata"]["namespace"], "a")
+    boom = Respond.kube_status(500, "InternalError", "etcd said hunter2-secret")
+    wire.proxy.on_request(lambda req: boom if (req.method, req.path) == ("DELETE", at) else None)
+    mark = audit.mark()
+    results = prune.prune(wire.kube, [ObjectId.of(failing), ObjectId.of(fine)], target="t", stack="app", masker=masker)
     assert results == [
-        Pruned(oid_of(failing), Verdict.FAILED, "etcd said <secret #1> (HTTP 500)"),
-        Pruned(oid_of(fine), Verdict.PRUNED),
+        Pruned(ObjectId.of(failing), Verdict.FAILED, "etcd said <secret #1> (HTTP 500)"),
+        Pruned(ObjectId.of(fine), Verdict.PRUNED),
     ]
+    assert [m for m, *_ in wire.writes()] == ["DELETE", "DELETE"]  # the failed delete was sent once, not retried
+    assert server_writes(audit, mark) == [("delete", "configmaps", "b", 200)]
+    assert current(dyn, failing) is not None
 
 
 # -- fail_if_failed: what run.py raises with the failed ones ---------------------------------------------------------
