@@ -1,7 +1,7 @@
 """The helpers many test modules share: the installed CLI, a git repository on disk, the files of a repo config.
 
 One definition each (issue 13: one helper per repeated fixture); the cluster fixtures live in tests/conftest.py, the
-cluster-side helpers (audit log, CRDs, waiting) in tests/kube.py, the dict-backed Kube in tests/fakekube.py.
+cluster-side helpers (audit log, CRDs, waiting) in tests/kube.py.
 """
 
 from __future__ import annotations

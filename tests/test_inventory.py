@@ -1,5 +1,6 @@
-"""reconcile/inventory.py's codec, table-driven: what the ConfigMap holds, the round trip, inventories written by older
-versions, and the clear error a damaged one gives. ``read``/``write`` over a dict-backed Kube. No cluster."""
+"""reconcile/inventory.py's codec, table-driven and pure: what the ConfigMap holds, the round trip, inventories written
+by older versions, and the clear error a damaged one gives. ``read``/``write``/``read_all`` against the real API
+server, in the test's namespace, their writes read in its audit log."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from gitops_job.errors import InventoryError, LeaseError
 from gitops_job.identity import ObjectId
+from gitops_job.kube import Kube
 from gitops_job.model import LABEL_TARGET
 from gitops_job.outcomes import Origin, RunResult
 from gitops_job.reconcile import inventory
 from gitops_job.reconcile.inventory import KEEP_RUNS, Inventory, Run, _decode, _encode
-from tests.fakekube import FakeKube
+from tests.kube import AuditLog
 
 CM = ObjectId("", "ConfigMap", "apps", "settings")
 NS = ObjectId("", "Namespace", "", "apps")
@@ -254,50 +257,79 @@ def test_with_run_keeps_the_newest_first_up_to_keep_runs(before: int, after: int
     assert len(runs) == after
 
 
-# -- read and write, over a dict-backed Kube ---------------------------------------------------------------------------
-def test_read_of_a_stack_never_applied_is_empty_and_unstored() -> None:
-    assert inventory.read(FakeKube(), "state", "t", "app") == Inventory("t", "app", "state")
+# -- read and write, against the real API server -------------------------------------------------------------------
+NAME = "gitops-job.t.app"
 
 
-def test_write_creates_then_replaces_and_read_returns_what_was_written() -> None:
-    kube = FakeKube()
-    first = inventory.write(kube, Inventory("t", "app", "state", frozenset({CM}), repository="github.com/o/r"))
+def server_writes(audit: AuditLog, mark: int) -> list[tuple[str, str, str, int]]:
+    """The writes by gitops-job that reached the API server since ``mark``: ``(verb, resource, name, status)``."""
+    return [(e["verb"], e["objectRef"]["resource"], e["objectRef"]["name"], e["responseStatus"]["code"])
+            for e in audit.writes(mark)]  # fmt: skip
+
+
+def test_read_of_a_stack_never_applied_is_empty_and_unstored(kube: Kube, namespace: str, audit: AuditLog) -> None:
+    mark = audit.mark()
+    assert inventory.read(kube, namespace, "t", "app") == Inventory("t", "app", namespace)
+    assert server_writes(audit, mark) == []
+
+
+def test_write_creates_then_replaces_and_read_returns_what_was_written(
+    kube: Kube, namespace: str, audit: AuditLog
+) -> None:
+    mark = audit.mark()
+    first = inventory.write(kube, Inventory("t", "app", namespace, frozenset({CM}), repository="github.com/o/r"))
     assert first.resource_version is not None
-    second = inventory.write(kube, Inventory("t", "app", "state", frozenset({CM, NS}), "abc", (RUN,),
+    second = inventory.write(kube, Inventory("t", "app", namespace, frozenset({CM, NS}), "abc", (RUN,),
                                              first.resource_version, "github.com/o/r"))  # fmt: skip
-    assert [m for m, _ in kube.writes_made()] == ["POST", "PUT"]
-    assert inventory.read(kube, "state", "t", "app") == second
+    assert second.resource_version not in (None, first.resource_version)
+    assert server_writes(audit, mark) == [("create", "configmaps", NAME, 201), ("update", "configmaps", NAME, 200)]
+    assert inventory.read(kube, namespace, "t", "app") == second
 
 
-def test_write_over_a_newer_inventory_stops_the_run() -> None:
-    kube = FakeKube()
-    stale = inventory.write(kube, Inventory("t", "app", "state", frozenset({CM})))
-    inventory.write(kube, Inventory("t", "app", "state", frozenset({NS}), resource_version=stale.resource_version))
+def test_write_over_a_newer_inventory_stops_the_run(kube: Kube, namespace: str, audit: AuditLog) -> None:
+    stale = inventory.write(kube, Inventory("t", "app", namespace, frozenset({CM})))
+    newer = inventory.write(kube, Inventory("t", "app", namespace, frozenset({NS}),
+                                            resource_version=stale.resource_version))  # fmt: skip
+    mark = audit.mark()
     with pytest.raises(LeaseError, match="the inventory was changed by someone else during this run"):
         inventory.write(kube, stale)
+    assert server_writes(audit, mark) == [("update", "configmaps", NAME, 409)]  # refused by the resourceVersion
+    assert inventory.read(kube, namespace, "t", "app") == newer
 
 
-def test_a_create_whose_answer_was_lost_is_not_another_applier() -> None:
-    kube = FakeKube()
-    inv = Inventory("t", "app", "state", frozenset({CM}))
-    inventory.write(kube, inv)  # the create went through ...
+def test_a_create_whose_answer_was_lost_is_not_another_applier(kube: Kube, namespace: str, audit: AuditLog) -> None:
+    inv = Inventory("t", "app", namespace, frozenset({CM}))
+    written = inventory.write(kube, inv)  # the create went through ...
+    mark = audit.mark()
     again = inventory.write(kube, inv)  # ... and was retried: AlreadyExists, with exactly our content
-    assert again.resource_version is not None
-    other = Inventory("t", "app", "state", frozenset({NS}))
+    assert again.resource_version == written.resource_version
+    other = Inventory("t", "app", namespace, frozenset({NS}))
     with pytest.raises(LeaseError):
         inventory.write(kube, other)  # AlreadyExists with someone else's content
+    assert server_writes(audit, mark) == [("create", "configmaps", NAME, 409), ("create", "configmaps", NAME, 409)]
+    assert inventory.read(kube, namespace, "t", "app") == written
 
 
-def test_read_all_lists_each_stacks_inventory_by_stack() -> None:
-    kube = FakeKube()
+def test_read_all_lists_each_stacks_inventory_by_stack(
+    kube: Kube, namespace: str, api_client: client.ApiClient
+) -> None:
     for stack in ("web", "api"):
-        inventory.write(kube, Inventory("t", stack, "state", frozenset({CM})))
-    kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated", "namespace": "state"}})
-    assert [i.stack for i in inventory.read_all(kube, "state", "t")] == ["api", "web"]
+        inventory.write(kube, Inventory("t", stack, namespace, frozenset({CM})))
+    inventory.write(kube, Inventory("prod", "web", namespace, frozenset({NS})))  # another target's
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "unrelated"}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "no-stack", "labels": {LABEL_TARGET: "t"}}})
+    assert [(i.target, i.stack) for i in inventory.read_all(kube, namespace, "t")] == [("t", "api"), ("t", "web")]
 
 
-def test_read_of_a_damaged_inventory_raises_before_anything_is_written() -> None:
-    kube = FakeKube([stored({"inventory.json": "[]"})])
-    with pytest.raises(InventoryError, match="holds a JSON list"):
-        inventory.read(kube, "state", "t", "app")
-    assert kube.writes_made() == []
+def test_read_of_a_damaged_inventory_raises_before_anything_is_written(
+    kube: Kube, namespace: str, audit: AuditLog, api_client: client.ApiClient
+) -> None:
+    damaged = stored({"inventory.json": "[]"}, rv=None)
+    damaged["metadata"]["namespace"] = namespace
+    client.CoreV1Api(api_client).create_namespaced_config_map(namespace, damaged)
+    mark = audit.mark()
+    with pytest.raises(InventoryError, match="holds a JSON list") as err:
+        inventory.read(kube, namespace, "t", "app")
+    assert err.value.where == f"ConfigMap/{namespace}/{NAME}"
+    assert server_writes(audit, mark) == []

@@ -132,7 +132,7 @@ def wire(kubeconfig: Path) -> Iterator[Wire]:
     """The audit log records no request bodies: what a delete or a disown sent is read at the proxy on the way."""
     with FaultProxy(kubeconfig) as proxy:
         sent: list[RequestInfo] = []
-        proxy.on_request(lambda req: sent.append(req))  # records, and lets the request through (or a later hook act)
+        proxy.on_request(sent.append)  # records, and lets the request through (or a later hook act)
         kube = Kube.connect(str(proxy.kubeconfig))
         try:
             yield Wire(kube, proxy, sent)
@@ -179,8 +179,14 @@ def made(dyn: DynamicClient, namespace: str) -> Iterator[Callable[[dict[str, Any
             meta["namespace"] = namespace
         if kind == "Deployment":
             labels = {"app": meta["name"]}
-            obj["spec"] = {"replicas": 0, "selector": {"matchLabels": labels}, "template": {
-                "metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "example.com/c"}]}}}
+            obj["spec"] = {
+                "replicas": 0,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "c", "image": "example.com/c"}]},
+                },
+            }
         elif kind == "PersistentVolumeClaim":
             obj["spec"] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}
         resource = dyn.resources.get(api_version=obj["apiVersion"], kind=kind)
