@@ -136,3 +136,9 @@ class HistoryError(GitopsJobError):
     older commit): refused before any write unless ``--allow-non-descendant``."""
 
     phase = "history"
+
+
+class ImageError(GitopsJobError):
+    """An image policy, tag filter or setter marker is invalid (``where`` is ``file:line`` or the policy's name)."""
+
+    phase = "images"

@@ -1,0 +1,2 @@
+"""Image automation: which tag a policy chooses (``policy``), where a repository declares an image (``markers``) and
+how that one value is rewritten without touching the rest of the file (``setters``). Pure: no registry, no git."""
