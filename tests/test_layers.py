@@ -40,6 +40,7 @@ def test_the_package_keeps_its_layers() -> None:
         pytest.param(
             "render/jinja.py", "from gitops_job.render import stack", "no import circle", id="renderer-imports-stack"
         ),
+        pytest.param("images/policy.py", "from gitops_job.render import stack", "layers", id="images-imports-render"),
     ],
 )
 def test_a_back_edge_breaks_the_contract(tmp_path: Path, module: str, back_edge: str, broken: str) -> None:

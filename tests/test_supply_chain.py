@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+def _norm(name: str) -> str:
+    """A distribution's name as PEP 503 compares them (``ruamel.yaml`` is ``ruamel-yaml``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _entries(text: str) -> dict[str, tuple[str, list[str]]]:
     """``name -> (version, hashes)`` of each requirement in a pip requirements file with hashes."""
     out: dict[str, tuple[str, list[str]]] = {}
@@ -36,7 +41,7 @@ def _entries(text: str) -> dict[str, tuple[str, list[str]]]:
         first = block.split("\\", 1)[0].strip()
         m = re.fullmatch(r"([A-Za-z0-9._-]+)==([^\s;]+)(\s*;.*)?", first)
         assert m, f"not pinned with ==: {first!r}"
-        out[m[1].lower().replace("_", "-")] = (m[2], re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+        out[_norm(m[1])] = (m[2], re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
     return out
 
 
@@ -55,7 +60,7 @@ def test_item12_7_the_lock_pins_every_input_and_every_line_has_hashes() -> None:
     for name, (version, hashes) in entries.items():
         assert hashes, f"{name}=={version} has no --hash"
     for spec in map(Requirement, requirements):
-        name = spec.name.lower().replace("_", "-")
+        name = _norm(spec.name)
         assert name in entries, f"{spec} is not in the lock"
         assert spec.specifier.contains(entries[name][0], prereleases=True), f"{spec}: locked {entries[name][0]}"
     # Nothing unpinned can slip in: no option lines but hashes, no URL or path requirements.
@@ -81,10 +86,10 @@ def test_item12_7_every_declared_dependency_is_imported() -> None:
     modules_of: dict[str, set[str]] = {}
     for module, dists in importlib.metadata.packages_distributions().items():
         for dist in dists:
-            modules_of.setdefault(dist.lower().replace("_", "-"), set()).add(module)
+            modules_of.setdefault(_norm(dist), set()).add(module)
     unused = []
     for spec in map(Requirement, PYPROJECT["project"]["dependencies"]):
-        modules = modules_of.get(spec.name.lower().replace("_", "-"), set())
+        modules = modules_of.get(_norm(spec.name), set())
         assert modules, f"{spec.name} is not installed in the test environment"
         if not modules & imported:
             unused.append(spec.name)
