@@ -194,10 +194,10 @@ def find(text: str, file: str) -> tuple[Marker, ...]:
 def _content_start(text: str, node: ScalarNode) -> int:
     """Where a scalar's text begins: a block scalar's header line (``|``, ``>-``) may carry a comment, its text
     starts on the next line."""
-    start = node.start_mark.index
+    start, end = int(node.start_mark.index), int(node.end_mark.index)
     if node.style in ("|", ">"):
-        newline = text.find("\n", start, node.end_mark.index)
-        return newline + 1 if newline >= 0 else node.end_mark.index
+        newline = text.find("\n", start, end)
+        return newline + 1 if newline >= 0 else end
     return start
 
 
