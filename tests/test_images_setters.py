@@ -105,3 +105,16 @@ def test_a_value_that_would_change_the_structure_is_refused() -> None:
     )
     with pytest.raises(ImageError, match="nothing"):
         setters.set_values(data, [forged], ["x:2"])
+
+
+def test_a_splice_that_drops_a_neighbour_is_refused_by_the_document_comparison() -> None:
+    """The marked value reads back right, but a sibling vanished: only comparing whole documents catches it."""
+    text = 'a: {image: x:1, b: 2} # {"$imagepolicy": "ns:p"}\n'
+    (m,) = markers.find(text, "d.yaml")
+    start = text.index("x:1")
+    forged = markers.Marker(
+        **{**m.__dict__, "start": start, "end": m.end, "source": text[start : m.end], "value": "x:1"}
+        | {"paths": (("a", "image"),), "column": start + 1}
+    )
+    with pytest.raises(ImageError, match="changed more than the marked value"):
+        setters.set_values(text.encode(), [forged], ["x:2"])
