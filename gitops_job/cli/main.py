@@ -16,6 +16,7 @@ import click
 
 from gitops_job import __version__
 from gitops_job.cli.apply import apply_cmd
+from gitops_job.cli.install import install_cmd
 from gitops_job.cli.options import say
 from gitops_job.cli.plan import plan_cmd
 from gitops_job.cli.reconcile import reconcile_cmd
@@ -58,6 +59,7 @@ for _command in (
     history_cmd,
     break_lease_cmd,
     unlock_cmd,
+    install_cmd,
 ):
     cli.add_command(_command)
 
