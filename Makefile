@@ -8,7 +8,7 @@ TOOL    = $(shell $(PYTHON) -c 'from tools.localcluster.build import binary; pri
 export GITOPS_JOB_KUSTOMIZE ?= $(call TOOL,kustomize)
 export GITOPS_JOB_HELM ?= $(call TOOL,helm)
 
-.PHONY: system-tools venv build fixtures lint test cluster-up cluster-down cluster-status demo clean bench
+.PHONY: system-tools venv build fixtures lint test cluster-up cluster-down cluster-status demo clean bench image
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ lint: venv
 ## fixtures: GitHub's pinned REST description and webhook payloads (npm) for the GitHub stand-in, into the cache
 fixtures: venv
 	$(BIN)/python -m tools.github_fixtures
+
+## image: build localhost/gitops-job:dev with buildah on a local Debian base (tools/image.py; cached in the build cache)
+image: system-tools venv build
+	$(BIN)/python -m tools.image
 
 ## test: lint, then the whole suite against a local cluster started for the run
 test: system-tools lint build fixtures

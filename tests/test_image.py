@@ -46,8 +46,9 @@ def built() -> str:
 
 @pytest.fixture
 def container(built: str) -> Iterator[str]:
-    cid = images.buildah("from", "--pull-never", "--name", f"gitops-job-test-{uuid.uuid4().hex[:8]}", built,
-                         step="test container").strip()  # fmt: skip
+    cid = images.buildah(
+        "from", "--pull-never", "--name", f"gitops-job-test-{uuid.uuid4().hex[:8]}", built, step="test container"
+    ).strip()
     yield cid
     images.buildah("rm", cid, step="test container")
 
@@ -68,17 +69,25 @@ def rootfs_snapshot(cid: str) -> dict[str, tuple[int, int, int]]:
 
 
 def apply_yaml(kubeconfig: Path, text: str) -> None:
-    done = subprocess.run([str(build.binary("kubectl")), "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
-                          input=text, capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [str(build.binary("kubectl")), "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture
-def installed(namespace: str, kubeconfig: Path, api_client: client.ApiClient, tmp_path: Path,
-              built: str) -> Iterator[dict[str, Any]]:  # fmt: skip
+def installed(
+    namespace: str, kubeconfig: Path, api_client: client.ApiClient, tmp_path: Path, built: str
+) -> Iterator[dict[str, Any]]:
     """install's output for ``namespace`` (its own) managing one namespace, applied; the pod's view prepared."""
-    with made_namespace(api_client, f"{namespace[:50]}-apps") as apps, \
-            made_namespace(api_client, f"{namespace[:50]}-other") as other:  # fmt: skip
+    with (
+        made_namespace(api_client, f"{namespace[:50]}-apps") as apps,
+        made_namespace(api_client, f"{namespace[:50]}-other") as other,
+    ):
         bare = bare_repo(tmp_path / "srv")
         with http_git_server(tmp_path / "srv") as server:
             args = ["install", "--repo", server.url(), "--install-namespace", namespace, "-n", apps, "--image", built]
@@ -86,8 +95,15 @@ def installed(namespace: str, kubeconfig: Path, api_client: client.ApiClient, tm
             docs = [d for d in yaml.safe_load_all(printed) if d]
             apply_yaml(kubeconfig, printed)
             try:
-                yield {"ns": namespace, "apps": apps, "other": other, "bare": bare, "server": server, "docs": docs,
-                       "sa": pod_files(api_client, namespace, tmp_path / "sa")}  # fmt: skip
+                yield {
+                    "ns": namespace,
+                    "apps": apps,
+                    "other": other,
+                    "bare": bare,
+                    "server": server,
+                    "docs": docs,
+                    "sa": pod_files(api_client, namespace, tmp_path / "sa"),
+                }
             finally:
                 rbac = client.RbacAuthorizationV1Api(api_client)
                 for d in docs:
@@ -133,8 +149,13 @@ def test_the_image_reconciles_as_its_service_account_and_nothing_more(
     s = installed
     work = tmp_path / "work"
     stacks = "  - name: app\n    path: app\n"
-    write(work, {"gitops.yaml": f"targets:\n  - name: t\n    inventoryNamespace: {s['ns']}\nstacks:\n{stacks}",
-                 "app/cm.yaml": cm("web", s["apps"], "v1")})  # fmt: skip
+    write(
+        work,
+        {
+            "gitops.yaml": f"targets:\n  - name: t\n    inventoryNamespace: {s['ns']}\nstacks:\n{stacks}",
+            "app/cm.yaml": cm("web", s["apps"], "v1"),
+        },
+    )
     first = git_repo(work)
     push(work, s["bare"])
     core = client.CoreV1Api(api_client)
@@ -151,9 +172,21 @@ def test_the_image_reconciles_as_its_service_account_and_nothing_more(
     assert rootfs_snapshot(container) == before  # nothing written outside /tmp and the state volume
 
     # A change that needs more than the rules: an object in a namespace it may not manage, and a ClusterRole.
-    write(work, {"app/cm.yaml": cm("web", s["apps"], "v2"), "app/other.yaml": cm("stray", s["other"]),
-                 "app/role.yaml": yaml.safe_dump({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                                                  "metadata": {"name": f"{s['ns']}-extra"}, "rules": []})})  # fmt: skip
+    write(
+        work,
+        {
+            "app/cm.yaml": cm("web", s["apps"], "v2"),
+            "app/other.yaml": cm("stray", s["other"]),
+            "app/role.yaml": yaml.safe_dump(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": {"name": f"{s['ns']}-extra"},
+                    "rules": [],
+                }
+            ),
+        },
+    )
     git_repo(work)
     push(work, s["bare"])
     refused = run_in_pod(container, s, api_client, tmp_path, *cronjob_command(s["docs"]))

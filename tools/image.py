@@ -76,8 +76,9 @@ def buildah(*args: str, step: str, capture: bool = True) -> str:
 
 
 def has_image(name: str) -> bool:
-    done = subprocess.run(["buildah", *buildah_flags(), "inspect", "--type", "image", name],
-                          capture_output=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["buildah", *buildah_flags(), "inspect", "--type", "image", name], capture_output=True, check=False
+    )
     return done.returncode == 0
 
 
@@ -87,7 +88,15 @@ def rootfs() -> Path:
     if path.exists():
         return path
     partial = path.with_suffix(".partial.tar")
-    cmd = ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(partial), *MIRRORS]
+    cmd = [
+        "mmdebstrap",
+        "--quiet",
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        SUITE,
+        str(partial),
+        *MIRRORS,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         partial.unlink(missing_ok=True)
@@ -105,7 +114,7 @@ def base_image() -> str:
     with tempfile.TemporaryDirectory(prefix="gitops-job-base-") as tmp:
         ctx = Path(tmp)
         (ctx / "rootfs.tar").hardlink_to(tar)
-        (ctx / "Containerfile").write_text("FROM scratch\nADD rootfs.tar /\nCMD [\"/bin/bash\"]\n")
+        (ctx / "Containerfile").write_text('FROM scratch\nADD rootfs.tar /\nCMD ["/bin/bash"]\n')
         buildah("bud", "--isolation", "chroot", "--layers=false", "-t", name, str(ctx), step="base image")
     return name
 
@@ -119,8 +128,20 @@ def wheelhouse() -> Path:
         return path
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--require-hashes", "--only-binary", ":all:",
-           "-r", str(lock), "-d", str(partial)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--require-hashes",
+        "--only-binary",
+        ":all:",
+        "-r",
+        str(lock),
+        "-d",
+        str(partial),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise ImageError(f"wheelhouse: pip download failed (exit {done.returncode}): {done.stderr[-3000:]}")
@@ -137,11 +158,28 @@ def context() -> Iterator[Path]:
         wheels = ctx / "wheels"
         shutil.copytree(wheelhouse(), wheels)
         with tempfile.TemporaryDirectory(prefix="gitops-job-src-") as src:  # a copy: the build writes build/ there
-            shutil.copytree(ROOT, src, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(".git", ".venv", ".localcluster", "build", "*.egg-info",
-                                                          "__pycache__", ".mypy_cache", ".ruff_cache"))  # fmt: skip
-            cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--find-links",
-                   str(wheels), "-w", str(wheels), src]  # fmt: skip
+            shutil.copytree(
+                ROOT,
+                src,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns(
+                    ".git", ".venv", ".localcluster", "build", "*.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache"
+                ),
+            )
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-index",
+                "--find-links",
+                str(wheels),
+                "-w",
+                str(wheels),
+                src,
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise ImageError(f"wheel: pip wheel of gitops-job failed (exit {done.returncode}): {done.stderr[-3000:]}")
@@ -178,8 +216,19 @@ def build_image(image: str = IMAGE) -> Built:
 def run_args(container: str, command: Sequence[str], *, env: dict[str, str], volumes: Sequence[str]) -> list[str]:
     """The ``buildah run`` command line for ``command`` in ``container`` on the host network."""
     flags = [a for k, v in env.items() for a in ("-e", f"{k}={v}")] + [a for v in volumes for a in ("-v", v)]
-    return ["buildah", *buildah_flags(), "run", "--isolation", "chroot", "--network", "host", *flags, container,
-            "--", *command]  # fmt: skip
+    return [
+        "buildah",
+        *buildah_flags(),
+        "run",
+        "--isolation",
+        "chroot",
+        "--network",
+        "host",
+        *flags,
+        container,
+        "--",
+        *command,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,22 +19,49 @@ from gitops_job.reconcile.inventory import DEFAULT_NAMESPACE
 @click.option("--path-in-repo", default=".", show_default=True, help="The directory holding gitops.yaml.")
 @click.option("--schedule", default=install.DEFAULT_SCHEDULE, show_default=True, help="The CronJob's schedule.")
 @click.option("--image", default=install.DEFAULT_IMAGE, show_default=True, help="The gitops-job image (make image).")
-@click.option("--install-namespace", default=DEFAULT_NAMESPACE, show_default=True,
-              help="Its own namespace: the CronJob, its ServiceAccount, and the target's inventories and Leases "
-              "(the target's inventoryNamespace must be this).")  # fmt: skip
-@click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
-              help="A namespace it may manage (repeatable): a Role there lets it apply, plan and prune any "
-              "namespaced kind. Nothing outside these namespaces, and no cluster-scoped kind.")  # fmt: skip
-@click.option("--cluster-wide", is_flag=True,
-              help="Opt in: manage every namespace and cluster-scoped kinds (Namespaces, CRDs, ClusterRoles…) "
-              "through one ClusterRole instead of per-namespace Roles.")  # fmt: skip
-@click.option("--drift", type=click.Choice(["correct", "report"]), default="correct", show_default=True,
-              help="What each scheduled run does (reconcile --drift).")  # fmt: skip
-@click.option("--dry-run", is_flag=True,
-              help="Do not print the manifests: plan them against the cluster (what applying them would change).")  # fmt: skip
+@click.option(
+    "--install-namespace",
+    default=DEFAULT_NAMESPACE,
+    show_default=True,
+    help="Its own namespace: the CronJob, its ServiceAccount, and the target's inventories and Leases "
+    "(the target's inventoryNamespace must be this).",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    metavar="NS",
+    help="A namespace it may manage (repeatable): a Role there lets it apply, plan and prune any "
+    "namespaced kind. Nothing outside these namespaces, and no cluster-scoped kind.",
+)
+@click.option(
+    "--cluster-wide",
+    is_flag=True,
+    help="Opt in: manage every namespace and cluster-scoped kinds (Namespaces, CRDs, ClusterRoles…) "
+    "through one ClusterRole instead of per-namespace Roles.",
+)
+@click.option(
+    "--drift",
+    type=click.Choice(["correct", "report"]),
+    default="correct",
+    show_default=True,
+    help="What each scheduled run does (reconcile --drift).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Do not print the manifests: plan them against the cluster (what applying them would change).",
+)
 @kube_options
-def install_cmd(dry_run: bool, namespaces: tuple[str, ...], install_namespace: str, kubeconfig: str | None,
-                concurrency: int, **kw: Any) -> None:  # fmt: skip
+def install_cmd(
+    dry_run: bool,
+    namespaces: tuple[str, ...],
+    install_namespace: str,
+    kubeconfig: str | None,
+    concurrency: int,
+    **kw: Any,
+) -> None:
     """Print the manifests that run `gitops-job reconcile` in the cluster: Namespace, ServiceAccount,
     least-privilege RBAC, a state volume and a CronJob (concurrencyPolicy Forbid, non-root, read-only root).
 

@@ -3,8 +3,8 @@
 This is the only module that ends the process; everything below it returns results or raises
 :class:`~gitops_job.errors.GitopsJobError`.
 
-One module per command group beside it: ``render`` (render, validate), ``plan``, ``apply``, ``reconcile`` and
-``state`` (status, history, break-lease); ``options`` holds what they share.
+One module per command group beside it: ``render`` (render, validate), ``plan``, ``apply``, ``reconcile``,
+``state`` (status, history, break-lease) and ``install``; ``options`` holds what they share.
 """
 
 from __future__ import annotations

@@ -72,39 +72,81 @@ def manifests(opts: Install) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": _LABELS}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME, ns)},
-        _role("ClusterRole", cluster_name, None, [
-            _rule("discovery (aggregated /api, /apis) and the OpenAPI v3 documents the plan checks schemas against",
-                  nonResourceURLs=["/api", "/api/*", "/apis", "/apis/*", "/openapi/v3", "/openapi/v3/*"],
-                  verbs=["get"]),
-            _rule("the fast path proves an object unchanged only for kinds no mutating webhook or policy may change",
-                  apiGroups=["admissionregistration.k8s.io"],
-                  resources=["mutatingwebhookconfigurations", "mutatingadmissionpolicies"], verbs=["list"]),
-            _rule("apply checks that its own namespace (the inventories') exists before its first write",
-                  apiGroups=[""], resources=["namespaces"], resourceNames=[ns], verbs=["get"]),
-        ]),  # fmt: skip
+        _role(
+            "ClusterRole",
+            cluster_name,
+            None,
+            [
+                _rule(
+                    "discovery (aggregated /api, /apis) and the OpenAPI v3 documents the plan checks schemas against",
+                    nonResourceURLs=["/api", "/api/*", "/apis", "/apis/*", "/openapi/v3", "/openapi/v3/*"],
+                    verbs=["get"],
+                ),
+                _rule(
+                    "the fast path proves an object unchanged only for kinds no mutating webhook or policy may change",
+                    apiGroups=["admissionregistration.k8s.io"],
+                    resources=["mutatingwebhookconfigurations", "mutatingadmissionpolicies"],
+                    verbs=["list"],
+                ),
+                _rule(
+                    "apply checks that its own namespace (the inventories') exists before its first write",
+                    apiGroups=[""],
+                    resources=["namespaces"],
+                    resourceNames=[ns],
+                    verbs=["get"],
+                ),
+            ],
+        ),
         _binding("ClusterRoleBinding", cluster_name, None, "ClusterRole", cluster_name, sa),
-        _role("Role", NAME, ns, [
-            _rule("the inventories (a ConfigMap per target + stack): read, listed by label, created, replaced (guarded"
-                  " by resourceVersion)", apiGroups=[""], resources=["configmaps"],
-                  verbs=["get", "list", "create", "update"]),
-            _rule("the per-stack Leases that serialise a scheduled run and a CI apply: taken, renewed, released",
-                  apiGroups=["coordination.k8s.io"], resources=["leases"], verbs=["get", "create", "update", "delete"]),
-            _rule("the Events on the inventory ConfigMaps (ApplySucceeded, ApplyFailed: docs/reconcile.md)",
-                  apiGroups=["events.k8s.io"], resources=["events"], verbs=["create"]),
-        ]),  # fmt: skip
+        _role(
+            "Role",
+            NAME,
+            ns,
+            [
+                _rule(
+                    "the inventories (a ConfigMap per target + stack): read, listed by label, created, replaced"
+                    " (guarded by resourceVersion)",
+                    apiGroups=[""],
+                    resources=["configmaps"],
+                    verbs=["get", "list", "create", "update"],
+                ),
+                _rule(
+                    "the per-stack Leases that serialise a scheduled run and a CI apply: taken, renewed, released",
+                    apiGroups=["coordination.k8s.io"],
+                    resources=["leases"],
+                    verbs=["get", "create", "update", "delete"],
+                ),
+                _rule(
+                    "the Events on the inventory ConfigMaps (ApplySucceeded, ApplyFailed: docs/reconcile.md)",
+                    apiGroups=["events.k8s.io"],
+                    resources=["events"],
+                    verbs=["create"],
+                ),
+            ],
+        ),
         _binding("RoleBinding", NAME, ns, "Role", NAME, sa),
     ]
-    manage = [_rule(
-        "the managed objects, of every kind: plan (list by label, get), server-side apply and its dry-run (patch,"
-        " create), wait (list, watch), prune (delete); Secrets too: the plan reads the live ones it manages to mask"
-        " their values", apiGroups=["*"], resources=["*"], verbs=list(MANAGE_VERBS))]
+    manage = [
+        _rule(
+            "the managed objects, of every kind: plan (list by label, get), server-side apply and its dry-run (patch,"
+            " create), wait (list, watch), prune (delete); Secrets too: the plan reads the live ones it manages to mask"
+            " their values",
+            apiGroups=["*"],
+            resources=["*"],
+            verbs=list(MANAGE_VERBS),
+        )
+    ]
     if opts.cluster_wide:
         name = f"{cluster_name}.cluster-wide"
-        docs += [_role("ClusterRole", name, None, manage), _binding("ClusterRoleBinding", name, None, "ClusterRole",
-                                                                    name, sa)]  # fmt: skip
+        docs += [
+            _role("ClusterRole", name, None, manage),
+            _binding("ClusterRoleBinding", name, None, "ClusterRole", name, sa),
+        ]
     for managed in opts.namespaces:
-        docs += [_role("Role", cluster_name, managed, manage),
-                 _binding("RoleBinding", cluster_name, managed, "Role", cluster_name, sa)]  # fmt: skip
+        docs += [
+            _role("Role", cluster_name, managed, manage),
+            _binding("RoleBinding", cluster_name, managed, "Role", cluster_name, sa),
+        ]
     docs += [_state_claim(ns), _cronjob(opts)]
     return docs
 
@@ -122,19 +164,32 @@ def _meta(name: str, namespace: str | None) -> dict[str, Any]:
 
 
 def _role(kind: str, name: str, namespace: str | None, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": _meta(name, namespace),
-            "rules": rules}  # fmt: skip
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": _meta(name, namespace),
+        "rules": rules,
+    }
 
 
 def _binding(kind: str, name: str, namespace: str | None, role_kind: str, role: str, sa: dict[str, str]) -> Any:
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": _meta(name, namespace),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role}, "subjects": [sa]}  # fmt: skip
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": _meta(name, namespace),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": [sa],
+    }
 
 
 def _state_claim(ns: str) -> dict[str, Any]:
     """The state dir's volume: the clone is cached there between runs (fetched only when the branch moved)."""
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(f"{NAME}-state", ns),
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(f"{NAME}-state", ns),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
 
 
 def reconcile_args(opts: Install) -> list[str]:
@@ -152,9 +207,11 @@ def _cronjob(opts: Install) -> dict[str, Any]:
         "args": reconcile_args(opts),
         "env": [
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {"name": "GITOPS_JOB_GIT_TOKEN",
-             "valueFrom": {"secretKeyRef": {"name": GIT_SECRET, "key": "token", "optional": True}}},
-        ],  # fmt: skip
+            {
+                "name": "GITOPS_JOB_GIT_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": GIT_SECRET, "key": "token", "optional": True}},
+            },
+        ],
         "envFrom": [{"secretRef": {"name": RECEIVERS_SECRET, "optional": True}}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
         "securityContext": {
@@ -168,8 +225,13 @@ def _cronjob(opts: Install) -> dict[str, Any]:
     pod = {
         "serviceAccountName": NAME,
         "restartPolicy": "Never",
-        "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                            "seccompProfile": {"type": "RuntimeDefault"}},  # fmt: skip
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            "fsGroup": UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container],
         "volumes": [
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},  # HOME and the per-run checkout
@@ -186,11 +248,13 @@ def _cronjob(opts: Install) -> dict[str, Any]:
             "startingDeadlineSeconds": 180,  # a run missed by more than this is skipped, not made up later
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {
-                "backoffLimit": 0,  # the next scheduled run is the retry
-                "activeDeadlineSeconds": 1800,  # a run stuck longer is killed (the Lease expires on its own)
-                "template": {"metadata": {"labels": _LABELS}, "spec": pod},
-            }},  # fmt: skip
+            "jobTemplate": {
+                "spec": {
+                    "backoffLimit": 0,  # the next scheduled run is the retry
+                    "activeDeadlineSeconds": 1800,  # a run stuck longer is killed (the Lease expires on its own)
+                    "template": {"metadata": {"labels": _LABELS}, "spec": pod},
+                }
+            },
         },
     }
 
@@ -226,8 +290,11 @@ def plan_of(docs: Sequence[dict[str, Any]], namespace: str, kubeconfig: str | No
         (root / "deploy").mkdir()
         (root / "deploy" / "gitops-job.yaml").write_text(to_yaml(docs))
         target = {"name": "install", "inventoryNamespace": namespace}
-        config = {"name": "gitops-job-install", "targets": [target],
-                  "stacks": [{"name": "gitops-job-install", "path": "deploy", "render": "plain"}]}  # fmt: skip
+        config = {
+            "name": "gitops-job-install",
+            "targets": [target],
+            "stacks": [{"name": "gitops-job-install", "path": "deploy", "render": "plain"}],
+        }
         (root / "gitops.yaml").write_text(yaml.safe_dump(config))
         _, plan = run.run_plan(Settings(repo=root, kubeconfig=kubeconfig))
         return plan
