@@ -140,7 +140,7 @@ def run_in_pod(cid: str, setup: dict[str, Any], api_client: client.ApiClient, tm
 def cronjob_command(docs: list[dict[str, Any]]) -> list[str]:
     cronjob = next(d for d in docs if d["kind"] == "CronJob")
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    return ["gitops-job", *container["args"], "--no-wait"]
+    return ["gitops-job", *container["args"]]
 
 
 def test_the_image_reconciles_as_its_service_account_and_nothing_more(
