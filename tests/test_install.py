@@ -162,6 +162,12 @@ def test_deploy_is_what_install_prints_with_defaults(tmp_path: Path) -> None:
     assert kustomization["resources"] == ["gitops-job.yaml"]
 
 
+def test_default_namespace_is_the_inventories() -> None:
+    from gitops_job.reconcile import inventory
+
+    assert install.DEFAULT_NAMESPACE == inventory.DEFAULT_NAMESPACE
+
+
 def test_usage_error_without_a_scope() -> None:
     import subprocess
 

@@ -9,7 +9,6 @@ import click
 from gitops_job.cli.options import kube_options
 from gitops_job.exitcodes import ExitCode
 from gitops_job.reconcile import install
-from gitops_job.reconcile.inventory import DEFAULT_NAMESPACE
 
 
 @click.command(name="install")
@@ -21,7 +20,7 @@ from gitops_job.reconcile.inventory import DEFAULT_NAMESPACE
 @click.option("--image", default=install.DEFAULT_IMAGE, show_default=True, help="The gitops-job image (make image).")
 @click.option(
     "--install-namespace",
-    default=DEFAULT_NAMESPACE,
+    default=install.DEFAULT_NAMESPACE,
     show_default=True,
     help="Its own namespace: the CronJob, its ServiceAccount, and the target's inventories and Leases "
     "(the target's inventoryNamespace must be this).",

@@ -16,15 +16,16 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from gitops_job.reconcile.context import Settings
-from gitops_job.reconcile.inventory import DEFAULT_NAMESPACE
-from gitops_job.reconcile.results import Plan
+if TYPE_CHECKING:
+    from gitops_job.reconcile.results import Plan
 
 NAME = "gitops-job"
+# inventory.DEFAULT_NAMESPACE, not imported: printing the manifests loads no Kubernetes client (tests/test_install.py)
+DEFAULT_NAMESPACE = "gitops-job-system"
 DEFAULT_IMAGE = "localhost/gitops-job:dev"  # what `make image` builds
 DEFAULT_SCHEDULE = "*/5 * * * *"
 STATE_DIR = "/var/cache/gitops-job"
@@ -283,7 +284,8 @@ def _dump(data: Any) -> str:
 def plan_of(docs: Sequence[dict[str, Any]], namespace: str, kubeconfig: str | None) -> Plan:
     """The plan of ``docs`` against the cluster: the plan recipe over a repository holding just them (one stack
     ``gitops-job-install``, inventories in ``namespace``), so it is the plan an apply of them would make."""
-    from gitops_job.reconcile import run  # the recipe; not needed to print the manifests
+    from gitops_job.reconcile import run  # the recipe: not needed to print the manifests
+    from gitops_job.reconcile.context import Settings
 
     with tempfile.TemporaryDirectory(prefix="gitops-job-install-") as tmp:
         root = Path(tmp)
