@@ -53,6 +53,11 @@ class ImageError(RuntimeError):
     """A build step failed; the message names the step and the command's own words."""
 
 
+def _require(tool: str) -> None:
+    if shutil.which(tool) is None:
+        raise ImageError(f"{tool} is not installed: run tools/system-tools (apt-get install {tool})")
+
+
 def cache() -> Path:
     path = build.cache_dir() / "image"
     path.mkdir(parents=True, exist_ok=True)
@@ -69,6 +74,7 @@ def buildah_flags() -> list[str]:
 
 
 def buildah(*args: str, step: str, capture: bool = True) -> str:
+    _require("buildah")
     done = subprocess.run(["buildah", *buildah_flags(), *args], capture_output=capture, text=True, check=False)
     if done.returncode != 0:
         raise ImageError(f"{step}: buildah {args[0]} failed (exit {done.returncode}): {(done.stderr or '')[-3000:]}")
@@ -87,6 +93,7 @@ def rootfs() -> Path:
     path = cache() / f"rootfs-{_key(SUITE, PACKAGES, MIRRORS)}.tar"
     if path.exists():
         return path
+    _require("mmdebstrap")
     partial = path.with_suffix(".partial.tar")
     cmd = [
         "mmdebstrap",
