@@ -70,7 +70,9 @@ demo: system-tools venv cluster-up
 clean: cluster-down
 	rm -rf $(VENV) $(STATE)
 
-## bench: gitops-job plan/apply vs kubectl diff/apply --server-side on a fresh local cluster (BENCH_N objects, default 1000)
+## bench: gitops-job plan/apply/reconcile vs kubectl diff/apply --server-side on a fresh local cluster (BENCH_N objects,
+##        default 1000; the scheduled pull at BENCH_PULL_N, default 1000,10000), PASS/FAIL per target of issue 14
 BENCH_N ?= 1000
+BENCH_PULL_N ?= 1000,10000
 bench: venv build
-	$(BIN)/python -m tools.bench --n $(BENCH_N)
+	$(BIN)/python -m tools.bench --n $(BENCH_N) --pull-n $(BENCH_PULL_N)

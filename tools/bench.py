@@ -9,6 +9,12 @@ them, ownership labels included), then times:
   apply (c) N new objects;  apply (d) the same N again, nothing changed:
       `gitops-job apply --no-wait` vs `kubectl apply --server-side` (kubectl does not wait either).
 
+  pull (issue 14): the scheduled `gitops-job reconcile --repo <url> --state-dir D` of a commit already applied, with
+      no drift (the generated repo served over smart HTTP by tests/gitservers.py, as a CronJob sees a remote), timed
+      warm against `kubectl apply --server-side` of the same files (what kube-applier does every interval); writes
+      counted in the audit log, peak RSS, and the startup time (`gitops-job --version`, the reconcile path's
+      imports); one line per target with PASS or FAIL, at each N of --pull-n.
+
   many stacks (row L1): 50 stacks x 400 objects (20,000; each stack its own Namespace): `gitops-job plan`, then
       `gitops-job apply --no-wait`, then the plan again (nothing changed), against `kubectl apply --server-side` of
       the same tree; HTTP 429 answers counted by the API server (apiserver_flowcontrol_rejected_requests_total), and
@@ -16,8 +22,9 @@ them, ownership labels included), then times:
 
 Prints wall time (median), peak RSS and requests per object for each tool, each ratio on its own line, and for
 apply the write requests each tool sent, counted in the API server's audit log.
-Usage: python -m tools.bench [--n 1000] [--reps 3] [--kubeconfig FILE] [--only plan|apply|stacks]
-       [--stacks 50 --per-stack 400]   (default: starts its own cluster)
+Usage: python -m tools.bench [--n 1000] [--reps 3] [--kubeconfig FILE] [--only plan|apply|pull|stacks]
+       [--pull-n 1000,10000] [--stacks 50 --per-stack 400]   (default: starts its own cluster)
+The gitops-job measured is this checkout's (put first on PYTHONPATH), run by the venv's console script.
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ from pathlib import Path
 
 import yaml
 
+from tests.gitservers import bare_repo, http_git_server, push
 from tools.localcluster import build
 from tools.localcluster.audit import complete_lines
 from tools.localcluster.cluster import LocalCluster
 
 NAMESPACES = 20
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def generate(repo: Path, n: int, prefix: str = "bench") -> list[dict]:
@@ -110,10 +119,12 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--kubeconfig", help="use this cluster instead of starting one")
-    parser.add_argument("--only", choices=("plan", "apply", "stacks"), help="run one part of the benchmark")
+    parser.add_argument("--only", choices=("plan", "apply", "pull", "stacks"), help="run one part of the benchmark")
+    parser.add_argument("--pull-n", default="1000,10000", help="pull: the sizes to run at (comma-separated)")
     parser.add_argument("--stacks", type=int, default=50, help="many stacks (L1): how many")
     parser.add_argument("--per-stack", type=int, default=400, help="many stacks (L1): objects per stack")
     args = parser.parse_args()
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
     build.build_all(["etcd", "kubernetes", "kwok"])
     kubectl = str(build.binary("kubectl"))
@@ -132,6 +143,10 @@ def main() -> int:
             audit = cluster.audit_log if cluster else None
             if args.only in (None, "apply"):
                 code = code or run_apply(Path(tmp), args.n, args.reps, kubeconfig, kubectl, gitops_job, audit)
+            if args.only in (None, "pull"):
+                for n in (int(x) for x in args.pull_n.split(",")):
+                    code = code or run_pull(Path(tmp) / f"pull-{n}", n, args.reps, kubeconfig, kubectl, gitops_job,
+                                            audit)  # fmt: skip
             if args.only in (None, "stacks"):
                 code = code or run_stacks(
                     Path(tmp), args.stacks, args.per_stack, kubeconfig, kubectl, gitops_job, audit
@@ -249,6 +264,88 @@ def run_apply(tmp: Path, n: int, reps: int, kubeconfig: str, kubectl: str, gitop
     return 0
 
 
+# Issue 14's targets for the scheduled pull: (N, whole-process seconds, peak RSS MiB or None).
+PULL_TARGETS = {1000: (0.8, None), 10000: (8.0, 400.0)}
+PULL_RATIO = 4.5  # kubectl apply --server-side / gitops-job reconcile, at N = 1,000
+STARTUP = 0.25  # seconds: `gitops-job --version`, and importing what a reconcile needs
+# What `gitops-job reconcile` imports before it talks to git or the cluster.
+RECONCILE_PATH = "import gitops_job.cli.main, gitops_job.cli.reconcile, gitops_job.reconcile.pull, gitops_job.kube"
+
+
+def verdict(label: str, value: float, limit: float, unit: str, *, at_least: bool = False) -> str:
+    ok = value >= limit if at_least else value <= limit
+    return f"  {label}: {value:.2f}{unit} {'>=' if at_least else '<='} {limit:g}{unit}: {'PASS' if ok else 'FAIL'}"
+
+
+def run_pull(tmp: Path, n: int, reps: int, kubeconfig: str, kubectl: str, gitops_job: str, audit: Path | None) -> int:
+    """The scheduled pull of a commit already applied, nothing drifted: ``gitops-job reconcile`` over smart HTTP
+    with a warm ``--state-dir`` against ``kubectl apply --server-side`` of the same files."""
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    prefix, theirs = f"p{n}", tmp / "kubectl"
+    work = tmp / "work"
+    generate(work, n, prefix=prefix)
+    generate(theirs, n, prefix=f"k{n}")  # the same objects in namespaces of their own: each tool owns its copy
+    commit(work)
+    bare = bare_repo(tmp / "served")
+    push(work, bare)
+    for repo in (work, theirs):
+        subprocess.run([kubectl, "apply", "--server-side", "-f", str(repo / "namespaces.yaml")], env=env,
+                       check=True, capture_output=True)  # fmt: skip
+    ok = lambda code: code == 0  # noqa: E731
+    print(f"pull: N = {n} objects over {NAMESPACES} namespaces, nothing new in git and no drift; {reps} repetitions, "
+          "medians; writes counted in the API server's audit log")  # fmt: skip
+    with http_git_server(tmp / "served") as server:
+        url = server.url(bare.name)
+        reconcile = [gitops_job, "reconcile", "--repo", url, "--state-dir", str(tmp / "state"), "-o", "json"]
+        started = time.monotonic()
+        measure(reconcile, env, ok)  # the first run: clones, applies everything, records the commit
+        print(f"  first reconcile (clone + apply of {n} objects): {time.monotonic() - started:.2f} s")
+        kubectl_apply = [kubectl, "apply", "--server-side", "-f", str(theirs / "bench")]
+        measure(kubectl_apply, env, ok)  # kubectl's first apply: what it re-applies every interval from now on
+        rows: dict[str, tuple[float, float, float | None, str]] = {}
+        for name, cmd, agent in (("gitops-job reconcile", reconcile, "gitops-job/"),
+                                 ("kubectl apply --server-side", kubectl_apply, "kubectl")):  # fmt: skip
+            walls, peak, writes, out = [], 0.0, [], ""
+            for _ in range(reps):
+                mark = audit.stat().st_size if audit else 0
+                wall, rss, out = measure(cmd, env, ok)
+                walls.append(wall)
+                peak = max(peak, rss / 1024)
+                writes.append(writes_in_audit(audit, mark, agent))
+            counted = None if writes[0] is None else statistics.median(w or 0 for w in writes)
+            rows[name] = (statistics.median(walls), peak, counted, out)
+            extra = "" if counted is None else f", {counted:.0f} write requests"
+            if name.startswith("gitops-job"):
+                doc = json.loads(out)
+                extra += f", {sum(doc['requests'].values())} requests ({dict(doc['requests'])})"
+            print(f"  {name}: {rows[name][0]:.2f} s wall, {peak:.0f} MiB peak RSS{extra}")
+    ours, rss, writes, _ = rows["gitops-job reconcile"]
+    kubectl_wall, _, kubectl_writes, _ = rows["kubectl apply --server-side"]
+    lines = []
+    limit, rss_limit = PULL_TARGETS.get(n, (None, None))
+    if limit is not None:
+        lines.append(verdict(f"N={n} reconcile, whole process", ours, limit, " s"))
+    if rss_limit is not None:
+        lines.append(verdict(f"N={n} reconcile, peak RSS", rss, rss_limit, " MiB"))
+    if writes is not None:
+        lines.append(f"  N={n} reconcile, writes: {writes:.0f} (kubectl: {kubectl_writes:.0f}) == 0: "
+                     f"{'PASS' if writes == 0 else 'FAIL'}")  # fmt: skip
+    label = f"N={n} ratio kubectl apply --server-side / gitops-job reconcile"
+    lines.append(verdict(label, kubectl_wall / ours, PULL_RATIO, "x", at_least=True) if n == 1000
+                 else f"  {label}: {kubectl_wall / ours:.1f}x")  # fmt: skip
+    print("\n".join([*lines, *startup(gitops_job, env, max(reps, 5))]))
+    return 0
+
+
+def startup(gitops_job: str, env: dict[str, str], reps: int) -> list[str]:
+    """`gitops-job --version`, and a Python that imports what a reconcile needs (medians of ``reps``)."""
+    ok = lambda code: code == 0  # noqa: E731
+    version = statistics.median(measure([gitops_job, "--version"], env, ok)[0] for _ in range(reps))
+    imports = statistics.median(measure([sys.executable, "-c", RECONCILE_PATH], env, ok)[0] for _ in range(reps))
+    return [verdict("startup: gitops-job --version", version, STARTUP, " s"),
+            verdict("startup: import of the reconcile path", imports, STARTUP, " s")]  # fmt: skip
+
+
 def generate_stacks(repo: Path, stacks: int, per_stack: int, prefix: str) -> None:
     """``stacks`` stacks of ``per_stack`` objects each (a Namespace, then ConfigMaps and Deployments half and half)."""
     config = [f"targets:\n  - name: {prefix}\nstacks:"]
@@ -272,7 +369,12 @@ def generate_stacks(repo: Path, stacks: int, per_stack: int, prefix: str) -> Non
         (repo / name / "objects.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
         config.append(f"  - name: {name}\n    path: {name}")
     (repo / "gitops.yaml").write_text("\n".join(config) + "\n")
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    commit(repo)
+
+
+def commit(repo: Path) -> None:
+    """``repo`` as a git repository (branch main) with everything in it committed."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
     subprocess.run(["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit",
                     "-qm", "bench"], check=True)  # fmt: skip
