@@ -23,15 +23,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
-import urllib3
 import yaml
-from kubernetes import client, config
 
 from gitops_job import __version__
 from gitops_job.errors import ClusterUnreachableError, GitopsJobError
+
+if TYPE_CHECKING:
+    from kubernetes import client
 
 FIELD_MANAGER = "gitops-job"
 USER_AGENT = f"gitops-job/{__version__}"
@@ -157,6 +158,8 @@ class Kube:
         cls, kubeconfig: str | None = None, context: str | None = None, *, concurrency: int = 16, timeout: float = 30.0
     ) -> Kube:
         """Load a kubeconfig (or the in-cluster service account when none is found) with a pool of ``concurrency``."""
+        from kubernetes import client, config  # here: a third of a no-op run's time, and `--version` needs none of it
+
         cfg = client.Configuration()
         paths = _kubeconfig_paths(kubeconfig)
         failures = _LoggedErrors()
@@ -263,6 +266,8 @@ class Kube:
         with self._lock:
             self.requests[f"{method} (dry-run)" if dry_run else method] += 1
         budget = self._remaining(method, path, where)
+        import urllib3  # loaded with the kubernetes client by connect()
+
         try:
             resp = self._api.call_api(
                 method, url, headers, payload, post, _request_timeout=timeout if stream else budget
@@ -458,6 +463,8 @@ class Kube:
         if label_selector:
             query.append(("labelSelector", label_selector))
         path = rt.path(namespace)
+        import urllib3  # loaded with the kubernetes client by connect()
+
         stream = self._send("GET", path, query, None, "application/json", "application/json", None, stream=True,
                             timeout=timeout + 5)  # fmt: skip
         try:

@@ -9,26 +9,56 @@ One module per command group beside it: ``render`` (render, validate), ``plan``,
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
 import click
 
 from gitops_job import __version__
-from gitops_job.cli.apply import apply_cmd
-from gitops_job.cli.install import install_cmd
-from gitops_job.cli.options import say
-from gitops_job.cli.plan import plan_cmd
-from gitops_job.cli.reconcile import reconcile_cmd
-from gitops_job.cli.render import render, validate_cmd
-from gitops_job.cli.state import break_lease_cmd, history_cmd, status_cmd, unlock_cmd
 from gitops_job.errors import GitopsJobError
 from gitops_job.exitcodes import ExitCode
 
 _EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code.value}  {code.meaning}" for code in ExitCode)
 
+#: Each command, by name: the module and the attribute that define it, imported only when that command is run or
+#: listed (`--help` imports the command modules, which import no heavy library; `--version` imports none of them).
+COMMANDS = {
+    "render": "gitops_job.cli.render:render",
+    "validate": "gitops_job.cli.render:validate_cmd",
+    "plan": "gitops_job.cli.plan:plan_cmd",
+    "apply": "gitops_job.cli.apply:apply_cmd",
+    "reconcile": "gitops_job.cli.reconcile:reconcile_cmd",
+    "status": "gitops_job.cli.state:status_cmd",
+    "history": "gitops_job.cli.state:history_cmd",
+    "break-lease": "gitops_job.cli.state:break_lease_cmd",
+    "unlock": "gitops_job.cli.state:unlock_cmd",
+    "install": "gitops_job.cli.install:install_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when needed (click's documented LazyGroup pattern)."""
+
+    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = self.lazy[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command) and command.name == cmd_name, self.lazy[cmd_name]
+        return command
+
 
 @click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
     context_settings={
         "help_option_names": ["-h", "--help"],
         "auto_envvar_prefix": "GITOPS_JOB",
@@ -49,21 +79,6 @@ def cli() -> None:
     """
 
 
-for _command in (
-    render,
-    validate_cmd,
-    plan_cmd,
-    apply_cmd,
-    reconcile_cmd,
-    status_cmd,
-    history_cmd,
-    break_lease_cmd,
-    unlock_cmd,
-    install_cmd,
-):
-    cli.add_command(_command)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and exit with a documented :class:`ExitCode`."""
     try:
@@ -77,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo("interrupted (Ctrl-C)", err=True)
         sys.exit(ExitCode.ERROR)
     except GitopsJobError as e:
+        from gitops_job.cli.options import say  # a command was run: its module imported this already
+
         say(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     sys.exit(ExitCode.OK)

@@ -16,16 +16,18 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import jsonschema
 import yaml
-from jsonschema import Draft202012Validator
 
 from gitops_job.config import notifications, paths
 from gitops_job.config.notifications import Receiver
 from gitops_job.errors import ConfigError, ErrorGroup
 from gitops_job.yamlio import load_documents
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema import Draft202012Validator
 
 RENDERERS = ("auto", "plain", "jinja", "kustomize", "helm")
 DEFAULT_KUBE_VERSION = "v1.36.0"
@@ -232,6 +234,8 @@ def _key_path(path: KeyPath) -> str:
 
 @cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # here: `--version` and `--help` need none of it
+
     schema = json.loads(resources.files("gitops_job.config").joinpath(SCHEMA).read_text(encoding="utf-8"))
     return Draft202012Validator(schema)
 

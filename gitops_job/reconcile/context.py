@@ -4,7 +4,6 @@ and who owns what there. The recipes in :mod:`run` start here."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -154,10 +153,9 @@ def scrubbing(masker: Masker) -> Iterator[None]:
 
 def _owned(obj: RenderedObject, target: str) -> RenderedObject:
     """``obj`` with the ownership labels naming its target and stack (what prune checks before deleting)."""
-    body = copy.deepcopy(obj.body)
-    labels = body.setdefault("metadata", {}).setdefault("labels", {})
-    labels.update({LABEL_TARGET: target, LABEL_STACK: obj.stack})
-    return RenderedObject(obj.id, body, obj.source, obj.stack)
+    meta = obj.body.get("metadata") or {}  # copied along the path it changes only: bodies are never changed in place
+    labels = {**(meta.get("labels") or {}), LABEL_TARGET: target, LABEL_STACK: obj.stack}
+    return RenderedObject(obj.id, {**obj.body, "metadata": {**meta, "labels": labels}}, obj.source, obj.stack)
 
 
 def _duplicates_across_stacks(objects: Sequence[RenderedObject]) -> list[GitopsJobError]:

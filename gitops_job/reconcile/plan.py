@@ -12,7 +12,6 @@ their own modules.
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -498,6 +497,7 @@ def _immutable(e: ApiError) -> bool:
 
 def stamped(obj: RenderedObject, live_revision: str | None, revision: str) -> RenderedObject:
     """``obj`` with the revision annotation: the live object's own when it has one (see :func:`plan`)."""
-    body = copy.deepcopy(obj.body)
-    body.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_REVISION] = live_revision or revision
+    meta = obj.body.get("metadata") or {}  # copied along the path it changes only: bodies are never changed in place
+    annotations = {**(meta.get("annotations") or {}), ANNOTATION_REVISION: live_revision or revision}
+    body = {**obj.body, "metadata": {**meta, "annotations": annotations}}
     return RenderedObject(obj.id, body, obj.source, obj.stack)

@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft4Validator
-from jsonschema.exceptions import ValidationError
+if TYPE_CHECKING:
+    from jsonschema import Draft4Validator
+    from jsonschema.exceptions import ValidationError
 
 #: ``apiVersion -> the API server's OpenAPI v3 document for it`` (None when it publishes none).
 Fetch = Callable[[str], Mapping[str, Any] | None]
@@ -81,6 +82,8 @@ class Schemas:
         return checker.mode.value if checker else None
 
     def _checker(self, api_version: str, kind: str) -> _Checker | None:
+        from jsonschema import Draft4Validator  # here: most plans check nothing against a schema
+
         crd = self._crds.get((api_version, kind))
         if crd is not None:
             return _Checker(Draft4Validator(_fixed(crd, Mode.CRD, root=True)), Mode.CRD)
