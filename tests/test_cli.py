@@ -30,6 +30,53 @@ def test_module_entry_point() -> None:
     assert __version__ in result.stdout
 
 
+HEAVY = ("kubernetes", "urllib3", "jsonschema", "jinja2", "deepdiff", "github", "prometheus_client", "requests")
+LOADED = """
+import sys
+from gitops_job.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def loaded_by(*args: str) -> set[str]:
+    """The top-level packages a process has imported by the end of ``gitops-job <args>``."""
+    done = subprocess.run([sys.executable, "-c", LOADED, *args], capture_output=True, text=True, timeout=60)
+    return set(done.stdout.splitlines()[-1].split())
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ("reconcile", "--help"), ("apply", "--help")])
+def test_version_and_help_import_no_heavy_library(args: tuple[str, ...]) -> None:
+    """Startup: the heavy libraries are imported only where a command uses them (the command modules and kube.py
+    import them inside the functions that need them); ``--version`` loads no command module at all."""
+    loaded = loaded_by(*args)
+    assert "click" in loaded and "gitops_job" in loaded
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_version_loads_no_command_module() -> None:
+    done = subprocess.run([sys.executable, "-c", LOADED.replace('m.split(".")[0] ', "m "), "--version"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    modules = done.stdout.splitlines()[-1].split()
+    assert "gitops_job.cli.main" in modules
+    assert not [m for m in modules if m.startswith(("gitops_job.cli.", "gitops_job.reconcile", "gitops_job.kube"))
+                and m != "gitops_job.cli.main"]  # fmt: skip
+
+
+def test_help_lists_every_command_with_its_short_help() -> None:
+    from gitops_job.cli.main import COMMANDS, cli
+
+    result = run("--help")
+    for name in COMMANDS:
+        command = cli.get_command(None, name)  # type: ignore[arg-type]
+        assert command is not None and command.name == name
+        if not command.hidden:
+            assert f"  {name} " in result.stdout and command.get_short_help_str(80)[:30] in result.stdout
+
+
 def test_help_explains_the_tool_and_every_exit_code() -> None:
     result = run("--help")
     assert result.returncode == ExitCode.OK
