@@ -159,6 +159,26 @@ def test_health_timeout_names_the_object_and_why(tmp_path: Path, kubeconfig: Pat
     assert "wait:" in result.stdout
 
 
+def test_in_sync_stack_takes_health_from_its_plans_list(tmp_path: Path, kubeconfig: Path, namespace: str) -> None:
+    """A stack with nothing to write is waited on from what its plan just listed: no second LIST of its kinds (a
+    scheduled run that changes nothing reads each kind once)."""
+    labels = {"app": "idle"}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "idle", "namespace": namespace},
+                  "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+                           "template": {"metadata": {"labels": labels},
+                                        "spec": {"containers": [{"name": "c", "image": "example/idle:1"}]},
+                                        }}}  # fmt: skip
+    write(tmp_path, {"gitops.yaml": config(namespace, "  - name: app\n    path: app\n"),
+                     "app/d.yaml": json.dumps(deployment)})  # fmt: skip
+    git_repo(tmp_path)
+    gitops_job(kubeconfig, "apply", "--repo", str(tmp_path))  # waits until the Deployment is current
+    waited = json.loads(gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), "-o", "json").stdout)
+    unwaited = json.loads(gitops_job(kubeconfig, "apply", "--repo", str(tmp_path), "--no-wait", "-o", "json").stdout)
+    [stack] = waited["stacks"]
+    assert stack["health"][f"Deployment/{namespace}/idle"]["state"] == "current", stack
+    assert waited["requests"] == unwaited["requests"], "the in-sync wait listed again what the plan had listed"
+
+
 def test_impersonation_denied_by_rbac_names_object_and_permission(
     tmp_path: Path, kubeconfig: Path, namespace: str, api_client: client.ApiClient, audit: AuditLog
 ) -> None:

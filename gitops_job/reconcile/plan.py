@@ -45,6 +45,7 @@ from gitops_job.model import (
 from gitops_job.outcomes import Action
 from gitops_job.reconcile.admission import AdmissionRule, mutating_rules
 from gitops_job.reconcile.fastpath import proven_unchanged
+from gitops_job.reconcile.health import status
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.normalize import (
     display,
@@ -52,9 +53,10 @@ from gitops_job.reconcile.normalize import (
     respecting_ignored,
 )
 from gitops_job.reconcile.ownership import OURS, Claim, Holders, Standing, not_ours
-from gitops_job.reconcile.results import DriftFinding, FieldConflict, Plan, PlanEntry, PlanFailure, Progress
+from gitops_job.reconcile.results import DriftFinding, FieldConflict, Health, Plan, PlanEntry, PlanFailure, Progress
 from gitops_job.reconcile.schema import Schemas
 from gitops_job.reconcile.validate import crd_scopes
+from gitops_job.reconcile.wait import NO_STATUS
 
 
 def _conflicts(err: Conflict) -> tuple[FieldConflict, ...]:
@@ -177,7 +179,13 @@ def plan(
     failures.sort(key=lambda f: (f.stack, f.id))
     strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
     drift = _drift(entries, by_id, claims, o, masker) if o.drift else ()
-    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays, tuple(stacks), drift, o.drift)
+    health = {w.obj.id: _scrubbed(status(w.live), masker) for w in work if w.live and w.obj.id.kind not in NO_STATUS}
+    return Plan(target, tuple(entries), tuple(failures), dict(kube.requests), strays, tuple(stacks), drift, o.drift,
+                health)  # fmt: skip
+
+
+def _scrubbed(h: Health, masker: Masker) -> Health:
+    return replace(h, reason=masker.scrub(h.reason))
 
 
 def _drift(

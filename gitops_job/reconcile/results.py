@@ -124,6 +124,9 @@ class Plan:
     #: before that the plan would update, in the order of :attr:`entries`.
     drift: tuple[DriftFinding, ...] = ()
     drift_checked: bool = False
+    #: Each rendered object's health as the plan's LIST found it (reasons masked; kinds with a status only): where
+    #: an in-sync stack's wait starts, so a run with nothing to write does not list what its plan just listed.
+    health: Mapping[ObjectId, Health] = field(default_factory=dict, compare=False)
 
     @property
     def drifted(self) -> tuple[ObjectId, ...]:

@@ -429,7 +429,7 @@ def _check_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
     if stack.wait and options.wait:
         skube = selected_stack_kube(kube, selection, stack)
         try:
-            health = _wait(skube, selection, stack, work.objects)
+            health = _wait(skube, selection, stack, work.objects, known=work.plan.health)  # nothing was written since
         except GitopsJobError as e:
             result, error = RunResult.FAILED, masker.scrub(str(_staged("wait", e)))
     return StackRun(stack.name, result, work.plan, health=scrub_health(health, masker), error=error, in_sync=True,
@@ -437,10 +437,14 @@ def _check_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
 
 
 def _wait(
-    skube: Kube, selection: Selection, stack: cfg.Stack, objects: Sequence[RenderedObject]
+    skube: Kube,
+    selection: Selection,
+    stack: cfg.Stack,
+    objects: Sequence[RenderedObject],
+    known: Mapping[ObjectId, Health] | None = None,
 ) -> dict[ObjectId, Health]:
     ours = f"{LABEL_STACK}={stack.name},{LABEL_TARGET}={selection.target.name}"
-    return wait_for(skube, _typed(skube, objects), max(1.0, _left(skube)), label_selector=ours)
+    return wait_for(skube, _typed(skube, objects), max(1.0, _left(skube)), label_selector=ours, known=known)
 
 
 def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:

@@ -31,8 +31,12 @@ def wait_for(
     timeout: float,
     *,
     label_selector: str | None = None,
+    known: Mapping[ObjectId, Health] | None = None,
 ) -> dict[ObjectId, Health]:
-    """Wait until every object is current; returns each one's health. Raises :class:`WaitError` otherwise."""
+    """Wait until every object is current; returns each one's health. Raises :class:`WaitError` otherwise.
+
+    ``known``: health already read in this run (the plan's LIST): a type whose objects are all current there is
+    not listed again."""
     deadline = time.monotonic() + timeout
     by_type: dict[ResourceType, set[ObjectId]] = defaultdict(set)
     for rt, oid in objects:
@@ -41,6 +45,9 @@ def wait_for(
     health: dict[ObjectId, Health] = {oid: Health(HealthState.NOT_FOUND, "not seen yet") for ids in by_type.values()
                                       for oid in ids}  # fmt: skip
     for rt, ids in by_type.items():
+        if known is not None and all(oid in known and known[oid].state is HealthState.CURRENT for oid in ids):
+            health.update({oid: known[oid] for oid in ids})
+            continue
         namespaces = sorted({oid.namespace for oid in ids})
         scopes: list[str | None] = (
             [None] if not rt.namespaced or len(namespaces) > CLUSTER_WIDE_LIST_ABOVE else [*namespaces]
