@@ -364,6 +364,34 @@ def listed(core: client.CoreV1Api, ns: str, stack: str) -> bool:
     return ["", "ConfigMap", ns, "mover"] in stored_inventory(core, ns, stack)["objects"]
 
 
+def test_with_stack_selected_each_stack_is_rendered_once_even_when_a_move_is_checked(
+    tmp_path: Path, kubeconfig: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--stack b`` where b's inventory lists what a renders now (a possible move): the move check uses a's render
+    from learning its Secrets, and renders neither stack again."""
+    from gitops_job.reconcile import context
+    from gitops_job.reconcile.run import run_plan
+
+    stacks = app(namespace, "a") + app(namespace, "b")
+    root = repo(tmp_path, namespace, stacks, {"a/keep.yaml": cm("keep-a", namespace),
+                                              "b/mover.yaml": cm("mover", namespace)})  # fmt: skip
+    gitops_job(kubeconfig, "apply", "--repo", str(root))
+    (root / "b" / "mover.yaml").rename(root / "a" / "mover.yaml")  # b's inventory lists it; a renders it now
+    write(root, {"b/keep.yaml": cm("keep-b", namespace)})
+    git_repo(root)
+    rendered: list[str] = []
+    real = context.render_stack
+
+    def counting(config: Any, stack: Any, *args: Any) -> Any:
+        rendered.append(stack.name)
+        return real(config, stack, *args)
+
+    monkeypatch.setattr(context, "render_stack", counting)
+    _, plan = run_plan(context.Settings(repo=root, stacks=("b",), kubeconfig=str(kubeconfig)))
+    assert sorted(rendered) == ["a", "b"], rendered
+    assert not [e for e in plan.entries if e.action is Action.PRUNE], plan.entries  # moved to a: not pruned
+
+
 def test_item04_object_moved_between_stacks_is_handed_over_never_deleted(
     tmp_path: Path, kubeconfig: Path, namespace: str, audit: AuditLog, api_client: client.ApiClient
 ) -> None:

@@ -57,6 +57,9 @@ class Rendered:
     selection: Selection
     objects: tuple[RenderedObject, ...]
     masker: Masker = field(default_factory=Masker, compare=False)
+    #: The target's other stacks as rendered to learn their Secrets (not validated; those that failed are absent):
+    #: what a move between stacks is checked against without rendering them again.
+    others: Mapping[str, Sequence[RenderedObject]] = field(default_factory=dict, compare=False)
 
 
 def select(settings: Settings) -> Selection:
@@ -67,7 +70,12 @@ def select(settings: Settings) -> Selection:
 
 
 def render(
-    selection: Selection, variables: Mapping[str, str], kube: Kube | None = None, masker: Masker | None = None
+    selection: Selection,
+    variables: Mapping[str, str],
+    kube: Kube | None = None,
+    masker: Masker | None = None,
+    *,
+    done: Mapping[str, Sequence[RenderedObject]] | None = None,
 ) -> Rendered:
     """Render and validate every selected stack; with ``kube``, unknown kinds are checked by discovery too.
 
@@ -75,6 +83,9 @@ def render(
     error is raised, ``masker`` (a new one by default) learns every Secret of the target: those rendered here and
     those of the target's other stacks (rendered only to learn them; their failures are ignored), so an error —
     a Helm message echoing a value — is scrubbed with all of them.
+
+    ``done``: stacks rendered already in this run (another call's :attr:`Rendered.others`, whose ``masker`` has
+    learned every stack): those are not rendered again, and no other stack is rendered to be learned.
     """
     masker = masker if masker is not None else Masker()
     scopes: Callable[[str, str], bool | None] = builtin_scopes
@@ -88,12 +99,15 @@ def render(
     errors: list[GitopsJobError] = []
     per_stack: list[tuple[cfg.Stack, list[RenderedObject]]] = []
     for stack in selection.stacks:
+        if done is not None and stack.name in done:
+            per_stack.append((stack, list(done[stack.name])))
+            continue
         try:
             per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables)))
         except GitopsJobError as e:
             errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
     masker.learn(o.body for _, rendered in per_stack for o in rendered)
-    _learn_other_stacks(selection, variables, masker)
+    others = _learn_other_stacks(selection, variables, masker) if done is None else {}
     # A CRD rendered by any selected stack makes its kinds known to every stack (the plan creates it first).
     crds = crd_scopes(o for _, rendered in per_stack for o in rendered)
 
@@ -110,18 +124,23 @@ def render(
     errors.extend(ownership.reserved(objects, selection.target.inventory_namespace))
     if errors:
         raise (errors[0] if len(errors) == 1 else ErrorGroup(errors)).scrubbed(masker.scrub)
-    return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects), masker)
+    return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects), masker, others)
 
 
-def _learn_other_stacks(selection: Selection, variables: Mapping[str, str], masker: Masker) -> None:
+def _learn_other_stacks(
+    selection: Selection, variables: Mapping[str, str], masker: Masker
+) -> dict[str, list[RenderedObject]]:
     """Learn the Secrets of the target's stacks that are not selected (``--stack B``: a value that is a Secret in
-    stack A is masked in B's output too). Rendered only — not validated — and a stack that fails to render is
-    skipped: it is not part of this run."""
+    stack A is masked in B's output too); returns what each rendered. Rendered only — not validated — and a stack
+    that fails to render is skipped: it is not part of this run."""
     selected = {s.name for s in selection.stacks}
+    rendered: dict[str, list[RenderedObject]] = {}
     for stack in cfg.stacks_for(selection.config, selection.target.name):
         if stack.name not in selected:
             with suppress(GitopsJobError):
-                masker.learn(o.body for o in render_stack(selection.config, stack, selection.target, variables))
+                rendered[stack.name] = render_stack(selection.config, stack, selection.target, variables)
+                masker.learn(o.body for o in rendered[stack.name])
+    return rendered
 
 
 def learn_live_secrets(
@@ -224,7 +243,8 @@ def holders_of(
     leaving = any(stored[s].objects - {o.id for o in rendered.objects if o.stack == s} for s in selected)
     arriving = any(oid in by_id for s in others if s.name in stored for oid in stored[s.name].objects)
     if others and (leaving or arriving):
-        elsewhere = render(Selection(selection.config, t, others), variables, kube, masker).objects
+        elsewhere = render(Selection(selection.config, t, others), variables, kube, masker,
+                           done=rendered.others).objects  # fmt: skip
         for o in elsewhere:
             mine = by_id.get(o.id)
             if mine is not None:
