@@ -12,6 +12,7 @@ impersonation, discovery and OpenAPI caches, every verb), so nothing else in the
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import logging
 import os
@@ -481,6 +482,21 @@ class Kube:
             raise ClusterUnreachableError(f"watch {path}: the stream broke: {e}") from None
         finally:
             stream.release_conn()
+
+
+def preloading() -> threading.Thread:
+    """Start importing the kubernetes client (a third of a no-op run) in a thread: a caller that meanwhile only waits
+    on a child process (``git ls-remote``) hides that cost. Join it before importing anything else, so two threads
+    never import at once; a failed import is left for :meth:`Kube.connect` to raise."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            import kubernetes.client
+            import kubernetes.config  # noqa: F401
+
+    thread = threading.Thread(target=load, name="import kubernetes", daemon=True)
+    thread.start()
+    return thread
 
 
 def _retry_after(headers: Mapping[str, str], status: int, attempt: int) -> float:

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from gitops_job import git
 from gitops_job.config.load import RepoConfig, load_config
 from gitops_job.errors import SourceError
+from gitops_job.kube import preloading
 from gitops_job.reconcile.context import Settings
 from gitops_job.reconcile.results import ApplyResult, Plan, Progress
 from gitops_job.reconcile.run import ApplyOptions, run_apply, run_plan
@@ -83,11 +84,16 @@ def fetched(source: Source) -> Iterator[Fetched]:
             f"--path-in-repo {source.path_in_repo} must be a relative path inside the repository (no '..')",
             where=source.shown,
         )
-    branch, sha = git.remote_head(source.url, source.branch, source.auth)
     with tempfile.TemporaryDirectory(prefix="gitops-job-clone-") as tmp:
-        state = source.state_dir
-        before = git.cached_head(state, source.url) if state is not None else None
-        root, revision = git.checkout(source.url, branch, sha, state_dir=state, workdir=Path(tmp), auth=source.auth)
+        loading = preloading()  # behind the remote check and the checkout: both only wait on git (no import)
+        try:
+            branch, sha = git.remote_head(source.url, source.branch, source.auth)
+            state = source.state_dir
+            before = git.cached_head(state, source.url) if state is not None else None
+            root, revision = git.checkout(source.url, branch, sha, state_dir=state, workdir=Path(tmp),
+                                          auth=source.auth)  # fmt: skip
+        finally:
+            loading.join()
         yield Fetched(source.shown, branch, revision, root, cached=before == revision)
 
 
