@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from gitops_job import memo
 from gitops_job.errors import GitopsJobError, RenderError
 
 # A document whose aliases expand to more nodes than this is refused before it is built (billion laughs).
@@ -166,7 +167,18 @@ def load_documents(
     value JSON cannot carry such as an unquoted date) raise ``error`` with ``where="<file>:<line>"``; when ``text`` is
     the output of a tool (``output_of="helm"``), its lines are not the file's: ``where`` is ``file`` and the reason
     says the line of the output.
+
+    A text parsed by an earlier run with the same state dir is not parsed again (:mod:`gitops_job.memo`).
     """
+    kept = memo.current()
+    documents = kept.get("yaml", text)
+    if documents is None:
+        documents = _load_documents(text, file, error, output_of)
+        kept.put("yaml", text, documents)
+    return documents
+
+
+def _load_documents(text: str, file: str, error: type[GitopsJobError], output_of: str | None) -> list[tuple[Any, int]]:
 
     def fail(reason: str, mark: yaml.Mark | None) -> GitopsJobError:
         if mark is None:

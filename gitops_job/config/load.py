@@ -13,13 +13,14 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
+from gitops_job import memo
 from gitops_job.config import notifications, paths
 from gitops_job.config.notifications import Receiver
 from gitops_job.errors import ConfigError, ErrorGroup
@@ -140,8 +141,8 @@ def load_config(repo_root: Path, config_file: Path | None = None) -> RepoConfig:
     if len(documents) != 1:
         raise ConfigError(f"expected one YAML document (a mapping with 'stacks'), found {len(documents)}", where=name)
     data, line = documents[0]
-    doc = _Doc(name, next(n for n in yaml.compose_all(text, Loader=yaml.CSafeLoader) if n.start_mark.line + 1 == line))
-    _raise_all(doc.errors(problem for error in _validator().iter_errors(data) for problem in _explain(error)))
+    doc = _Doc(name, text, line)
+    _raise_all(doc.errors(_schema_problems(data, text)))
     _raise_all(doc.errors(_semantic_problems(data, root)))
     targets = tuple(_target(t) for t in data.get("targets", ())) or (Target(DEFAULT_TARGET),)
     stacks = _dependency_order([_stack(s, root) for s in data["stacks"]])
@@ -194,7 +195,13 @@ class _Doc:
     """The config file's name and YAML node tree: enough to say on which line a key path is."""
 
     file: str
-    root: yaml.Node
+    text: str
+    line: int  # where the document starts
+
+    @cached_property
+    def root(self) -> yaml.Node:  # composed only when a problem must be placed
+        nodes = yaml.compose_all(self.text, Loader=yaml.CSafeLoader)
+        return next(n for n in nodes if n.start_mark.line + 1 == self.line)
 
     def position(self, path: KeyPath) -> tuple[int, int]:
         """Line (1-based) and column of the deepest key (or list item) of ``path`` that the file has."""
@@ -232,12 +239,28 @@ def _key_path(path: KeyPath) -> str:
 # --- the schema ----------------------------------------------------------------------------------------------------
 
 
+def _schema_problems(data: Any, text: str) -> list[Problem]:
+    """What the shipped schema says about the config ``text`` (parsed: ``data``); a text that passed it in an earlier
+    run with the same state dir passes without the checker being imported (:mod:`gitops_job.memo`)."""
+    kept, checked = memo.current(), _schema_text() + "\0" + text
+    if kept.get("schema", checked):
+        return []
+    problems = [problem for error in _validator().iter_errors(data) for problem in _explain(error)]
+    if not problems:
+        kept.put("schema", checked, True)
+    return problems
+
+
+@cache
+def _schema_text() -> str:
+    return resources.files("gitops_job.config").joinpath(SCHEMA).read_text(encoding="utf-8")
+
+
 @cache
 def _validator() -> Draft202012Validator:
     from jsonschema import Draft202012Validator  # here: `--version` and `--help` need none of it
 
-    schema = json.loads(resources.files("gitops_job.config").joinpath(SCHEMA).read_text(encoding="utf-8"))
-    return Draft202012Validator(schema)
+    return Draft202012Validator(json.loads(_schema_text()))
 
 
 def _explain(error: jsonschema.ValidationError) -> list[Problem]:

@@ -15,7 +15,7 @@ from dataclasses import replace as dc_replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
 
-from gitops_job import git
+from gitops_job import git, memo
 from gitops_job.config.load import RepoConfig, load_config
 from gitops_job.errors import SourceError
 from gitops_job.kube import preloading
@@ -107,8 +107,9 @@ def reconcile(
 ) -> Reconciled:
     """Fetch the source, then plan (``report``) or apply (``correct``) it against the target's cluster.
 
-    ``report`` includes the field-level drift (which fields moved, and which field manager moved them)."""
-    with fetched(source) as got:
+    ``report`` includes the field-level drift (which fields moved, and which field manager moved them). With a state
+    dir, what the run derives from file contents alone is kept there for the next run (:mod:`gitops_job.memo`)."""
+    with memo.kept(source.state_dir), fetched(source) as got:
         if on_fetched is not None:
             on_fetched(got)  # e.g. say which commit this run works on, before the recipe's output
         where = got.root / source.path_in_repo
