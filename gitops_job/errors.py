@@ -131,6 +131,10 @@ class SourceError(GitopsJobError):
     phase = "source"
 
 
+class PushRejectedError(SourceError):
+    """The remote refused a push because its branch moved on (not a fast-forward): fetch, rebuild, push again."""
+
+
 class HistoryError(GitopsJobError):
     """The commit to apply is not a descendant of the one a stack last applied (force-push, rewritten history, an
     older commit): refused before any write unless ``--allow-non-descendant``."""

@@ -1,5 +1,6 @@
 """The source stage's questions to git: which revision is being reconciled, which repository it belongs to, what
-a remote's branch points at, a checkout of it, and whether one commit descends from another.
+a remote's branch points at, a checkout of it, and whether one commit descends from another; and the writes of image
+automation and the workload controls: a commit of exactly the files changed, and a push of it.
 
 The only module that runs git, always the real ``git`` binary. Credentials never reach a command line or a printed
 URL: an https token is handed to git through ``GIT_ASKPASS`` (a small script that prints an environment variable
@@ -18,13 +19,13 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
-from gitops_job.errors import SourceError
+from gitops_job.errors import PushRejectedError, SourceError
 
 # ``user@host:path`` (scp-like, as ssh remotes are written), not ``scheme://``
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?!//)(?P<path>.+)$")
@@ -181,26 +182,30 @@ def _hint(stderr: str) -> str:
     low = stderr.lower()
     if "authentication failed" in low or "could not read username" in low or "could not read password" in low:
         return (". Check the token (--token-file or GITOPS_JOB_GIT_TOKEN): it must be valid and allowed to read"
-                " this repository")  # fmt: skip
+                " this repository (and to write it, to push)")  # fmt: skip
     if "host key verification failed" in low or "no matching host key" in low:
         return (". The server's host key is not the one pinned in --known-hosts (or none is pinned for this host and"
                 " port): add the server's key, as `ssh-keyscan -p PORT HOST` prints it, once checked")  # fmt: skip
     if "permission denied (publickey" in low:
         return ". The deploy key (--ssh-key-file) was refused: add its public half to the repository's deploy keys"
-    if "could not resolve host" in low or "connection refused" in low or "timed out" in low:
+    if any(w in low for w in ("could not resolve host", "connection refused", "timed out", "failed to connect")):
         return ". Check the URL and that the git server is reachable from here"
     return ""
 
 
-def remote_head(url: str, branch: str | None, auth: Auth | None = None) -> tuple[str, str]:
-    """``(branch, sha)`` the remote's ``branch`` points at (default: the branch the remote's HEAD names), by one
-    ``git ls-remote``: nothing is fetched."""
+def _refuse_password(url: str) -> None:
     if "://" in url and ":" in urlsplit(url).netloc.rpartition("@")[0]:
         raise SourceError(
             "the URL carries a password: it would show in `ps` and in git's messages, so it is not used. Put the"
             " token in a file (--token-file) or GITOPS_JOB_GIT_TOKEN and drop it from the URL",
             where=redact(url),
         )
+
+
+def remote_head(url: str, branch: str | None, auth: Auth | None = None) -> tuple[str, str]:
+    """``(branch, sha)`` the remote's ``branch`` points at (default: the branch the remote's HEAD names), by one
+    ``git ls-remote``: nothing is fetched."""
+    _refuse_password(url)
     ref = f"refs/heads/{branch}" if branch else "HEAD"
     out = _run(["ls-remote", "--symref", "--", url, ref], auth, url=url, what="ls-remote").stdout
     sha, name = None, branch
@@ -311,3 +316,90 @@ def _is_ancestor(repo: Path, old: str, new: str) -> bool:
 def is_checkout(repo: Path) -> bool:
     """Whether ``repo`` is inside a git working tree."""
     return _git(repo, "rev-parse", "--is-inside-work-tree").stdout.strip() == "true"
+
+
+# -- writes: a commit of exactly the files changed, and its push ----------------------------------------------------
+@dataclass(frozen=True)
+class Author:
+    """Who a commit of ours is by: its author and its committer."""
+
+    name: str
+    email: str
+
+
+def commit(repo: Path, changes: Mapping[str, bytes], message: str, author: Author) -> str | None:
+    """Write each file of ``changes`` (a path relative to ``repo``'s root → its new bytes) into ``repo``'s working
+    tree, stage exactly those paths and commit only them (anything else staged or modified stays out of the commit)
+    as ``author`` (author and committer), with ``message``; no hooks run. The new commit's sha; None when the bytes
+    are those already committed (no commit is made). Works on a detached HEAD (the state dir's clone) as on a
+    branch (a local checkout: the branch moves)."""
+    root = repo.resolve()
+    paths = []
+    for rel in changes:
+        pure = PurePosixPath(rel)
+        target = (root / pure).resolve()
+        if pure.is_absolute() or ".." in pure.parts or not target.is_relative_to(root) or target == root:
+            raise ValueError(f"{rel}: not a file path inside the repository {repo}")
+        paths.append(str(pure))
+    for rel, data in changes.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    if not paths:
+        return None
+    _local(root, "add", "--", *paths)
+    has_head = _git(root, "rev-parse", "--verify", "--quiet", "HEAD").returncode == 0
+    if has_head and _git(root, "diff", "--cached", "--quiet", "HEAD", "--", *paths).returncode == 0:
+        return None
+    who = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
+           "GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}  # fmt: skip
+    _local(root, "commit", "--quiet", "--no-verify", "--file", "-", "--", *paths, stdin=message, env=who)
+    return _git(root, "rev-parse", "HEAD").stdout.strip()
+
+
+def _local(repo: Path, *args: str, stdin: str | None = None, env: Mapping[str, str] | None = None) -> None:
+    """A git command on ``repo`` alone (nothing reaches a remote); a failure raises naming the repository."""
+    with _environment(None) as base:
+        done = subprocess.run(["git", "-C", str(repo), *args], input=stdin, env={**base, **(env or {})},
+                              capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise SourceError(f"git {args[0]} failed: {_git_words(done.stderr)}", where=str(repo))
+
+
+def push(
+    repo: Path, url: str, branch: str, auth: Auth | None = None, *, rev: str = "HEAD", force: bool = False
+) -> None:
+    """Push commit ``rev`` of ``repo`` to ``url``'s ``branch`` (made when missing). With ``force`` the branch is
+    replaced whatever it held (a bot branch of ours); without, a branch that moved on since ``rev``'s parent was
+    fetched raises :class:`PushRejectedError` (fetch, rebuild the change, push again) — any other failure (no
+    access, a protected branch, the server down) a :class:`SourceError`."""
+    _refuse_password(url)
+    refspec = f"{'+' if force else ''}{rev}:refs/heads/{branch}"
+    done = _run(["-C", str(repo), "push", "--porcelain", "--no-verify", "--", url, refspec], auth, url=url,
+                what="push", check=False)  # fmt: skip
+    if done.returncode == 0:
+        return
+    status = [line for line in done.stdout.splitlines() if line.startswith("!")]
+    if any("[rejected]" in line and ("non-fast-forward" in line or "fetch first" in line) for line in status):
+        raise PushRejectedError(
+            f"push to branch {branch} was rejected: the branch moved on (not a fast-forward). Fetch it and make the"
+            " change again on its new head",
+            where=redact(url),
+        )
+    words = _git_words("\n".join([*status, done.stderr]))
+    raise SourceError(f"git push to branch {branch} failed: {words}{_hint(done.stderr)}", where=redact(url))
+
+
+def fetch(repo: Path, url: str, branch: str, auth: Auth | None = None) -> str:
+    """Fetch ``url``'s ``branch`` into ``repo`` (as ``refs/remotes/origin/<branch>``); the commit it points at."""
+    _refuse_password(url)
+    _fetch(repo, url, auth, branch)
+    return _git(repo, "rev-parse", f"refs/remotes/origin/{branch}").stdout.strip()
+
+
+def branch_head(url: str, branch: str, auth: Auth | None = None) -> str | None:
+    """The commit ``url``'s ``branch`` points at; None when the remote has no such branch (one ``ls-remote``)."""
+    _refuse_password(url)
+    ref = f"refs/heads/{branch}"
+    out = _run(["ls-remote", "--", url, ref], auth, url=url, what="ls-remote").stdout
+    return next((left for left, _, right in (line.partition("\t") for line in out.splitlines()) if right == ref), None)
