@@ -26,6 +26,7 @@ from gitops_job.kube import Kube
 from tests.githubstub import GitHubStub
 from tests.kube import AuditLog
 from tests.pushgateway import pushgateway  # noqa: F401 (a fixture, for every test module)
+from tests.registries import registry, registry_htpasswd, registry_token  # noqa: F401 (fixtures, likewise)
 from tools.localcluster import build
 from tools.localcluster.cluster import LocalCluster
 

@@ -30,6 +30,8 @@ def test_the_package_keeps_its_layers() -> None:
         pytest.param("reconcile/wait.py", "from gitops_job.cli import main", "layers", id="reconcile-imports-cli"),
         pytest.param("kube.py", "from gitops_job.reconcile import plan", "layers", id="io-owner-imports-reconcile"),
         pytest.param("identity.py", "from gitops_job import kube", "layers", id="kernel-imports-kube"),
+        pytest.param("registry.py", "from gitops_job import kube", "layers", id="registry-imports-kube"),
+        pytest.param("registry.py", "from gitops_job.config import load", "layers", id="registry-imports-config"),
         pytest.param(
             "report/text.py", "from gitops_job.reconcile import run", "report sees only", id="report-sees-run"
         ),

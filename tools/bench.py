@@ -20,10 +20,16 @@ them, ownership labels included), then times:
       the same tree; HTTP 429 answers counted by the API server (apiserver_flowcontrol_rejected_requests_total), and
       the PR comment's size (within GitHub's 65,536 characters, or cut with a pointer).
 
+  images (issue 15): 100 repositories x 500 tags pushed to Debian's docker-registry on loopback (tests/registries.py);
+      the whole process of a scan (tools/bench_scan.py: every tag list in parallel, no cache, a semver choice per
+      repository) against `skopeo list-tags` run once per repository, one after another (a naive loop); and
+      `images.policy.select` over 10,000 tags in process. Needs no cluster.
+
 Prints wall time (median), peak RSS and requests per object for each tool, each ratio on its own line, and for
 apply the write requests each tool sent, counted in the API server's audit log.
-Usage: python -m tools.bench [--n 1000] [--reps 3] [--kubeconfig FILE] [--only plan|apply|pull|stacks]
-       [--pull-n 1000,10000] [--stacks 50 --per-stack 400]   (default: starts its own cluster)
+Usage: python -m tools.bench [--n 1000] [--reps 3] [--kubeconfig FILE] [--only plan|apply|pull|stacks|images]
+       [--pull-n 1000,10000] [--stacks 50 --per-stack 400] [--repos 100 --tags 500]
+       (default: starts its own cluster; --only images does not)
 The gitops-job measured is this checkout's (put first on PYTHONPATH), run by the venv's console script.
 """
 
@@ -119,15 +125,21 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--kubeconfig", help="use this cluster instead of starting one")
-    parser.add_argument("--only", choices=("plan", "apply", "pull", "stacks"), help="run one part of the benchmark")
+    parser.add_argument("--only", choices=("plan", "apply", "pull", "stacks", "images"), help="run one part")
     parser.add_argument("--pull-n", default="1000,10000", help="pull: the sizes to run at (comma-separated)")
     parser.add_argument("--stacks", type=int, default=50, help="many stacks (L1): how many")
     parser.add_argument("--per-stack", type=int, default=400, help="many stacks (L1): objects per stack")
+    parser.add_argument("--repos", type=int, default=100, help="images: repositories on the registry")
+    parser.add_argument("--tags", type=int, default=500, help="images: tags per repository")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     # Timed as installed (pip compiles to bytecode): never compiling the checkout's modules again on every start.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+    if args.only == "images":
+        with tempfile.TemporaryDirectory(prefix="gitops-job-bench-") as tmp:
+            os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tmp) / "pycache"))
+            return run_images(Path(tmp), args.repos, args.tags, args.reps)
     build.build_all(["etcd", "kubernetes", "kwok"])
     kubectl = str(build.binary("kubectl"))
     gitops_job = str(Path(sys.executable).parent / "gitops-job")
@@ -154,6 +166,8 @@ def main() -> int:
                 code = code or run_stacks(
                     Path(tmp), args.stacks, args.per_stack, kubeconfig, kubectl, gitops_job, audit
                 )
+            if args.only is None:
+                code = code or run_images(Path(tmp), args.repos, args.tags, args.reps)
             return code
         finally:
             if cluster:
@@ -431,6 +445,61 @@ def run_stacks(
     wall_theirs, _ = timed("kubectl apply --server-side", [kubectl, "apply", "--server-side", *dirs], "kubectl")
     print(f"  L1: ratio kubectl apply --server-side / gitops-job apply = {wall_theirs / wall_ours:.1f}x")
     timed("gitops-job plan (nothing changed)", [*plan, "-o", "json"], "gitops-job/")
+    return 0
+
+
+IMAGES_SCAN = 2.0  # seconds: the whole process, 100 repositories x 500 tags, chosen by semver
+IMAGES_RATIO = 5.0  # skopeo list-tags once per repository / the scan
+SELECT_10K = 0.050  # seconds: images.policy.select over 10,000 tags
+
+
+def run_images(tmp: Path, repos: int, tags: int, reps: int) -> int:
+    """Issue 15's image targets: a scan of ``repos`` x ``tags`` on a local docker-registry, whole process, against
+    skopeo once per repository; and the selection over 10,000 tags."""
+    from gitops_job.images.policy import parse_policy, select
+    from tests.registries import docker_registry
+
+    ok = lambda code: code == 0  # noqa: E731
+    names = [f"bench/app-{i:03d}" for i in range(repos)]
+    versions = [f"{1 + i // 100}.{(i // 10) % 10}.{i % 10}" for i in range(tags - 2)] + ["latest", "main-0a1b2c3"]
+    with docker_registry(tmp / "registry") as server:
+        started = time.monotonic()
+        server.pusher().push_many(dict.fromkeys(names, versions), workers=16)
+        print(f"images: {repos} repositories x {tags} tags pushed to docker-registry (HTTP API) in "
+              f"{time.monotonic() - started:.1f} s; {reps} repetitions, medians")  # fmt: skip
+        env = {**os.environ}
+        scan = [sys.executable, str(ROOT / "tools" / "bench_scan.py"), server.host, *names]
+        measure(scan, env, ok)  # bytecode written once, as an install has it
+        runs = [measure(scan, env, ok) for _ in range(reps)]
+        ours = statistics.median(r[0] for r in runs)
+        doc = json.loads(runs[-1][2])
+        print(f"  gitops-job scan (tools/bench_scan.py): {ours:.2f} s wall (runs: "
+              f"{', '.join(f'{r[0]:.2f}' for r in runs)}), {max(r[1] for r in runs) / 1024:.0f} MiB peak RSS, "
+              f"{doc['tags']} tags, {doc['winners']} chosen, requests {doc['requests']}")  # fmt: skip
+        assert doc["tags"] == repos * tags and doc["winners"] == repos, doc
+        skopeo = []
+        for _ in range(reps):
+            started = time.monotonic()
+            for name in names:
+                measure(["skopeo", "list-tags", "--tls-verify=false", f"docker://{server.host}/{name}"], env, ok)
+            skopeo.append(time.monotonic() - started)
+        theirs = statistics.median(skopeo)
+        print(f"  skopeo list-tags, once per repository, sequentially: {theirs:.2f} s wall (runs: "
+              f"{', '.join(f'{t:.2f}' for t in skopeo)})")  # fmt: skip
+    policy = parse_policy({"policy": {"semver": {"range": ">=1.0.0"}}}, "bench")
+    many = [f"{1 + i // 1000}.{(i // 10) % 100}.{i % 10}" for i in range(9_900)] + [f"main-{i:x}" for i in range(100)]
+    timings = []
+    for _ in range(max(reps, 5)):
+        started = time.perf_counter()
+        select(policy, many)
+        timings.append(time.perf_counter() - started)
+    print("\n".join([
+        verdict(f"images: scan {repos} x {tags} tags + semver choice, whole process", ours, IMAGES_SCAN, " s"),
+        verdict("images: ratio skopeo list-tags per repository / gitops-job scan", theirs / ours, IMAGES_RATIO, "x",
+                at_least=True),
+        verdict("images: selection over 10,000 tags (semver)", statistics.median(timings) * 1000, SELECT_10K * 1000,
+                " ms"),
+    ]))  # fmt: skip
     return 0
 
 
