@@ -2,12 +2,12 @@
 
 ``Registry.tags(repository)`` lists a repository's tags (``GET /v2/<name>/tags/list?n=``, following ``Link``
 pagination on the same origin only) within a per-repository budget, cached in the state dir; ``Registry.digest``
-asks for a manifest's digest with a ``HEAD``; ``Registry.scan`` lists many repositories in parallel. Authentication
-follows the registry's ``WWW-Authenticate`` challenge: a Bearer token from its realm (anonymous or with credentials,
-cached per scope for the run) or basic auth. Each host has a rate limit that halves on a 429 and waits out
-``Retry-After``. Credentials come from a docker ``config.json`` (through the ``docker`` package's auth module) or an
-``imagePullSecrets``-style ``.dockerconfigjson``; no secret appears in a message, a log line or a ``repr``.
-See docs/images.md ("Registries").
+asks for a manifest's digest with a ``HEAD``; ``Registry.scan`` lists many repositories in parallel, yielding each
+as it arrives. Authentication follows the registry's ``WWW-Authenticate`` challenge: a Bearer token from its realm
+(anonymous or with credentials, cached per scope for the run) or basic auth. Each host has a rate limit that halves
+on a 429 and waits out ``Retry-After``. Credentials come from a docker ``config.json`` (through the ``docker``
+package's auth module) or an ``imagePullSecrets``-style ``.dockerconfigjson``; no secret appears in a message, a log
+line or a ``repr``. See docs/images.md ("Registries").
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -337,25 +338,28 @@ class Credentials:
         from docker import auth, errors  # imported only when credentials are configured (~100 ms)
 
         where = f"{self._source}: credentials for {host}"
-        try:
-            if self._loaded is None:
-                if self._path is not None and not self._path.is_file():
-                    return None
-                self._loaded = auth.load_config(
-                    config_path=str(self._path) if self._path else None, config_dict=self._config
-                )
-            found = auth.resolve_authconfig(self._loaded, host)
-        except errors.DockerException as e:
-            # The credential helper's own message may quote what it read: only its type.
-            raise ImageError(
-                f"the credentials could not be read ({type(e).__name__}); check the config's "
-                "credsStore/credHelpers helper is installed and logged in",
-                where=where,
-            ) from None
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
-            raise ImageError(
-                "an entry is not valid: `auth` must be the base64 of username:password", where=where
-            ) from None
+        with warnings.catch_warnings(record=True) as said:  # docker warns of a helper not on PATH: we say it once
+            warnings.simplefilter("always")
+            try:
+                if self._loaded is None:
+                    if self._path is not None and not self._path.is_file():
+                        return None
+                    self._loaded = auth.load_config(
+                        config_path=str(self._path) if self._path else None, config_dict=self._config
+                    )
+                found = auth.resolve_authconfig(self._loaded, host)
+            except errors.DockerException as e:
+                # The credential helper's own message may quote what it read: only its type, and docker's warning.
+                missing = "; ".join(str(w.message) for w in said if "not installed" in str(w.message))
+                raise ImageError(
+                    f"the credentials could not be read ({missing or type(e).__name__}); check the config's "
+                    "credsStore/credHelpers helper is installed and logged in",
+                    where=where,
+                ) from None
+            except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+                raise ImageError(
+                    "an entry is not valid: `auth` must be the base64 of username:password", where=where
+                ) from None
         if not found:
             return None
         get = lambda *keys: next((found[k] for k in keys if found.get(k)), None)  # noqa: E731
@@ -590,18 +594,26 @@ class Registry:
             )
         return found
 
-    def scan(self, repositories: Iterable[str | ImageRef]) -> dict[ImageRef, Tags | RegistryError]:
-        """``tags`` of each repository, ``workers`` at a time; a failure is that repository's value, not raised."""
+    def scan(self, repositories: Iterable[str | ImageRef]) -> Iterator[tuple[ImageRef, Tags | RegistryError]]:
+        """``tags`` of each repository, ``workers`` at a time, each yielded as soon as it arrives (so the caller can
+        choose while the rest are fetched; ``dict(scan(...))`` for a mapping); a failure is the repository's value,
+        never raised."""
         refs = list(dict.fromkeys(_ref(r) for r in repositories))
+        if not refs:
+            return
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(refs))))
+        try:
+            futures = {pool.submit(self._tags_or_error, ref): ref for ref in refs}
+            for done in as_completed(futures):
+                yield futures[done], done.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-        def one(ref: ImageRef) -> Tags | RegistryError:
-            try:
-                return self.tags(ref)
-            except RegistryError as e:
-                return e
-
-        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(refs)))) as pool:
-            return dict(zip(refs, pool.map(one, refs), strict=True))
+    def _tags_or_error(self, ref: ImageRef) -> Tags | RegistryError:
+        try:
+            return self.tags(ref)
+        except RegistryError as e:
+            return e
 
     # -- the cache ---------------------------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ class RegistryServer:
     root: Path
     users: dict[str, str] = field(default_factory=dict)
     tokens: TokenServer | None = None
+    pushers: list[Pusher] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -61,7 +62,9 @@ class RegistryServer:
     def pusher(self, user: str | None = None) -> Pusher:
         """A pusher authenticated as ``user`` (the first user when the registry has any)."""
         user = user or next(iter(self.users), None)
-        return Pusher(self, user, self.users.get(user) if user else None)
+        pusher = Pusher(self, user, self.users.get(user) if user else None)
+        self.pushers.append(pusher)
+        return pusher
 
 
 @contextlib.contextmanager
@@ -109,8 +112,13 @@ def docker_registry(
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"docker-registry did not start: {(tmp / 'registry.log').read_text()}")
                 time.sleep(0.05)
+        server = RegistryServer(f"127.0.0.1:{port}", tmp, users, tokens)
         with stack:
-            yield RegistryServer(f"127.0.0.1:{port}", tmp, users, tokens)
+            try:
+                yield server
+            finally:
+                for pusher in server.pushers:
+                    pusher.close()
     finally:
         proc.terminate()
         try:
@@ -126,7 +134,8 @@ def docker_registry(
 
 @dataclass
 class TokenServer:
-    """Docker's token protocol (``GET /token?service=&scope=&account=``, basic auth for a user): anonymous callers
+    """Docker's token protocol (``GET /token?service=&scope=&account=``, basic auth for a user; or the OAuth2 POST
+    with ``grant_type=refresh_token``, whose refresh token for a user is ``refresh-<password>``): anonymous callers
     may pull repositories under ``public/``; a user may pull and push everything. ``issued`` logs (account, scope)."""
 
     realm: str
@@ -183,8 +192,22 @@ def token_server(tmp: Path, users: Mapping[str, str]) -> Iterator[TokenServer]:
                     self._answer(401, {"errors": [{"code": "UNAUTHORIZED", "message": "wrong username or password"}]})
                     return
                 account = user
+            self._grant(account, query.get("scope", []), query.get("service", [""])[0])
+
+        def do_POST(self) -> None:
+            """The OAuth2 form (``grant_type=refresh_token``) that clients with an identity token use."""
+            form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+            user = next((u for u, p in users.items() if form.get("refresh_token") == [f"refresh-{p}"]), None)
+            if form.get("grant_type") != ["refresh_token"] or user is None:
+                with lock:
+                    state.refused.append(None)
+                self._answer(401, {"errors": [{"code": "UNAUTHORIZED", "message": "invalid refresh token"}]})
+                return
+            self._grant(user, form.get("scope", []), form.get("service", [""])[0], key="access_token")
+
+        def _grant(self, account: str | None, scopes: list[str], service: str, key: str = "token") -> None:
             access = []
-            for scope in query.get("scope", []):
+            for scope in scopes:
                 kind, _, rest = scope.partition(":")
                 repo, _, actions = rest.rpartition(":")
                 wanted = actions.split(",")
@@ -194,10 +217,10 @@ def token_server(tmp: Path, users: Mapping[str, str]) -> Iterator[TokenServer]:
                 with lock:
                     state.issued.append((account, scope))
             t = int(time.time())
-            claims = {"iss": ISSUER, "sub": account or "", "aud": query.get("service", [""])[0], "exp": t + 300,
-                      "nbf": t - 10, "iat": t, "jti": hashlib.sha256(f"{t}{time.monotonic()}".encode()).hexdigest(),
-                      "access": access}  # fmt: skip
-            self._answer(200, {"token": sign(claims), "expires_in": 300})
+            jti = hashlib.sha256(f"{t}{time.monotonic()}".encode()).hexdigest()
+            claims = {"iss": ISSUER, "sub": account or "", "aud": service, "exp": t + 300, "nbf": t - 10, "iat": t,
+                      "jti": jti, "access": access}  # fmt: skip
+            self._answer(200, {key: sign(claims), "expires_in": 300})
 
         def _answer(self, status: int, doc: dict[str, Any]) -> None:
             body = json.dumps(doc).encode()
@@ -273,11 +296,17 @@ class Pusher:
                                 "diff_ids": []}}).encode()  # fmt: skip
     layer: bytes = gzip.compress(b"\0" * 1024, mtime=0)
     _local: threading.local = field(default_factory=threading.local)
+    _clients: list[_Client] = field(default_factory=list)
 
     def _client(self) -> _Client:
         if not hasattr(self._local, "client"):
             self._local.client = _Client(self.server, self.user, self.password)
+            self._clients.append(self._local.client)
         return self._local.client
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.conn.close()
 
     @staticmethod
     def digest_of(data: bytes) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -296,6 +297,75 @@ def test_token_auth_with_credentials(registry_token: RegistryServer) -> None:
     assert ("alice", "repository:private/app:pull") in tokens.issued
 
 
+def test_token_auth_with_an_identity_token(registry_token: RegistryServer) -> None:
+    """A config entry with an ``identitytoken`` (what ``docker login`` stores for OAuth2 registries): the token is
+    fetched by the OAuth2 refresh-token POST, never sent as a password."""
+    registry_token.pusher().push("private/app", ["1"])
+    tokens = registry_token.tokens
+    assert tokens is not None
+    config = {"auths": {registry_token.host: {"identitytoken": f"refresh-{PASSWORD}"}}}
+    with Registry(Credentials.dockerconfigjson(config)) as r:
+        assert r.tags(f"{registry_token.host}/private/app").tags == ("1",)
+        assert r.requests["POST token"] == 1 and r.requests["GET token"] == 0
+    assert ("alice", "repository:private/app:pull") in tokens.issued
+    wrong = {"auths": {registry_token.host: {"identitytoken": "refresh-wrong-planted"}}}
+    with Registry(Credentials.dockerconfigjson(wrong, source="Secret apps/pull")) as r, \
+            pytest.raises(RegistryError) as e:  # fmt: skip
+        r.tags(f"{registry_token.host}/private/app")
+    assert e.value.failure is Failure.UNAUTHORIZED and "from Secret apps/pull" in str(e.value)
+    assert "refresh-wrong-planted" not in str(e.value)
+
+
+HELPER = """#!/bin/sh
+# A docker credential helper (the protocol of docker-credential-helpers): `get` reads a server URL on stdin.
+read -r server
+case "$1:$server" in
+  get:{host}) printf '{{"ServerURL":"%s","Username":"alice","Secret":"{password}"}}' "$server" ;;
+  get:*) echo "credentials not found in native keychain"; exit 1 ;;
+  list) echo '{{}}' ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("key", ["credHelpers", "credsStore"])
+def test_credential_helpers_through_docker_auth(registry_htpasswd: RegistryServer, tmp_path: Path, key: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """``credHelpers`` (per registry) and ``credsStore`` (for all) run the named helper, as ``docker pull`` does."""
+    registry_htpasswd.pusher().push("team/app", ["1"])
+    helper = tmp_path / "bin" / "docker-credential-test"
+    helper.parent.mkdir()
+    helper.write_text(HELPER.format(host=registry_htpasswd.host, password=PASSWORD))
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
+    config = tmp_path / "config.json"
+    value = {registry_htpasswd.host: "test"} if key == "credHelpers" else "test"
+    config.write_text(json.dumps({key: value}))
+    with Registry(Credentials.docker_config(config)) as r:
+        assert r.tags(f"{registry_htpasswd.host}/team/app").tags == ("1",)
+        credential = r.credentials.for_host(registry_htpasswd.host)
+        assert credential is not None and credential.username == "alice" and PASSWORD not in repr(credential)
+        if key == "credsStore":
+            assert r.credentials.for_host("ghcr.io") is None  # the helper has none: anonymous
+
+
+def test_a_missing_credential_helper_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"credHelpers": {"ghcr.io": "not-installed-anywhere"}}))
+    with pytest.raises(ImageError) as e:  # asked for when a registry challenges; here directly (no network)
+        Credentials.docker_config(config).for_host("ghcr.io")
+    assert str(e.value).startswith(f"images: {config}: credentials for ghcr.io: the credentials could not be read")
+    assert "helper is installed" in str(e.value)
+
+
+def test_an_invalid_auth_entry_is_a_clear_error_without_its_value() -> None:
+    credentials = Credentials.dockerconfigjson({"auths": {"ghcr.io": {"auth": "bm8tY29sb24tcGxhbnRlZA=="}}})
+    with pytest.raises(ImageError) as e:
+        credentials.for_host("ghcr.io")
+    assert "`auth` must be the base64 of username:password" in str(e.value)
+    assert "bm8tY29sb24tcGxhbnRlZA" not in str(e.value) and "no-colon-planted" not in str(e.value)
+
+
 # -- pagination, the budget, links to other hosts --------------------------------------------------------------------
 
 
@@ -446,7 +516,7 @@ def test_a_registry_that_is_down_fails_fast_and_typed(tmp_path: Path) -> None:
     host = f"127.0.0.1:{free_port()}"  # nothing listens there
     with Registry() as r:
         started = time.monotonic()
-        results = r.scan([f"{host}/a/one", f"{host}/a/two", f"{host}/a/three"])
+        results = dict(r.scan([f"{host}/a/one", f"{host}/a/two", f"{host}/a/three"]))
         assert time.monotonic() - started < 2
     assert len(results) == 3 and all(isinstance(v, RegistryError) for v in results.values())
     for ref, error in results.items():
@@ -460,7 +530,7 @@ def test_scan_lists_many_repositories_in_parallel(registry: RegistryServer) -> N
     repos = {f"team/app{i}": versions(i + 1) for i in range(6)}
     registry.pusher().push_many(repos)
     with Registry(workers=4) as r:
-        results = r.scan([f"{registry.host}/{name}" for name in repos] + [f"{registry.host}/team/missing"])
+        results = dict(r.scan([f"{registry.host}/{name}" for name in repos] + [f"{registry.host}/team/missing"]))
     for name, tags in repos.items():
         found = results[ImageRef(registry.host, name)]
         assert not isinstance(found, RegistryError) and sorted(found.tags) == sorted(tags)
