@@ -2,12 +2,12 @@
 
 ``Registry.tags(repository)`` lists a repository's tags (``GET /v2/<name>/tags/list?n=``, following ``Link``
 pagination on the same origin only) within a per-repository budget, cached in the state dir; ``Registry.digest``
-asks for a manifest's digest with a ``HEAD``; ``Registry.scan`` lists many repositories in parallel, yielding each
-as it arrives. Authentication follows the registry's ``WWW-Authenticate`` challenge: a Bearer token from its realm
-(anonymous or with credentials, cached per scope for the run) or basic auth. Each host has a rate limit that halves
-on a 429 and waits out ``Retry-After``. Credentials come from a docker ``config.json`` (through the ``docker``
-package's auth module) or an ``imagePullSecrets``-style ``.dockerconfigjson``; no secret appears in a message, a log
-line or a ``repr``. See docs/images.md ("Registries").
+asks for a manifest's digest with a ``HEAD``; ``Registry.scan`` (and ``scan_each``, yielding each as it arrives)
+lists many repositories in parallel. Authentication follows the registry's ``WWW-Authenticate`` challenge: a Bearer
+token from its realm (anonymous or with credentials, cached per scope for the run) or basic auth. Each host has a
+rate limit that halves on a 429 and waits out ``Retry-After``. Credentials come from a docker ``config.json``
+(through the ``docker`` package's auth module) or an ``imagePullSecrets``-style ``.dockerconfigjson``; no secret
+appears in a message, a log line or a ``repr``. See docs/images.md ("Registries").
 """
 
 from __future__ import annotations
@@ -594,10 +594,13 @@ class Registry:
             )
         return found
 
-    def scan(self, repositories: Iterable[str | ImageRef]) -> Iterator[tuple[ImageRef, Tags | RegistryError]]:
-        """``tags`` of each repository, ``workers`` at a time, each yielded as soon as it arrives (so the caller can
-        choose while the rest are fetched; ``dict(scan(...))`` for a mapping); a failure is the repository's value,
-        never raised."""
+    def scan(self, repositories: Iterable[str | ImageRef]) -> dict[ImageRef, Tags | RegistryError]:
+        """``tags`` of each repository, ``workers`` at a time; a failure is that repository's value, never raised."""
+        return dict(self.scan_each(repositories))
+
+    def scan_each(self, repositories: Iterable[str | ImageRef]) -> Iterator[tuple[ImageRef, Tags | RegistryError]]:
+        """``scan``, each repository yielded as soon as its list arrives (so the caller can choose while the rest
+        are fetched)."""
         refs = list(dict.fromkeys(_ref(r) for r in repositories))
         if not refs:
             return

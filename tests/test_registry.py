@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -516,7 +517,7 @@ def test_a_registry_that_is_down_fails_fast_and_typed(tmp_path: Path) -> None:
     host = f"127.0.0.1:{free_port()}"  # nothing listens there
     with Registry() as r:
         started = time.monotonic()
-        results = dict(r.scan([f"{host}/a/one", f"{host}/a/two", f"{host}/a/three"]))
+        results = r.scan([f"{host}/a/one", f"{host}/a/two", f"{host}/a/three"])
         assert time.monotonic() - started < 2
     assert len(results) == 3 and all(isinstance(v, RegistryError) for v in results.values())
     for ref, error in results.items():
@@ -526,11 +527,28 @@ def test_a_registry_that_is_down_fails_fast_and_typed(tmp_path: Path) -> None:
     assert r.requests == {"GET registry": 1}
 
 
+def test_a_registry_that_never_answers_times_out_typed() -> None:
+    """A host that accepts the connection and says nothing: the read timeout ends it, as the same typed error."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        host = f"127.0.0.1:{silent.getsockname()[1]}"
+        with Registry(read_timeout=0.5) as r, pytest.raises(RegistryError) as e:
+            started = time.monotonic()
+            r.tags(f"{host}/a/app")
+        assert time.monotonic() - started < 5
+    assert e.value.failure is Failure.UNREACHABLE
+    assert str(e.value) == (f"images: {host}/a/app: cannot reach http://{host}: timed out; the images of its "
+                            "repositories are stale this run")  # fmt: skip
+
+
 def test_scan_lists_many_repositories_in_parallel(registry: RegistryServer) -> None:
     repos = {f"team/app{i}": versions(i + 1) for i in range(6)}
     registry.pusher().push_many(repos)
     with Registry(workers=4) as r:
-        results = dict(r.scan([f"{registry.host}/{name}" for name in repos] + [f"{registry.host}/team/missing"]))
+        arrived = list(r.scan_each([f"{registry.host}/{name}" for name in repos] + [f"{registry.host}/team/missing"]))
+    results = dict(arrived)
+    assert len(arrived) == len(results) == 7
     for name, tags in repos.items():
         found = results[ImageRef(registry.host, name)]
         assert not isinstance(found, RegistryError) and sorted(found.tags) == sorted(tags)

@@ -18,7 +18,7 @@ def main(host: str, repositories: list[str]) -> int:
     policy = parse_policy({"policy": {"semver": {"range": ">=1.0.0"}}}, "bench")
     failures, tags, winners = [], 0, 0
     with Registry(state_dir=None) as registry:
-        for _, found in registry.scan(f"{host}/{name}" for name in repositories):  # chosen while the rest arrive
+        for _, found in registry.scan_each(f"{host}/{name}" for name in repositories):  # chosen while the rest arrive
             if isinstance(found, RegistryError):
                 failures.append(str(found))
                 continue
