@@ -44,6 +44,7 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+MAX_BODY = 16 << 20  # bytes: an answer longer than this (10,000 tags are ~200 KB) is refused, not held in memory
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
@@ -669,7 +670,7 @@ class Registry:
         answer = self._send(method, url, ref, {**headers, **self._authorization(ref, scope)})
         if answer.status == 401:
             challenges = parse_challenges(answer.headers.get("WWW-Authenticate", ""))
-            auth = self._answer(ref, scope, challenges, answer)
+            auth = self._answer(ref, scope, challenges)
             if auth:
                 answer = self._send(method, url, ref, {**headers, **auth})
         if answer.status == 401:
@@ -688,7 +689,7 @@ class Registry:
         credential = self.credentials.for_host(ref.registry) if basic else None
         return {"Authorization": credential.basic()} if credential and credential.password else {}
 
-    def _answer(self, ref: ImageRef, scope: str, challenges: list[Challenge], denied: _Answer) -> dict[str, str]:
+    def _answer(self, ref: ImageRef, scope: str, challenges: list[Challenge]) -> dict[str, str]:
         """The Authorization header that answers the registry's challenge ({} when we have nothing to offer)."""
         credential = self.credentials.for_host(ref.registry)
         for challenge in challenges:
@@ -789,14 +790,20 @@ class Registry:
                 self._sleep(wait)
             try:
                 response = self._http.request(
-                    method, url, headers=dict(headers), body=body, redirect=False, preload_content=True
+                    method, url, headers=dict(headers), body=body, redirect=False, preload_content=False
                 )
+                data = response.read(MAX_BODY + 1)
+                if len(data) > MAX_BODY:
+                    response.close()  # not read to its end: the connection is not reused
+                    raise RegistryError(f"{_origin(url)} answered more than {MAX_BODY >> 20} MiB; refused",
+                                        where=ref.name, failure=Failure.PROTOCOL, status=response.status)  # fmt: skip
+                response.release_conn()
             except urllib3.exceptions.HTTPError as e:
                 why = f"cannot reach {_origin(url)}: {_reason(e)}; the images of its repositories are stale this run"
                 with self._lock:
                     self._down.setdefault(host, why)
                 raise RegistryError(why, where=ref.name, failure=Failure.UNREACHABLE) from None
-            answer = _Answer(response.status, response.reason or "", response.headers, response.data or b"", url)
+            answer = _Answer(response.status, response.reason or "", response.headers, data, url)
             retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
             if response.status == 429 or (response.status == 503 and retry_after is not None):
                 with self._lock:

@@ -19,6 +19,7 @@ import pytest
 
 from gitops_job.errors import ImageError
 from gitops_job.registry import (
+    MAX_BODY,
     Challenge,
     Credentials,
     Failure,
@@ -540,6 +541,14 @@ def test_a_registry_that_never_answers_times_out_typed() -> None:
     assert e.value.failure is Failure.UNREACHABLE
     assert str(e.value) == (f"images: {host}/a/app: cannot reach http://{host}: timed out; the images of its "
                             "repositories are stale this run")  # fmt: skip
+
+
+def test_an_answer_past_the_size_cap_is_refused(registry: RegistryServer) -> None:
+    huge = b'{"tags": ["' + b"x" * (MAX_BODY + 10) + b'"]}'
+    answer = (200, {"Content-Type": "application/json"}, huge)
+    with front(registry.host, hook=lambda *_: answer) as f, Registry() as r, pytest.raises(RegistryError) as e:
+        r.tags(f"{f.host}/acme/app")
+    assert e.value.failure is Failure.PROTOCOL and "answered more than 16 MiB; refused" in str(e.value)
 
 
 def test_scan_lists_many_repositories_in_parallel(registry: RegistryServer) -> None:
