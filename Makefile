@@ -71,8 +71,9 @@ clean: cluster-down
 	rm -rf $(VENV) $(STATE)
 
 ## bench: gitops-job plan/apply/reconcile vs kubectl diff/apply --server-side on a fresh local cluster (BENCH_N objects,
-##        default 1000; the scheduled pull at BENCH_PULL_N, default 1000,10000), PASS/FAIL per target of issue 14
+##        default 1000; the scheduled pull at BENCH_PULL_N, default 1000,10000), PASS/FAIL per target of issue 14;
+##        then the registry scan (100 repositories x 500 tags on docker-registry) vs skopeo, issue 15's targets
 BENCH_N ?= 1000
 BENCH_PULL_N ?= 1000,10000
-bench: venv build
+bench: system-tools venv build
 	$(BIN)/python -m tools.bench --n $(BENCH_N) --pull-n $(BENCH_PULL_N)
