@@ -107,6 +107,13 @@ def _pre_key(pre: str) -> tuple[Any, ...]:
 def parse_version(text: str) -> Version | None:
     """``text`` as Masterminds/semver v3's ``NewVersion`` reads it (loose: ``1``, ``1.2``, ``v1.2.3``, leading zeros
     coerced), or None."""
+    if text.count(".") == 2 and text.isascii() and text.replace(".", "").isdigit():  # the common 1.2.3: no regex
+        g_major, g_minor, g_patch = text.split(".")
+        if g_major and g_minor and g_patch:
+            major, minor, patch = int(g_major), int(g_minor), int(g_patch)
+            if major < _UINT64 and minor < _UINT64 and patch < _UINT64:
+                return Version(major, minor, patch, "", "", text, (major, minor, patch, 1, ()))
+            return None
     m = _LOOSE_VERSION.fullmatch(text)
     if m is None:
         return None
@@ -558,9 +565,9 @@ def select(policy: Policy, tags: Sequence[str]) -> Selection:
     else:
         values = list(enumerate(tags))
     winner, error = _RANKERS[policy.kind](policy, tags, values, out)
+    below = f"below {tags[winner]}" if winner is not None else "the policy chose no tag"
     for i, value in values:
         if i not in out and i != winner:
-            below = f"below {tags[winner]}" if winner is not None else "the policy chose no tag"
             out[i] = Candidate(tags[i], value, Removed.RANKED_LOWER, below)
     if winner is not None:
         out[winner] = Candidate(tags[winner], dict(values)[winner])
