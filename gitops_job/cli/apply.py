@@ -142,6 +142,6 @@ def apply_cmd(
     finally:
         push_metrics(pushgateway, lambda: context.select(settings).target.name, result, started)
     click.echo(apply_json(result) if output == "json" else apply_text(result), nl=False)
-    notify(load_config(settings.repo, settings.config_file), result)
+    notify(load_config(settings.repo, settings.config_file, settings.flux), result)
     if not result.ok:
         raise SystemExit(ExitCode.ERROR)

@@ -68,6 +68,12 @@ def source_options(f: F) -> F:
             type=click.Path(dir_okay=False, path_type=Path),
             help="The repo config file.  [default: <repo>/gitops.yaml]",
         ),
+        click.option(
+            "--flux",
+            metavar="PATH",
+            help="Read the Flux repository whose entry path is PATH (clusters/production): every Flux "
+            "Kustomization reachable from it is a stack (docs/flux.md). Works with no gitops.yaml; over its flux.path.",
+        ),
         click.option("-t", "--target", help="The target (cluster) to work on.  [default: the first in gitops.yaml]"),
         click.option(
             "-s",
@@ -196,6 +202,8 @@ def settings_of(**kw: Any) -> context.Settings:
         vars=kw["variables"],
         kubeconfig=kw.get("kubeconfig"),
         concurrency=kw.get("concurrency", 16),
+        flux=kw.get("flux"),
+        on_note=lambda note: say(note, err=True),
     )
 
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import jsonschema
     from jsonschema import Draft202012Validator
 
+    from gitops_job.config.flux import FluxBuild
+
 RENDERERS = ("auto", "plain", "jinja", "kustomize", "helm")
 DEFAULT_KUBE_VERSION = "v1.36.0"
 
@@ -88,6 +90,8 @@ class Stack:
     release_name: str | None = None  # helm: default is the stack name
     # Flux-style ${VAR} substitution after rendering: None = off; else on, with these variables over the vars
     substitute: Mapping[str, Any] | None = None
+    service_account_namespace: str | None = None  # default: the stack's namespace, else the inventory namespace
+    flux: FluxBuild | None = None  # a Flux Kustomization's stack: what it adds to kustomize's build (config.flux)
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class RepoConfig:
     stacks: tuple[Stack, ...]  # in dependsOn order: every stack after the stacks it depends on
     name: str | None = None  # the repository's name (inventories record it); default: its git remote
     receivers: tuple[Receiver, ...] = ()  # notifications.receivers: told how each run went (gitops_job.notify)
+    notes: tuple[str, ...] = ()  # what reading the config has to say (a Flux repository's notes and warnings)
 
 
 CONFIG_FILE = "gitops.yaml"
@@ -121,8 +126,11 @@ _TYPE_WORDS = {
 }
 
 
-def load_config(repo_root: Path, config_file: Path | None = None) -> RepoConfig:
+def load_config(repo_root: Path, config_file: Path | None = None, flux: str | None = None) -> RepoConfig:
     """Load, check and order the repo config: ``config_file`` or ``<repo_root>/gitops.yaml``.
+
+    ``flux`` (``--flux PATH``): a Flux repository's entry path, over the config's ``flux.path``; with no config
+    file at all, the Flux repository is the whole config (one target, ``default``). See :mod:`gitops_job.config.flux`.
 
     Every problem is reported at once (one :class:`ConfigError`, or an :class:`ErrorGroup` of them), each naming the
     file, line and key path (``gitops.yaml:12: stacks[2].dependsOn[0]``): first the schema's, then the checks that
@@ -131,6 +139,9 @@ def load_config(repo_root: Path, config_file: Path | None = None) -> RepoConfig:
     root = paths.real(repo_root)
     file = config_file.resolve() if config_file is not None else root / CONFIG_FILE
     name = _file_name(root, file)
+    if flux is not None and config_file is None and not file.is_file():
+        stacks, notes = _flux_stacks(root, flux)
+        return RepoConfig(root, file, (Target(DEFAULT_TARGET),), stacks, notes=notes)
     if not file.is_file():
         raise ConfigError(f"expected the repo config at {file}; pass --config FILE to read another file", where=name)
     try:
@@ -145,8 +156,33 @@ def load_config(repo_root: Path, config_file: Path | None = None) -> RepoConfig:
     _raise_all(doc.errors(_schema_problems(data, text)))
     _raise_all(doc.errors(_semantic_problems(data, root)))
     targets = tuple(_target(t) for t in data.get("targets", ())) or (Target(DEFAULT_TARGET),)
-    stacks = _dependency_order([_stack(s, root) for s in data["stacks"]])
-    return RepoConfig(root, file, targets, stacks, data.get("name"), notifications.receivers(data, _seconds))
+    native = [_stack(s, root) for s in data.get("stacks", ())]
+    entry = flux if flux is not None else data.get("flux", {}).get("path")
+    flux_stacks, notes = _flux_stacks(root, entry, native) if entry is not None else ((), ())
+    stacks = flux_stacks if entry is not None else _dependency_order(native)
+    receivers = notifications.receivers(data, _seconds)
+    return RepoConfig(root, file, targets, stacks, data.get("name"), receivers, notes)
+
+
+def _flux_stacks(root: Path, entry: str, native: Sequence[Stack] = ()) -> tuple[tuple[Stack, ...], tuple[str, ...]]:
+    """The stacks of the Flux repository at ``entry`` (and the config's own ``native`` stacks), in dependsOn order;
+    what discovery noted. A name both use, or a dependsOn cycle, is a ConfigError."""
+    from gitops_job import git
+    from gitops_job.config import flux as fluxrepo  # here: only a Flux repository needs it
+
+    remote = git.repository(root)
+    found = fluxrepo.discover(root, entry, remote, Stack, _seconds)
+    stacks = [*native, *found.stacks]
+    seen: dict[str, Stack] = {}
+    for s in stacks:
+        if seen.setdefault(s.name, s) is not s:
+            raise ConfigError(f"two stacks are named {s.name!r} (a gitops.yaml stack and a Flux Kustomization, or two "
+                              "Kustomizations): rename one", where=f"--flux {entry}")  # fmt: skip
+    known = set(seen)
+    for cycle in _cycles({s.name: [d for d in s.depends_on if d in known] for s in stacks}):
+        raise ConfigError(f"dependsOn cycle: {' → '.join(cycle)}; remove one of these dependencies",
+                          where=f"--flux {entry}")  # fmt: skip
+    return _dependency_order(stacks), found.notes
 
 
 def target(config: RepoConfig, name: str | None) -> Target:
@@ -311,7 +347,7 @@ def _show(value: Any) -> str:
 
 def _semantic_problems(data: Mapping[str, Any], root: Path) -> list[Problem]:
     targets = data.get("targets") or [{"name": DEFAULT_TARGET}]
-    stacks = data["stacks"]
+    stacks = data.get("stacks", [])
     return [
         *_duplicate_names("targets", targets),
         *_duplicate_names("stacks", stacks),

@@ -38,6 +38,9 @@ class Settings:
     vars: Mapping[str, str] = field(default_factory=dict)  # --var k=v, override target and stack vars
     kubeconfig: str | None = None  # default: $KUBECONFIG or ~/.kube/config, else in-cluster
     concurrency: int = 16
+    flux: str | None = None  # --flux PATH: a Flux repository's entry path (gitops_job.config.flux)
+    #: Told each note reading the config made (a Flux repository's notes and warnings); None: they are not said.
+    on_note: Callable[[str], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,9 @@ class Rendered:
 
 def select(settings: Settings) -> Selection:
     """Load the repo config and pick the target and stacks."""
-    config = cfg.load_config(settings.repo.resolve(), settings.config_file)
+    config = cfg.load_config(settings.repo.resolve(), settings.config_file, settings.flux)
+    for note in config.notes if settings.on_note is not None else ():
+        settings.on_note(note)
     target = cfg.target(config, settings.target)
     return Selection(config, target, cfg.stacks_for(config, target.name, settings.stacks))
 
@@ -268,11 +273,12 @@ def holders_of(
 def stack_kube(kube: Kube, stack: cfg.Stack, target: cfg.Target) -> Kube:
     """The connection a stack's requests go through: impersonating its service account when it names one.
 
-    The service account lives in the stack's ``namespace`` (else in the target's inventory namespace).
+    The service account lives in the stack's ``service_account_namespace`` (a Flux Kustomization's namespace), else
+    its ``namespace``, else the target's inventory namespace.
     """
     if not stack.service_account_name:
         return kube
-    namespace = stack.namespace or target.inventory_namespace
+    namespace = stack.service_account_namespace or stack.namespace or target.inventory_namespace
     return kube.impersonating(f"system:serviceaccount:{namespace}:{stack.service_account_name}")
 
 

@@ -122,10 +122,10 @@ def reconcile(
         run_settings = dc_replace(settings, repo=where)
         if drift is Drift.REPORT:
             plan = _report(run_settings, progress)
-            return Reconciled(got, drift, load_config(where, settings.config_file), plan=plan)
+            return Reconciled(got, drift, load_config(where, settings.config_file, settings.flux), plan=plan)
         options = dc_replace(options, revision=got.revision, source_auth=source.auth, correct_drift=True)
         applied = run_apply(run_settings, options, progress)
-        return Reconciled(got, drift, load_config(where, settings.config_file), applied=applied)
+        return Reconciled(got, drift, load_config(where, settings.config_file, settings.flux), applied=applied)
 
 
 def _report(settings: Settings, progress: Progress | None) -> Plan:
