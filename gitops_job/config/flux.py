@@ -51,6 +51,7 @@ UNSUPPORTED = {
     "ignoreMissingComponents": "a missing component is an error",
 }
 _VARIABLE = re.compile(r"^[_a-zA-Z][_a-zA-Z0-9]*$")
+_WORTH_PARSING = re.compile(r"toolkit\.fluxcd\.io|\bConfigMap\b|\bSecret\b")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -174,7 +175,7 @@ class _Walker:
             self.notes.append(f"note: {self._rel(file)}: the Flux installation (gotk-components) is skipped")
             return
         text = file.read_text(encoding="utf-8")
-        if "toolkit.fluxcd.io" not in text and "kind: ConfigMap" not in text and "kind: Secret" not in text:
+        if not _WORTH_PARSING.search(text):
             return  # neither a Flux object nor substitution values: the stack's renderer reads it
         for body, line in load_documents(text, self._rel(file), error=ConfigError):
             if isinstance(body, dict):
@@ -240,7 +241,7 @@ def discover(
         stacks.append(make_stack(name=ENTRY_STACK, path=entry_rel, render="kustomize", prune=True,
                                  flux=FluxBuild(Ref("Kustomization", "flux-system", ENTRY_STACK), where,
                                                 skip=install_dirs)))  # fmt: skip
-    for ref, doc in kustomizations.items():
+    for ref, doc in sorted(kustomizations.items(), key=lambda item: item[1] is not sync):  # the entry path first
         stack = _stack(doc, ref, names, sources, values, this_repository, notes, make_stack, seconds,
                        skip=install_dirs if doc is sync else ())  # fmt: skip
         if stack is not None:
@@ -260,6 +261,8 @@ def _index(
         kustomizations.setdefault(doc.ref("flux-system"), doc)
     elif group == SOURCE_GROUP:
         sources.setdefault(doc.ref("flux-system"), doc)
+        if kind != "GitRepository":
+            notes.append(f"note: {doc.where}: {doc.ref('flux-system')} is a Flux source: read, never applied")
     elif group.endswith(TOOLKIT_SUFFIX):
         what = "not rendered yet" if kind == "HelmRelease" else "not applied (no Flux controller runs)"
         notes.append(f"warning: {doc.where}: {doc.ref('flux-system')} ({group}) is {what}")

@@ -180,8 +180,9 @@ def _flux_stacks(root: Path, entry: str, native: Sequence[Stack] = ()) -> tuple[
                               "Kustomizations): rename one", where=f"--flux {entry}")  # fmt: skip
     known = set(seen)
     for cycle in _cycles({s.name: [d for d in s.depends_on if d in known] for s in stacks}):
+        closing = seen[cycle[-2]]
         raise ConfigError(f"dependsOn cycle: {' → '.join(cycle)}; remove one of these dependencies",
-                          where=f"--flux {entry}")  # fmt: skip
+                          where=closing.flux.source if closing.flux else f"--flux {entry}")  # fmt: skip
     return _dependency_order(stacks), found.notes
 
 

@@ -1,0 +1,394 @@
+"""A Flux repository read as it is (issue 16): discovery of Kustomizations as stacks (gitops_job.config.flux), each
+field rendered with Flux's semantics by the real kustomize binary, and the acceptance on the real cluster over
+examples/flux/ (plan, apply, re-plan, prune, suspend, warnings)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitops_job.config.load import RepoConfig, Stack, Target, load_config
+from gitops_job.errors import ConfigError
+from gitops_job.render import sandbox
+from gitops_job.render.stack import render_stack
+from tests.helpers import EXAMPLES, git_repo, gitops_job, write
+
+SYNC = """\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: flux-system, namespace: flux-system}
+spec: {url: "ssh://git@github.com/example/fleet", ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: flux-system, namespace: flux-system}
+spec: {interval: 10m, path: ./clusters/c, prune: true, sourceRef: {kind: GitRepository, name: flux-system}}
+"""
+INSTALL = {
+    "clusters/c/flux-system/gotk-components.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n"
+    "  labels: {app.kubernetes.io/part-of: flux}\n",
+    "clusters/c/flux-system/gotk-sync.yaml": SYNC,
+    "clusters/c/flux-system/kustomization.yaml": "resources: [gotk-components.yaml, gotk-sync.yaml]\n",
+}
+
+
+def ks(name: str, path: str, **spec: Any) -> str:
+    """A Flux Kustomization (one JSON document: valid YAML) in flux-system reading this repository."""
+    body = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": "flux-system"},
+        "spec": {"interval": "10m", "path": path, "prune": True,
+                 "sourceRef": {"kind": "GitRepository", "name": "flux-system"}, **spec},
+    }  # fmt: skip
+    return json.dumps(body) + "\n"
+
+
+def cm(name: str, ns: str | None = None, **data: str) -> str:
+    meta = {"name": name, **({"namespace": ns} if ns else {})}
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}) + "\n"
+
+
+def flux_repo(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "repo"
+    write(root, {**INSTALL, **files})
+    return root
+
+
+def load(root: Path, entry: str = "clusters/c") -> RepoConfig:
+    return load_config(root, flux=entry)
+
+
+def stack(config: RepoConfig, name: str) -> Stack:
+    return next(s for s in config.stacks if s.name == name)
+
+
+def rendered(config: RepoConfig, name: str) -> dict[str, dict[str, Any]]:
+    """``Kind/name`` → body of what the stack ``name`` renders."""
+    objects = render_stack(config, stack(config, name), config.targets[0])
+    return {f"{o.id.kind}/{o.id.name}": o.body for o in objects}
+
+
+# --- discovery: Kustomizations to stacks ----------------------------------------------------------------------------
+
+
+def test_discovery_maps_fields_and_orders_by_depends_on(tmp_path: Path) -> None:
+    root = flux_repo(tmp_path, {
+        "clusters/c/apps.yaml": ks("apps", "./apps", dependsOn=[{"name": "infra"}], wait=True, timeout="90s",
+                                   targetNamespace="web", serviceAccountName="deployer"),
+        "clusters/c/infra.yaml": ks("infra", "./infra", prune=False, interval="5m"),
+        "apps/a.yaml": cm("a"),
+        "infra/i.yaml": cm("i", "default"),
+    })  # fmt: skip
+    config = load(root)
+    assert [s.name for s in config.stacks] == ["flux-system", "infra", "apps"]
+    apps, infra, entry = stack(config, "apps"), stack(config, "infra"), stack(config, "flux-system")
+    assert (apps.path, apps.depends_on, apps.wait, apps.timeout, apps.prune) == ("apps", ("infra",), True, 90.0, True)
+    assert (apps.namespace, apps.service_account_name, apps.service_account_namespace) == ("web", "deployer",
+                                                                                          "flux-system")
+    assert (infra.prune, infra.wait, infra.timeout) == (False, False, 300.0)  # timeout defaults to the interval
+    assert entry.path == "clusters/c" and entry.flux is not None
+    assert entry.flux.skip == ("clusters/c/flux-system",)
+    assert "note: clusters/c/flux-system/gotk-components.yaml: the Flux installation (gotk-components) is skipped" in (
+        config.notes
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"suspend": True}, "note: clusters/c/apps.yaml:1: Kustomization/flux-system/apps is suspended"),
+        ({"decryption": {"provider": "sops"}}, "warning: clusters/c/apps.yaml:1: Kustomization/flux-system/apps: "
+         "spec.decryption is not supported: SOPS decryption is not done"),
+        ({"healthCheckExprs": []}, "spec.healthCheckExprs is not supported"),
+        ({"kubeConfig": {"secretRef": {"name": "x"}}}, "spec.kubeConfig is not supported: a remote cluster is not "
+         "reconciled: this Kustomization is skipped"),
+        ({"fancyNewField": 1}, "spec.fancyNewField is not a field gitops-job knows; ignored"),
+    ],
+)
+def test_unsupported_and_suspended_are_said_with_file_and_line(
+    tmp_path: Path, spec: dict[str, Any], expected: str
+) -> None:
+    root = flux_repo(tmp_path, {"clusters/c/apps.yaml": ks("apps", "./apps", **spec), "apps/a.yaml": cm("a")})
+    config = load(root)
+    assert any(expected in n and n.startswith(("note: clusters/c/apps.yaml:1: ", "warning: clusters/c/apps.yaml:1: "))
+               for n in config.notes), config.notes
+    skipped = "suspend" in spec or "kubeConfig" in spec
+    assert ("apps" in {s.name for s in config.stacks}) is not skipped
+
+
+def test_suspended_kustomization_is_not_walked(tmp_path: Path) -> None:
+    """What a suspended Kustomization would apply is not read: a Kustomization inside its path is not a stack."""
+    root = flux_repo(tmp_path, {
+        "clusters/c/apps.yaml": ks("apps", "./apps", suspend=True),
+        "apps/nested.yaml": ks("nested", "./nested"),
+        "nested/n.yaml": cm("n"),
+    })  # fmt: skip
+    assert [s.name for s in load(root).stacks] == ["flux-system"]
+
+
+def test_nested_kustomizations_are_followed(tmp_path: Path) -> None:
+    root = flux_repo(tmp_path, {
+        "clusters/c/apps.yaml": ks("apps", "./apps"),
+        "apps/team/kustomization.yaml": "resources: [team.yaml]\n",
+        "apps/team/team.yaml": ks("team", "./teams/one"),
+        "teams/one/x.yaml": cm("x"),
+    })  # fmt: skip
+    config = load(root)
+    assert stack(config, "team").path == "teams/one"
+    assert "ConfigMap/x" in rendered(config, "team")
+
+
+@pytest.mark.parametrize(
+    ("files", "reason"),
+    [
+        ({"clusters/c/apps.yaml": ks("apps", "./apps", dependsOn=[{"name": "nope"}])},
+         "spec.dependsOn names Kustomization/flux-system/nope, which the Flux repository does not hold"),
+        ({"clusters/c/apps.yaml": ks("apps", "./missing")}, "spec.path 'missing' is not a directory"),
+        ({"clusters/c/apps.yaml": ks("apps", "../../outside")}, "escapes the repository"),
+        ({"clusters/c/apps.yaml": ks("apps", "./apps", sourceRef={"kind": "OCIRepository", "name": "o"})},
+         "spec.sourceRef OCIRepository/flux-system/o: a OCIRepository source is not supported"),
+        ({"clusters/c/apps.yaml": ks("apps", "./apps", sourceRef={"kind": "GitRepository", "name": "other"}),
+          "clusters/c/other.yaml": "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n"
+          "  name: other\n  namespace: flux-system\nspec:\n  url: https://git.example.com/other/repo.git\n"},
+         "is another repository (git.example.com/other/repo)"),
+        ({"clusters/c/a.yaml": ks("a", "./apps", dependsOn=[{"name": "b"}]),
+          "clusters/c/b.yaml": ks("b", "./apps", dependsOn=[{"name": "a"}])}, "dependsOn cycle"),
+        ({"clusters/c/apps.yaml": ks("apps", "./apps", postBuild={"substitute": {"bad-name": "x"}})},
+         "postBuild variable 'bad-name' is not a valid name"),
+    ],
+)
+def test_what_cannot_be_a_stack_is_a_config_error(tmp_path: Path, files: dict[str, str], reason: str) -> None:
+    root = flux_repo(tmp_path, {"apps/a.yaml": cm("a"), **files})
+    with pytest.raises(ConfigError) as e:
+        load(root)
+    assert reason in str(e.value)
+    assert "clusters/c/" in str(e.value)  # where: file:line of the Kustomization, or the entry path
+
+
+def test_this_repository_by_url(tmp_path: Path) -> None:
+    """A GitRepository other than the bootstrap's is this repository when its URL is this checkout's remote."""
+    root = flux_repo(tmp_path, {
+        "clusters/c/apps.yaml": ks("apps", "./apps", sourceRef={"kind": "GitRepository", "name": "mine"}),
+        "clusters/c/mine.yaml": "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n"
+        "  name: mine\n  namespace: flux-system\nspec:\n  url: https://x-access-token:T@GitHub.com/acme/fleet.git\n",
+        "apps/a.yaml": cm("a"),
+    })  # fmt: skip
+    git_repo(root)
+    subprocess.run(["git", "-C", str(root), "remote", "add", "origin", "git@github.com:acme/fleet"], check=True)
+    assert "apps" in {s.name for s in load(root).stacks}
+
+
+def test_gitops_yaml_flux_path_beside_native_stacks(tmp_path: Path) -> None:
+    root = flux_repo(tmp_path, {
+        "gitops.yaml": "flux: {path: clusters/c}\nstacks:\n  - name: extra\n    path: extra\n",
+        "extra/e.yaml": cm("e", "default"),
+        "clusters/c/apps.yaml": ks("apps", "./apps"),
+        "apps/a.yaml": cm("a"),
+    })  # fmt: skip
+    assert [s.name for s in load_config(root).stacks] == ["extra", "flux-system", "apps"]
+    write(root, {"gitops.yaml": "flux: {path: clusters/c, typo: 1}\n"})
+    with pytest.raises(ConfigError, match=r"gitops.yaml:1: flux.typo: unknown key 'typo'"):
+        load_config(root)
+
+
+# --- render: each field with Flux's semantics (the real kustomize binary) ---------------------------------------
+
+
+DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "nginx:1.25"}]
+"""
+
+
+def test_generated_kustomization_with_every_overlay_field(tmp_path: Path) -> None:
+    root = flux_repo(tmp_path, {
+        "clusters/c/apps.yaml": ks(
+            "apps", "./apps",
+            targetNamespace="web", namePrefix="p-", nameSuffix="-s",
+            patches=[
+                {"patch": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 4\n"},
+                {"patch": '[{"op": "add", "path": "/data/patched", "value": "yes"}]',
+                 "target": {"kind": "ConfigMap", "labelSelector": "patch=me"}},
+            ],
+            images=[{"name": "nginx", "newName": "registry.example.com/nginx", "newTag": "1.27"}],
+            components=["../components/extra"],
+            commonMetadata={"labels": {"team": "a"}, "annotations": {"owner": "a@example.com"}},
+            force=True,
+        ),
+        "apps/deploy.yaml": DEPLOY,
+        "apps/sub/cms.yaml": cm("one") + "---\n" + json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "two", "labels": {"patch": "me"}}, "data": {}}),
+        "apps/notes.txt": "not yaml: Flux's generated kustomization lists only .yaml and .yml files\n",
+        "components/extra/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+        "resources: [extra.yaml]\n",
+        "components/extra/extra.yaml": cm("extra"),
+    })  # fmt: skip
+    objects = rendered(load(root), "apps")
+    assert sorted(objects) == ["ConfigMap/p-extra-s", "ConfigMap/p-one-s", "ConfigMap/p-two-s", "Deployment/p-web-s"]
+    web = objects["Deployment/p-web-s"]
+    assert web["metadata"]["namespace"] == "web"
+    assert web["spec"]["replicas"] == 4  # strategic merge, by the name before the prefix (as Flux)
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/nginx:1.27"
+    assert web["metadata"]["labels"] == {"app": "web", "team": "a"}
+    assert web["spec"]["selector"] == {"matchLabels": {"app": "web"}}  # commonMetadata never touches selectors
+    assert web["metadata"]["annotations"] == {"owner": "a@example.com", "gitops-job.io/force": "enabled"}
+    assert objects["ConfigMap/p-two-s"]["data"] == {"patched": "yes"}  # JSON6902 by its label selector only
+    assert objects["ConfigMap/p-one-s"]["data"] == {}
+
+
+def test_existing_kustomization_gets_the_fields_merged(tmp_path: Path) -> None:
+    """A path with a kustomization file keeps it: Flux's fields are merged in (namespace set; patches appended;
+    an image of the same name replaced), in the sandbox's copy only — the repository's file is unchanged."""
+    kustomization = ("resources: [deploy.yaml]\nnamespace: old\nimages: [{name: nginx, newTag: '1.0'}]\n"
+                     "patches:\n  - patch: '[{\"op\": \"add\", \"path\": \"/metadata/labels/first\", \"value\": \"1\"}]'\n"
+                     "    target: {kind: Deployment}\n")  # fmt: skip
+    root = flux_repo(tmp_path, {
+        "clusters/c/apps.yaml": ks("apps", "./apps", targetNamespace="new", images=[{"name": "nginx", "newTag": "2.0"}],
+                                   patches=[{"patch": '[{"op": "add", "path": "/metadata/labels/second", "value": '
+                                             '"2"}]', "target": {"kind": "Deployment", "name": "web"}}]),
+        "apps/kustomization.yaml": kustomization,
+        "apps/deploy.yaml": DEPLOY,
+    })  # fmt: skip
+    web = rendered(load(root), "apps")["Deployment/web"]
+    assert web["metadata"]["namespace"] == "new"
+    assert web["metadata"]["labels"] == {"app": "web", "first": "1", "second": "2"}
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:2.0"
+    assert (root / "apps/kustomization.yaml").read_text() == kustomization
+
+
+def test_post_build_substitution_from_the_repository(tmp_path: Path) -> None:
+    """substituteFrom in order (a later one wins), then substitute over them; a Secret's data is base64-decoded;
+    an object annotated kustomize.toolkit.fluxcd.io/substitute: disabled is left alone."""
+    secret = json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "flux-system"},
+                         "data": {"token": base64.b64encode(b"hunter2").decode(), "region": base64.b64encode(b"eu").decode()}})  # fmt: skip
+    disabled = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "raw", "annotations": {
+        "kustomize.toolkit.fluxcd.io/substitute": "disabled"}}, "data": {"v": "${region}"}})  # fmt: skip
+    root = flux_repo(tmp_path, {
+        "clusters/c/vars.yaml": cm("vars", "flux-system", region="us", env="dev") + "---\n" + secret,
+        "clusters/c/apps.yaml": ks("apps", "./apps", postBuild={
+            "substitute": {"env": "prod"},
+            "substituteFrom": [{"kind": "ConfigMap", "name": "vars"}, {"kind": "Secret", "name": "s"}]}),
+        "apps/a.yaml": cm("a", None, where="${region}-${env}", token="${token}", default="${missing:=fallback}"),
+        "apps/raw.yaml": disabled,
+    })  # fmt: skip
+    config = load(root)
+    objects = rendered(config, "apps")
+    assert objects["ConfigMap/a"]["data"] == {"where": "eu-prod", "token": "hunter2", "default": "fallback"}
+    assert objects["ConfigMap/raw"]["data"] == {"v": "${region}"}
+    # The ConfigMap and Secret that hold the values are the entry stack's objects (the sync Kustomization applies
+    # them), so the Secret is rendered, and its values masked in every output.
+    assert {"ConfigMap/vars", "Secret/s"} <= set(rendered(config, "flux-system"))
+
+
+def test_entry_stack_leaves_flux_objects_out(tmp_path: Path) -> None:
+    root = flux_repo(tmp_path, {
+        "clusters/c/apps.yaml": ks("apps", "./apps"),
+        "clusters/c/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n",
+        "clusters/c/repo.yaml": "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n"
+        "  name: charts\n  namespace: flux-system\nspec: {url: 'https://charts.example.com'}\n",
+        "apps/a.yaml": cm("a"),
+    })  # fmt: skip
+    config = load(root)
+    assert sorted(rendered(config, "flux-system")) == ["Namespace/team"]
+    assert "note: clusters/c/repo.yaml:1: HelmRepository/flux-system/charts is a Flux source: read, never applied" in (
+        config.notes
+    )
+
+
+# --- acceptance: examples/flux on the real cluster --------------------------------------------------------------
+
+
+def _ensure_namespace(kubeconfig: Path, name: str) -> None:
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+    try:
+        api.create_namespace({"metadata": {"name": name}})
+    except client.ApiException as e:
+        assert e.status == 409
+
+
+def test_acceptance_examples_flux_staging(tmp_path: Path, kubeconfig: Path) -> None:
+    """``plan --flux clusters/staging`` on examples/flux shows every object with its Kustomization as the stack;
+    apply converges; re-plan is clean; removing a file prunes exactly its objects; a suspended Kustomization is
+    skipped and says so; an unsupported field is warned with file:line."""
+    repo = tmp_path / "fleet"
+    shutil.copytree(EXAMPLES / "flux", repo)
+    git_repo(repo)
+    _ensure_namespace(kubeconfig, "flux-system")  # Flux's installation made it: the entry stack's ConfigMap goes there
+    args = ["--repo", str(repo), "--flux", "clusters/staging"]
+    plan = gitops_job(kubeconfig, "plan", *args, "-o", "json")
+    entries = {(e["id"], e["stack"]) for e in json.loads(plan.stdout)["objects"]}
+    assert entries == {
+        ("ConfigMap/flux-system/cluster-vars", "flux-system"),
+        ("Namespace/widget-system", "infra-controllers"),
+        ("CustomResourceDefinition/widgets.fleet.example.com", "infra-controllers"),
+        ("Widget/widget-system/default", "infra-configs"),
+        ("Namespace/podinfo", "apps"),
+        ("ConfigMap/podinfo/podinfo-settings", "apps"),
+    }, plan.stdout
+    assert "gotk-components.yaml: the Flux installation (gotk-components) is skipped" in plan.stderr
+
+    gitops_job(kubeconfig, "apply", *args)
+    again = gitops_job(kubeconfig, "plan", *args, "--exit-code")
+    assert "0 to create" in again.stdout and "0 to update" in again.stdout
+
+    # Removing a file prunes exactly its objects.
+    (repo / "apps/base/config.yaml").unlink()
+    write(repo, {"apps/base/kustomization.yaml": "resources: [namespace.yaml]\n"})
+    git_repo(repo)
+    pruning = json.loads(gitops_job(kubeconfig, "plan", *args, "-o", "json").stdout)
+    changed = {(e["id"], e["action"]) for e in pruning["objects"] if e["action"] != "unchanged"}
+    assert changed == {("ConfigMap/podinfo/podinfo-settings", "prune")}, changed
+    gitops_job(kubeconfig, "apply", *args)
+    assert "0 to prune" in gitops_job(kubeconfig, "plan", *args).stdout
+
+    # Suspended: skipped and said; an unsupported field: warned with file:line.
+    text = (repo / "clusters/staging/apps.yaml").read_text()
+    text = text.replace("  prune: true\n", "  prune: true\n  suspend: true\n", 1)
+    write(repo, {"clusters/staging/apps.yaml": text})
+    infra = (repo / "clusters/staging/infrastructure.yaml").read_text()
+    infra = infra.replace("  wait: true\n", "  wait: true\n  decryption:\n    provider: sops\n", 1)
+    write(repo, {"clusters/staging/infrastructure.yaml": infra})
+    git_repo(repo)
+    suspended = gitops_job(kubeconfig, "plan", *args)
+    assert "note: clusters/staging/apps.yaml:1: Kustomization/flux-system/apps is suspended" in suspended.stderr
+    assert ("warning: clusters/staging/infrastructure.yaml:1: Kustomization/flux-system/infra-controllers: "
+            "spec.decryption is not supported") in suspended.stderr  # fmt: skip
+    assert "stack apps" not in suspended.stdout and "prune" not in suspended.stdout.replace("0 to prune", "")
+
+
+def test_render_time_against_plain_kustomize(tmp_path: Path) -> None:
+    """Not a pass/fail figure: the example's render, against `kustomize build` of each path (printed with -s)."""
+    repo = tmp_path / "fleet"
+    shutil.copytree(EXAMPLES / "flux", repo)
+    started = time.monotonic()
+    config = load(repo, "clusters/staging")
+    for s in config.stacks:
+        render_stack(config, s, Target("default"))
+    ours = time.monotonic() - started
+    kustomize = sandbox.binary("kustomize")
+    assert kustomize
+    started = time.monotonic()
+    for path in ("clusters/staging/flux-system", "infrastructure/configs", "apps/staging"):
+        subprocess.run([kustomize, "build", str(repo / path)], check=True, capture_output=True)
+    plain = time.monotonic() - started
+    print(f"render of examples/flux clusters/staging: gitops-job {ours:.3f}s (5 stacks), "
+          f"kustomize build of the 3 kustomization paths {plain:.3f}s")  # fmt: skip
