@@ -56,6 +56,10 @@ def cm(name: str, ns: str | None = None, **data: str) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}) + "\n"
 
 
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def flux_repo(tmp_path: Path, files: dict[str, str]) -> Path:
     root = tmp_path / "repo"
     write(root, {**INSTALL, **files})
@@ -91,8 +95,11 @@ def test_discovery_maps_fields_and_orders_by_depends_on(tmp_path: Path) -> None:
     assert [s.name for s in config.stacks] == ["flux-system", "infra", "apps"]
     apps, infra, entry = stack(config, "apps"), stack(config, "infra"), stack(config, "flux-system")
     assert (apps.path, apps.depends_on, apps.wait, apps.timeout, apps.prune) == ("apps", ("infra",), True, 90.0, True)
-    assert (apps.namespace, apps.service_account_name, apps.service_account_namespace) == ("web", "deployer",
-                                                                                          "flux-system")
+    assert (apps.namespace, apps.service_account_name, apps.service_account_namespace) == (
+        "web",
+        "deployer",
+        "flux-system",
+    )
     assert (infra.prune, infra.wait, infra.timeout) == (False, False, 300.0)  # timeout defaults to the interval
     assert entry.path == "clusters/c" and entry.flux is not None
     assert entry.flux.skip == ("clusters/c/flux-system",)
@@ -105,11 +112,16 @@ def test_discovery_maps_fields_and_orders_by_depends_on(tmp_path: Path) -> None:
     ("spec", "expected"),
     [
         ({"suspend": True}, "note: clusters/c/apps.yaml:1: Kustomization/flux-system/apps is suspended"),
-        ({"decryption": {"provider": "sops"}}, "warning: clusters/c/apps.yaml:1: Kustomization/flux-system/apps: "
-         "spec.decryption is not supported: SOPS decryption is not done"),
+        (
+            {"decryption": {"provider": "sops"}},
+            "warning: clusters/c/apps.yaml:1: Kustomization/flux-system/apps: "
+            "spec.decryption is not supported: SOPS decryption is not done",
+        ),
         ({"healthCheckExprs": []}, "spec.healthCheckExprs is not supported"),
-        ({"kubeConfig": {"secretRef": {"name": "x"}}}, "spec.kubeConfig is not supported: a remote cluster is not "
-         "reconciled: this Kustomization is skipped"),
+        (
+            {"kubeConfig": {"secretRef": {"name": "x"}}},
+            "spec.kubeConfig is not supported: a remote cluster is not reconciled: this Kustomization is skipped",
+        ),
         ({"fancyNewField": 1}, "spec.fancyNewField is not a field gitops-job knows; ignored"),
     ],
 )
@@ -118,8 +130,10 @@ def test_unsupported_and_suspended_are_said_with_file_and_line(
 ) -> None:
     root = flux_repo(tmp_path, {"clusters/c/apps.yaml": ks("apps", "./apps", **spec), "apps/a.yaml": cm("a")})
     config = load(root)
-    assert any(expected in n and n.startswith(("note: clusters/c/apps.yaml:1: ", "warning: clusters/c/apps.yaml:1: "))
-               for n in config.notes), config.notes
+    assert any(
+        expected in n and n.startswith(("note: clusters/c/apps.yaml:1: ", "warning: clusters/c/apps.yaml:1: "))
+        for n in config.notes
+    ), config.notes
     skipped = "suspend" in spec or "kubeConfig" in spec
     assert ("apps" in {s.name for s in config.stacks}) is not skipped
 
@@ -149,20 +163,35 @@ def test_nested_kustomizations_are_followed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "reason"),
     [
-        ({"clusters/c/apps.yaml": ks("apps", "./apps", dependsOn=[{"name": "nope"}])},
-         "spec.dependsOn names Kustomization/flux-system/nope, which the Flux repository does not hold"),
+        (
+            {"clusters/c/apps.yaml": ks("apps", "./apps", dependsOn=[{"name": "nope"}])},
+            "spec.dependsOn names Kustomization/flux-system/nope, which the Flux repository does not hold",
+        ),
         ({"clusters/c/apps.yaml": ks("apps", "./missing")}, "spec.path 'missing' is not a directory"),
         ({"clusters/c/apps.yaml": ks("apps", "../../outside")}, "escapes the repository"),
-        ({"clusters/c/apps.yaml": ks("apps", "./apps", sourceRef={"kind": "OCIRepository", "name": "o"})},
-         "spec.sourceRef OCIRepository/flux-system/o: a OCIRepository source is not supported"),
-        ({"clusters/c/apps.yaml": ks("apps", "./apps", sourceRef={"kind": "GitRepository", "name": "other"}),
-          "clusters/c/other.yaml": "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n"
-          "  name: other\n  namespace: flux-system\nspec:\n  url: https://git.example.com/other/repo.git\n"},
-         "is another repository (git.example.com/other/repo)"),
-        ({"clusters/c/a.yaml": ks("a", "./apps", dependsOn=[{"name": "b"}]),
-          "clusters/c/b.yaml": ks("b", "./apps", dependsOn=[{"name": "a"}])}, "dependsOn cycle"),
-        ({"clusters/c/apps.yaml": ks("apps", "./apps", postBuild={"substitute": {"bad-name": "x"}})},
-         "postBuild variable 'bad-name' is not a valid name"),
+        (
+            {"clusters/c/apps.yaml": ks("apps", "./apps", sourceRef={"kind": "OCIRepository", "name": "o"})},
+            "spec.sourceRef OCIRepository/flux-system/o: a OCIRepository source is not supported",
+        ),
+        (
+            {
+                "clusters/c/apps.yaml": ks("apps", "./apps", sourceRef={"kind": "GitRepository", "name": "other"}),
+                "clusters/c/other.yaml": "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n"
+                "  name: other\n  namespace: flux-system\nspec:\n  url: https://git.example.com/other/repo.git\n",
+            },
+            "is another repository (git.example.com/other/repo)",
+        ),
+        (
+            {
+                "clusters/c/a.yaml": ks("a", "./apps", dependsOn=[{"name": "b"}]),
+                "clusters/c/b.yaml": ks("b", "./apps", dependsOn=[{"name": "a"}]),
+            },
+            "dependsOn cycle",
+        ),
+        (
+            {"clusters/c/apps.yaml": ks("apps", "./apps", postBuild={"substitute": {"bad-name": "x"}})},
+            "postBuild variable 'bad-name' is not a valid name",
+        ),
     ],
 )
 def test_what_cannot_be_a_stack_is_a_config_error(tmp_path: Path, files: dict[str, str], reason: str) -> None:
@@ -257,7 +286,8 @@ def test_existing_kustomization_gets_the_fields_merged(tmp_path: Path) -> None:
     """A path with a kustomization file keeps it: Flux's fields are merged in (namespace set; patches appended;
     an image of the same name replaced), in the sandbox's copy only — the repository's file is unchanged."""
     kustomization = ("resources: [deploy.yaml]\nnamespace: old\nimages: [{name: nginx, newTag: '1.0'}]\n"
-                     "patches:\n  - patch: '[{\"op\": \"add\", \"path\": \"/metadata/labels/first\", \"value\": \"1\"}]'\n"
+                     "patches:\n  - patch: '[{\"op\": \"add\", \"path\": \"/metadata/labels/first\", "
+                     "\"value\": \"1\"}]'\n"
                      "    target: {kind: Deployment}\n")  # fmt: skip
     root = flux_repo(tmp_path, {
         "clusters/c/apps.yaml": ks("apps", "./apps", targetNamespace="new", images=[{"name": "nginx", "newTag": "2.0"}],
@@ -277,7 +307,7 @@ def test_post_build_substitution_from_the_repository(tmp_path: Path) -> None:
     """substituteFrom in order (a later one wins), then substitute over them; a Secret's data is base64-decoded;
     an object annotated kustomize.toolkit.fluxcd.io/substitute: disabled is left alone."""
     secret = json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "flux-system"},
-                         "data": {"token": base64.b64encode(b"hunter2").decode(), "region": base64.b64encode(b"eu").decode()}})  # fmt: skip
+                         "data": {"token": b64("hunter2"), "region": b64("eu")}})  # fmt: skip
     disabled = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "raw", "annotations": {
         "kustomize.toolkit.fluxcd.io/substitute": "disabled"}}, "data": {"v": "${region}"}})  # fmt: skip
     root = flux_repo(tmp_path, {

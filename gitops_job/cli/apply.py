@@ -48,6 +48,13 @@ from gitops_job.report.text import apply_text
     help="Take over live objects that are not ours (planned as 'adopt'); else only those annotated "
     "gitops-job.io/adopt: enabled, and any other refuses the run before it writes.",
 )
+@click.option(
+    "--adopt-from-flux",
+    is_flag=True,
+    help="Take over the live objects Flux applied (planned as 'adopt (from kustomize-controller)'): their fields "
+    "move from the field manager kustomize-controller to gitops-job. Without it, any such object refuses the run "
+    "before it writes (docs/flux.md).",
+)
 @click.option("--no-wait", is_flag=True, help="Do not wait for the applied objects to become healthy.")
 @click.option(
     "--lock-timeout",
@@ -83,7 +90,8 @@ from gitops_job.report.text import apply_text
 )
 @pushgateway_option
 def apply_cmd(
-    output: str, revision: str | None, force_conflicts: bool, allow_mass_prune: bool, adopt: bool, no_wait: bool,
+    output: str, revision: str | None, force_conflicts: bool, allow_mass_prune: bool, adopt: bool,
+    adopt_from_flux: bool, no_wait: bool,
     lock_timeout: float, allow_non_descendant: bool, require_reviewed_plan: bool, allow_branch: bool,
     origin: str | None, pushgateway: str | None, **kw: Any,
 ) -> None:  # fmt: skip
@@ -106,7 +114,8 @@ def apply_cmd(
     (docs/config.md); a receiver that fails is a warning, never a failed run.
     Render and validation errors in any stack stop the run before its first write, and so
     do a stack whose inventory another repository owns, a live object that is not ours
-    (adopt it with --adopt or the annotation gitops-job.io/adopt: enabled), and a commit
+    (adopt it with --adopt or the annotation gitops-job.io/adopt: enabled; what Flux applied,
+    with --adopt-from-flux), and a commit
     that does not descend from the one a stack last applied (--allow-non-descendant).
     """
     options = pipeline.ApplyOptions(
@@ -114,6 +123,7 @@ def apply_cmd(
         force_conflicts=force_conflicts,
         allow_mass_prune=allow_mass_prune,
         adopt=adopt,
+        adopt_from_flux=adopt_from_flux,
         wait=not no_wait,
         lock_wait=lock_timeout,
         on_lock_wait=lambda message: say(message, err=True),

@@ -148,7 +148,7 @@ class _Walker:
             self._kustomization(kfile, found, seen)
             return
         for entry in sorted(directory.iterdir()):
-            if entry.name.startswith(".") or entry.is_symlink() and not self._allowed(entry):
+            if entry.name.startswith(".") or (entry.is_symlink() and not self._allowed(entry)):
                 continue
             if entry.is_dir():
                 self._directory(entry, found, seen)  # a kustomization below is taken whole; else recurse (generated)
@@ -443,4 +443,3 @@ def data_of(body: Mapping[str, Any], where: str) -> dict[str, str]:
         out.update({str(k): str(v) for k, v in (body.get("stringData") or {}).items()})
         return out
     return {str(k): str(v) for k, v in (body.get("data") or {}).items()}
-

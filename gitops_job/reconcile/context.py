@@ -68,8 +68,10 @@ class Rendered:
 def select(settings: Settings) -> Selection:
     """Load the repo config and pick the target and stacks."""
     config = cfg.load_config(settings.repo.resolve(), settings.config_file, settings.flux)
-    for note in config.notes if settings.on_note is not None else ():
-        settings.on_note(note)
+    say = settings.on_note
+    if say is not None:
+        for note in config.notes:
+            say(note)
     target = cfg.target(config, settings.target)
     return Selection(config, target, cfg.stacks_for(config, target.name, settings.stacks))
 

@@ -7,6 +7,8 @@ stack's inventory lists its ids and names the repository the stack belongs to. F
 * a live object a stack renders is *ours* (labelled for this target and stack, or in its inventory), *moved* (another
   stack of this repository held it and no longer renders it: handed over, never deleted) or *foreign* (made by
   someone else, or another repository's or target's: taken over only when asked to adopt it) — :meth:`Holders.claim`;
+* a live object Flux applied (its ``kustomize.toolkit.fluxcd.io/name`` and ``/namespace`` labels, and the field
+  manager ``kustomize-controller``) is *flux*: a migration takes it over only with ``apply --adopt-from-flux``;
 * nothing is deleted (prune, recreate) unless it still carries this target's and stack's labels (:func:`not_ours`);
 * no manifest may name our own state, the inventory ConfigMaps and lock Leases (:func:`reserved`).
 """
@@ -32,6 +34,7 @@ class Standing(StrEnum):
     OURS = "ours"
     MOVED = "moved"  # another stack of this repository held it and no longer renders it
     FOREIGN = "foreign"  # not ours: adopted only when asked
+    FLUX = "flux"  # Flux's kustomize-controller applied it: adopted only with --adopt-from-flux
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,11 @@ class Claim:
 
 
 OURS = Claim(Standing.OURS)
+
+#: What Flux's kustomize-controller sets on every object it applies, and the field manager it applies with.
+FLUX_NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
+FLUX_NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
+FLUX_MANAGER = "kustomize-controller"
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,9 @@ class Holders:
         if target:
             return Claim(Standing.FOREIGN, f"gitops-job target {target}, stack {owner or '(none)'}")
         managers = sorted({str(m.get("manager")) for m in _managed_fields(live) if m.get("manager")})
+        flux = label(live, FLUX_NAME_LABEL), label(live, FLUX_NAMESPACE_LABEL)
+        if flux[0] and flux[1] and FLUX_MANAGER in managers:
+            return Claim(Standing.FLUX, f"Flux Kustomization {flux[1]}/{flux[0]}")
         return Claim(Standing.FOREIGN, f"{', '.join(managers) or 'someone else'}, not gitops-job")
 
     def _describe(self, stack: str) -> str:
@@ -102,6 +113,28 @@ def _managed_fields(live: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     meta = live.get("metadata")
     entries = meta.get("managedFields") if isinstance(meta, Mapping) else None
     return [e for e in entries if isinstance(e, Mapping)] if isinstance(entries, list) else []
+
+
+def flux_held(kustomizations: Iterable[Mapping[str, Any]]) -> dict[ObjectId, str]:
+    """What Flux still manages: each id the ``.status.inventory.entries`` of a live Flux Kustomization lists (ids
+    ``<namespace>_<name>_<group>_<kind>``), with the Kustomization that lists it. A suspended Kustomization holds
+    nothing (Flux neither applies nor prunes for it); one that is gone is not among ``kustomizations``."""
+    held: dict[ObjectId, str] = {}
+    for k in kustomizations:
+        meta, spec, status = (_mapping(k.get(key)) for key in ("metadata", "spec", "status"))
+        if spec.get("suspend") is True:
+            continue
+        for entry in _mapping(status.get("inventory")).get("entries") or ():
+            parts = str(entry.get("id") if isinstance(entry, Mapping) else "").split("_")
+            if len(parts) == 4 and parts[1] and parts[3]:
+                namespace, name, group, kind = parts
+                held.setdefault(ObjectId(group, kind, namespace, name),
+                                f"Flux Kustomization {meta.get('namespace')}/{meta.get('name')}")  # fmt: skip
+    return held
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def not_ours(live: Mapping[str, Any], target: str, stack: str) -> str | None:

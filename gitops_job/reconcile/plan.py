@@ -278,7 +278,8 @@ def _judged(
     if entry.action is Action.RECREATE:
         why = not_ours(w.live, target, w.obj.stack)
         if why or claim.standing is not Standing.OURS:
-            owner = f"owned by {claim.holder}" if claim.standing is Standing.FOREIGN else why or ""
+            foreign = claim.standing in (Standing.FOREIGN, Standing.FLUX)
+            owner = f"owned by {claim.holder}" if foreign else why or ""
             reason = (f"an immutable field changed, but it is not ours to delete and create again ({owner}); "
                       f"change it back, or delete it by hand and re-run")  # fmt: skip
             return PlanFailure(entry.id, entry.stack, entry.source, masker.scrub(reason))
@@ -286,6 +287,13 @@ def _judged(
     if claim.standing is Standing.MOVED:
         note = "; ".join(n for n in (entry.note, f"moved from stack {claim.holder}") if n)
         return replace(entry, note=note)
+    if claim.standing is Standing.FLUX:
+        after = display(w.obj.body, ignored_pointers(_rules(stacks, w.obj.stack), w.obj.id), masker)
+        note = masker.scrub(f"adopt (from kustomize-controller): {claim.holder} applied it; field manager "
+                            f"kustomize-controller -> gitops-job (apply takes it with --adopt-from-flux); its live "
+                            f"content is not shown")  # fmt: skip
+        return PlanEntry(entry.id, entry.stack, Action.ADOPT, entry.source, after=after, conflicts=entry.conflicts,
+                         note=note, from_flux=True)  # fmt: skip
     if claim.standing is Standing.FOREIGN:
         asked = (
             f" (adopted: {ANNOTATION_ADOPT}: enabled)" if annotation(w.obj.body, ANNOTATION_ADOPT) == "enabled" else ""

@@ -5,7 +5,9 @@ Guards, all checked before the first write of a run (:func:`guard`): never on an
 allowed). At delete time (:func:`prune`) each candidate must still carry this target's and stack's ownership labels
 (:func:`delete_owned`: the one delete, which recreate uses too); Namespaces, PersistentVolumeClaims and CRDs (which
 take data with them), and objects annotated ``gitops-job.io/prune: disabled``, are *retained*: their ownership
-labels are removed, nothing else changes. Deletes go in reverse apply order; a failed delete stays in the inventory.
+labels are removed, nothing else changes. An object a live Flux Kustomization's inventory still lists is left alone
+(unless that Kustomization is suspended or gone): during a migration Flux may still own it. Deletes go in reverse
+apply order; a failed delete stays in the inventory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from gitops_job.model import ANNOTATION_PRUNE, LABEL_STACK, LABEL_TARGET, annota
 from gitops_job.outcomes import Verdict
 from gitops_job.reconcile import order
 from gitops_job.reconcile.mask import Masker
-from gitops_job.reconcile.ownership import not_ours
+from gitops_job.reconcile.ownership import flux_held, not_ours
 from gitops_job.reconcile.results import Pruned
 
 DEFAULT_THRESHOLD = 0.5
@@ -62,8 +64,13 @@ def prune(
 ) -> list[Pruned]:
     """Delete ``candidates`` that are still ours, in reverse apply order; returns what happened to each."""
     results: list[Pruned] = []
+    flux = _flux_inventories(kube)
     for step in order.delete_steps(sorted(set(candidates)), lambda oid: oid):
         for oid in step:
+            if oid in flux:
+                why = f"left alone: {flux[oid]} still lists it in its inventory (suspend or delete it first)"
+                results.append(Pruned(oid, Verdict.NOT_OURS, why))
+                continue
             rt = kube.type_of(oid.group, oid.kind)
             if rt is None:
                 results.append(Pruned(oid, Verdict.GONE, "its kind is no longer served"))
@@ -73,6 +80,18 @@ def prune(
             except ApiError as e:
                 results.append(Pruned(oid, Verdict.FAILED, masker.scrub(f"{e.reason} (HTTP {e.status})")))
     return results
+
+
+def _flux_inventories(kube: Kube) -> dict[ObjectId, str]:
+    """What live Flux Kustomizations still list (:func:`~.ownership.flux_held`); nothing when Flux's
+    Kustomization kind is not served, or this identity may not list it."""
+    rt = kube.type_of("kustomize.toolkit.fluxcd.io", "Kustomization")
+    if rt is None:
+        return {}
+    try:
+        return flux_held(kube.list(rt))
+    except ApiError:
+        return {}
 
 
 def _one(kube: Kube, rt: ResourceType, oid: ObjectId, target: str, stack: str) -> Pruned:

@@ -93,6 +93,8 @@ class PlanEntry:
     #: Not dry-run (its Namespace or CRD is created by this plan): checked against its schema; apply dry-runs it once
     #: the Namespace or CRD exists, before writing anything after them.
     deferred: bool = False
+    #: An ADOPT of an object Flux's kustomize-controller applied (apply takes it only with --adopt-from-flux).
+    from_flux: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,16 @@ class StackRun:
     def counts(self) -> dict[str, int]:
         """``{"created": 2, "pruned": 1, "unchanged": 40, …}`` — what the run record and every report show."""
         return counts_of(self.plan, self.applied, self.pruned)
+
+
+def flux_adoptions(plan: Plan) -> frozenset[ObjectId]:
+    """The adoptions of objects Flux applied whose every field conflict is with Flux's field manager
+    (``kustomize-controller``): what ``apply --adopt-from-flux`` writes with force, taking exactly those fields."""
+    return frozenset(
+        e.id
+        for e in plan.entries
+        if e.action is Action.ADOPT and e.from_flux and all(c.manager == "kustomize-controller" for c in e.conflicts)
+    )
 
 
 def correctable(plan: Plan) -> frozenset[ObjectId]:

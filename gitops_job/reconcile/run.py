@@ -66,6 +66,7 @@ from gitops_job.reconcile.results import (
     counts_of,
     fail_if_failed,
     findings_text,
+    flux_adoptions,
     stray_message,
 )
 from gitops_job.reconcile.wait import wait_for
@@ -152,6 +153,7 @@ class ApplyOptions:
     force_conflicts: bool = False
     allow_mass_prune: bool = False
     adopt: bool = False  # take over live objects that are not ours (else only those annotated gitops-job.io/adopt)
+    adopt_from_flux: bool = False  # take over what Flux's kustomize-controller applied (its fields, with force)
     wait: bool = True  # False: skip every stack's health wait
     lock_wait: float = 300.0  # seconds to wait for another applier
     lock_ttl: float = 30.0
@@ -238,7 +240,7 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
         fail_if_failed(PlanError, whole.failures, PLAN_FAILED)
         if options.review is not None:
             options.review(whole)  # e.g. compare with the plan reviewed on the pull request; may refuse
-        refuse_adoptions(whole, rendered.objects, options.adopt)
+        refuse_adoptions(whole, rendered.objects, options.adopt, options.adopt_from_flux)
         runs, state.stacks = state.runs, tuple(s.name for s in selection.stacks)  # from here on, writes may happen
         failed: set[str] = set()
         namespace_ready = False
@@ -376,13 +378,29 @@ def refuse_non_descendant(
     )
 
 
-def refuse_adoptions(p: Plan, objects: Sequence[RenderedObject], adopt: bool) -> None:
+def _taken_back(plan: Plan, options: ApplyOptions) -> frozenset[ObjectId]:
+    """The objects written with force: what drifted (:func:`correctable`), and with ``--adopt-from-flux`` what Flux
+    applied whose every conflict is with kustomize-controller (:func:`flux_adoptions`)."""
+    return correctable(plan) | (flux_adoptions(plan) if options.adopt_from_flux else frozenset())
+
+
+def refuse_adoptions(p: Plan, objects: Sequence[RenderedObject], adopt: bool, from_flux: bool = False) -> None:
     """Refuse (before any write) to take over live objects that are not ours, unless ``adopt`` (``--adopt``) or the
-    object is annotated ``gitops-job.io/adopt: enabled``."""
+    object is annotated ``gitops-job.io/adopt: enabled``; what Flux applied only with ``from_flux``
+    (``--adopt-from-flux``)."""
+    flux = [e for e in p.entries if e.action is Action.ADOPT and e.from_flux]
+    if flux and not from_flux:
+        lines = "\n".join(f"  {e.id} (stack {e.stack}): {e.note.split(';')[0]}" for e in flux)
+        raise ValidationError(
+            f"{len(flux)} object(s) were applied by Flux (kustomize-controller); refusing to take them over (nothing "
+            f"was written):\n{lines}\nTo migrate them from Flux, re-run with --adopt-from-flux (their fields move "
+            "from the field manager kustomize-controller to gitops-job); suspend the Flux Kustomization first, or Flux "
+            "takes them back"
+        )
     if adopt:
         return
     asked = {o.id for o in objects if annotation(o.body, ANNOTATION_ADOPT) == "enabled"}
-    refused = [e for e in p.entries if e.action is Action.ADOPT and e.id not in asked]
+    refused = [e for e in p.entries if e.action is Action.ADOPT and not e.from_flux and e.id not in asked]
     if refused:
         lines = "\n".join(f"  {e.id} (stack {e.stack}): {e.note.split(';')[0]}" for e in refused)
         raise ValidationError(
@@ -474,7 +492,7 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
             if not new <= inv.objects:
                 inv = inventory.write(kube, dc_replace(inv, objects=inv.objects | new))  # write-ahead: old + new
             applied = apply_plan(skube, stack_plan, {o.id: o for o in objects}, revision, masker,
-                                 force_conflicts=options.force_conflicts, take_back=correctable(stack_plan),
+                                 force_conflicts=options.force_conflicts, take_back=_taken_back(stack_plan, options),
                                  concurrency=ctx.settings.concurrency, progress=ctx.progress,
                                  ignore_differences=stack.ignore_differences)  # fmt: skip
             fail_if_failed(ApplyError, [a for a in applied if not a.ok], "could not be applied; prune skipped", where)
@@ -544,7 +562,7 @@ def _replan(ctx: _ApplyRun, skube: Kube, work: _StackWork, inv: inventory.Invent
                           drift_revision=ctx.revision)  # fmt: skip
     fresh = plan(skube, ctx.selection.target.name, work.objects, {stack.name: stack}, options)
     fail_if_failed(PlanError, fresh.failures, PLAN_FAILED, where=f"stack {stack.name}")
-    refuse_adoptions(fresh, work.objects, ctx.options.adopt)
+    refuse_adoptions(fresh, work.objects, ctx.options.adopt, ctx.options.adopt_from_flux)
     if ctx.review_again is not None:
         ctx.review_again(stack.name, fresh)  # this stack has written nothing yet
     return fresh
