@@ -50,6 +50,7 @@ class Verdict(StrEnum):
     RETAINED = "retained"  # kept on purpose; no longer managed (labels removed)
     GONE = "gone"  # already deleted by someone else
     NOT_OURS = "not ours"  # no longer carries our labels (another stack's now, or never ours): left alone
+    HELD = "held by flux"  # a live Flux Kustomization's inventory still lists it: left alone, stays in the inventory
     FAILED = "failed"  # the delete failed: stays in the inventory
 
 

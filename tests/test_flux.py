@@ -16,6 +16,8 @@ import pytest
 
 from gitops_job.config.load import RepoConfig, Stack, Target, load_config
 from gitops_job.errors import ConfigError
+from gitops_job.identity import ObjectId
+from gitops_job.reconcile.ownership import Holders, Standing, flux_held
 from gitops_job.render import sandbox
 from gitops_job.render.stack import render_stack
 from tests.helpers import EXAMPLES, git_repo, gitops_job, write
@@ -88,6 +90,7 @@ def test_discovery_maps_fields_and_orders_by_depends_on(tmp_path: Path) -> None:
         "clusters/c/apps.yaml": ks("apps", "./apps", dependsOn=[{"name": "infra"}], wait=True, timeout="90s",
                                    targetNamespace="web", serviceAccountName="deployer"),
         "clusters/c/infra.yaml": ks("infra", "./infra", prune=False, interval="5m"),
+        "clusters/c/namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n",
         "apps/a.yaml": cm("a"),
         "infra/i.yaml": cm("i", "default"),
     })  # fmt: skip
@@ -145,7 +148,9 @@ def test_suspended_kustomization_is_not_walked(tmp_path: Path) -> None:
         "apps/nested.yaml": ks("nested", "./nested"),
         "nested/n.yaml": cm("n"),
     })  # fmt: skip
-    assert [s.name for s in load(root).stacks] == ["flux-system"]
+    config = load(root)
+    assert [s.name for s in config.stacks] == []  # the entry path holds only Flux objects: no stack of its own
+    assert "note: clusters/c: holds only Flux objects, so it is no stack of its own" in config.notes
 
 
 def test_nested_kustomizations_are_followed(tmp_path: Path) -> None:
@@ -222,7 +227,7 @@ def test_gitops_yaml_flux_path_beside_native_stacks(tmp_path: Path) -> None:
         "clusters/c/apps.yaml": ks("apps", "./apps"),
         "apps/a.yaml": cm("a"),
     })  # fmt: skip
-    assert [s.name for s in load_config(root).stacks] == ["extra", "flux-system", "apps"]
+    assert [s.name for s in load_config(root).stacks] == ["extra", "apps"]
     write(root, {"gitops.yaml": "flux: {path: clusters/c, typo: 1}\n"})
     with pytest.raises(ConfigError, match=r"gitops.yaml:1: flux.typo: unknown key 'typo'"):
         load_config(root)
@@ -422,3 +427,180 @@ def test_render_time_against_plain_kustomize(tmp_path: Path) -> None:
     plain = time.monotonic() - started
     print(f"render of examples/flux clusters/staging: gitops-job {ours:.3f}s (5 stacks), "
           f"kustomize build of the 3 kustomization paths {plain:.3f}s")  # fmt: skip
+
+
+# --- migration off Flux: ownership on the real cluster ------------------------------------------------------------
+
+FLUX_LABELS = "kustomize.toolkit.fluxcd.io"
+
+
+def test_migration_adopts_from_kustomize_controller_and_respects_flux_inventory(
+    tmp_path: Path, kubeconfig: Path, namespace: str, dyn: Any, api_client: Any
+) -> None:
+    """Objects Flux applied (its labels, field manager kustomize-controller) plan as 'adopt (from
+    kustomize-controller)', not as conflicts; apply refuses them without --adopt-from-flux and takes their fields with
+    it; an object a live Flux Kustomization's inventory lists is never pruned until that Kustomization is suspended."""
+    from kubernetes.dynamic.exceptions import NotFoundError
+
+    configmaps, kustomizations = _simulate_flux(dyn, api_client, namespace)
+    repo = tmp_path / "repo"
+    gitops = f"targets:\n  - name: t\n    inventoryNamespace: {namespace}\nflux: {{path: clusters/c}}\n"
+    write(repo, {
+        **INSTALL,
+        "gitops.yaml": gitops,
+        "clusters/c/apps.yaml": ks("apps", "./apps")
+        .replace('"namespace": "flux-system"}', f'"namespace": "{namespace}"}}')
+        .replace('"name": "flux-system"}', '"name": "flux-system", "namespace": "flux-system"}'),
+        "apps/settings.yaml": cm("settings", namespace, v="from git"),
+        "apps/kept.yaml": cm("kept", namespace, v="1"),
+    })  # fmt: skip
+    git_repo(repo)
+    args = ["--repo", str(repo)]
+    plan = json.loads(gitops_job(kubeconfig, "plan", *args, "-o", "json").stdout)
+    by_id = {e["id"]: e for e in plan["objects"]}
+    assert {e["action"] for e in by_id.values()} == {"adopt"}, plan
+    settings = by_id[f"ConfigMap/{namespace}/settings"]
+    assert settings["note"].startswith(f"adopt (from kustomize-controller): Flux Kustomization {namespace}/apps")
+    assert "kustomize-controller -> gitops-job" in settings["note"]
+    assert plan["failures"] == []
+
+    refused = gitops_job(kubeconfig, "apply", *args, ok=False)
+    assert refused.returncode != 0 and "re-run with --adopt-from-flux" in refused.stderr
+    assert "someone" not in refused.stderr
+    gitops_job(kubeconfig, "apply", *args, "--adopt-from-flux")
+    live = configmaps.get(name="settings", namespace=namespace).to_dict()
+    assert live["data"] == {"v": "from git"}
+    managers = {m["manager"]: m for m in live["metadata"]["managedFields"]}
+    assert "f:v" in json.dumps(managers["gitops-job"]["fieldsV1"])
+    assert "kustomize-controller" not in managers or "f:v" not in json.dumps(managers["kustomize-controller"])
+    assert "0 to create" in gitops_job(kubeconfig, "plan", *args).stdout
+
+    # Removed from git while Flux's inventory still lists it: left alone.
+    (repo / "apps/kept.yaml").unlink()
+    git_repo(repo)
+    applied = gitops_job(kubeconfig, "apply", *args, "-o", "json")
+    assert f"Flux Kustomization {namespace}/apps still lists it in its inventory" in applied.stdout + applied.stderr
+    assert configmaps.get(name="kept", namespace=namespace).to_dict()["data"] == {"v": "1"}
+    # Suspended in the cluster: Flux holds nothing any more, so the next apply prunes it.
+    kustomizations.patch(name="apps", namespace=namespace, body={"spec": {"suspend": True}},
+                         content_type="application/merge-patch+json")  # fmt: skip
+    gitops_job(kubeconfig, "apply", *args)
+    with pytest.raises(NotFoundError):
+        configmaps.get(name="kept", namespace=namespace)
+
+
+def _simulate_flux(dyn: Any, api_client: Any, namespace: str) -> tuple[Any, Any]:
+    """What Flux would have left: its Kustomization CRD, a Kustomization ``apps`` whose status lists two
+    ConfigMaps in its inventory, and those ConfigMaps applied by kustomize-controller with Flux's labels."""
+    from kubernetes import client
+
+    from tests.kube import crd, wait_until
+
+    schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    try:
+        client.ApiextensionsV1Api(api_client).create_custom_resource_definition(
+            crd("kustomize.toolkit.fluxcd.io", "Kustomization", schema)
+        )
+    except client.ApiException as e:
+        assert e.status == 409
+    wait_until(lambda: _served(dyn), 30, "Flux's Kustomization CRD served")
+    labels = {f"{FLUX_LABELS}/name": "apps", f"{FLUX_LABELS}/namespace": namespace}
+    configmaps = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    for name, value in (("settings", "from flux"), ("kept", "1")):
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace,
+                "labels": labels}, "data": {"v": value}}  # fmt: skip
+        dyn.server_side_apply(configmaps, body=body, namespace=namespace, field_manager="kustomize-controller")
+    kustomizations = dyn.resources.get(api_version="kustomize.toolkit.fluxcd.io/v1", kind="Kustomization")
+    inventory = {"entries": [{"id": f"{namespace}_settings__ConfigMap", "v": "v1"},
+                             {"id": f"{namespace}_kept__ConfigMap", "v": "v1"}]}  # fmt: skip
+    live_ks = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+               "metadata": {"name": "apps", "namespace": namespace},
+               "spec": {"path": "./apps", "prune": True}, "status": {"inventory": inventory}}  # fmt: skip
+    kustomizations.create(body=live_ks, namespace=namespace)
+    return configmaps, kustomizations
+
+
+def _served(dyn: Any) -> bool | None:
+    try:
+        dyn.resources.get(api_version="kustomize.toolkit.fluxcd.io/v1", kind="Kustomization")
+    except Exception:
+        dyn.resources.invalidate_cache() if hasattr(dyn.resources, "invalidate_cache") else None
+        return None
+    return True
+
+
+@pytest.mark.parametrize(
+    ("kustomizations", "expected"),
+    [
+        (
+            [
+                {
+                    "metadata": {"name": "apps", "namespace": "fs"},
+                    "status": {
+                        "inventory": {
+                            "entries": [
+                                {"id": "web_settings__ConfigMap"},
+                                {"id": "_widgets.example.com_apiextensions.k8s.io_CustomResourceDefinition"},
+                                {"id": "web_app_apps_Deployment"},
+                            ]
+                        }
+                    },
+                }
+            ],
+            {
+                ObjectId("", "ConfigMap", "web", "settings"): "Flux Kustomization fs/apps",
+                ObjectId(
+                    "apiextensions.k8s.io", "CustomResourceDefinition", "", "widgets.example.com"
+                ): "Flux Kustomization fs/apps",
+                ObjectId("apps", "Deployment", "web", "app"): "Flux Kustomization fs/apps",
+            },
+        ),
+        (
+            [
+                {
+                    "metadata": {"name": "apps", "namespace": "fs"},
+                    "spec": {"suspend": True},
+                    "status": {"inventory": {"entries": [{"id": "web_settings__ConfigMap"}]}},
+                }
+            ],
+            {},
+        ),  # suspended: holds nothing
+        ([{"metadata": {"name": "new"}, "status": {}}], {}),  # never reconciled: no inventory
+        (
+            [
+                {
+                    "metadata": {"name": "x"},
+                    "status": {"inventory": {"entries": [{"id": "garbage"}, "no", {"id": "a__b"}]}},
+                }
+            ],
+            {},
+        ),
+    ],
+)
+def test_flux_inventory_ids(kustomizations: list[dict[str, Any]], expected: dict[ObjectId, str]) -> None:
+    assert flux_held(kustomizations) == expected
+
+
+@pytest.mark.parametrize(
+    ("labels", "managers", "standing"),
+    [
+        ({f"{FLUX_LABELS}/name": "apps", f"{FLUX_LABELS}/namespace": "fs"}, ["kustomize-controller"], Standing.FLUX),
+        ({f"{FLUX_LABELS}/name": "apps", f"{FLUX_LABELS}/namespace": "fs"}, ["kubectl"], Standing.FOREIGN),
+        ({}, ["kustomize-controller"], Standing.FOREIGN),  # no Flux labels: not Flux's to hand over
+        (
+            {
+                "gitops-job.io/target": "t",
+                "gitops-job.io/stack": "s",
+                f"{FLUX_LABELS}/name": "apps",
+                f"{FLUX_LABELS}/namespace": "fs",
+            },
+            ["kustomize-controller"],
+            Standing.OURS,
+        ),
+    ],
+)
+def test_claim_of_what_flux_applied(labels: dict[str, str], managers: list[str], standing: Standing) -> None:
+    live = {"metadata": {"labels": labels, "managedFields": [{"manager": m} for m in managers]}}
+    holders = Holders(target="t", repository="r", stacks=frozenset({"s"}))
+    oid = ObjectId("", "ConfigMap", "web", "settings")
+    assert holders.claim(oid, "s", live).standing is standing

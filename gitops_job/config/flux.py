@@ -133,9 +133,11 @@ class _Walker:
 
     root: Path
     notes: list[str]
+    others: int = 0  # documents of the last walk that are not Flux's (what the path's own stack would apply)
 
     def documents(self, directory: Path) -> list[_Doc]:
         found: list[_Doc] = []
+        self.others = 0
         self._directory(directory, found, set())
         return found
 
@@ -176,10 +178,12 @@ class _Walker:
             return
         text = file.read_text(encoding="utf-8")
         if not _WORTH_PARSING.search(text):
+            self.others += bool(text.strip())
             return  # neither a Flux object nor substitution values: the stack's renderer reads it
         for body, line in load_documents(text, self._rel(file), error=ConfigError):
             if isinstance(body, dict):
                 found.append(_Doc(body, self._rel(file), line))
+                self.others += not _Doc(body, "", 0).group.endswith(TOOLKIT_SUFFIX)
 
     def _allowed(self, entry: Path) -> bool:
         return paths.refusal_of(paths.real(self.root), paths.real(entry)) is None
@@ -216,6 +220,7 @@ def discover(
     sources: dict[Ref, _Doc] = {}
     values: dict[Ref, _Doc] = {}
     pending: list[tuple[str, list[_Doc]]] = [(entry_rel, walker.documents(top))]
+    entry_objects = walker.others
     walked = {entry_rel}
     while pending:
         _, docs = pending.pop(0)
@@ -237,11 +242,15 @@ def discover(
     names = _stack_names(kustomizations)
     stacks: list[Any] = []
     install_dirs = tuple(sorted({d.file.rpartition("/")[0] for d in sources.values() if d.file.endswith(SYNC_FILE)}))
-    if sync is None:
+    if not entry_objects:
+        notes.append(f"note: {entry_rel}: holds only Flux objects, so it is no stack of its own")
+    elif sync is None:
         stacks.append(make_stack(name=ENTRY_STACK, path=entry_rel, render="kustomize", prune=True,
                                  flux=FluxBuild(Ref("Kustomization", "flux-system", ENTRY_STACK), where,
                                                 skip=install_dirs)))  # fmt: skip
     for ref, doc in sorted(kustomizations.items(), key=lambda item: item[1] is not sync):  # the entry path first
+        if doc is sync and not entry_objects:
+            continue
         stack = _stack(doc, ref, names, sources, values, this_repository, notes, make_stack, seconds,
                        skip=install_dirs if doc is sync else ())  # fmt: skip
         if stack is not None:

@@ -69,7 +69,7 @@ def prune(
         for oid in step:
             if oid in flux:
                 why = f"left alone: {flux[oid]} still lists it in its inventory (suspend or delete it first)"
-                results.append(Pruned(oid, Verdict.NOT_OURS, why))
+                results.append(Pruned(oid, Verdict.HELD, why))
                 continue
             rt = kube.type_of(oid.group, oid.kind)
             if rt is None:

@@ -503,7 +503,7 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
                 # written this inventory since we read it (it took the lock), and then nothing is pruned.
                 inv = inventory.write(kube, inv)
                 pruned = prune.prune(skube, old - new, target=target.name, stack=stack.name, masker=masker)
-            kept = {r.id for r in pruned if r.verdict is Verdict.FAILED}
+            kept = {r.id for r in pruned if r.verdict in (Verdict.FAILED, Verdict.HELD)}  # pruned by a later run
             remaining = new | kept if stack.prune else old | new
             if remaining != inv.objects:
                 inv = inventory.write(kube, dc_replace(inv, objects=remaining))
