@@ -604,3 +604,53 @@ def test_claim_of_what_flux_applied(labels: dict[str, str], managers: list[str],
     holders = Holders(target="t", repository="r", stacks=frozenset({"s"}))
     oid = ObjectId("", "ConfigMap", "web", "settings")
     assert holders.claim(oid, "s", live).standing is standing
+
+
+def test_substitute_from_the_cluster_is_read_there_named_and_masked(
+    tmp_path: Path, kubeconfig: Path, namespace: str, api_client: Any
+) -> None:
+    """A substituteFrom ConfigMap or Secret the repository does not hold is read from the cluster and named on
+    stderr; the Secret's value never appears in any output, even substituted into a ConfigMap; a missing one is an
+    error naming it unless optional."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    planted = "planted-s3cret-Value-91"
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"token": planted}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "region"}, "data": {"region": "eu"}})
+    post = {"substituteFrom": [{"kind": "ConfigMap", "name": "region"}, {"kind": "Secret", "name": "creds"},
+                               {"kind": "ConfigMap", "name": "absent", "optional": True}]}  # fmt: skip
+    kustomization = (
+        ks("apps", "./apps", postBuild=post)
+        .replace('"namespace": "flux-system"}', f'"namespace": "{namespace}"}}')
+        .replace('"name": "flux-system"}', '"name": "flux-system", "namespace": "flux-system"}')
+    )
+    repo = tmp_path / "repo"
+    write(repo, {
+        **INSTALL,
+        "gitops.yaml": f"targets:\n  - name: t\n    inventoryNamespace: {namespace}\nflux: {{path: clusters/c}}\n",
+        "clusters/c/apps.yaml": kustomization,
+        "apps/app.yaml": cm("app", namespace, region="${region}", token="${token}"),
+    })  # fmt: skip
+    git_repo(repo)
+    text = gitops_job(kubeconfig, "plan", "--repo", str(repo))
+    as_json = gitops_job(kubeconfig, "plan", "--repo", str(repo), "-o", "json")
+    for out in (text, as_json):
+        assert planted not in out.stdout + out.stderr
+    assert f"postBuild.substituteFrom Secret/{namespace}/creds: not in the repository, read from the cluster" in (
+        text.stderr
+    )
+    assert f"ConfigMap/{namespace}/absent: not in the repository nor the cluster; optional, so skipped" in text.stderr
+    assert "region: eu" in text.stdout and "<secret #" in text.stdout
+    gitops_job(kubeconfig, "apply", "--repo", str(repo))
+    assert core.read_namespaced_config_map("app", namespace).data == {"region": "eu", "token": planted}
+
+    write(
+        repo, {"clusters/c/apps.yaml": kustomization.replace('"name": "absent", "optional": true', '"name": "absent"')}
+    )
+    git_repo(repo)
+    missing = gitops_job(kubeconfig, "plan", "--repo", str(repo), ok=False)
+    assert missing.returncode != 0
+    assert (f"ConfigMap/{namespace}/absent is neither in the Flux repository nor in the cluster; add it, or mark it "
+            "optional: true") in missing.stderr  # fmt: skip
+    assert "clusters/c/apps.yaml:1: postBuild.substituteFrom" in missing.stderr

@@ -21,7 +21,8 @@ def render(output: str, **kw: Any) -> None:
     Offline: needs no cluster. Each YAML document is preceded by a comment naming its stack and source file:line.
     Secret values are masked (<secret #N>), as in every output of gitops-job.
     """
-    rendered = context.render(context.select(settings_of(**kw)), kw["variables"])
+    settings = settings_of(**kw)
+    rendered = context.render(context.select(settings), settings.vars, on_note=settings.on_note)
     masker = rendered.masker  # has learned every Secret of the target
     if output == "json":
         items = [masker.mask(o.body) for o in rendered.objects]
@@ -45,11 +46,11 @@ def validate_cmd(offline: bool, **kw: Any) -> None:
     settings = settings_of(**kw)
     selection = context.select(settings)
     if offline:
-        rendered = context.render(selection, settings.vars)
+        rendered = context.render(selection, settings.vars, on_note=settings.on_note)
     else:
         kube = context.connect(settings, selection.target)
         try:
-            rendered = context.render(selection, settings.vars, kube)
+            rendered = context.render(selection, settings.vars, kube, on_note=settings.on_note)
         finally:
             kube.close()
     stacks = len(rendered.selection.stacks)

@@ -21,6 +21,7 @@ from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Forbidden, Kube
 from gitops_job.model import LABEL_STACK, LABEL_TARGET, RenderedObject
 from gitops_job.reconcile import inventory, ownership
+from gitops_job.reconcile.flux import with_cluster_values
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.results import Health
 from gitops_job.reconcile.validate import builtin_scopes, crd_scopes, validate
@@ -83,6 +84,7 @@ def render(
     masker: Masker | None = None,
     *,
     done: Mapping[str, Sequence[RenderedObject]] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Rendered:
     """Render and validate every selected stack; with ``kube``, unknown kinds are checked by discovery too.
 
@@ -93,6 +95,9 @@ def render(
 
     ``done``: stacks rendered already in this run (another call's :attr:`Rendered.others`, whose ``masker`` has
     learned every stack): those are not rendered again, and no other stack is rendered to be learned.
+
+    With ``kube``, a Flux stack's substitution values that only the cluster holds are read there first (their
+    Secrets learned by ``masker``), each named to ``on_note``; offline, they are not read.
     """
     masker = masker if masker is not None else Masker()
     scopes: Callable[[str, str], bool | None] = builtin_scopes
@@ -105,11 +110,12 @@ def render(
 
     errors: list[GitopsJobError] = []
     per_stack: list[tuple[cfg.Stack, list[RenderedObject]]] = []
-    for stack in selection.stacks:
-        if done is not None and stack.name in done:
-            per_stack.append((stack, list(done[stack.name])))
+    for selected in selection.stacks:
+        if done is not None and selected.name in done:
+            per_stack.append((selected, list(done[selected.name])))
             continue
         try:
+            stack = _with_cluster_values(kube, selected, selection.target, masker, on_note)
             per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables)))
         except GitopsJobError as e:
             errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
@@ -132,6 +138,23 @@ def render(
     if errors:
         raise (errors[0] if len(errors) == 1 else ErrorGroup(errors)).scrubbed(masker.scrub)
     return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects), masker, others)
+
+
+def _with_cluster_values(
+    kube: Kube | None, stack: cfg.Stack, target: cfg.Target, masker: Masker, on_note: Callable[[str], None] | None
+) -> cfg.Stack:
+    """A Flux stack with the substituteFrom values only the cluster holds (:mod:`gitops_job.reconcile.flux`)."""
+    if stack.flux is None or not stack.flux.cluster_values:
+        return stack
+    if kube is None:
+        notes = [f"note: {stack.flux.source}: postBuild.substituteFrom {v.ref} is not in the repository and this "
+                 "render is offline: not read" for v in stack.flux.cluster_values]  # fmt: skip
+    else:
+        stack, notes = with_cluster_values(stack_kube(kube, stack, target), stack, masker)
+    if on_note is not None:
+        for note in notes:
+            on_note(note)
+    return stack
 
 
 def _learn_other_stacks(

@@ -95,7 +95,7 @@ def run_plan(settings: Settings, progress: Progress | None = None, *, drift: boo
     with connected(settings) as (selection, kube), scrubbing(masker):
         stored = stored_inventories(kube, selection)
         learn_live_secrets(kube, selection.target, stored.values(), masker)  # first: before any diff or error
-        rendered = render(selection, settings.vars, kube, masker)
+        rendered = render(selection, settings.vars, kube, masker, on_note=settings.on_note)
         holders = holders_of(kube, selection, rendered, stored, settings.vars, masker)
         inventories = {s.name: stored[s.name] for s in selection.stacks}
         at = git.revision(selection.config.root) if drift else None
@@ -226,7 +226,7 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
         stored = stored_inventories(kube, selection)
         refuse_non_descendant(selection, stored, revision, options)  # before any write, before rendering
         learn_live_secrets(kube, target, stored.values(), masker)  # first: before any diff or error is built
-        rendered = render(selection, settings.vars, kube, masker)
+        rendered = render(selection, settings.vars, kube, masker, on_note=settings.on_note)
         by_stack = {s.name: [o for o in rendered.objects if o.stack == s.name] for s in selection.stacks}
         holders = holders_of(kube, selection, rendered, stored, settings.vars, masker)  # refuses before the first write
         inventories = {s.name: stored[s.name] for s in selection.stacks}
