@@ -404,8 +404,8 @@ def test_acceptance_examples_flux_staging(tmp_path: Path, kubeconfig: Path) -> N
     write(repo, {"clusters/staging/infrastructure.yaml": infra})
     git_repo(repo)
     suspended = gitops_job(kubeconfig, "plan", *args)
-    assert "note: clusters/staging/apps.yaml:1: Kustomization/flux-system/apps is suspended" in suspended.stderr
-    assert ("warning: clusters/staging/infrastructure.yaml:1: Kustomization/flux-system/infra-controllers: "
+    assert "note: clusters/staging/apps.yaml:13: Kustomization/flux-system/apps is suspended" in suspended.stderr
+    assert ("warning: clusters/staging/infrastructure.yaml:12: Kustomization/flux-system/infra-controllers: "
             "spec.decryption is not supported") in suspended.stderr  # fmt: skip
     assert "stack apps" not in suspended.stdout and "prune" not in suspended.stdout.replace("0 to prune", "")
 

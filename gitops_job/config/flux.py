@@ -103,10 +103,22 @@ class _Doc:
     body: Mapping[str, Any]
     file: str  # repo-relative
     line: int
+    text: str = field(default="", repr=False, compare=False)  # the file's text: where a field is written
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
+
+    def at(self, key: str) -> str:
+        """``file:line`` of the first ``key:`` this document writes (a field of its spec), else of the document."""
+        pattern = re.compile(rf"^\s*(?:-\s+)?[\"']?{re.escape(key)}[\"']?\s*:")
+        lines = self.text.splitlines()[self.line - 1 :]
+        for n, line in enumerate(lines):
+            if n and line.startswith(("---", "apiVersion:")):
+                break  # the next document
+            if pattern.match(line):
+                return f"{self.file}:{self.line + n}"
+        return self.where
 
     @property
     def group(self) -> str:
@@ -182,7 +194,7 @@ class _Walker:
             return  # neither a Flux object nor substitution values: the stack's renderer reads it
         for body, line in load_documents(text, self._rel(file), error=ConfigError):
             if isinstance(body, dict):
-                found.append(_Doc(body, self._rel(file), line))
+                found.append(_Doc(body, self._rel(file), line, text))
                 self.others += not _Doc(body, "", 0).group.endswith(TOOLKIT_SUFFIX)
 
     def _allowed(self, entry: Path) -> bool:
@@ -310,11 +322,11 @@ def _stack(
     name = names[ref]
     for key in spec:
         if key in UNSUPPORTED:
-            notes.append(f"warning: {doc.where}: {ref}: spec.{key} is not supported: {UNSUPPORTED[key]}")
+            notes.append(f"warning: {doc.at(key)}: {ref}: spec.{key} is not supported: {UNSUPPORTED[key]}")
         elif key not in SUPPORTED:
-            notes.append(f"warning: {doc.where}: {ref}: spec.{key} is not a field gitops-job knows; ignored")
+            notes.append(f"warning: {doc.at(key)}: {ref}: spec.{key} is not a field gitops-job knows; ignored")
     if spec.get("suspend") is True:
-        notes.append(f"note: {doc.where}: {ref} is suspended (spec.suspend: true): skipped, nothing applied or pruned")
+        notes.append(f"note: {doc.at('suspend')}: {ref} is suspended (spec.suspend: true): skipped, nothing applied or pruned")
         return None
     if "kubeConfig" in spec:
         return None
