@@ -475,9 +475,13 @@ def test_migration_adopts_from_kustomize_controller_and_respects_flux_inventory(
     assert "kustomize-controller" not in managers or "f:v" not in json.dumps(managers["kustomize-controller"])
     assert "0 to create" in gitops_job(kubeconfig, "plan", *args).stdout
 
-    # Removed from git while Flux's inventory still lists it: left alone.
+    # Removed from git while Flux's inventory still lists it: the plan says so, and apply leaves it.
     (repo / "apps/kept.yaml").unlink()
     git_repo(repo)
+    held = json.loads(gitops_job(kubeconfig, "plan", *args, "-o", "json").stdout)
+    (entry,) = [e for e in held["objects"] if e["action"] == "prune"]
+    assert entry["id"] == f"ConfigMap/{namespace}/kept"
+    assert entry["note"].startswith(f"held by flux: Flux Kustomization {namespace}/apps still lists it")
     applied = gitops_job(kubeconfig, "apply", *args, "-o", "json")
     assert f"Flux Kustomization {namespace}/apps still lists it in its inventory" in applied.stdout + applied.stderr
     assert configmaps.get(name="kept", namespace=namespace).to_dict()["data"] == {"v": "1"}

@@ -326,7 +326,8 @@ def _stack(
         elif key not in SUPPORTED:
             notes.append(f"warning: {doc.at(key)}: {ref}: spec.{key} is not a field gitops-job knows; ignored")
     if spec.get("suspend") is True:
-        notes.append(f"note: {doc.at('suspend')}: {ref} is suspended (spec.suspend: true): skipped, nothing applied or pruned")
+        where = doc.at("suspend")
+        notes.append(f"note: {where}: {ref} is suspended (spec.suspend: true): skipped, nothing applied or pruned")
         return None
     if "kubeConfig" in spec:
         return None

@@ -53,6 +53,7 @@ from gitops_job.reconcile.normalize import (
     respecting_ignored,
 )
 from gitops_job.reconcile.ownership import OURS, Claim, Holders, Standing, not_ours
+from gitops_job.reconcile.prune import held_by_flux
 from gitops_job.reconcile.results import DriftFinding, FieldConflict, Health, Plan, PlanEntry, PlanFailure, Progress
 from gitops_job.reconcile.schema import Schemas
 from gitops_job.reconcile.validate import crd_scopes
@@ -174,7 +175,9 @@ def plan(
         else:
             failures.append(result)
 
-    entries.extend(PlanEntry(oid, stack, Action.PRUNE, before=display(live, [], masker)) for stack, oid, live in prunes)
+    held = held_by_flux(kube) if prunes else {}
+    entries.extend(PlanEntry(oid, stack, Action.PRUNE, before=display(live, [], masker), note=_held(held.get(oid)))
+                   for stack, oid, live in prunes)  # fmt: skip
     entries.sort(key=lambda e: (e.stack, e.id))
     failures.sort(key=lambda f: (f.stack, f.id))
     strays = strays_of(live_index.values(), target, stacks, rendered, previous or {})
@@ -303,6 +306,14 @@ def _judged(
         return PlanEntry(entry.id, entry.stack, Action.ADOPT, entry.source, after=after, conflicts=entry.conflicts,
                          note=note)  # fmt: skip
     return entry
+
+
+def _held(holder: str | None) -> str:
+    """What a prune candidate's entry says when a live Flux Kustomization still lists it (prune leaves it)."""
+    if holder is None:
+        return ""
+    return (f"held by flux: {holder} still lists it in its inventory; apply leaves it (it stays in the stack's "
+            "inventory) until that Kustomization is suspended or gone")  # fmt: skip
 
 
 def strays_of(

@@ -64,7 +64,7 @@ def prune(
 ) -> list[Pruned]:
     """Delete ``candidates`` that are still ours, in reverse apply order; returns what happened to each."""
     results: list[Pruned] = []
-    flux = _flux_inventories(kube)
+    flux = held_by_flux(kube)
     for step in order.delete_steps(sorted(set(candidates)), lambda oid: oid):
         for oid in step:
             if oid in flux:
@@ -82,7 +82,7 @@ def prune(
     return results
 
 
-def _flux_inventories(kube: Kube) -> dict[ObjectId, str]:
+def held_by_flux(kube: Kube) -> dict[ObjectId, str]:
     """What live Flux Kustomizations still list (:func:`~.ownership.flux_held`); nothing when Flux's
     Kustomization kind is not served, or this identity may not list it."""
     rt = kube.type_of("kustomize.toolkit.fluxcd.io", "Kustomization")
