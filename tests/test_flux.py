@@ -126,18 +126,33 @@ def test_discovery_maps_fields_and_orders_by_depends_on(tmp_path: Path) -> None:
             "spec.kubeConfig is not supported: a remote cluster is not reconciled: this Kustomization is skipped",
         ),
         ({"fancyNewField": 1}, "spec.fancyNewField is not a field gitops-job knows; ignored"),
+        (
+            {"sourceRef": {"kind": "OCIRepository", "name": "o"}},
+            "spec.sourceRef OCIRepository/flux-system/o: a OCIRepository source is not supported (only this Git "
+            "repository is read): this Kustomization is skipped",
+        ),
+        (
+            {"sourceRef": {"kind": "GitRepository", "name": "other"}},
+            "spec.sourceRef GitRepository/flux-system/other (clusters/c/other.yaml:1) is another repository "
+            "(git.example.com/other/repo), which is not fetched",
+        ),
     ],
 )
 def test_unsupported_and_suspended_are_said_with_file_and_line(
     tmp_path: Path, spec: dict[str, Any], expected: str
 ) -> None:
-    root = flux_repo(tmp_path, {"clusters/c/apps.yaml": ks("apps", "./apps", **spec), "apps/a.yaml": cm("a")})
+    other = (
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: other\n"
+        "  namespace: flux-system\nspec:\n  url: https://git.example.com/other/repo.git\n"
+    )
+    files = {"clusters/c/apps.yaml": ks("apps", "./apps", **spec), "clusters/c/other.yaml": other}
+    root = flux_repo(tmp_path, {**files, "apps/a.yaml": cm("a")})
     config = load(root)
     assert any(
         expected in n and n.startswith(("note: clusters/c/apps.yaml:1: ", "warning: clusters/c/apps.yaml:1: "))
         for n in config.notes
     ), config.notes
-    skipped = "suspend" in spec or "kubeConfig" in spec
+    skipped = "suspend" in spec or "kubeConfig" in spec or "sourceRef" in spec
     assert ("apps" in {s.name for s in config.stacks}) is not skipped
 
 
@@ -175,16 +190,11 @@ def test_nested_kustomizations_are_followed(tmp_path: Path) -> None:
         ({"clusters/c/apps.yaml": ks("apps", "./missing")}, "spec.path 'missing' is not a directory"),
         ({"clusters/c/apps.yaml": ks("apps", "../../outside")}, "escapes the repository"),
         (
-            {"clusters/c/apps.yaml": ks("apps", "./apps", sourceRef={"kind": "OCIRepository", "name": "o"})},
-            "spec.sourceRef OCIRepository/flux-system/o: a OCIRepository source is not supported",
-        ),
-        (
             {
-                "clusters/c/apps.yaml": ks("apps", "./apps", sourceRef={"kind": "GitRepository", "name": "other"}),
-                "clusters/c/other.yaml": "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n"
-                "  name: other\n  namespace: flux-system\nspec:\n  url: https://git.example.com/other/repo.git\n",
+                "clusters/c/apps.yaml": ks("apps", "./apps", dependsOn=[{"name": "oci"}]),
+                "clusters/c/oci.yaml": ks("oci", "./apps", sourceRef={"kind": "OCIRepository", "name": "o"}),
             },
-            "is another repository (git.example.com/other/repo)",
+            "spec.dependsOn names Kustomization/flux-system/oci, which is skipped (see its warning)",
         ),
         (
             {

@@ -243,13 +243,9 @@ def discover(
             if path in walked or doc.body.get("spec", {}).get("suspend") is True:
                 continue
             walked.add(path)
-            try:
-                found = paths.resolve(root, path)
-            except paths.PathRefused as e:
-                raise ConfigError(f"{ref}: spec.path {e.reason}", where=doc.where) from None
-            if not found.is_dir():
-                raise ConfigError(f"{ref}: spec.path {path!r} is not a directory in this repository", where=doc.where)
-            pending.append((path, walker.documents(found)))
+            found = _directory_of(root, doc, ref)
+            if found is not None:  # else: another source's path, or a problem its stack reports
+                pending.append((path, walker.documents(found)))
     sync = next((d for d in kustomizations.values() if _path_of(d) == entry_rel), None)
     names = _stack_names(kustomizations)
     stacks: list[Any] = []
@@ -263,7 +259,7 @@ def discover(
     for ref, doc in sorted(kustomizations.items(), key=lambda item: item[1] is not sync):  # the entry path first
         if doc is sync and not entry_objects:
             continue
-        stack = _stack(doc, ref, names, sources, values, this_repository, notes, make_stack, seconds,
+        stack = _stack(root, doc, ref, names, sources, values, this_repository, notes, make_stack, seconds,
                        skip=install_dirs if doc is sync else ())  # fmt: skip
         if stack is not None:
             stacks.append(stack)
@@ -306,6 +302,7 @@ def _stack_names(kustomizations: Mapping[Ref, _Doc]) -> dict[Ref, str]:
 
 
 def _stack(
+    root: Path,
     doc: _Doc,
     ref: Ref,
     names: Mapping[Ref, str],
@@ -333,7 +330,12 @@ def _stack(
         return None
     if not _DNS_LABEL.fullmatch(name):
         raise ConfigError(f"{ref}: the stack name {name!r} is not a DNS label", where=doc.where)
-    _check_source(doc, ref, spec, sources, this_repository)
+    problem = _source_problem(doc, ref, spec, sources, this_repository)
+    if problem:
+        notes.append(f"warning: {doc.at('sourceRef')}: {ref}: {problem}: this Kustomization is skipped")
+        return None
+    if _directory_of(root, doc, ref, strict=True) is None:
+        return None
     post = spec.get("postBuild") or {}
     substitute, cluster = _substitutions(doc, ref, post, values)
     kustomization: dict[str, Any] = {}
@@ -398,36 +400,54 @@ def _check_dependencies(stacks: Sequence[Any], kustomizations: Mapping[Ref, _Doc
             if name in suspended and names[ref] in known:
                 raise ConfigError(f"{ref}: spec.dependsOn names {target}, which is suspended: Flux would not apply "
                                   f"{ref} either; suspend it too or drop the dependency", where=doc.where)  # fmt: skip
+            if name not in known and names[ref] in known:
+                reason = f"{ref}: spec.dependsOn names {target}, which is skipped (see its warning): drop it"
+                raise ConfigError(reason, where=doc.where)
 
 
-def _check_source(
+def _directory_of(root: Path, doc: _Doc, ref: Ref, *, strict: bool = False) -> Path | None:
+    """The Kustomization's ``spec.path`` in this repository; None when it is not a directory here (``strict``: a
+    ConfigError naming the Kustomization instead)."""
+    path = _path_of(doc)
+    try:
+        found = paths.resolve(root, path)
+    except paths.PathRefused as e:
+        if strict:
+            raise ConfigError(f"{ref}: spec.path {e.reason}", where=doc.at("path")) from None
+        return None
+    if not found.is_dir():
+        if strict:
+            reason = f"{ref}: spec.path {path!r} is not a directory in this repository"
+            raise ConfigError(reason, where=doc.at("path"))
+        return None
+    return found
+
+
+def _source_problem(
     doc: _Doc, ref: Ref, spec: Mapping[str, Any], sources: Mapping[Ref, _Doc], this_repository: str | None
-) -> None:
-    """A Kustomization's sourceRef must be this repository: a GitRepository whose URL is this checkout's remote,
-    or the bootstrap's ``flux-system`` GitRepository (the one the sync Kustomization reads)."""
+) -> str | None:
+    """Why the Kustomization's source is not this repository (None: it is): its sourceRef must be the bootstrap's
+    ``flux-system`` GitRepository (the one the sync Kustomization reads), or a GitRepository whose URL is this
+    checkout's remote. Other sources are not fetched (docs/flux.md)."""
     raw = spec.get("sourceRef") or {}
     source = Ref(str(raw.get("kind") or "GitRepository"), str(raw.get("namespace") or ref.namespace),
                  str(raw.get("name") or ""))  # fmt: skip
     if source.kind != "GitRepository":
-        raise ConfigError(f"{ref}: spec.sourceRef {source}: a {source.kind} source is not supported; gitops-job "
-                          f"reads Kustomizations whose source is this Git repository", where=doc.where)  # fmt: skip
+        return f"spec.sourceRef {source}: a {source.kind} source is not supported (only this Git repository is read)"
     found = sources.get(source)
     if found is None:
         if source.name == ENTRY_STACK:
-            return  # the bootstrap's own GitRepository: this repository, whether or not gotk-sync.yaml is here
-        raise ConfigError(f"{ref}: spec.sourceRef {source} is not in the Flux repository", where=doc.where)
-    url = str((found.body.get("spec") or {}).get("url") or "")
+            return None  # the bootstrap's own GitRepository: this repository, whether or not gotk-sync.yaml is here
+        return f"spec.sourceRef {source} is not in the Flux repository"
+    if source.name == ENTRY_STACK and found.file.endswith(SYNC_FILE):
+        return None
     from gitops_job.git import canonical_remote  # the URL rule is git's
 
-    if source.name == ENTRY_STACK and found.file.endswith(SYNC_FILE):
-        return
-    if this_repository is not None and canonical_remote(url) == this_repository:
-        return
-    raise ConfigError(
-        f"{ref}: spec.sourceRef {source} ({found.where}) is another repository ({canonical_remote(url)}); "
-        "gitops-job renders only this repository's Kustomizations: vendor that repository's manifests here",
-        where=doc.where,
-    )
+    url = canonical_remote(str((found.body.get("spec") or {}).get("url") or ""))
+    if this_repository is not None and url == this_repository:
+        return None
+    return (f"spec.sourceRef {source} ({found.where}) is another repository ({url}), which is not fetched: vendor its "
+            "manifests into this repository")  # fmt: skip
 
 
 def _substitutions(
