@@ -253,7 +253,7 @@ def discover(
     if not entry_objects:
         notes.append(f"note: {entry_rel}: holds only Flux objects, so it is no stack of its own")
     elif sync is None:
-        stacks.append(make_stack(name=ENTRY_STACK, path=entry_rel, render="kustomize", prune=True,
+        stacks.append(make_stack(name=ENTRY_STACK, path=entry_rel, render="kustomize", prune=True, wait=False,
                                  flux=FluxBuild(Ref("Kustomization", "flux-system", ENTRY_STACK), where,
                                                 skip=install_dirs)))  # fmt: skip
     for ref, doc in sorted(kustomizations.items(), key=lambda item: item[1] is not sync):  # the entry path first

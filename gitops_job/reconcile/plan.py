@@ -175,7 +175,7 @@ def plan(
         else:
             failures.append(result)
 
-    held = held_by_flux(kube) if prunes else {}
+    held = held_by_flux(kube, strict=False) if prunes else {}
     entries.extend(PlanEntry(oid, stack, Action.PRUNE, before=display(live, [], masker), note=_held(held.get(oid)))
                    for stack, oid, live in prunes)  # fmt: skip
     entries.sort(key=lambda e: (e.stack, e.id))

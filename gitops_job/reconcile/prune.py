@@ -82,16 +82,24 @@ def prune(
     return results
 
 
-def held_by_flux(kube: Kube) -> dict[ObjectId, str]:
+def held_by_flux(kube: Kube, *, strict: bool = True) -> dict[ObjectId, str]:
     """What live Flux Kustomizations still list (:func:`~.ownership.flux_held`); nothing when Flux's
-    Kustomization kind is not served, or this identity may not list it."""
+    Kustomization kind is not served. When they cannot be listed: a PruneError (``strict``: prune deletes nothing
+    it cannot check), else nothing (the plan)."""
     rt = kube.type_of("kustomize.toolkit.fluxcd.io", "Kustomization")
     if rt is None:
         return {}
     try:
         return flux_held(kube.list(rt))
-    except ApiError:
-        return {}
+    except ApiError as e:
+        if not strict:
+            return {}
+        raise PruneError(
+            f"Flux's Kustomizations are served but could not be listed ({e.reason}, HTTP {e.status}), so prune cannot "
+            "tell what Flux still holds; nothing was deleted. Let this identity list "
+            "kustomizations.kustomize.toolkit.fluxcd.io in every namespace",
+            where="prune",
+        ) from None
 
 
 def _one(kube: Kube, rt: ResourceType, oid: ObjectId, target: str, stack: str) -> Pruned:
