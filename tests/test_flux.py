@@ -678,3 +678,21 @@ def test_substitute_from_the_cluster_is_read_there_named_and_masked(
     assert (f"ConfigMap/{namespace}/absent is neither in the Flux repository nor in the cluster; add it, or mark it "
             "optional: true") in missing.stderr  # fmt: skip
     assert "clusters/c/apps.yaml:1: postBuild.substituteFrom" in missing.stderr
+
+
+def test_a_repository_secret_substituted_elsewhere_is_masked_in_render(tmp_path: Path) -> None:
+    """A Secret the repository holds, read by substituteFrom into a ConfigMap: `render` (text and JSON) shows
+    neither the Secret's value nor the ConfigMap's copy of it."""
+    planted = "planted-Zq81-value"
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "flux-system"},
+              "stringData": {"token": planted}}  # fmt: skip
+    root = flux_repo(tmp_path, {
+        "clusters/c/vars.yaml": json.dumps(secret) + "\n",
+        "clusters/c/apps.yaml": ks("apps", "./apps", postBuild={"substituteFrom": [{"kind": "Secret", "name": "s"}]}),
+        "apps/cm.yaml": cm("a", "default", token="${token}"),
+    })  # fmt: skip
+    for output in ("yaml", "json"):
+        result = gitops_job(tmp_path / "no-kubeconfig", "render", "--repo", str(root), "--flux", "clusters/c",
+                            "-o", output)  # fmt: skip
+        assert planted not in result.stdout + result.stderr
+        assert "<secret #1>" in result.stdout
