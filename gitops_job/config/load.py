@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 
 from gitops_job import memo
-from gitops_job.config import notifications, paths
+from gitops_job.config import notifications, paths, sources
 from gitops_job.config.notifications import Receiver
+from gitops_job.config.sources import RemoteChart, Sources
 from gitops_job.errors import ConfigError, ErrorGroup
 from gitops_job.yamlio import load_documents
 
@@ -86,6 +87,7 @@ class Stack:
     ignore_differences: tuple[IgnoreDifference, ...] = ()
     values: tuple[str, ...] = ()  # helm: values files, repo-relative
     release_name: str | None = None  # helm: default is the stack name
+    chart: RemoteChart | None = None  # helm: a remote chart (path then holds only the values files)
     # Flux-style ${VAR} substitution after rendering: None = off; else on, with these variables over the vars
     substitute: Mapping[str, Any] | None = None
 
@@ -98,6 +100,7 @@ class RepoConfig:
     stacks: tuple[Stack, ...]  # in dependsOn order: every stack after the stacks it depends on
     name: str | None = None  # the repository's name (inventories record it); default: its git remote
     receivers: tuple[Receiver, ...] = ()  # notifications.receivers: told how each run went (gitops_job.notify)
+    sources: Sources = field(default_factory=Sources)  # what a run may fetch (remote charts)
 
 
 CONFIG_FILE = "gitops.yaml"
@@ -146,7 +149,8 @@ def load_config(repo_root: Path, config_file: Path | None = None) -> RepoConfig:
     _raise_all(doc.errors(_semantic_problems(data, root)))
     targets = tuple(_target(t) for t in data.get("targets", ())) or (Target(DEFAULT_TARGET),)
     stacks = _dependency_order([_stack(s, root) for s in data["stacks"]])
-    return RepoConfig(root, file, targets, stacks, data.get("name"), notifications.receivers(data, _seconds))
+    receivers = notifications.receivers(data, _seconds)
+    return RepoConfig(root, file, targets, stacks, data.get("name"), receivers, sources.sources(data))
 
 
 def target(config: RepoConfig, name: str | None) -> Target:
@@ -320,6 +324,7 @@ def _semantic_problems(data: Mapping[str, Any], root: Path) -> list[Problem]:
         *_path_problems(stacks, root),
         *_namespace_problems(stacks),
         *notifications.problems(data),
+        *sources.problems(data),
     ]
 
 
@@ -484,6 +489,7 @@ def _stack(raw: Mapping[str, Any], root: Path) -> Stack:
         "ignoreDifferences": lambda ds: tuple(_build(IgnoreDifference, d, {"jsonPointers": tuple}) for d in ds),
         "values": lambda vs: tuple(repo_relative(v) for v in vs),
         "substitute": lambda v: dict(v) if isinstance(v, dict) else {} if v else None,
+        "chart": sources.remote_chart,
     }
     return _build(Stack, raw, convert)
 

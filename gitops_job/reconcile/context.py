@@ -76,6 +76,7 @@ def render(
     masker: Masker | None = None,
     *,
     done: Mapping[str, Sequence[RenderedObject]] | None = None,
+    fetch: bool = True,
 ) -> Rendered:
     """Render and validate every selected stack; with ``kube``, unknown kinds are checked by discovery too.
 
@@ -86,6 +87,8 @@ def render(
 
     ``done``: stacks rendered already in this run (another call's :attr:`Rendered.others`, whose ``masker`` has
     learned every stack): those are not rendered again, and no other stack is rendered to be learned.
+
+    ``fetch`` False: no remote chart is fetched (a fork's pull request); a stack that needs one fails to render.
     """
     masker = masker if masker is not None else Masker()
     scopes: Callable[[str, str], bool | None] = builtin_scopes
@@ -103,11 +106,11 @@ def render(
             per_stack.append((stack, list(done[stack.name])))
             continue
         try:
-            per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables)))
+            per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables, fetch=fetch)))
         except GitopsJobError as e:
             errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
     masker.learn(o.body for _, rendered in per_stack for o in rendered)
-    others = _learn_other_stacks(selection, variables, masker) if done is None else {}
+    others = _learn_other_stacks(selection, variables, masker, fetch) if done is None else {}
     # A CRD rendered by any selected stack makes its kinds known to every stack (the plan creates it first).
     crds = crd_scopes(o for _, rendered in per_stack for o in rendered)
 
@@ -128,7 +131,7 @@ def render(
 
 
 def _learn_other_stacks(
-    selection: Selection, variables: Mapping[str, str], masker: Masker
+    selection: Selection, variables: Mapping[str, str], masker: Masker, fetch: bool = True
 ) -> dict[str, list[RenderedObject]]:
     """Learn the Secrets of the target's stacks that are not selected (``--stack B``: a value that is a Secret in
     stack A is masked in B's output too); returns what each rendered. Rendered only — not validated — and a stack
@@ -138,7 +141,7 @@ def _learn_other_stacks(
     for stack in cfg.stacks_for(selection.config, selection.target.name):
         if stack.name not in selected:
             with suppress(GitopsJobError):
-                rendered[stack.name] = render_stack(selection.config, stack, selection.target, variables)
+                rendered[stack.name] = render_stack(selection.config, stack, selection.target, variables, fetch=fetch)
                 masker.learn(o.body for o in rendered[stack.name])
     return rendered
 
