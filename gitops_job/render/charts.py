@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -42,6 +43,7 @@ from gitops_job.images.policy import Version, parse_range, parse_tag, parse_vers
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 MAX_UNPACKED = 256 * 2**20  # bytes of one chart, unpacked
 MAX_MEMBERS = 10_000  # files of one chart
+_EXACT = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def range_of(version: str, where: str) -> Any:
     try:
         return parse_range(version or "*", where)
     except ImageError as e:
-        raise RenderError(f"chart version {version!r}: {e.reason}", where=where) from None
+        raise RenderError(f"chart version: {e.reason}", where=where) from None
 
 
 def pick(versions: Sequence[str], version: str, where: str) -> str | None:
@@ -116,10 +118,15 @@ def index_entry(index: Any, name: str, version: str, where: str) -> Mapping[str,
     return by_version[chosen]
 
 
+def is_exact(version: str) -> bool:
+    """Whether ``version`` is one version (``1.2.3``, ``v1.2.3-rc.1+build``) rather than a range."""
+    return _EXACT.fullmatch(version) is not None and parse_version(version) is not None
+
+
 def oci_tag_version(tags: Sequence[str], version: str, where: str) -> str | None:
     """The version (``+`` as in semver) an OCI tag list resolves ``version`` to: an exact version as given, else the
     highest tag in the range."""
-    if parse_version(version) is not None and version.count(".") == 2:
+    if is_exact(version):
         return version
     return pick([t.replace("_", "+") for t in tags], version, where)
 
@@ -186,8 +193,7 @@ def fetch_oci(
         reference, shown_version = tag, tag
     else:
         wanted = version or "*"
-        exact = parse_version(wanted) is not None and wanted.count(".") == 2
-        tags = [] if exact else client.oci_tags(base, repository)
+        tags = [] if is_exact(wanted) else client.oci_tags(base, repository)
         found = oci_tag_version(tags, wanted, f"{where}: chart {chartrepo.shown(url)}")
         if found is None:
             shown = ", ".join(tags[:10]) or "none"
