@@ -239,7 +239,7 @@ def test_a_host_not_on_the_allow_list_is_refused_before_any_request(tmp_path: Pa
 
 def test_a_redirect_to_a_host_not_allowed_is_not_followed(tmp_path: Path, served: ChartServer) -> None:
     served.redirects["/index.yaml"] = "http://localhost:9/index.yaml"
-    with pytest.raises(RenderError, match="host 'localhost' is not in sources.allowHosts"):
+    with pytest.raises(RenderError, match=r"host 'localhost' is not in sources\.allowHosts"):
         render(repo(tmp_path), RemoteChart(served.url, "demo"))
     assert served.paths() == ["/index.yaml"]
 
@@ -312,7 +312,7 @@ def test_an_oci_chart_at_an_exact_version_needs_no_tag_list(tmp_path: Path, regi
 
 def test_an_oci_host_not_allowed_is_refused(tmp_path: Path, registry: Registry) -> None:
     chart = RemoteChart(f"oci://{registry.host}/charts", "demo", "1.0.0", insecure=True)
-    with pytest.raises(RenderError, match="is not in sources.allowHosts"):
+    with pytest.raises(RenderError, match=r"is not in sources\.allowHosts"):
         render(repo(tmp_path), chart, Sources(allow_hosts=("ghcr.io",)))
     assert registry.requests() == []
 
