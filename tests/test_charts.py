@@ -319,3 +319,23 @@ def test_an_oci_host_not_allowed_is_refused(tmp_path: Path, registry: Registry) 
 
 def _index(server: ChartServer) -> dict[str, Any]:
     return dict(yaml.safe_load((server.root / "index.yaml").read_text()))
+
+
+# --- the plan shows the exact version ----------------------------------------------------------------------------------
+
+
+def test_the_plan_shows_each_remote_charts_exact_version_in_text_json_and_the_comment_footer(
+    tmp_path: Path, served: ChartServer
+) -> None:
+    from gitops_job.outcomes import Action
+    from gitops_job.reconcile.results import Plan, PlanEntry
+    from gitops_job.report.json import to_json
+    from gitops_job.report.markdown import markdown
+    from gitops_job.report.text import text
+
+    cm = next(o for o in render(repo(tmp_path), RemoteChart(served.url, "demo", "^1.0")) if o.id.kind == "ConfigMap")
+    plan = Plan("test", (PlanEntry(cm.id, "app", Action.CREATE, cm.source, None, cm.body),), stacks=("app",))
+    shown = f"demo/templates/configmap.yaml in chart demo 1.1.0 ({served.url})"
+    assert f"from {shown}" in text(plan)
+    assert to_json(plan)["objects"][0]["source"] == shown
+    assert f"chart <code>demo 1.1.0 ({served.url})</code>" in markdown(plan).split("<sub>")[-1]
