@@ -87,11 +87,11 @@ class Client:
             response = self._request(current, sent, what)
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
                 current = urljoin(current, response.headers["Location"])
-                response.release_conn()
+                _discard(response)
                 continue
             challenge = response.headers.get("WWW-Authenticate", "")
             if response.status == 401 and challenge.lower().startswith("bearer") and "/v2/" in here.path:
-                response.release_conn()  # a registry's challenge: the caller answers it (_oci_get)
+                _discard(response)  # a registry's challenge: the caller answers it (_oci_get)
                 raise _Unauthorized(challenge)
             return self._body(response, current, what), response.headers
         raise RenderError(f"{what or 'fetch'}: more than {MAX_REDIRECTS} redirects", where=shown(url))
@@ -110,6 +110,7 @@ class Client:
     def _body(self, response: Any, url: str, what: str) -> bytes:
         try:
             if response.status != 200:
+                response.drain_conn()
                 hint = " (check sources.credentials)" if response.status in (401, 403) else ""
                 raise RenderError(f"{what or 'fetch'} failed: HTTP {response.status}{hint}", where=shown(url))
             data = response.read(MAX_BODY + 1)
@@ -178,6 +179,12 @@ class Client:
         if not isinstance(token, str) or not token:
             raise RenderError("the registry's token service answered no token", where=shown(realm))
         return token
+
+
+def _discard(response: Any) -> None:
+    """Read what is left of ``response`` (a few bytes of an error body) so its connection can be used again."""
+    response.drain_conn()
+    response.release_conn()
 
 
 class _Unauthorized(Exception):

@@ -2,35 +2,26 @@
 repo index``, served over HTTP on loopback (optional basic auth; every request recorded), and OCI charts pushed by
 ``helm push`` to Debian's ``docker-registry`` on loopback.
 
-A minimal registry fixture of our own (:func:`docker_registry`): the img-registry helper's ``tests/registries.py`` was
-not on main yet; fold the two when both are.
+The registry is ``tests/registries.py``'s ``docker_registry`` (its counting ``front`` sees our client's requests).
 
-Race-free: the HTTP server binds port 0 before it serves; the registry is started on a port picked free and waited
-for until ``/v2/`` answers (a port taken meanwhile: another one is tried).
+Race-free: the HTTP server binds port 0 before it serves.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import re
-import socket
 import subprocess
 import tempfile
-import textwrap
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.registries import RegistryServer
 from tools.localcluster import build
-
-REGISTRY = "/usr/bin/docker-registry"
-_ACCESS = re.compile(r'"GET (\S+) HTTP/[0-9.]+" \d+ \S+ "[^"]*" "([^"]*)"')
 
 CRD = """\
 apiVersion: apiextensions.k8s.io/v1
@@ -172,69 +163,6 @@ def chart_server(root: Path, auth: tuple[str, str] | None = None) -> Iterator[Ch
         httpd.server_close()
 
 
-@dataclass
-class Registry:
-    port: int
-    log: Path
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def push(self, archive: Path, repository: str = "charts") -> str:
-        """``helm push`` of ``archive`` to ``oci://<host>/<repository>`` (plain HTTP); helm's output."""
-        return helm("push", str(archive), f"oci://{self.host}/{repository}", "--plain-http")
-
-    def requests(self) -> list[str]:
-        """The paths of the GET requests our client (urllib3) made to the registry, in order."""
-        found = _ACCESS.findall(self.log.read_text(errors="replace"))
-        return [path for path, agent in found if agent.startswith("python-urllib3/")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def docker_registry(root: Path) -> Iterator[Registry]:
-    """Debian's ``docker-registry`` on a loopback port, storing under ``root``, without auth."""
-    root.mkdir(parents=True, exist_ok=True)
-    for _ in range(5):
-        port = _free_port()
-        config = root / "config.yml"
-        config.write_text(
-            textwrap.dedent(
-                f"""\
-                version: 0.1
-                log: {{level: info, accesslog: {{disabled: false}}}}
-                storage: {{filesystem: {{rootdirectory: {root / "data"}}}, delete: {{enabled: true}}}}
-                http: {{addr: "127.0.0.1:{port}"}}
-                """
-            )
-        )
-        log = root / "registry.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT)
-        try:
-            if _ready(port, process):
-                yield Registry(port, log)
-                return
-        finally:
-            process.terminate()
-            process.wait(10)
-    raise AssertionError(f"docker-registry did not start: {log.read_text(errors='replace')[-2000:]}")
-
-
-def _ready(port: int, process: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+def helm_push(registry: RegistryServer, archive: Path, repository: str = "charts") -> str:
+    """``helm push`` of ``archive`` to ``oci://<registry>/<repository>`` (plain HTTP, no auth); helm's output."""
+    return helm("push", str(archive), f"oci://{registry.host}/{repository}", "--plain-http")

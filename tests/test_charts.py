@@ -21,7 +21,8 @@ from gitops_job.errors import ErrorGroup, RenderError
 from gitops_job.model import RenderedObject
 from gitops_job.render import charts
 from gitops_job.render.stack import render_stack
-from tests.chartrepo import ChartServer, Registry, chart_dir, chart_server, docker_registry, package
+from tests.chartrepo import ChartServer, chart_dir, chart_server, helm, helm_push, package
+from tests.registries import Front, docker_registry, front
 
 LOOPBACK = Sources(allow_hosts=("127.0.0.1",))
 
@@ -278,50 +279,72 @@ def test_basic_auth_from_a_file_reaches_only_the_repository_and_never_shows(
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
+def registry(tmp_path: Path) -> Iterator[Front]:
+    """docker-registry holding demo 1.0.0, 1.3.0 and 2.0.0-beta.1, behind a front that counts our requests."""
     with docker_registry(tmp_path / "registry") as running:
         for version in ("1.0.0", "1.3.0", "2.0.0-beta.1"):
-            running.push(package(chart_dir(tmp_path / "src", "demo", version), tmp_path / "pkg"))
-        yield running
+            helm_push(running, package(chart_dir(tmp_path / "src", "demo", version), tmp_path / "pkg"))
+        with front(running.host) as counted:
+            yield counted
 
 
-def test_an_oci_chart_renders_at_the_highest_tag_in_range_and_is_cached(tmp_path: Path, registry: Registry) -> None:
+def paths(counted: Front) -> list[str]:
+    return [s.path for s in counted.seen]
+
+
+def test_an_oci_chart_renders_at_the_highest_tag_in_range_and_is_cached(tmp_path: Path, registry: Front) -> None:
     chart = RemoteChart(f"oci://{registry.host}/charts", "demo", "~1", insecure=True)
     objects = render(repo(tmp_path), chart)
     cm = next(o for o in objects if o.id.kind == "ConfigMap")
     assert cm.body["data"]["version"] == "1.3.0"
     assert str(cm.source) == f"demo/templates/configmap.yaml in chart demo 1.3.0 (oci://{registry.host}/charts/demo)"
-    seen = registry.requests()
-    assert seen[0].startswith("/v2/charts/demo/tags/list")
-    assert seen[1:] == [
-        "/v2/charts/demo/manifests/1.3.0",
-        *[p for p in seen[2:] if p.startswith("/v2/charts/demo/blobs/")],
-    ]
-    assert len(seen) == 3
+    seen = paths(registry)
+    assert seen[:2] == ["/v2/charts/demo/tags/list", "/v2/charts/demo/manifests/1.3.0"]
+    assert len(seen) == 3 and seen[2].startswith("/v2/charts/demo/blobs/sha256:")
     render(repo(tmp_path), chart)
-    assert len(registry.requests()) == 3  # the same run: nothing fetched again
+    assert len(registry.seen) == 3  # the same run: nothing fetched again
 
 
-def test_an_oci_chart_at_an_exact_version_needs_no_tag_list(tmp_path: Path, registry: Registry) -> None:
-    objects = render(
-        repo(tmp_path), RemoteChart(f"oci://{registry.host}/charts", "demo", "2.0.0-beta.1", insecure=True)
-    )
+def test_an_oci_chart_at_an_exact_version_needs_no_tag_list(tmp_path: Path, registry: Front) -> None:
+    chart = RemoteChart(f"oci://{registry.host}/charts", "demo", "2.0.0-beta.1", insecure=True)
+    objects = render(repo(tmp_path), chart)
     assert next(o for o in objects if o.id.kind == "ConfigMap").body["data"]["version"] == "2.0.0-beta.1"
-    assert not any("tags/list" in p for p in registry.requests())
+    assert registry.count(contains="tags/list") == 0
 
 
-def test_an_oci_host_not_allowed_is_refused(tmp_path: Path, registry: Registry) -> None:
+def test_an_oci_host_not_allowed_is_refused(tmp_path: Path, registry: Front) -> None:
     chart = RemoteChart(f"oci://{registry.host}/charts", "demo", "1.0.0", insecure=True)
     with pytest.raises(RenderError, match=r"is not in sources\.allowHosts"):
         render(repo(tmp_path), chart, Sources(allow_hosts=("ghcr.io",)))
-    assert registry.requests() == []
+    assert registry.seen == []
+
+
+def test_an_oci_registry_with_token_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with docker_registry(tmp_path / "registry", auth="token") as running:
+        user, password = next(iter(running.users.items()))
+        archive = package(chart_dir(tmp_path / "src", "demo", "1.0.0"), tmp_path / "pkg")
+        helm("registry", "login", running.host, "--username", user, "--password", password, "--plain-http",
+             home=tmp_path / "helm-home")  # fmt: skip
+        helm("push", str(archive), f"oci://{running.host}/charts", "--plain-http", home=tmp_path / "helm-home")
+        monkeypatch.setenv("REGISTRY_PASSWORD", password)
+        sources = Sources(
+            ("127.0.0.1",), (Credential(f"oci://{running.host}", user, SecretRef(env="REGISTRY_PASSWORD")),)
+        )
+        chart = RemoteChart(f"oci://{running.host}/charts", "demo", "1.0.0", insecure=True)
+        objects = render(repo(tmp_path), chart, sources)
+        assert next(o for o in objects if o.id.kind == "ConfigMap").body["data"]["version"] == "1.0.0"
+        charts.forget()
+        with pytest.raises(RenderError) as info:
+            render(repo(tmp_path), chart)  # no credentials: the token service refuses
+        assert "the registry refused its own token (check sources.credentials)" in str(info.value)
+        assert password not in str(info.value)
 
 
 def _index(server: ChartServer) -> dict[str, Any]:
     return dict(yaml.safe_load((server.root / "index.yaml").read_text()))
 
 
-# --- the plan shows the exact version ----------------------------------------------------------------------------------
+# --- the plan shows the exact version ----------------------------------------------------------------------------
 
 
 def test_the_plan_shows_each_remote_charts_exact_version_in_text_json_and_the_comment_footer(

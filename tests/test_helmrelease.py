@@ -20,7 +20,8 @@ from gitops_job.model import ANNOTATION_SSA, RenderedObject
 from gitops_job.render import charts
 from gitops_job.render.documents import parse_objects
 from gitops_job.render.helmrelease import RenderedRelease, merge, release_name, render_helmrelease, set_path, typed
-from tests.chartrepo import ChartServer, Registry, chart_dir, chart_server, docker_registry, package
+from tests.chartrepo import ChartServer, chart_dir, chart_server, helm_push, package
+from tests.registries import RegistryServer, docker_registry
 
 ACCESS = charts.ChartAccess(Sources(allow_hosts=("127.0.0.1",)))
 TARGET = Target("test")
@@ -290,14 +291,14 @@ def test_a_chart_from_a_git_repository_path(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
+def registry(tmp_path: Path) -> Iterator[RegistryServer]:
     with docker_registry(tmp_path / "registry") as running:
         for version in ("1.0.0", "1.2.0"):
-            running.push(package(chart_dir(tmp_path / "src", "demo", version, crds=False), tmp_path / "pkg"))
+            helm_push(running, package(chart_dir(tmp_path / "src", "demo", version, crds=False), tmp_path / "pkg"))
         yield running
 
 
-def test_an_oci_helmrepository_and_an_ocirepository_chart_ref(registry: Registry) -> None:
+def test_an_oci_helmrepository_and_an_ocirepository_chart_ref(registry: RegistryServer) -> None:
     repo = helm_repository(f"oci://{registry.host}/charts", type="oci", insecure=True)
     rendered = run(repo + "---\n" + hr({"chart": CHART_SPEC}))
     assert by_kind(rendered)["ConfigMap"].body["data"]["version"] == "1.2.0"
