@@ -1,11 +1,12 @@
 """Remote Helm charts (gitops_job.render.charts, gitops_job.chartrepo): version resolution tables, then a native
 stack's ``chart:`` rendered from a real HTTP chart repository (helm package + helm repo index on loopback) and from
 OCI charts pushed by helm to Debian's docker-registry: the cache, digest checks, the allow-list, credentials, a fork's
-pull request. No cluster is needed."""
+pull request; and one plan + apply + re-plan against the cluster."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -362,3 +363,33 @@ def test_the_plan_shows_each_remote_charts_exact_version_in_text_json_and_the_co
     assert f"from {shown}" in text(plan)
     assert to_json(plan)["objects"][0]["source"] == shown
     assert f"chart <code>demo 1.1.0 ({served.url})</code>" in markdown(plan).split("<sub>")[-1]
+
+
+# --- against the cluster ---------------------------------------------------------------------------------------------
+
+
+def test_plan_apply_and_replan_a_stack_with_a_remote_chart(tmp_path: Path, kubeconfig: Path, namespace: str) -> None:
+    from tests.helpers import config, git_repo, gitops_job, write
+
+    with chart_server(tmp_path / "served") as server:
+        server.publish({"demo": ["1.0.0", "1.1.0"]}, crds=False)
+        stack = (
+            f"  - name: app\n    path: app\n    namespace: {namespace}\n    values: [app/values.yaml]\n"
+            f"    chart: {{repository: '{server.url}', name: demo, version: '^1.0'}}\n"
+        )
+        repo_root = tmp_path / "repo"
+        write(repo_root, {
+            "gitops.yaml": config(namespace, stack) + "sources:\n  allowHosts: ['127.0.0.1']\n",
+            "app/values.yaml": "greeting: from-the-cluster-test\n",
+        })  # fmt: skip
+        git_repo(repo_root)
+        plan = gitops_job(kubeconfig, "plan", "--repo", str(repo_root))
+        assert f"in chart demo 1.1.0 ({server.url})" in plan.stdout
+        assert "1 to create" in plan.stdout
+        gitops_job(kubeconfig, "apply", "--repo", str(repo_root))
+        again = gitops_job(kubeconfig, "plan", "--repo", str(repo_root))
+        assert "0 to create, 0 to update, 0 to prune" in again.stdout, again.stdout
+        doc = json.loads(gitops_job(kubeconfig, "plan", "--repo", str(repo_root), "-o", "json").stdout)
+        assert [o["source"] for o in doc["objects"]] == [
+            f"demo/templates/configmap.yaml in chart demo 1.1.0 ({server.url})"
+        ]
