@@ -320,3 +320,23 @@ def test_an_oci_helmrepository_and_an_ocirepository_chart_ref(registry: Registry
         ]["version"]
         == "1.2.0"
     )
+
+
+def test_a_helmchart_chart_ref_and_a_wrong_api_version(served: ChartServer) -> None:
+    chart = yaml.safe_dump({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+        "metadata": {"name": "demo", "namespace": "flux-apps"}, "spec": CHART_SPEC["spec"] | {"version": "1.0.0"},
+    })  # fmt: skip
+    text = (
+        helm_repository(served.url)
+        + "---\n"
+        + chart
+        + "---\n"
+        + hr({"chartRef": {"kind": "HelmChart", "name": "demo"}})
+    )
+    assert by_kind(run(text))["ConfigMap"].body["data"]["version"] == "1.0.0"
+    old = hr({"chart": CHART_SPEC}).replace("helm.toolkit.fluxcd.io/v2", "helm.toolkit.fluxcd.io/v2beta1")
+    with pytest.raises(
+        RenderError, match=r"HelmRelease/flux-apps/demo: expected apiVersion helm\.toolkit\.fluxcd\.io/v2"
+    ):
+        run(helm_repository(served.url) + "---\n" + old)
