@@ -15,9 +15,11 @@ class Source:
 
     file: str
     line: int | None = None
+    chart: str | None = None  # a remote Helm chart it was rendered from, as resolved: "podinfo 6.5.4 (https://…)"
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}" if self.line else self.file
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} in chart {self.chart}" if self.chart else where
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from gitops_job.config.load import (
     stacks_for,
     target,
 )
+from gitops_job.config.sources import RemoteChart
 from gitops_job.errors import ConfigError, ErrorGroup, GitopsJobError
 from tests.helpers import EXAMPLES
 
@@ -54,6 +55,7 @@ stacks:
       - {group: apps, kind: Deployment, name: web, namespace: apps, jsonPointers: [/spec/replicas]}
     values: [apps/app/values.yaml]
     releaseName: my-app
+    chart: {repository: "oci://ghcr.io/example/charts", name: app, version: "^1.2", insecure: false}
     substitute: {REGION: eu-1, REPLICAS: 3}
   - name: base
     path: base
@@ -101,6 +103,7 @@ def test_full_config_round_trips_every_key(tmp_path: Path) -> None:
         values=("apps/app/values.yaml",),
         release_name="my-app",
         substitute={"REGION": "eu-1", "REPLICAS": 3},
+        chart=RemoteChart("oci://ghcr.io/example/charts", "app", "^1.2"),
     )
     targets = (
         Target("staging", "kind-staging", {"region": "eu", "replicas": 2, "debug": True}, "v1.35", "gitops-state"),

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 
 from gitops_job import memo
-from gitops_job.config import notifications, paths
+from gitops_job.config import notifications, paths, sources
 from gitops_job.config.notifications import Receiver
+from gitops_job.config.sources import RemoteChart, Sources
 from gitops_job.errors import ConfigError, ErrorGroup
 from gitops_job.yamlio import load_documents
 
@@ -88,6 +89,7 @@ class Stack:
     ignore_differences: tuple[IgnoreDifference, ...] = ()
     values: tuple[str, ...] = ()  # helm: values files, repo-relative
     release_name: str | None = None  # helm: default is the stack name
+    chart: RemoteChart | None = None  # helm: a remote chart (path then holds only the values files)
     # Flux-style ${VAR} substitution after rendering: None = off; else on, with these variables over the vars
     substitute: Mapping[str, Any] | None = None
     service_account_namespace: str | None = None  # default: the stack's namespace, else the inventory namespace
@@ -103,6 +105,7 @@ class RepoConfig:
     name: str | None = None  # the repository's name (inventories record it); default: its git remote
     receivers: tuple[Receiver, ...] = ()  # notifications.receivers: told how each run went (gitops_job.notify)
     notes: tuple[str, ...] = ()  # what reading the config has to say (a Flux repository's notes and warnings)
+    sources: Sources = field(default_factory=Sources)  # what a run may fetch (remote charts)
 
 
 CONFIG_FILE = "gitops.yaml"
@@ -161,7 +164,7 @@ def load_config(repo_root: Path, config_file: Path | None = None, flux: str | No
     flux_stacks, notes = _flux_stacks(root, entry, native) if entry is not None else ((), ())
     stacks = flux_stacks if entry is not None else _dependency_order(native)
     receivers = notifications.receivers(data, _seconds)
-    return RepoConfig(root, file, targets, stacks, data.get("name"), receivers, notes)
+    return RepoConfig(root, file, targets, stacks, data.get("name"), receivers, notes, sources.sources(data))
 
 
 def _flux_stacks(root: Path, entry: str, native: Sequence[Stack] = ()) -> tuple[tuple[Stack, ...], tuple[str, ...]]:
@@ -357,6 +360,7 @@ def _semantic_problems(data: Mapping[str, Any], root: Path) -> list[Problem]:
         *_path_problems(stacks, root),
         *_namespace_problems(stacks),
         *notifications.problems(data),
+        *sources.problems(data),
     ]
 
 
@@ -521,6 +525,7 @@ def _stack(raw: Mapping[str, Any], root: Path) -> Stack:
         "ignoreDifferences": lambda ds: tuple(_build(IgnoreDifference, d, {"jsonPointers": tuple}) for d in ds),
         "values": lambda vs: tuple(repo_relative(v) for v in vs),
         "substitute": lambda v: dict(v) if isinstance(v, dict) else {} if v else None,
+        "chart": sources.remote_chart,
     }
     return _build(Stack, raw, convert)
 

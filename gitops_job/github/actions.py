@@ -132,7 +132,8 @@ def run_plan(
         if render_only:
             selection = run_context.select(settings)
             target = selection.target.name
-            rendered = run_context.render(selection, settings.vars)  # offline: the cluster is never contacted
+            # offline: the cluster is never contacted, and a fork's pull request fetches no remote chart
+            rendered = run_context.render(selection, settings.vars, fetch=not ctx.is_fork)
             who = (
                 "comes from a fork, so it gets no cluster credentials"
                 if ctx.is_fork

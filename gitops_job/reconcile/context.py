@@ -85,6 +85,7 @@ def render(
     *,
     done: Mapping[str, Sequence[RenderedObject]] | None = None,
     on_note: Callable[[str], None] | None = None,
+    fetch: bool = True,
 ) -> Rendered:
     """Render and validate every selected stack; with ``kube``, unknown kinds are checked by discovery too.
 
@@ -98,6 +99,7 @@ def render(
 
     With ``kube``, a Flux stack's substitution values that only the cluster holds are read there first (their
     Secrets learned by ``masker``), each named to ``on_note``; offline, they are not read.
+    ``fetch`` False: no remote chart is fetched (a fork's pull request); a stack that needs one fails to render.
     """
     masker = masker if masker is not None else Masker()
     scopes: Callable[[str, str], bool | None] = builtin_scopes
@@ -116,11 +118,11 @@ def render(
             continue
         try:
             stack = _with_cluster_values(kube, selected, selection.target, masker, on_note)
-            per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables)))
+            per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables, fetch=fetch)))
         except GitopsJobError as e:
             errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
     masker.learn(o.body for _, rendered in per_stack for o in rendered)
-    others = _learn_other_stacks(selection, variables, masker) if done is None else {}
+    others = _learn_other_stacks(selection, variables, masker, fetch) if done is None else {}
     # A CRD rendered by any selected stack makes its kinds known to every stack (the plan creates it first).
     crds = crd_scopes(o for _, rendered in per_stack for o in rendered)
 
@@ -158,7 +160,7 @@ def _with_cluster_values(
 
 
 def _learn_other_stacks(
-    selection: Selection, variables: Mapping[str, str], masker: Masker
+    selection: Selection, variables: Mapping[str, str], masker: Masker, fetch: bool = True
 ) -> dict[str, list[RenderedObject]]:
     """Learn the Secrets of the target's stacks that are not selected (``--stack B``: a value that is a Secret in
     stack A is masked in B's output too); returns what each rendered. Rendered only — not validated — and a stack
@@ -168,7 +170,7 @@ def _learn_other_stacks(
     for stack in cfg.stacks_for(selection.config, selection.target.name):
         if stack.name not in selected:
             with suppress(GitopsJobError):
-                rendered[stack.name] = render_stack(selection.config, stack, selection.target, variables)
+                rendered[stack.name] = render_stack(selection.config, stack, selection.target, variables, fetch=fetch)
                 masker.learn(o.body for o in rendered[stack.name])
     return rendered
 

@@ -4,7 +4,7 @@ objects that remember their file and line, and reporting every item's error at o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,6 +12,7 @@ from gitops_job.config.load import Stack, Target
 from gitops_job.errors import ErrorGroup, GitopsJobError, RenderError
 from gitops_job.identity import ObjectId
 from gitops_job.model import RenderedObject, Source
+from gitops_job.render.charts import ChartAccess
 from gitops_job.yamlio import load_documents
 
 _T = TypeVar("_T")
@@ -27,6 +28,7 @@ class Job:
     target: Target
     variables: Mapping[str, Any]  # target.vars < stack.vars < extra_vars
     files: Sequence[Path]  # every file below the directory, sorted by path
+    charts: ChartAccess = field(default_factory=ChartAccess)  # where remote charts may come from (default: nowhere)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

@@ -22,6 +22,7 @@ from gitops_job.config import paths
 from gitops_job.config.load import RepoConfig, Stack, Target
 from gitops_job.errors import RenderError
 from gitops_job.model import RenderedObject
+from gitops_job.render.charts import ChartAccess
 from gitops_job.render.documents import Job, each, raise_all
 from gitops_job.render.helm import render_helm
 from gitops_job.render.kustomize import KUSTOMIZATION_FILES, render_kustomize
@@ -30,23 +31,33 @@ from gitops_job.render.substitute import substitute, variable_text
 
 
 def render_stack(
-    config: RepoConfig, stack: Stack, target: Target, extra_vars: Mapping[str, str] | None = None
+    config: RepoConfig,
+    stack: Stack,
+    target: Target,
+    extra_vars: Mapping[str, str] | None = None,
+    *,
+    fetch: bool = True,
 ) -> list[RenderedObject]:
     """Render one stack for one target, offline, in a deterministic order (sorted files, document order).
 
     Each object's identity keeps the namespace exactly as its body has it (defaulting comes later). Every problem
     the stack has is reported at once: one :class:`RenderError` (``where`` is ``file:line`` or the stack's path), or
     an :class:`ErrorGroup` of them.
+
+    A stack's remote ``chart`` is fetched from the hosts ``sources.allowHosts`` names (and cached); ``fetch`` False
+    (a fork's pull request: the caller decides) fetches nothing, and such a stack fails to render, saying why.
     """
     root = paths.real(config.root)
     directory = _stack_directory(root, stack)
     renderer = detect_renderer(directory) if stack.render == "auto" else stack.render
+    renderer = "helm" if stack.chart is not None else renderer
     if renderer not in _RENDERERS:
         raise RenderError(f"unknown renderer {renderer!r}; expected one of {', '.join(_RENDERERS)}", where=stack.path)
     files, escapes = _walk(root, directory)
     raise_all(escapes)
     variables = {**target.vars, **stack.vars, **(extra_vars or {})}
-    objects = _RENDERERS[renderer](Job(root, directory, stack, target, variables, files))
+    access = ChartAccess(config.sources, fetch)
+    objects = _RENDERERS[renderer](Job(root, directory, stack, target, variables, files, access))
     if stack.substitute is None:
         return objects
     values = {**target.vars, **stack.vars, **stack.substitute, **(extra_vars or {})}

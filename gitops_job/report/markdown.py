@@ -65,7 +65,7 @@ def markdown(plan: Plan | None, page: Page | None = None) -> str:
     head += [printable(f"### {'❌ ' if failed else ''}gitops-job {page.title} · `{target}`"), ""]
     counts = page.counts or (counts_line(plan) if plan else "")
     head += [printable(f"**{counts}**"), ""] if counts else []
-    footer = [*page.footer, *([f"{page.digest_label} `{page.digest}`"] if page.digest else [])]
+    footer = [*page.footer, *_charts(plan), *([f"{page.digest_label} `{page.digest}`"] if page.digest else [])]
     tail = ["---", printable("<sub>" + " · ".join(footer) + "</sub>")] if footer else []
     if page.digest:
         tail.append(printable(f"<!-- gitops-job:digest {page.digest} -->"))
@@ -238,6 +238,13 @@ def _budgeted(plan: Plan, page: Page, head: str, tail: str, room: int) -> str:
         parts.append(f"> [!NOTE]\n> {left} of {len(changed)} changed objects are not shown: a comment is limited to "
                      f"{page.limit:,} characters. Every diff is in {where}.\n")  # fmt: skip
     return f"{head}\n" + "\n".join(parts) + f"\n{tail}"
+
+
+def _charts(plan: Plan | None, shown: int = 10) -> list[str]:
+    """The remote charts the plan's objects were rendered from, each at its exact resolved version (footer parts)."""
+    found = sorted({e.source.chart for e in plan.entries if e.source and e.source.chart}) if plan else []
+    more = [f"{len(found) - shown} more charts"] if len(found) > shown else []
+    return [f"chart {_code(c)}" for c in found[:shown]] + more
 
 
 def _code(s: str) -> str:
