@@ -403,3 +403,10 @@ def branch_head(url: str, branch: str, auth: Auth | None = None) -> str | None:
     ref = f"refs/heads/{branch}"
     out = _run(["ls-remote", "--", url, ref], auth, url=url, what="ls-remote").stdout
     return next((left for left, _, right in (line.partition("\t") for line in out.splitlines()) if right == ref), None)
+
+
+def identity(repo: Path) -> Author | None:
+    """git's configured identity in ``repo`` (``user.name``, ``user.email``); None when either is not set."""
+    name = _git(repo, "config", "--get", "user.name").stdout.strip()
+    email = _git(repo, "config", "--get", "user.email").stdout.strip()
+    return Author(name, email) if name and email else None

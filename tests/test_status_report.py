@@ -18,7 +18,7 @@ import pytest
 
 from gitops_job.identity import ObjectId
 from gitops_job.outcomes import HealthState, Origin, RunResult, detect_origin
-from gitops_job.reconcile.results import Health, Run, StackStatus, Status
+from gitops_job.reconcile.results import Health, Hold, Run, StackStatus, Status
 from gitops_job.report.status import health_text, history_text, status_json, status_text, table
 from tests.helpers import SCRIPT, cm, config, git_repo, write
 
@@ -50,6 +50,9 @@ def _status() -> Status:
                                               RunResult.SKIPPED, {},
                                               "dependency shop did not succeed", origin=Origin.UNKNOWN), {}),
         StackStatus("new-stack", None, None),
+        StackStatus("paused", REV_A, None, {}, suspended=Hold("ana", "incident 42", "2026-12-03T14:00:00Z")),
+        StackStatus("rolled-back", REV_A, None, {}, off_git=Hold("bo", "bad release", "2026-12-03T14:10:00Z",
+                                                                 REV_A, REV_B)),
     ))  # fmt: skip
 
 

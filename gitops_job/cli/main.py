@@ -34,6 +34,8 @@ COMMANDS = {
     "break-lease": "gitops_job.cli.state:break_lease_cmd",
     "unlock": "gitops_job.cli.state:unlock_cmd",
     "install": "gitops_job.cli.install:install_cmd",
+    "suspend": "gitops_job.cli.controls:suspend_cmd",
+    "resume": "gitops_job.cli.controls:resume_cmd",
 }
 
 

@@ -84,7 +84,7 @@ def events_of(result: ApplyResult, namespace: str, clock: Callable[[], str] = no
 
 
 def _apply_event(result: ApplyResult, run: StackRun, namespace: str, at: str) -> Event | None:
-    if run.in_sync:
+    if run.in_sync or run.held:  # a suspended or off-git stack was left alone: nothing happened to announce
         return None
     summary = counts_text(run.counts) or "nothing to do"
     if run.result is RunResult.SUCCEEDED:

@@ -19,7 +19,7 @@ from gitops_job.identity import ObjectId
 from gitops_job.kube import ApiError, Conflict, Kube, ResourceType, timestamp
 from gitops_job.model import LABEL_TARGET
 from gitops_job.outcomes import Origin, RunResult
-from gitops_job.reconcile.results import Run
+from gitops_job.reconcile.results import Hold, Run
 
 DEFAULT_NAMESPACE = "gitops-job-system"
 KEEP_RUNS = 10
@@ -37,6 +37,8 @@ class Inventory:
     runs: tuple[Run, ...] = ()  # newest first
     resource_version: str | None = None  # None: not stored yet
     repository: str | None = None  # the repository whose stack this is (None: stored before repositories were)
+    suspended: Hold | None = None  # `suspend STACK`: no run applies the stack until `resume`
+    off_git: Hold | None = None  # `rollback --emergency`: runs leave the stack alone until a new commit
 
     @property
     def name(self) -> str:
@@ -65,7 +67,7 @@ def _configmap_type(kube: Kube) -> ResourceType:
 
 
 def _encode(inv: Inventory) -> dict[str, Any]:
-    doc = {
+    doc: dict[str, Any] = {
         "target": inv.target,
         "stack": inv.stack,
         "repository": inv.repository,
@@ -78,6 +80,9 @@ def _encode(inv: Inventory) -> dict[str, Any]:
             for r in inv.runs
         ],
     }  # fmt: skip
+    for key, hold in (("suspended", inv.suspended), ("offGit", inv.off_git)):
+        if hold is not None:
+            doc[key] = {k: v for k, v in vars(hold).items() if v is not None}
     metadata: dict[str, Any] = {
         "name": inv.name,
         "namespace": inv.namespace,
@@ -102,6 +107,7 @@ def _decode(target: str, stack: str, namespace: str, cm: Mapping[str, Any]) -> I
         runs = tuple(_run(r) for r in doc.get("runs") or [])
         objects = frozenset(_object_id(o) for o in doc.get("objects") or [])
         resource_version = str(cm["metadata"]["resourceVersion"])
+        suspended, off_git = _hold(doc.get("suspended")), _hold(doc.get("offGit"))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         detail = f"no {e}" if isinstance(e, KeyError) else str(e)
         raise InventoryError(
@@ -119,7 +125,17 @@ def _decode(target: str, stack: str, namespace: str, cm: Mapping[str, Any]) -> I
         runs=runs,
         resource_version=resource_version,
         repository=doc.get("repository"),
+        suspended=suspended,
+        off_git=off_git,
     )
+
+
+def _hold(entry: Any) -> Hold | None:
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("user", "reason", "since")):
+        raise ValueError(f"a hold is {_short(entry)}, not {{user, reason, since}}")
+    return Hold(entry["user"], entry["reason"], entry["since"], entry.get("revision"), entry.get("head"))
 
 
 _RUN_KEYS = ("revision", "started", "finished", "result")

@@ -202,6 +202,9 @@ class StackRun:
     error: str | None = None
     in_sync: bool = False  # already applied at this revision with nothing to change: checked, nothing written
     warnings: tuple[str, ...] = ()
+    #: Why the run left the stack alone (suspended, or off-git after an emergency rollback): nothing was read from
+    #: or written to its objects, and the run has not failed because of it.
+    held: str | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -243,7 +246,7 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return all(s.result is RunResult.SUCCEEDED for s in self.stacks)
+        return all(s.result is RunResult.SUCCEEDED or s.held for s in self.stacks)
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,22 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Why runs leave a stack alone: ``suspend`` (who, why, when), or an emergency ``rollback`` that applied
+    ``revision`` directly when the branch was at ``head`` (the stack is off-git until a commit other than those)."""
+
+    user: str
+    reason: str
+    since: str  # RFC 3339, UTC
+    revision: str | None = None  # off-git: the revision the rollback applied
+    head: str | None = None  # off-git: the branch's head at the rollback
+
+    def ends_at(self, revision: str) -> bool:
+        """Off-git only: a run of ``revision`` ends the hold (a new commit arrived)."""
+        return revision not in (self.revision, self.head)
+
+
+@dataclass(frozen=True)
 class StackStatus:
     """One stack as ``status`` shows it: what its inventory says and how its objects are doing now."""
 
@@ -272,6 +291,8 @@ class StackStatus:
     health: Mapping[ObjectId, Health] = field(default_factory=dict)  # every object the inventory lists
     #: How many objects drifted from git (None: not known; ``status`` does not look, a drift check fills it in).
     drift: int | None = None
+    suspended: Hold | None = None  # `suspend STACK`
+    off_git: Hold | None = None  # `rollback --emergency`
 
     @property
     def problems(self) -> list[tuple[ObjectId, Health]]:

@@ -57,6 +57,7 @@ from gitops_job.reconcile.results import (
     Applied,
     ApplyResult,
     Health,
+    Hold,
     Plan,
     Progress,
     Pruned,
@@ -172,6 +173,9 @@ class ApplyOptions:
     #: drifted fields another manager changed (force, for exactly the objects whose every conflict is drift), and
     #: list what was corrected in the run record.
     correct_drift: bool = False
+    #: ``rollback --emergency``: this run applies an earlier revision on purpose (held stacks are applied too) and
+    #: marks each stack it applies off-git with this hold; runs then leave the stack alone until a new commit.
+    off_git: Hold | None = None
 
 
 def run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None = None) -> ApplyResult:
@@ -220,10 +224,14 @@ class _ApplyState:
 
 def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | None, state: _ApplyState) -> ApplyResult:
     masker = Masker()
-    with connected(settings) as (selection, kube), scrubbing(masker):
-        target = selection.target
-        revision = options.revision or git.revision(selection.config.root)
-        stored = stored_inventories(kube, selection)
+    with connected(settings) as (chosen, kube), scrubbing(masker):
+        target = chosen.target
+        revision = options.revision or git.revision(chosen.config.root)
+        stored = stored_inventories(kube, chosen)
+        order = [s.name for s in chosen.stacks]
+        held = [StackRun(s.name, RunResult.SKIPPED, held=why) for s in chosen.stacks
+                if (why := held_by(stored[s.name], revision, options))]  # fmt: skip
+        selection = dc_replace(chosen, stacks=tuple(s for s in chosen.stacks if s.name not in {h.stack for h in held}))
         refuse_non_descendant(selection, stored, revision, options)  # before any write, before rendering
         learn_live_secrets(kube, target, stored.values(), masker)  # first: before any diff or error is built
         rendered = render(selection, settings.vars, kube, masker, on_note=settings.on_note)
@@ -254,7 +262,7 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
                 failed.add(stack.name)
                 continue
             work = _StackWork(stack, by_stack[stack.name], plans[stack.name], inventories[stack.name], holders)
-            if work.in_sync(revision):
+            if work.in_sync(revision) and options.off_git is None:
                 run = _check_stack(shared, work)
             else:
                 if not namespace_ready:  # once, before the first stack that writes
@@ -264,7 +272,24 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
             runs.append(run)
             if run.result is not RunResult.SUCCEEDED:
                 failed.add(stack.name)
-        return ApplyResult(target.name, revision, tuple(runs), dict(kube.requests), whole)
+        every = sorted([*runs, *held], key=lambda r: order.index(r.stack))
+        return ApplyResult(target.name, revision, tuple(every), dict(kube.requests), whole)
+
+
+def held_by(inv: inventory.Inventory, revision: str, options: ApplyOptions) -> str | None:
+    """Why a run leaves the stack of ``inv`` alone (None: it does not): suspended, or off-git after an emergency
+    rollback while the branch has no new commit. The emergency rollback itself applies regardless."""
+    if options.off_git is not None:
+        return None
+    if (hold := inv.suspended) is not None:
+        why = f": {hold.reason}" if hold.reason else ""
+        return f"suspended by {hold.user} at {hold.since}{why}; `gitops-job resume {inv.stack}` resumes it"
+    hold = inv.off_git
+    if hold is not None and not hold.ends_at(revision.removesuffix("-dirty")):
+        why = f": {hold.reason}" if hold.reason else ""
+        return (f"off-git: rolled back to {hold.revision} by {hold.user} at {hold.since}{why}; the next commit on the"
+                f" branch returns it to git (or `gitops-job resume {inv.stack}`)")  # fmt: skip
+    return None
 
 
 def _reviewing(
@@ -518,7 +543,9 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
         looked = stack_plan if stack_plan and stack_plan.drift_checked else work.plan  # what found the drift
         run = Run(revision, started, inventory.now(), result, counts_of(stack_plan, applied, pruned), error or "",
                   options.origin or Origin.UNKNOWN, findings_text(looked.drift))  # fmt: skip
-        final = dc_replace(inv, revision=revision if result is RunResult.SUCCEEDED else inv.revision).with_run(run)
+        final = dc_replace(inv, revision=revision if result is RunResult.SUCCEEDED else inv.revision,
+                           off_git=options.off_git if result is RunResult.SUCCEEDED else inv.off_git,
+                           ).with_run(run)  # fmt: skip
         try:
             final = _record(kube, lock, final, run)
         except GitopsJobError as e:

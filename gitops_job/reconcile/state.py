@@ -41,7 +41,8 @@ def run_status(settings: Settings) -> Status:
             last = inv.runs[0] if inv.runs else None
             if last is not None:
                 last = dc_replace(last, message=masker.scrub(last.message))
-            rows.append(StackStatus(stack, inv.revision, last, scrub_health(health, masker)))
+            rows.append(StackStatus(stack, inv.revision, last, scrub_health(health, masker), suspended=inv.suspended,
+                                    off_git=inv.off_git))  # fmt: skip
         return Status(selection.target.name, tuple(rows))
 
 

@@ -90,6 +90,7 @@ def apply_json(result: ApplyResult) -> str:
                 "stack": run.stack,
                 "result": run.result,
                 "inSync": run.in_sync,
+                "held": run.held,
                 "error": run.error,
                 "warnings": list(run.warnings),
                 "objects": [{"stack": s, "result": verb, "object": what} for s, verb, what in apply_lines(result)

@@ -10,7 +10,7 @@ from typing import Any
 
 from gitops_job.identity import ObjectId
 from gitops_job.outcomes import HealthState, RunResult, counts_text
-from gitops_job.reconcile.results import Health, Run, StackStatus, Status
+from gitops_job.reconcile.results import Health, Hold, Run, StackStatus, Status
 from gitops_job.report.text import printable
 
 #: Columns are separated by this much space (kubectl's and flux's tabwriter padding).
@@ -64,13 +64,30 @@ def _first_line(message: str) -> str:
 STATUS_HEADER = ("STACK", "REVISION", "APPLIED AT", "RESULT", "ORIGIN", "HEALTH", "DRIFT")
 
 
+def _held(s: StackStatus) -> str | None:
+    """``suspended`` or ``off-git`` (what the RESULT column says instead of the last run's result), or None."""
+    return "suspended" if s.suspended else "off-git" if s.off_git else None
+
+
+def hold_note(s: StackStatus) -> str | None:
+    """The line under the table for a suspended or off-git stack: who, when, why, and how it ends."""
+    if (h := s.suspended) is not None:
+        why = f": {h.reason}" if h.reason else ""
+        return f"stack {s.stack}: suspended by {h.user} at {h.since}{why} (runs leave it alone until `resume`)"
+    if (h := s.off_git) is not None:
+        why = f": {h.reason}" if h.reason else ""
+        return (f"stack {s.stack}: off-git: rolled back to {_short(h.revision)} by {h.user} at {h.since}{why} (runs"
+                " leave it alone until a new commit on the branch, or `resume`)")  # fmt: skip
+    return None
+
+
 def status_row(s: StackStatus) -> tuple[str, ...]:
     last = s.last
     return (
         s.stack,
         _short(s.revision),
         last.finished if last else NONE,
-        last.result.value if last else "never applied",
+        _held(s) or (last.result.value if last else "never applied"),
         last.origin.value if last else NONE,
         health_text(s.health),
         NONE if s.drift is None else str(s.drift),
@@ -84,7 +101,9 @@ def status_text(status: Status) -> str:
     notes: list[str] = []
     for s in status.stacks:
         last = s.last
-        if last is not None and last.result is not RunResult.SUCCEEDED:
+        if note := hold_note(s):
+            notes.append(note)
+        elif last is not None and last.result is not RunResult.SUCCEEDED:
             why = _first_line(last.message)
             notes.append(f"stack {s.stack}: last run {last.result.value} at {_short(last.revision)} "
                          f"({last.finished}, {last.origin.value})" + (f": {why}" if why else ""))  # fmt: skip
@@ -123,10 +142,20 @@ def status_json(status: Status) -> dict[str, Any]:
                 },
                 "unhealthy": [{"id": str(oid), "state": h.state.value, "reason": h.reason} for oid, h in s.problems],
                 "drift": s.drift,
+                "suspended": _hold_json(s.suspended),
+                "offGit": _hold_json(s.off_git),
             }
             for s in status.stacks
         ],
     }
+
+
+def _hold_json(h: Hold | None) -> dict[str, Any] | None:
+    if h is None:
+        return None
+    return {"user": h.user, "reason": h.reason, "since": h.since} | (
+        {"revision": h.revision, "head": h.head} if h.revision else {}
+    )
 
 
 def status_json_text(status: Status) -> str:

@@ -161,6 +161,9 @@ def apply_text(result: ApplyResult) -> str:
     for run in result.stacks:
         counts = counts_text(run.counts) if run.plan else ""
         state = "in sync, nothing written" if run.in_sync and run.result is RunResult.SUCCEEDED else run.result.value
+        if run.held:
+            out.append(f"stack {run.stack}: left alone, {run.held}")
+            continue
         out.append(f"stack {run.stack}: {state}" + (f" ({counts})" if counts else ""))
         out.extend(f"  {verb:<10} {what}" for stack, verb, what in rows if stack == run.stack)
         out.extend(f"  warning: {w}" for w in run.warnings)
