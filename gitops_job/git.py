@@ -410,3 +410,11 @@ def identity(repo: Path) -> Author | None:
     name = _git(repo, "config", "--get", "user.name").stdout.strip()
     email = _git(repo, "config", "--get", "user.email").stdout.strip()
     return Author(name, email) if name and email else None
+
+
+def upstream(repo: Path) -> tuple[str, str] | None:
+    """Where a commit made in the checkout ``repo`` is pushed: its ``origin`` remote's URL and the branch checked
+    out; None without a remote named origin or on a detached HEAD."""
+    url = _git(repo, "config", "--get", "remote.origin.url").stdout.strip()
+    branch = _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD").stdout.strip()
+    return (url, branch) if url and branch else None

@@ -86,9 +86,9 @@ def test_help_explains_the_tool_and_every_exit_code() -> None:
         assert f"{code.value}  {code.meaning}" in result.stdout
 
 
-def test_break_lease_is_listed_and_unlock_is_a_hidden_deprecated_alias(tmp_path: Path) -> None:
+def test_break_lease_is_listed_and_unlock_without_a_workload_is_its_deprecated_alias(tmp_path: Path) -> None:
     listed = run("--help").stdout
-    assert "break-lease" in listed and "unlock" not in listed
+    assert "break-lease" in listed and "unlock" in listed  # `unlock WORKLOAD` is the workload control
 
     new, old = (run(verb, "--repo", str(tmp_path)) for verb in ("break-lease", "unlock"))  # no gitops.yaml there
 

@@ -6,6 +6,7 @@ local cluster and real git (tests/gitservers.py)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,3 +87,105 @@ def test_suspend_needs_a_known_stack_and_a_reason(kubeconfig: Path, namespace: s
     assert blank.returncode == 1 and "needs a reason" in blank.stderr
     missing = gitops_job(kubeconfig, "suspend", "app", "--repo", str(work), ok=False)
     assert missing.returncode == 2 and "--reason" in missing.stderr
+
+
+# -- the workload controls: each a commit (real git, pushed to a bare repository) -----------------------------------
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web   # the front end
+  namespace: apps
+  annotations:
+    fluxcd.io/tag.web: semver:~1.2
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:1.2.0   # bumped by automation
+        - name: sidecar
+          image: "ghcr.io/acme/envoy:1.30.0"
+"""
+
+
+def _apps(tmp: Path) -> tuple[Path, Path]:
+    bare = bare_repo(tmp)
+    work = tmp / "work"
+    job = (
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once, namespace: apps}\nspec: {template: {spec: "
+        "{restartPolicy: Never, containers: [{name: c, image: 'busybox:{{ v }}'}]}}}\n"
+    )
+    write(work, {"gitops.yaml": config("gitops-job", "  - name: apps\n    path: apps\n    vars: {v: '1.36'}\n"),
+                 "apps/web.yaml": DEPLOYMENT, "apps/job.yaml.j2": job})  # fmt: skip
+    git_repo(work)
+    git(work, "remote", "add", "origin", str(bare))
+    push(work, bare)
+    return work, bare
+
+
+def _cli(work: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    return gitops_job(work / "no-kubeconfig", *args, "--repo", str(work), ok=ok)
+
+
+def test_lock_release_unlock_automate_are_commits_that_say_who_and_why(tmp_path: Path) -> None:
+    work, bare = _apps(tmp_path)
+    listed = _cli(work, "workloads").stdout
+    assert listed.splitlines()[0].split() == ["WORKLOAD", "CONTAINER", "IMAGE", "FILTER", "AUTOMATED", "LOCKED"]
+    assert "Deployment/apps/web   web" in listed and "semver:~1.2" in listed and "Job/apps/once" in listed
+    locked = _cli(work, "lock", "Deployment/apps/web", "--reason", "1.3 leaks memory", "--user", "ana")
+    assert "Deployment/apps/web: locked — apps/web.yaml committed as " in locked.stdout
+    assert f"pushed to {bare} main" in locked.stdout
+    # only the annotation lines changed, and the pushed commit says who and why
+    diff = git(bare, "show", "--format=%B", "main")
+    assert diff.startswith("lock Deployment/apps/web: 1.3 leaks memory\n\nLocked by ana with `gitops-job lock`.")
+    added = [line for line in diff.splitlines() if line.startswith(("+ ", "- ", "+\t", "-\t", "+  ", "-  "))]
+    assert added == ['+    fluxcd.io/locked: "true"', '+    fluxcd.io/locked_msg: "1.3 leaks memory"',
+                     '+    fluxcd.io/locked_user: "ana"']  # fmt: skip
+    shown = json.loads(_cli(work, "workloads", "-o", "json").stdout)
+    web = next(w for w in shown["workloads"] if w["id"] == "Deployment/apps/web")
+    assert web["locked"] == {"reason": "1.3 leaks memory", "user": "ana"}
+    assert "yes (by ana: 1.3 leaks memory)" in _cli(work, "workloads").stdout
+    # the row: a locked workload with a newer image is not touched; the refusal names the lock's reason and user
+    head = git(bare, "rev-parse", "main")
+    refused = _cli(work, "release", "web", "--image", "ghcr.io/acme/web:1.3.0", ok=False)
+    assert refused.returncode == 1
+    assert "Deployment/apps/web: is locked by ana: 1.3 leaks memory; nothing was changed" in refused.stderr
+    assert "--force" in refused.stderr
+    assert git(bare, "rev-parse", "main") == head and "web:1.2.0" in (work / "apps/web.yaml").read_text()
+    forced = _cli(work, "release", "web", "--image", "ghcr.io/acme/web:1.3.0", "--force", "--user", "bo")
+    assert "released" in forced.stdout
+    message = git(bare, "log", "-1", "--format=%B", "main")
+    assert message.startswith("release Deployment/apps/web: ghcr.io/acme/web:1.3.0\n\nReleased by bo")
+    assert "over the workload's lock (locked by ana: 1.3 leaks memory)" in message
+    text = (work / "apps/web.yaml").read_text()
+    assert text == DEPLOYMENT.replace("web:1.2.0", "web:1.3.0").replace(
+        "    fluxcd.io/tag.web: semver:~1.2\n",
+        '    fluxcd.io/tag.web: semver:~1.2\n    fluxcd.io/locked: "true"\n'
+        '    fluxcd.io/locked_msg: "1.3 leaks memory"\n    fluxcd.io/locked_user: "ana"\n',
+    )
+    _cli(work, "unlock", "web", "--user", "ana", "--reason", "fixed in 1.3.1")
+    assert (work / "apps/web.yaml").read_text() == DEPLOYMENT.replace("web:1.2.0", "web:1.3.0")
+    assert git(bare, "log", "-1", "--format=%s", "main").strip() == "unlock Deployment/apps/web: fixed in 1.3.1"
+    _cli(work, "automate", "web", "--no-push")
+    assert 'fluxcd.io/automated: "true"' in (work / "apps/web.yaml").read_text()
+    assert git(bare, "rev-parse", "main") != git(work, "rev-parse", "HEAD"), "--no-push pushed"
+    again = _cli(work, "automate", "web")
+    assert "nothing to change" in again.stdout
+    _cli(work, "deautomate", "web")
+    assert (work / "apps/web.yaml").read_text() == DEPLOYMENT.replace("web:1.2.0", "web:1.3.0")
+    assert git(bare, "rev-parse", "main") == git(work, "rev-parse", "HEAD")
+
+
+def test_a_workload_from_a_template_cannot_be_edited_and_says_where_it_comes_from(tmp_path: Path) -> None:
+    work, _ = _apps(tmp_path)
+    refused = _cli(work, "lock", "Job/apps/once", "--reason", "x", ok=False)
+    assert refused.returncode == 1
+    assert "Job/apps/once cannot be changed in git here" in refused.stderr
+    assert "rendered from the Jinja2 template apps/job.yaml.j2" in refused.stderr
+    unknown = _cli(work, "lock", "api", "--reason", "x", ok=False)
+    assert "no workload 'api'; the workloads are: Job/apps/once, Deployment/apps/web" in unknown.stderr
+    bad_image = _cli(work, "release", "web", "--image", "ghcr.io/acme/other:1", ok=False)
+    assert "no container runs an image of ghcr.io/acme/other" in bad_image.stderr

@@ -4,7 +4,8 @@ This is the only module that ends the process; everything below it returns resul
 :class:`~gitops_job.errors.GitopsJobError`.
 
 One module per command group beside it: ``render`` (render, validate), ``plan``, ``apply``, ``reconcile``,
-``state`` (status, history, break-lease) and ``install``; ``options`` holds what they share.
+``state`` (status, history, break-lease), ``controls`` (suspend, resume, rollback), ``workloads`` (workloads, lock,
+unlock, automate, deautomate, release) and ``install``; ``options`` holds what they share.
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ COMMANDS = {
     "status": "gitops_job.cli.state:status_cmd",
     "history": "gitops_job.cli.state:history_cmd",
     "break-lease": "gitops_job.cli.state:break_lease_cmd",
-    "unlock": "gitops_job.cli.state:unlock_cmd",
+    "unlock": "gitops_job.cli.workloads:unlock_cmd",
     "install": "gitops_job.cli.install:install_cmd",
     "suspend": "gitops_job.cli.controls:suspend_cmd",
     "resume": "gitops_job.cli.controls:resume_cmd",
+    "workloads": "gitops_job.cli.workloads:workloads_cmd",
+    "lock": "gitops_job.cli.workloads:lock_cmd",
+    "automate": "gitops_job.cli.workloads:automate_cmd",
+    "deautomate": "gitops_job.cli.workloads:deautomate_cmd",
+    "release": "gitops_job.cli.workloads:release_cmd",
 }
 
 

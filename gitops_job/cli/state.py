@@ -1,4 +1,5 @@
-"""`status`, `history` and `break-lease` (and its deprecated alias `unlock`): what is stored about each stack."""
+"""`status`, `history` and `break-lease` (`unlock` without a workload, its deprecated name, is in ``workloads``):
+what is stored about each stack."""
 
 from __future__ import annotations
 
@@ -47,13 +48,3 @@ def break_lease_cmd(**kw: Any) -> None:
     """
     for stack, holder in state.run_break_lease(settings_of(**kw)):
         say(f"stack {stack}: " + (f"lease held by {holder} broken" if holder else "no lease was held"))
-
-
-@click.command(name="unlock", hidden=True)
-@source_options
-@kube_options
-@click.pass_context
-def unlock_cmd(ctx: click.Context, /, **kw: Any) -> None:
-    """Deprecated: `break-lease` (this alias goes in the next release)."""
-    say("warning: `gitops-job unlock` is deprecated; use `gitops-job break-lease`", err=True)
-    ctx.invoke(break_lease_cmd, **kw)

@@ -26,12 +26,12 @@ from typing import Any
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gitops_job.errors import ImageError
 from gitops_job.identity import ObjectId
-from gitops_job.images.markers import Style
-from gitops_job.images.setters import render
+from gitops_job.images.markers import Marker, Part, PolicyRef, Style
+from gitops_job.images.setters import render, set_values
 from gitops_job.model import Source
 
 _STYLES = {None: Style.PLAIN, "'": Style.SINGLE, '"': Style.DOUBLE}
@@ -279,3 +279,39 @@ def _verify(
             "written",
             where=file,
         )
+
+
+def set_value(
+    data: bytes, file: str, workload: ObjectId, path: tuple[str | int, ...], value: str, line: int | None = None
+) -> bytes:
+    """``data`` with the scalar at ``path`` (keys and indexes from ``workload``'s document root, e.g. a container's
+    ``image``) set to ``value`` through ``setters.set_values``: the same splice, style and verification as a marked
+    value; ``data`` itself when it holds ``value`` already."""
+    text = data.decode("utf-8")
+    doc = _find(text, file, workload, line)
+    node: Node = doc.root
+    for step in path:
+        if isinstance(node, MappingNode) and isinstance(step, str) and (hit := _get(node, step)) is not None:
+            node = hit[1]
+        elif isinstance(node, SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+        else:
+            raise ImageError(f"{workload} has no {'.'.join(map(str, path))} here", where=file)
+    if not isinstance(node, ScalarNode) or node.style in ("|", ">"):
+        raise ImageError(f"{'.'.join(map(str, path))} is not a one-line value", where=_at(file, node))
+    start, end = int(node.start_mark.index), int(node.end_mark.index)
+    mark = Marker(
+        file=file,
+        line=node.start_mark.line + 1,
+        column=node.start_mark.column + 1,
+        start=start,
+        end=end,
+        source=text[start:end],
+        value=str(node.value),
+        style=_STYLES.get(node.style, Style.PLAIN),
+        policy=PolicyRef(workload.namespace, workload.name),
+        part=Part.IMAGE,
+        document=doc.index,
+        paths=(path,),
+    )
+    return set_values(data, [mark], [value])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from enum import StrEnum
 from typing import Any
 
@@ -117,6 +118,8 @@ class WorkloadControls:
     lock: Lock | None
     ignore: Ignore
     keys: Mapping[str, str]
+    #: Every key that carries each control (both prefixes may, agreeing): what removing a control removes.
+    every_key: Mapping[str, tuple[str, ...]] = dc_field(default_factory=dict)
 
     @property
     def locked(self) -> bool:
@@ -139,6 +142,10 @@ class WorkloadControls:
         """The annotation key to write ``control`` (a ``Control`` or ``tag.<container>``) under: the one in use,
         else ``fluxcd.io/<control>``."""
         return self.keys.get(control, PREFIX + control)
+
+    def removed(self, *controls: str) -> dict[str, str | None]:
+        """The annotation changes that remove ``controls`` (every key that carries one)."""
+        return {key: None for c in controls for key in self.every_key.get(c, ())}
 
 
 GLOB_ALL = parse_v1_filter("glob:*", "the default tag filter")
@@ -166,10 +173,13 @@ def _dig(body: Any, path: Sequence[str]) -> Any:
     return body
 
 
-def _policies(annotations: Mapping[str, Any], where: str) -> dict[str, tuple[str, str]]:
-    """Each policy name (``automated``, ``tag.web``, …) → (value, the key that set it); two keys for one policy
-    with two values are an error."""
+def _policies(
+    annotations: Mapping[str, Any], where: str, every: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, tuple[str, str]]:
+    """Each policy name (``automated``, ``tag.web``, …) → (value, the key that set it), and into ``every`` each
+    name's keys; two keys for one policy with two values are an error."""
     found: dict[str, tuple[str, str]] = {}
+    every = {} if every is None else every
     for k, raw in annotations.items():
         key = str(k)
         if key.startswith(PREFIXES):
@@ -187,6 +197,7 @@ def _policies(annotations: Mapping[str, Any], where: str) -> dict[str, tuple[str
                 where=where,
             )
         found.setdefault(name, (value, key))
+        every[name] = (*every.get(name, ()), key)
     return found
 
 
@@ -223,7 +234,8 @@ def parse(obj: RenderedObject) -> WorkloadControls | None:
     where = f"{obj.source}: {obj.id}"
     meta = obj.body.get("metadata")
     annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
-    policies = _policies(annotations if isinstance(annotations, Mapping) else {}, where)
+    every: dict[str, tuple[str, ...]] = {}
+    policies = _policies(annotations if isinstance(annotations, Mapping) else {}, where, every)
     found = _containers(obj, where)
     names = [name for name, *_ in found]
     for name, (_, key) in policies.items():
@@ -268,7 +280,51 @@ def parse(obj: RenderedObject) -> WorkloadControls | None:
         lock=lock,
         ignore=ignore,
         keys={name: key for name, (_, key) in policies.items()},
+        every_key=every,
     )
+
+
+# -- what each workload control changes (``lock``, ``unlock``, ``automate``, ``deautomate``) ---------------------------
+def lock(w: WorkloadControls, reason: str, user: str) -> dict[str, str | None]:
+    """Lock ``w``: ``locked: "true"`` with why and who (replacing an earlier lock's)."""
+    return {w.key(Control.LOCKED): "true", w.key(Control.LOCKED_MSG): reason, w.key(Control.LOCKED_USER): user}
+
+
+def unlock(w: WorkloadControls) -> dict[str, str | None]:
+    return w.removed(Control.LOCKED, Control.LOCKED_MSG, Control.LOCKED_USER)
+
+
+def automate(w: WorkloadControls) -> dict[str, str | None]:
+    return {**w.removed(Control.AUTOMATED), w.key(Control.AUTOMATED): "true"}
+
+
+def deautomate(w: WorkloadControls) -> dict[str, str | None]:
+    return w.removed(Control.AUTOMATED)
+
+
+def release_target(w: WorkloadControls, image: str, *, force: bool = False) -> Container:
+    """The container of ``w`` that ``release --image REPO:TAG`` changes: the one whose image is from REPO. A locked
+    workload is refused without ``force``, naming the lock's reason and user."""
+    repository, tag = split_image(image)
+    if not tag and "@" not in image:
+        raise ImageError(f"--image {image!r} has no tag: write REPOSITORY:TAG", where=w.where)
+    if w.lock is not None and not force:
+        raise ImageError(
+            f"is {w.lock}; nothing was changed. Unlock it first (`gitops-job unlock`), or pass --force to release "
+            "over the lock",
+            where=w.where,
+        )
+    hits = [c for c in w.containers if c.repository == repository]
+    if not hits:
+        images = ", ".join(f"{c.name}: {c.image}" for c in w.containers)
+        raise ImageError(f"no container runs an image of {repository} (its containers: {images})", where=w.where)
+    if len(hits) > 1:
+        raise ImageError(
+            f"{len(hits)} containers run {repository} ({', '.join(c.name for c in hits)}); release one at a time is "
+            "not supported yet: edit the manifest",
+            where=w.where,
+        )
+    return hits[0]
 
 
 def parse_all(objects: Sequence[RenderedObject]) -> tuple[WorkloadControls, ...]:
