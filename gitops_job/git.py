@@ -327,12 +327,12 @@ class Author:
     email: str
 
 
-def commit(repo: Path, changes: Mapping[str, bytes], message: str, author: Author) -> str | None:
-    """Write each file of ``changes`` (a path relative to ``repo``'s root → its new bytes) into ``repo``'s working
-    tree, stage exactly those paths and commit only them (anything else staged or modified stays out of the commit)
-    as ``author`` (author and committer), with ``message``; no hooks run. The new commit's sha; None when the bytes
-    are those already committed (no commit is made). Works on a detached HEAD (the state dir's clone) as on a
-    branch (a local checkout: the branch moves)."""
+def commit(repo: Path, changes: Mapping[str, bytes | None], message: str, author: Author) -> str | None:
+    """Write each file of ``changes`` (a path relative to ``repo``'s root → its new bytes, or None to remove a
+    tracked file) into ``repo``'s working tree, stage exactly those paths and commit only them (anything else
+    staged or modified stays out of the commit) as ``author`` (author and committer), with ``message``; no hooks
+    run. The new commit's sha; None when the bytes are those already committed (no commit is made). Works on a
+    detached HEAD (the state dir's clone) as on a branch (a local checkout: the branch moves)."""
     root = repo.resolve()
     paths = []
     for rel in changes:
@@ -343,6 +343,9 @@ def commit(repo: Path, changes: Mapping[str, bytes], message: str, author: Autho
         paths.append(str(pure))
     for rel, data in changes.items():
         target = root / rel
+        if data is None:
+            target.unlink(missing_ok=True)
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     if not paths:
@@ -418,3 +421,19 @@ def upstream(repo: Path) -> tuple[str, str] | None:
     url = _git(repo, "config", "--get", "remote.origin.url").stdout.strip()
     branch = _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD").stdout.strip()
     return (url, branch) if url and branch else None
+
+
+@contextmanager
+def worktree(repo: Path, rev: str) -> Iterator[Path]:
+    """A temporary working tree of ``repo``'s repository at commit ``rev`` (``git worktree add --detach``; it shares
+    the repository's objects and remotes), removed afterwards; yields the directory that corresponds to ``repo``
+    in it (``repo`` may be a subdirectory of the repository)."""
+    prefix = _git(repo, "rev-parse", "--show-prefix").stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="gitops-job-worktree-") as tmp:
+        tree = Path(tmp) / "tree"
+        _local(repo, "worktree", "add", "--quiet", "--detach", str(tree), rev)
+        try:
+            yield tree / prefix if prefix else tree
+        finally:
+            _git(repo, "worktree", "remove", "--force", str(tree))
+            _git(repo, "worktree", "prune")

@@ -189,3 +189,81 @@ def test_a_workload_from_a_template_cannot_be_edited_and_says_where_it_comes_fro
     assert "no workload 'api'; the workloads are: Job/apps/once, Deployment/apps/web" in unknown.stderr
     bad_image = _cli(work, "release", "web", "--image", "ghcr.io/acme/other:1", ok=False)
     assert "no container runs an image of ghcr.io/acme/other" in bad_image.stderr
+
+
+# -- rollback ----------------------------------------------------------------------------------------------------------
+def _published(tmp: Path, ns: str) -> tuple[Path, Path, list[str]]:
+    """A checkout whose origin is a bare repository, applied at two revisions (values 1 then 2); a file of stack app
+    is added in the second, so a rollback must remove it."""
+    bare = bare_repo(tmp)
+    work, rev1 = _work(tmp, ns)
+    git(work, "remote", "add", "origin", str(bare))
+    write(work, {"app/extra.yaml": cm("extra", ns)})
+    rev2 = _bump(work, ns, "2")
+    push(work, bare)
+    return work, bare, [rev1, rev2]
+
+
+def test_rollback_is_a_commit_that_restores_the_stack_and_says_why(
+    kubeconfig: Path,
+    namespace: str,
+    tmp_path: Path,
+    values: Callable[[], tuple[str, str]],
+    api_client: client.ApiClient,
+) -> None:
+    work, bare, (rev1, rev2) = _published(tmp_path, namespace)
+    repo = ["--repo", str(work)]
+    git(work, "checkout", "-q", rev1)
+    gitops_job(kubeconfig, "apply", *repo)
+    git(work, "checkout", "-q", "main")
+    gitops_job(kubeconfig, "apply", *repo)
+    assert values() == ("2", "2")
+    unknown = gitops_job(kubeconfig, "rollback", "app", "--to", "deadbeef", "--reason", "x", *repo, ok=False)
+    assert unknown.returncode == 1 and "'deadbeef' is not one of them" in unknown.stderr
+    assert rev1[:12] in unknown.stderr and rev2[:12] in unknown.stderr  # it says which are available
+    done = gitops_job(kubeconfig, "rollback", "app", "--to", rev1[:10], "--reason", "2 breaks checkout",
+                      "--user", "ana", "--reconcile-now", *repo)  # fmt: skip
+    assert f"stack app: rollback to {rev1[:12]} committed as " in done.stdout and "(2 file(s))" in done.stdout
+    # the cluster is back there (stack app only: stack other stays at 2; the file added since is pruned) ...
+    assert values() == ("1", "2")
+    names = {c.metadata.name for c in client.CoreV1Api(api_client).list_namespaced_config_map(namespace).items}
+    assert "extra" not in names
+    # ... and git says why: a new commit on the branch, pushed, naming the revision, who and why
+    message = git(bare, "log", "-1", "--format=%B", "main")
+    assert message.startswith(f"rollback stack app to {rev1[:12]}: 2 breaks checkout\n\nRolled back by ana")
+    assert rev1 in message
+    assert git(bare, "log", "-1", "--format=%P", "main").strip() == rev2  # history moves forward
+    assert git(bare, "show", "--stat", "--format=", "main").split()[:4] == ["app/cm.yaml", "|", "2", "+-"]
+    # the next scheduled run finds nothing to do: the commit is what is applied
+    assert "stack app: in sync" in gitops_job(kubeconfig, "reconcile", "--repo", f"file://{bare}").stdout
+
+
+def test_emergency_rollback_applies_directly_and_stays_off_git_until_a_new_commit(
+    kubeconfig: Path, namespace: str, tmp_path: Path, values: Callable[[], tuple[str, str]]
+) -> None:
+    work, bare, (rev1, rev2) = _published(tmp_path, namespace)
+    repo = ["--repo", str(work)]
+    git(work, "checkout", "-q", rev1)
+    gitops_job(kubeconfig, "apply", *repo)
+    git(work, "checkout", "-q", "main")
+    gitops_job(kubeconfig, "apply", *repo)
+    head = git(bare, "rev-parse", "main")
+    done = gitops_job(kubeconfig, "rollback", "app", "--to", rev1, "--reason", "outage", "--user", "bo",
+                      "--emergency", *repo)  # fmt: skip
+    assert "stack app: rolled back to" in done.stdout and "off-git until a new commit" in done.stdout
+    assert values() == ("1", "2") and git(bare, "rev-parse", "main") == head  # nothing was committed
+    status = gitops_job(kubeconfig, "status", *repo).stdout
+    assert "off-git" in status and f"rolled back to {rev1[:12]} by bo" in status and "outage" in status
+    doc = json.loads(gitops_job(kubeconfig, "status", *repo, "-o", "json").stdout)
+    app = next(s for s in doc["stacks"] if s["stack"] == "app")
+    assert app["revision"] == rev1 and app["offGit"]["revision"] == rev1 and app["offGit"]["head"] == rev2
+    # the scheduled run (and an apply) of the same head leave the stack alone
+    scheduled = gitops_job(kubeconfig, "reconcile", "--repo", f"file://{bare}")
+    assert "stack app: left alone, off-git: rolled back to" in scheduled.stdout and values() == ("1", "2")
+    # a new commit returns the stack to git
+    _bump(work, namespace, "3")
+    push(work, bare)
+    gitops_job(kubeconfig, "reconcile", "--repo", f"file://{bare}")
+    assert values() == ("3", "3")
+    after = json.loads(gitops_job(kubeconfig, "status", *repo, "-o", "json").stdout)
+    assert next(s for s in after["stacks"] if s["stack"] == "app")["offGit"] is None

@@ -72,3 +72,87 @@ def resume_cmd(stack: str, user: str | None, **kw: Any) -> None:
         return
     what = " and ".join(w for w, h in (("suspended", before.suspended), ("off-git", before.off_git)) if h)
     say(f"stack {stack}: was {what}; resumed: the next run reconciles it from git")
+
+
+@click.command(name="rollback")
+@source_options
+@kube_options
+@user_option
+@click.argument("stack", metavar="STACK")
+@click.option(
+    "--to",
+    "revision",
+    required=True,
+    metavar="REVISION",
+    help="A revision the stack's history records as applied (`gitops-job history STACK`; 7+ characters).",
+)
+@click.option("--reason", required=True, help="Why (in the commit message, or on the inventory with --emergency).")
+@click.option(
+    "--emergency",
+    is_flag=True,
+    help="Apply REVISION directly instead of committing, and mark the stack off-git until a new commit.",
+)
+@click.option("--reconcile-now", is_flag=True, help="After the commit, apply the stack from this checkout now.")
+@click.option(
+    "--push/--no-push",
+    default=True,
+    show_default=True,
+    help="Push the rollback commit to the checkout's origin branch.",
+)
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def rollback_cmd(
+    stack: str, revision: str, reason: str, emergency: bool, reconcile_now: bool, push: bool, output: str,
+    user: str | None, **kw: Any,
+) -> None:  # fmt: skip
+    """Roll STACK back to REVISION, one of the revisions its history records as applied.
+
+    By default this is a commit on the checkout's branch that restores the stack's directory (its path in
+    gitops.yaml) to its content at REVISION — files changed since restored, files added since removed — with a
+    message naming the revision, who (--user) and why (--reason), pushed to origin. The next run (the scheduled
+    reconcile, or the merge apply) deploys it; --reconcile-now applies it from this checkout at once. Git stays the
+    audit log, and later commits build on the rollback.
+
+    --emergency applies REVISION directly (the apply recipe on a working tree of it; going back in history is
+    allowed for this run) and marks the stack off-git on its inventory: runs leave it alone until a commit other
+    than REVISION and the branch's current head arrives (or `gitops-job resume STACK`), so the scheduled run does
+    not undo the rollback — Argo CD's "a rollback disables auto-sync", made explicit. `status` shows it. Fix the
+    branch with a commit (e.g. a plain rollback) to return the stack to git.
+
+    \b
+    Examples:
+      gitops-job rollback web --to 4d5bbfb0a1b2 --reason "1.3.0 leaks memory"
+      gitops-job rollback web --to 4d5bbfb0a1b2 --reason "outage, git is down" --emergency
+    """
+    from gitops_job import git
+    from gitops_job.cli.options import notify
+    from gitops_job.reconcile.controls import run_rollback
+    from gitops_job.report.json import apply_json
+    from gitops_job.report.text import apply_text
+
+    name = who(user, kw["repo"])
+    author = git.identity(kw["repo"]) or git.Author(name, f"{os.environ.get('USER') or 'gitops-job'}@localhost")
+    settings = settings_of(**kw)
+    done = run_rollback(settings, stack, revision, name, reason, author, emergency=emergency, push=push,
+                        reconcile_now=reconcile_now)  # fmt: skip
+    if done.applied is not None:
+        from gitops_job.reconcile.context import select
+
+        click.echo(apply_json(done.applied) if output == "json" else apply_text(done.applied), nl=False)
+        notify(select(settings).config, done.applied)
+    if emergency:
+        say(f"stack {stack}: rolled back to {done.revision} directly; it is off-git until a new commit on the branch"
+            f" (or `gitops-job resume {stack}`)", err=output == "json")  # fmt: skip
+    elif done.commit is None:
+        say(
+            f"stack {stack}: its files already are those of {done.revision[:12]}; nothing to commit",
+            err=output == "json",
+        )
+    else:
+        where = f", pushed to {done.pushed}" if done.pushed else " (not pushed)"
+        say(f"stack {stack}: rollback to {done.revision[:12]} committed as {done.commit[:12]}{where}"
+            f" ({len(done.files)} file(s))" + ("" if reconcile_now else "; the next run applies it"),
+            err=output == "json")  # fmt: skip
+    if done.applied is not None and not done.applied.ok:
+        from gitops_job.errors import ApplyError
+
+        raise ApplyError(f"the rollback of stack {stack} to {done.revision[:12]} did not apply in full (see above)")

@@ -37,6 +37,7 @@ COMMANDS = {
     "install": "gitops_job.cli.install:install_cmd",
     "suspend": "gitops_job.cli.controls:suspend_cmd",
     "resume": "gitops_job.cli.controls:resume_cmd",
+    "rollback": "gitops_job.cli.controls:rollback_cmd",
     "workloads": "gitops_job.cli.workloads:workloads_cmd",
     "lock": "gitops_job.cli.workloads:lock_cmd",
     "automate": "gitops_job.cli.workloads:automate_cmd",

@@ -1,17 +1,21 @@
-"""The stack controls stored on the cluster, on the stack's inventory: ``suspend`` / ``resume`` (Flux's ``flux suspend
-kustomization``: runs leave that stack alone, its objects stay as they are) and the off-git mark an emergency
-``rollback`` leaves. Each change is a guarded write of the inventory and a Kubernetes Event on it (``kubectl
-describe configmap`` shows who did what and why)."""
+"""The stack controls: ``suspend`` / ``resume`` (Flux's ``flux suspend kustomization``: runs leave that stack alone,
+its objects stay as they are), stored on the stack's inventory, and ``rollback`` (a commit that restores the stack's
+files, or an emergency apply that leaves the stack off-git). Each inventory change is a guarded write and a
+Kubernetes Event on it (``kubectl describe configmap`` shows who did what and why)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
+from pathlib import Path
 
-from gitops_job.errors import ValidationError
+from gitops_job import git
+from gitops_job.errors import SourceError, ValidationError
+from gitops_job.outcomes import Origin, RunResult
 from gitops_job.reconcile import inventory
-from gitops_job.reconcile.context import Settings, connected
-from gitops_job.reconcile.results import Hold
+from gitops_job.reconcile.context import Settings, connected, select
+from gitops_job.reconcile.results import ApplyResult, Hold
+from gitops_job.reconcile.run import ApplyOptions, run_apply
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,115 @@ def run_resume(settings: Settings, stack: str, user: str) -> Changed:
         after = inventory.write(kube, dc_replace(before, suspended=None, off_git=None))
         inventory.event(kube, after, reason="Resumed", message=f"resumed by {user}")
         return Changed(stack, before, after)
+
+
+# -- rollback -------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RolledBack:
+    """What ``rollback`` did: the revision gone back to, and the commit that restores it (a plain rollback) or the
+    apply that put it on the cluster directly (``--emergency``, or ``--reconcile-now`` after the commit)."""
+
+    stack: str
+    revision: str
+    commit: str | None = None  # None: emergency, or the files were that revision's already
+    pushed: str | None = None  # "<url> <branch>" when pushed
+    applied: ApplyResult | None = None
+    files: tuple[str, ...] = ()  # the files the commit restored or removed
+
+
+def recorded(inv: inventory.Inventory, ref: str) -> str:
+    """The full revision ``ref`` (a commit id, or a prefix of at least 7 hex digits) names among those the stack's
+    history records as applied (its succeeded runs and its last revision applied in full); else an error that lists
+    them."""
+    known = [r.revision for r in inv.runs if r.result is RunResult.SUCCEEDED]
+    known += [inv.revision] if inv.revision else []
+    revisions = list(dict.fromkeys(r for r in known if git.is_sha(r)))
+    hits = [r for r in revisions if len(ref) >= 7 and r.startswith(ref.lower())]
+    if len(hits) == 1:
+        return hits[0]
+    listed = ", ".join(r[:12] for r in revisions) or "none"
+    why = f"names {len(hits)} of them" if hits else "is not one of them"
+    raise ValidationError(
+        f"{ref!r} {why}: the revisions recorded as applied to this stack (`gitops-job history {inv.stack}`) are: "
+        f"{listed}. Pass one of those (7 or more characters)",
+        where=f"stack {inv.stack}",
+    )
+
+
+def _files(directory: Path, root: Path) -> dict[str, bytes]:
+    if not directory.is_dir():
+        return {}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and ".git" not in p.relative_to(directory).parts}  # fmt: skip
+
+
+def run_rollback(
+    settings: Settings,
+    stack: str,
+    ref: str,
+    user: str,
+    reason: str,
+    author: git.Author,
+    *,
+    emergency: bool = False,
+    push: bool = True,
+    reconcile_now: bool = False,
+    origin: Origin | None = None,
+) -> RolledBack:
+    """Go back to a revision the stack's history records.
+
+    Default: one commit that restores the stack's directory (its ``path`` in gitops.yaml) to its content at that
+    revision — files changed since are restored, files added since removed — with a message naming the revision,
+    who and why, pushed to the checkout's ``origin`` branch; the next run applies it (``reconcile_now``: applied
+    here and now, from the checkout). Git stays the audit log.
+
+    ``emergency``: apply that revision directly (the apply recipe on a working tree of it, history check allowed
+    explicitly) and mark the stack off-git (the revision, who, why, and the branch's head now): runs leave it alone
+    until a commit other than those two arrives, or ``resume``."""
+    one = _one_stack(settings, stack)
+    selection = select(one)
+    root = selection.config.root
+    with connected(one) as (chosen, kube):
+        t = chosen.target
+        rev = recorded(inventory.read(kube, t.inventory_namespace, t.name, stack), ref)
+    head = git.revision(root)
+    options = ApplyOptions(origin=origin)
+    if emergency:
+        hold = Hold(user, reason, inventory.now(), rev, head.removesuffix("-dirty"))
+        options = dc_replace(options, revision=rev, allow_non_descendant=True, off_git=hold)
+        with git.worktree(root, rev) as tree:
+            applied = run_apply(dc_replace(one, repo=tree), options)
+        return RolledBack(stack, rev, applied=applied)
+    if head.endswith("-dirty"):
+        raise ValidationError(
+            "the checkout has uncommitted changes: a rollback commits the stack's files as they were at a revision, "
+            "so commit or discard your changes first",
+            where=str(root),
+        )
+    path = selection.stacks[0].path
+    with git.worktree(root, rev) as tree:
+        old = _files(tree / path, tree)
+    if not old:
+        raise ValidationError(f"the stack's directory {path} held no files at {rev[:12]}", where=f"stack {stack}")
+    new = _files(root / path, root)
+    changes: dict[str, bytes | None] = {f: data for f, data in old.items() if new.get(f) != data}
+    changes |= {f: None for f in new if f not in old}
+    if not changes:
+        return RolledBack(stack, rev)
+    why = f": {reason}" if reason else ""
+    message = (f"rollback stack {stack} to {rev[:12]}{why}\n\nRolled back by {user} with `gitops-job rollback`: the"
+               f" files of {path} restored to their content at {rev}.\n")  # fmt: skip
+    sha = git.commit(root, changes, message, author)
+    pushed = None
+    if sha is not None and push:
+        where = git.upstream(root)
+        if where is None:
+            raise SourceError(
+                f"committed {sha[:12]} but not pushed: the checkout has no origin remote or is on a detached HEAD. "
+                "Push it yourself, or pass --no-push",
+                where=str(root),
+            )
+        git.push(root, where[0], where[1])
+        pushed = f"{git.redact(where[0])} {where[1]}"
+    now = run_apply(one, options) if reconcile_now and sha is not None else None
+    return RolledBack(stack, rev, sha, pushed, now, tuple(sorted(changes)))
