@@ -250,3 +250,42 @@ def test_find_says_what_there_is() -> None:
         a.find(ws, "web")
     with pytest.raises(ImageError, match=r"no workload 'api'; the workloads are: Deployment/apps/web"):
         a.find(ws, "api")
+
+
+# -- what each control changes, and release's refusal of a locked workload (the row "a locked workload with a newer
+# image": not touched, the refusal says it is locked, why and by whom) ----------------------------------------------
+def test_control_changes_keep_the_prefix_in_use_and_remove_every_key() -> None:
+    c = parse({"flux.weave.works/locked": "true", "fluxcd.io/locked": "true", "fluxcd.io/locked_msg": "m",
+               "flux.weave.works/automated": "true"})  # fmt: skip
+    assert a.lock(c, "why", "ana") == {
+        "flux.weave.works/locked": "true", "fluxcd.io/locked_msg": "why", "fluxcd.io/locked_user": "ana",
+    }  # fmt: skip
+    assert a.unlock(c) == {"flux.weave.works/locked": None, "fluxcd.io/locked": None, "fluxcd.io/locked_msg": None}
+    assert a.automate(c) == {"flux.weave.works/automated": "true"}
+    assert a.deautomate(c) == {"flux.weave.works/automated": None}
+    assert a.automate(parse()) == {"fluxcd.io/automated": "true"} and a.deautomate(parse()) == {}
+
+
+@pytest.mark.parametrize(
+    ("annotations", "image", "force", "outcome"),
+    [
+        pytest.param({}, "ghcr.io/acme/web:1.3.0", False, "web", id="release"),
+        pytest.param(
+            {"fluxcd.io/locked": "true", "fluxcd.io/locked_msg": "1.3 leaks", "fluxcd.io/locked_user": "ana"},
+            "ghcr.io/acme/web:1.3.0", False,
+            "Deployment/apps/web: is locked by ana: 1.3 leaks; nothing was changed. Unlock it first", id="locked",
+        ),
+        pytest.param({"fluxcd.io/locked": "true"}, "ghcr.io/acme/web:1.3.0", False, "is locked; nothing was changed",
+                     id="locked-without-reason"),
+        pytest.param({"fluxcd.io/locked": "true"}, "ghcr.io/acme/web:1.3.0", True, "web", id="forced"),
+        pytest.param({}, "ghcr.io/acme/api:1.0", False, "no container runs an image of ghcr.io/acme/api", id="other"),
+        pytest.param({}, "ghcr.io/acme/web", False, "has no tag: write REPOSITORY:TAG", id="no-tag"),
+    ],
+)  # fmt: skip
+def test_release_target(annotations: dict[str, str], image: str, force: bool, outcome: str) -> None:
+    c = parse(annotations)
+    if outcome == "web":
+        assert a.release_target(c, image, force=force).name == "web"
+        return
+    with pytest.raises(ImageError, match=outcome.replace("(", r"\(")):
+        a.release_target(c, image, force=force)
