@@ -61,6 +61,9 @@ def test_suspend_leaves_the_stack_alone_and_says_so_until_resume(
     as_json = json.loads(gitops_job(kubeconfig, "apply", *repo, "-o", "json").stdout)
     app = next(s for s in as_json["stacks"] if s["stack"] == "app")
     assert as_json["ok"] and app["result"] == "skipped" and "incident 42" in app["held"]
+    # a run of the suspended stack alone writes nothing and succeeds
+    alone = gitops_job(kubeconfig, "apply", *repo, "-s", "app")
+    assert "stack app: left alone, suspended by ana" in alone.stdout and "stack other" not in alone.stdout
     # the scheduled run skips it too
     scheduled = gitops_job(kubeconfig, "reconcile", "--repo", f"file://{bare}")
     assert "stack app: left alone, suspended by ana" in scheduled.stdout and values() == ("1", "2")

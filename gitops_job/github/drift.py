@@ -79,7 +79,9 @@ def observed(done: Reconciled) -> Observed:
     fixed = tuple(f for f in found if stack_of.get(f.id) not in failed)
     why = "; ".join(f"stack {r.stack}: {r.error}" for r in result.stacks if r.error)
     known = plan is not None and plan.drift_checked and not plan.failures
-    return Observed(result.target, rev, done.drift, left, complete=result.ok or known, corrected=fixed, failure=why)
+    unseen = any(r.held for r in result.stacks)  # a suspended or off-git stack was not looked at
+    return Observed(result.target, rev, done.drift, left, complete=(result.ok or known) and not unseen,
+                    corrected=fixed, failure=why)  # fmt: skip
 
 
 # -- the issue ---------------------------------------------------------------------------------------------------------
