@@ -153,9 +153,9 @@ def deautomate_cmd(workload: str, reason: str, **kw: Any) -> None:
 @click.option("--force", is_flag=True, help="Release even though the workload is locked (the lock stays).")
 @click.option("--reason", default="", help="Why (recorded in the commit message).")
 def release_cmd(workload: str, image: str, force: bool, reason: str, **kw: Any) -> None:
-    """Release IMAGE to WORKLOAD: set the image of its container that runs that repository, in the workload's
-    manifest (only that value changes), committed and pushed; the next apply or scheduled run deploys it. A locked
-    workload is refused, naming the lock's reason and who locked it, unless --force.
+    """Release --image REPOSITORY:TAG to WORKLOAD: set the image of its container that runs REPOSITORY, in the
+    workload's manifest (only that value changes), committed and pushed; the next apply or scheduled run deploys
+    it. A locked workload is refused, naming the lock's reason and who locked it, unless --force.
 
     \b
     Example:
