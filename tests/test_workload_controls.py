@@ -16,6 +16,7 @@ from kubernetes import client
 from tests.gitservers import bare_repo, push
 from tests.helpers import cm, config, git, git_repo, gitops_job, object_writes, write
 from tests.kube import AuditLog
+from tests.registries import RegistryServer, free_port
 
 STACKS = "  - name: app\n    path: app\n  - name: other\n    path: other\n"
 
@@ -270,3 +271,29 @@ def test_emergency_rollback_applies_directly_and_stays_off_git_until_a_new_commi
     assert values() == ("3", "3")
     after = json.loads(gitops_job(kubeconfig, "status", *repo, "-o", "json").stdout)
     assert next(s for s in after["stacks"] if s["stack"] == "app")["offGit"] is None
+
+
+# -- images list: deployed vs available, against a real registry (tests/registries.py) -------------------------------
+def test_images_list_shows_deployed_against_available_tags(registry: RegistryServer, tmp_path: Path) -> None:
+    registry.pusher().push("acme/web", ["1.2.0", "1.2.5", "1.3.0", "latest"])
+    down = f"127.0.0.1:{free_port()}"  # nothing listens there
+    work = tmp_path / "work"
+    manifest = DEPLOYMENT.replace("ghcr.io/acme/web", f"{registry.host}/acme/web").replace(
+        '"ghcr.io/acme/envoy:1.30.0"', f"{down}/acme/envoy:1.30.0"
+    )
+    write(work, {"gitops.yaml": config("gitops-job", "  - name: apps\n    path: apps\n"), "apps/web.yaml": manifest})
+    env = ["--docker-config", str(tmp_path / "none.json")]  # anonymous, whatever this machine's docker config says
+    listed = _cli(work, "images", "list", "web", *env, ok=False)
+    assert listed.returncode == 1  # the registry that is down fails its container ...
+    lines = listed.stdout.splitlines()
+    assert f"container web: {registry.host}/acme/web:1.2.0, filter semver:~1.2" in lines
+    rows = [line.split()[:2] for line in lines[lines.index(f"container web: {registry.host}/acme/web:1.2.0, filter "
+                                                           "semver:~1.2") + 2:][:4]]  # fmt: skip
+    assert rows[:2] == [["1.2.5", "newest"], ["1.2.0", "running,"]]  # the filter's choice, then what runs
+    assert sorted(rows[2:]) == [["1.3.0", "outside"], ["latest", "not"]]  # then what it removed, and why
+    assert any("sidecar" in line and "error:" in lines[i + 1] for i, line in enumerate(lines))  # ... the rest shows
+    assert "could not be listed" in listed.stderr
+    doc = json.loads(_cli(work, "images", "list", "Deployment/apps/web", *env, "-o", "json", ok=False).stdout)
+    web = doc["containers"][0]
+    assert (web["running"], web["newestAllowed"], web["error"]) == ("1.2.0", "1.2.5", None)
+    assert doc["containers"][1]["error"] and doc["containers"][1]["tags"] == []

@@ -43,6 +43,7 @@ COMMANDS = {
     "automate": "gitops_job.cli.workloads:automate_cmd",
     "deautomate": "gitops_job.cli.workloads:deautomate_cmd",
     "release": "gitops_job.cli.workloads:release_cmd",
+    "images": "gitops_job.cli.images:images_group",
 }
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from gitops_job.errors import ErrorGroup, GitopsJobError, ImageError
 from gitops_job.identity import ObjectId
-from gitops_job.images.policy import Policy, parse_v1_filter
+from gitops_job.images.policy import Policy, Selection, parse_v1_filter
 from gitops_job.model import RenderedObject, Source
 
 PREFIX = "fluxcd.io/"
@@ -146,6 +146,18 @@ class WorkloadControls:
     def removed(self, *controls: str) -> dict[str, str | None]:
         """The annotation changes that remove ``controls`` (every key that carries one)."""
         return {key: None for c in controls for key in self.every_key.get(c, ())}
+
+
+@dataclass(frozen=True)
+class Available:
+    """One container's image as deployed (in git) and the tags its repository has, judged by the container's tag
+    filter; ``error`` when the registry could not list them (the others are still shown)."""
+
+    container: Container
+    tags: tuple[str, ...] = ()
+    selection: Selection | None = None
+    truncated: bool = False
+    error: str | None = None
 
 
 GLOB_ALL = parse_v1_filter("glob:*", "the default tag filter")

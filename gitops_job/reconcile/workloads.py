@@ -16,9 +16,11 @@ from gitops_job import git
 from gitops_job.errors import ImageError, SourceError
 from gitops_job.images import annotate
 from gitops_job.images import annotations as v1
-from gitops_job.images.annotations import WorkloadControls
+from gitops_job.images.annotations import Available, WorkloadControls
+from gitops_job.images.policy import select
 from gitops_job.reconcile import context
 from gitops_job.reconcile.context import Settings
+from gitops_job.registry import ImageRef, Registry
 from gitops_job.render.stack import detect_renderer
 
 Changes = Mapping[str, str | None]
@@ -110,3 +112,19 @@ def record(e: Edit, author: git.Author, *, push: bool = True) -> Recorded:
     url, branch = where
     git.push(root, url, branch)
     return Recorded(e, sha, f"{git.redact(url)} {branch}")
+
+
+# -- images list: deployed vs available tags ------------------------------------------------------------------------
+def list_images(settings: Settings, ref: str, registry: Registry) -> tuple[WorkloadControls, tuple[Available, ...]]:
+    """The workload ``ref`` names and, per container, the tags of its image's repository with the filter's verdict
+    on each (the newest it allows, the running one, what it removed and why)."""
+    w = v1.find(list_workloads(settings).workloads, ref)
+    out = []
+    for c in w.containers:
+        try:
+            found = registry.tags(ImageRef.parse(c.image).name)
+        except ImageError as e:
+            out.append(Available(c, error=str(e)))
+            continue
+        out.append(Available(c, found.tags, select(c.filter, found.tags), found.truncated))
+    return w, tuple(out)
