@@ -93,6 +93,18 @@ def recorded(inv: inventory.Inventory, ref: str) -> str:
     )
 
 
+def _branch_head(root: Path) -> str | None:
+    """The commit the checkout's origin branch points at now (what the scheduled run would reconcile), or None
+    when it cannot be asked (no origin, a detached HEAD, the git server down: the checkout's HEAD stands in)."""
+    where = git.upstream(root)
+    if where is None:
+        return None
+    try:
+        return git.branch_head(where[0], where[1])
+    except SourceError:
+        return None
+
+
 def _files(directory: Path, root: Path) -> dict[str, bytes]:
     if not directory.is_dir():
         return {}
@@ -132,7 +144,7 @@ def run_rollback(
     head = git.revision(root)
     options = ApplyOptions(origin=origin)
     if emergency:
-        hold = Hold(user, reason, inventory.now(), rev, head.removesuffix("-dirty"))
+        hold = Hold(user, reason, inventory.now(), rev, _branch_head(root) or head.removesuffix("-dirty"))
         options = dc_replace(options, revision=rev, allow_non_descendant=True, off_git=hold)
         with git.worktree(root, rev) as tree:
             applied = run_apply(dc_replace(one, repo=tree), options)
