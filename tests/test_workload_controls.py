@@ -13,6 +13,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from gitops_job.identity import ObjectId
+from gitops_job.images import annotations as v1
+from gitops_job.images.policy import select
+from gitops_job.model import RenderedObject, Source
+from gitops_job.reconcile import inventory
+from gitops_job.reconcile.results import Hold
+from gitops_job.reconcile.run import ApplyOptions, held_by
+from gitops_job.report.workloads import images_text
 from tests.gitservers import bare_repo, push
 from tests.helpers import cm, config, git, git_repo, gitops_job, object_writes, write
 from tests.kube import AuditLog
@@ -297,3 +305,46 @@ def test_images_list_shows_deployed_against_available_tags(registry: RegistrySer
     web = doc["containers"][0]
     assert (web["running"], web["newestAllowed"], web["error"]) == ("1.2.0", "1.2.5", None)
     assert doc["containers"][1]["error"] and doc["containers"][1]["tags"] == []
+
+
+# -- pure parts: which runs a hold stops, and how images list orders and names the tags ------------------------------
+REV_A, REV_B, REV_C = "a" * 40, "b" * 40, "c" * 40
+
+
+@pytest.mark.parametrize(
+    ("suspended", "off_git", "revision", "emergency", "held"),
+    [
+        pytest.param(None, None, REV_A, False, None, id="not-held"),
+        pytest.param(Hold("ana", "incident", "T"), None, REV_C, False, "suspended by ana at T: incident;",
+                     id="suspended"),
+        pytest.param(Hold("ana", "", "T"), None, REV_C, False, "suspended by ana at T;", id="suspended-no-reason"),
+        pytest.param(None, Hold("bo", "outage", "T", REV_A, REV_B), REV_B, False, "off-git: rolled back to " + REV_A,
+                     id="off-git-same-head"),
+        pytest.param(None, Hold("bo", "outage", "T", REV_A, REV_B), REV_A, False, "off-git", id="off-git-its-revision"),
+        pytest.param(None, Hold("bo", "outage", "T", REV_A, REV_B), REV_C, False, None, id="off-git-new-commit"),
+        pytest.param(None, Hold("bo", "outage", "T", REV_A, REV_B), REV_B + "-dirty", False, "off-git", id="dirty"),
+        pytest.param(Hold("ana", "x", "T"), None, REV_A, True, None, id="emergency-applies-anyway"),
+    ],
+)  # fmt: skip
+def test_held_by(
+    suspended: Hold | None, off_git: Hold | None, revision: str, emergency: bool, held: str | None
+) -> None:
+    inv = inventory.Inventory("t", "web", "ns", suspended=suspended, off_git=off_git)
+    options = ApplyOptions(off_git=Hold("x", "y", "T", REV_A, REV_B) if emergency else None)
+    got = held_by(inv, revision, options)
+    assert (got is None) if held is None else (got is not None and held in got)
+
+
+def test_images_list_orders_the_tags_and_names_a_running_tag_the_registry_lacks() -> None:
+    body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "apps",
+            "annotations": {"fluxcd.io/tag.web": "glob:1.*"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "r.io/web:0.9"}]}}}}  # fmt: skip
+    w = v1.parse(RenderedObject(ObjectId.of(body), body, Source("web.yaml", 1), "apps"))
+    assert w is not None
+    tags = ("2.0", "1.1", "1.0", "main-1")
+    c = w.containers[0]
+    text = images_text(w, [v1.Available(c, tags, select(c.filter, tags))], limit=3)
+    lines = [line.split()[:2] for line in text.splitlines()[4:7]]
+    assert lines == [["1.1", "newest"], ["0.9", "running"], ["1.0", "allowed"]]
+    assert "… 2 more tags (--limit 0 shows every tag)" in text
+    assert "not in the registry's tag list" in text
