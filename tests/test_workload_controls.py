@@ -5,6 +5,7 @@ local cluster and real git (tests/gitservers.py)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from collections.abc import Callable
@@ -348,3 +349,23 @@ def test_images_list_orders_the_tags_and_names_a_running_tag_the_registry_lacks(
     assert lines == [["1.1", "newest"], ["0.9", "running"], ["1.0", "allowed"]]
     assert "… 2 more tags (--limit 0 shows every tag)" in text
     assert "not in the registry's tag list" in text
+
+
+def test_images_list_with_a_wrong_password_names_the_registry_and_prints_no_secret(
+    registry_htpasswd: RegistryServer, tmp_path: Path
+) -> None:
+    registry_htpasswd.pusher().push("team/web", ["1.0.0"])
+    planted = "wrong-Pa55word-9d1e"
+    auth = base64.b64encode(f"alice:{planted}".encode()).decode()
+    docker = tmp_path / "config.json"
+    docker.write_text(json.dumps({"auths": {registry_htpasswd.host: {"auth": auth}}}))
+    work = tmp_path / "work"
+    manifest = DEPLOYMENT.replace("ghcr.io/acme/web", f"{registry_htpasswd.host}/team/web").replace(
+        '"ghcr.io/acme/envoy:1.30.0"', f"{registry_htpasswd.host}/team/web:1.0.0"
+    )  # no registry off this machine is asked
+    write(work, {"gitops.yaml": config("gitops-job", "  - name: apps\n    path: apps\n"), "apps/web.yaml": manifest})
+    refused = _cli(work, "images", "list", "web", "--docker-config", str(docker), ok=False)
+    assert refused.returncode == 1
+    assert f"{registry_htpasswd.host}/team/web" in refused.stdout and "401" in refused.stdout
+    for secret in (planted, auth, registry_htpasswd.users["alice"]):
+        assert secret not in refused.stdout + refused.stderr
