@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from gitops_job import git
 from gitops_job.cli.options import kube_options, say, settings_of, source_options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,10 +27,13 @@ def who(user: str | None, repo: Path) -> str:
     """``--user``, else git's configured identity in ``repo`` (``name <email>``), else ``$USER``."""
     if user:
         return user
-    from gitops_job import git
-
     me = git.identity(repo)
     return f"{me.name} <{me.email}>" if me else os.environ.get("USER") or "unknown"
+
+
+def author_of(name: str, repo: Path) -> git.Author:
+    """Who a commit of ours is by: git's identity in ``repo``, else ``name`` (``--user``, ``$USER``) at localhost."""
+    return git.identity(repo) or git.Author(name, f"{os.environ.get('USER') or 'gitops-job'}@localhost")
 
 
 @click.command(name="suspend")
@@ -123,14 +127,13 @@ def rollback_cmd(
       gitops-job rollback web --to 4d5bbfb0a1b2 --reason "1.3.0 leaks memory"
       gitops-job rollback web --to 4d5bbfb0a1b2 --reason "outage, git is down" --emergency
     """
-    from gitops_job import git
     from gitops_job.cli.options import notify
     from gitops_job.reconcile.controls import run_rollback
     from gitops_job.report.json import apply_json
     from gitops_job.report.text import apply_text
 
     name = who(user, kw["repo"])
-    author = git.identity(kw["repo"]) or git.Author(name, f"{os.environ.get('USER') or 'gitops-job'}@localhost")
+    author = author_of(name, kw["repo"])
     settings = settings_of(**kw)
     done = run_rollback(settings, stack, revision, name, reason, author, emergency=emergency, push=push,
                         reconcile_now=reconcile_now)  # fmt: skip

@@ -4,14 +4,13 @@ verbs), each a commit to git that says who and why. Without a WORKLOAD, `unlock`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import replace as dc_replace
 from typing import Any, TypeVar
 
 import click
 
-from gitops_job.cli.controls import user_option, who
+from gitops_job.cli.controls import author_of, user_option, who
 from gitops_job.cli.options import kube_options, say, settings_of, source_options
 from gitops_job.images.annotations import WorkloadControls
 
@@ -43,7 +42,6 @@ def _record(
     note: Callable[[WorkloadControls], str] = lambda _: "",
 ) -> None:
     """Apply ``change`` to the workload ``ref`` names, commit (the message: what, why, who) and push."""
-    from gitops_job import git
     from gitops_job.reconcile import workloads
 
     push = kw.pop("push")
@@ -53,7 +51,7 @@ def _record(
     done = verb.capitalize() + ("d" if verb.endswith("e") else "ed")  # Locked, Released
     body = f"{done} by {user} with `gitops-job {verb}`.{note(e.workload)}"
     e = dc_replace(e, message=f"{subject}\n\n{body}\n")
-    author = git.identity(e.root) or git.Author(user, f"{os.environ.get('USER') or 'gitops-job'}@localhost")
+    author = author_of(user, e.root)
     recorded = workloads.record(e, author, push=push)
     if recorded.commit is None:
         say(f"{e.workload.id}: nothing to change ({e.file} already says so); no commit")

@@ -16,6 +16,7 @@ from gitops_job.reconcile import inventory
 from gitops_job.reconcile.context import Settings, connected, select
 from gitops_job.reconcile.results import ApplyResult, Hold
 from gitops_job.reconcile.run import ApplyOptions, run_apply
+from gitops_job.reconcile.workloads import commit_and_push
 
 
 @dataclass(frozen=True)
@@ -168,17 +169,6 @@ def run_rollback(
     why = f": {reason}" if reason else ""
     message = (f"rollback stack {stack} to {rev[:12]}{why}\n\nRolled back by {user} with `gitops-job rollback`: the"
                f" files of {path} restored to their content at {rev}.\n")  # fmt: skip
-    sha = git.commit(root, changes, message, author)
-    pushed = None
-    if sha is not None and push:
-        where = git.upstream(root)
-        if where is None:
-            raise SourceError(
-                f"committed {sha[:12]} but not pushed: the checkout has no origin remote or is on a detached HEAD. "
-                "Push it yourself, or pass --no-push",
-                where=str(root),
-            )
-        git.push(root, where[0], where[1])
-        pushed = f"{git.redact(where[0])} {where[1]}"
+    sha, pushed = commit_and_push(root, changes, message, author, push=push)
     now = run_apply(one, options) if reconcile_now and sha is not None else None
     return RolledBack(stack, rev, sha, pushed, now, tuple(sorted(changes)))

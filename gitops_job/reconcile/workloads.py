@@ -94,14 +94,22 @@ def edit(
 
 
 def record(e: Edit, author: git.Author, *, push: bool = True) -> Recorded:
-    """Commit the edit (that file only) as ``author``, then push it to ``origin``'s branch (with ``push``). A push
-    refused because the branch moved on leaves the commit in the checkout and says what to do."""
+    """Commit the edit (that file only) as ``author``, then push it to ``origin``'s branch (with ``push``)."""
     if not e.changed:
         return Recorded(e, None, None)
-    root = e.root
-    sha = git.commit(root, {e.file: e.after}, e.message, author)
+    sha, pushed = commit_and_push(e.root, {e.file: e.after}, e.message, author, push=push)
+    return Recorded(e, sha, pushed)
+
+
+def commit_and_push(
+    root: Path, changes: Mapping[str, bytes | None], message: str, author: git.Author, *, push: bool = True
+) -> tuple[str | None, str | None]:
+    """Commit ``changes`` in the checkout ``root`` (``git.commit``), then push the commit to its origin's branch;
+    the commit (None: nothing changed) and where it was pushed (``<url> <branch>``, redacted; None: not pushed). A
+    push refused because the branch moved on leaves the commit in the checkout and says what to do."""
+    sha = git.commit(root, changes, message, author)
     if sha is None or not push:
-        return Recorded(e, sha, None)
+        return sha, None
     where = git.upstream(root)
     if where is None:
         raise SourceError(
@@ -111,7 +119,7 @@ def record(e: Edit, author: git.Author, *, push: bool = True) -> Recorded:
         )
     url, branch = where
     git.push(root, url, branch)
-    return Recorded(e, sha, f"{git.redact(url)} {branch}")
+    return sha, f"{git.redact(url)} {branch}"
 
 
 # -- images list: deployed vs available tags ------------------------------------------------------------------------
