@@ -21,7 +21,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from gitops_job.yamlio import load_documents
 
 KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
+HELM_GROUP = "helm.toolkit.fluxcd.io"
 TOOLKIT_SUFFIX = ".toolkit.fluxcd.io"
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 #: The files ``flux bootstrap`` writes: the installation (skipped) and the sync objects (read, never applied).
@@ -76,6 +77,15 @@ class ClusterValues:
 
 
 @dataclass(frozen=True)
+class Written:
+    """One object of the Flux repository as its file holds it (before any Kustomization's build)."""
+
+    body: Mapping[str, Any]
+    file: str  # repo-relative
+    line: int
+
+
+@dataclass(frozen=True)
 class FluxBuild:
     """What a Flux Kustomization adds to kustomize's build of its path (see :func:`overlay`)."""
 
@@ -88,6 +98,10 @@ class FluxBuild:
     force: bool = False  # recreate on an immutable-field change, every object
     cluster_values: tuple[ClusterValues, ...] = ()  # substituteFrom entries to read from the cluster
     health_checks: tuple[Ref, ...] = ()
+    #: The Flux repository's sources, HelmReleases, ConfigMaps and Secrets as written (what a HelmRelease rendered
+    #: in this stack may read: its chart's source, its valuesFrom), and the GitRepositories that are this repository.
+    repository: tuple[Written, ...] = ()
+    this_repository: tuple[Ref, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,6 +278,9 @@ def discover(
         if stack is not None:
             stacks.append(stack)
     _check_dependencies(stacks, kustomizations, names)
+    written = tuple(Written(d.body, d.file, d.line) for d in (*sources.values(), *values.values()))
+    mine = tuple(r for r, d in sources.items() if r.kind == "GitRepository" and _is_this(r, d, this_repository))
+    stacks = [replace(s, flux=replace(s.flux, repository=written, this_repository=mine)) for s in stacks]
     return Discovered(tuple(stacks), tuple(notes))
 
 
@@ -280,9 +297,11 @@ def _index(
         sources.setdefault(doc.ref("flux-system"), doc)
         if kind != "GitRepository":
             notes.append(f"note: {doc.where}: {doc.ref('flux-system')} is a Flux source: read, never applied")
+    elif group == HELM_GROUP and kind == "HelmRelease":
+        values.setdefault(doc.ref("flux-system"), doc)  # rendered where a Kustomization's build holds it
     elif group.endswith(TOOLKIT_SUFFIX):
-        what = "not rendered yet" if kind == "HelmRelease" else "not applied (no Flux controller runs)"
-        notes.append(f"warning: {doc.where}: {doc.ref('flux-system')} ({group}) is {what}")
+        notes.append(f"warning: {doc.where}: {doc.ref('flux-system')} ({group}) is not applied (no Flux controller "
+                     "runs)")  # fmt: skip
     elif group == "" and kind in ("ConfigMap", "Secret"):
         values.setdefault(doc.ref(), doc)
 
@@ -439,15 +458,25 @@ def _source_problem(
         if source.name == ENTRY_STACK:
             return None  # the bootstrap's own GitRepository: this repository, whether or not gotk-sync.yaml is here
         return f"spec.sourceRef {source} is not in the Flux repository"
-    if source.name == ENTRY_STACK and found.file.endswith(SYNC_FILE):
+    if _is_this(source, found, this_repository):
         return None
-    from gitops_job.git import canonical_remote  # the URL rule is git's
-
-    url = canonical_remote(str((found.body.get("spec") or {}).get("url") or ""))
-    if this_repository is not None and url == this_repository:
-        return None
+    url = _url(found)
     return (f"spec.sourceRef {source} ({found.where}) is another repository ({url}), which is not fetched: vendor its "
             "manifests into this repository")  # fmt: skip
+
+
+def _url(doc: _Doc) -> str:
+    from gitops_job.git import canonical_remote  # the URL rule is git's
+
+    return canonical_remote(str((doc.body.get("spec") or {}).get("url") or ""))
+
+
+def _is_this(source: Ref, doc: _Doc, this_repository: str | None) -> bool:
+    """Whether the GitRepository ``doc`` is this repository: the bootstrap's (in gotk-sync.yaml), or one whose URL
+    is this checkout's remote."""
+    if source.name == ENTRY_STACK and doc.file.endswith(SYNC_FILE):
+        return True
+    return this_repository is not None and _url(doc) == this_repository
 
 
 def _substitutions(

@@ -118,7 +118,9 @@ def render(
             continue
         try:
             stack = _with_cluster_values(kube, selected, selection.target, masker, on_note)
-            per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables, fetch=fetch)))
+            _learn_repository_secrets(stack, masker)
+            per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables, fetch=fetch,
+                                                  on_note=on_note)))  # fmt: skip
         except GitopsJobError as e:
             errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
     masker.learn(o.body for _, rendered in per_stack for o in rendered)
@@ -157,6 +159,13 @@ def _with_cluster_values(
         for note in notes:
             on_note(note)
     return stack
+
+
+def _learn_repository_secrets(stack: cfg.Stack, masker: Masker) -> None:
+    """A Flux stack may read the Flux repository's Secrets (a HelmRelease's valuesFrom): learned before it renders,
+    so that an error echoing a value is scrubbed too."""
+    if stack.flux is not None:
+        masker.learn(w.body for w in stack.flux.repository if w.body.get("kind") == "Secret")
 
 
 def _learn_other_stacks(

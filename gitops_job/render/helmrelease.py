@@ -13,19 +13,20 @@ import hashlib
 import json
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gitops_job.config import paths
+from gitops_job.config.flux import FluxBuild
 from gitops_job.config.load import Target
 from gitops_job.errors import RenderError
 from gitops_job.identity import ObjectId
-from gitops_job.model import ANNOTATION_SSA, RenderedObject
+from gitops_job.model import ANNOTATION_SSA, RenderedObject, Source
 from gitops_job.render import charts, sandbox
-from gitops_job.render.documents import parse_objects
+from gitops_job.render.documents import each, parse_objects
 from gitops_job.render.helm_template import Release, template
 from gitops_job.yamlio import load_documents
 
@@ -446,3 +447,50 @@ def _has(spec: Mapping[str, Any], dotted: str) -> bool:
             return False
         current = current[part]
     return True
+
+
+def flux_releases(
+    objects: Sequence[RenderedObject],
+    flux: FluxBuild,
+    root: Path,
+    *,
+    target: Target,
+    access: charts.ChartAccess,
+    on_note: Callable[[str], None] | None = None,
+) -> list[RenderedObject]:
+    """A Flux Kustomization's build (``objects``, of one stack) with each HelmRelease in it replaced by what it
+    renders, in the same stack; a suspended one is skipped with a note. Its sources and valuesFrom are looked up
+    among ``objects`` first, then among the Flux repository's (``flux.repository``, as written); a GitRepository
+    that is this repository (``flux.this_repository``) is the checkout at ``root``. Each release's warnings go to
+    ``on_note``. Every release is rendered before the first error is raised."""
+    say = on_note or (lambda _: None)
+    stack = objects[0].stack if objects else ""
+    written = {ObjectId.of(w.body): w for w in flux.repository}
+    known = {o.id for o in objects}
+    found = [*objects, *(RenderedObject(oid, dict(w.body), Source(w.file, w.line), stack) for oid, w in written.items()
+                         if oid not in known)]  # fmt: skip
+    checkouts = {ObjectId(SOURCE_GROUP, r.kind, r.namespace, r.name): root for r in flux.this_repository}
+
+    def expand(obj: RenderedObject) -> list[RenderedObject]:
+        if obj.id.group != HELM_GROUP or obj.id.kind != "HelmRelease":
+            return [obj]
+        release = _as_written(obj, written)
+        if (release.body.get("spec") or {}).get("suspend") is True:
+            say(f"note: {release.source}: {release.id} is suspended (spec.suspend: true): not rendered, so none of "
+                "its objects is applied")  # fmt: skip
+            return []
+        rendered = render_helmrelease(release, found, target=target, access=access, checkouts=checkouts)
+        for warning in rendered.warnings:
+            say(f"warning: {warning}")
+        return [*rendered.objects]
+
+    return each(objects, expand)
+
+
+def _as_written(obj: RenderedObject, written: Mapping[ObjectId, Any]) -> RenderedObject:
+    """The HelmRelease with the ``file:line`` it is written at (a kustomize build only knows the kustomization
+    file): by its id, else by its name when a Kustomization's targetNamespace moved it."""
+    same = written.get(obj.id) or next(
+        (w for oid, w in written.items() if oid.kind == obj.id.kind and oid.name == obj.id.name), None
+    )
+    return obj if same is None else replace(obj, source=Source(same.file, same.line))

@@ -4,9 +4,10 @@ repository), then ``kustomize build`` runs in the sandbox on a copy of just the 
 A Flux Kustomization's stack (``stack.flux``) is built as kustomize-controller builds it: the path's kustomization
 (generated when it has none: every ``.yaml``/``.yml`` file below it, a subdirectory with a kustomization taken whole)
 gets the Kustomization's ``targetNamespace``, ``namePrefix``/``nameSuffix``, ``patches``, ``images`` and
-``components`` merged in, in the sandbox's copy; after the build, ``commonMetadata`` is set on every object, and
-Flux's own objects (``*.toolkit.fluxcd.io``, and what carries ``app.kubernetes.io/part-of: flux``) are left out:
-they become stacks or notes in :mod:`gitops_job.config.flux`, never objects to apply."""
+``components`` merged in, in the sandbox's copy; after the build, ``commonMetadata`` is set on every object but
+Flux's own (``*.toolkit.fluxcd.io``, and what carries ``app.kubernetes.io/part-of: flux``): those stay in the output
+for :func:`gitops_job.render.stack.render_stack`, which renders the HelmReleases among them and then leaves them all
+out (they become stacks or notes in :mod:`gitops_job.config.flux`, never objects to apply)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def render_kustomize(job: Job) -> list[RenderedObject]:
         output = sandbox.run("kustomize", args, stack=job.stack.name, where=job.stack.path, tree=tree)
     source = job.rel(file) if file is not None else job.stack.path
     objects = parse_objects(output, source, job.stack.name, output_of="kustomize")
-    return objects if flux is None else [_flux_metadata(o, flux) for o in objects if not _flux_own(o.body)]
+    return objects if flux is None else [o if flux_own(o.body) else _flux_metadata(o, flux) for o in objects]
 
 
 def _flux_kustomization(job: Job, file: Path | None, flux: FluxBuild) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def _write_kustomization(directory: Path, kustomization: Mapping[str, Any]) -> N
     (directory / "kustomization.yaml").write_text(json.dumps(kustomization), encoding="utf-8")
 
 
-def _flux_own(body: Mapping[str, Any]) -> bool:
+def flux_own(body: Mapping[str, Any]) -> bool:
     """Flux's own objects: its toolkit kinds, and its installation (``app.kubernetes.io/part-of: flux``)."""
     group = str(body.get("apiVersion") or "").rpartition("/")[0]
     labels = (body.get("metadata") or {}).get("labels") or {}

@@ -25,7 +25,8 @@ from gitops_job.model import RenderedObject
 from gitops_job.render.charts import ChartAccess
 from gitops_job.render.documents import Job, each, raise_all
 from gitops_job.render.helm import render_helm
-from gitops_job.render.kustomize import KUSTOMIZATION_FILES, render_kustomize
+from gitops_job.render.helmrelease import flux_releases
+from gitops_job.render.kustomize import KUSTOMIZATION_FILES, flux_own, render_kustomize
 from gitops_job.render.plain import render_plain
 from gitops_job.render.substitute import substitute, variable_text
 
@@ -37,6 +38,7 @@ def render_stack(
     extra_vars: Mapping[str, str] | None = None,
     *,
     fetch: bool = True,
+    on_note: Callable[[str], None] | None = None,
 ) -> list[RenderedObject]:
     """Render one stack for one target, offline, in a deterministic order (sorted files, document order).
 
@@ -46,6 +48,10 @@ def render_stack(
 
     A stack's remote ``chart`` is fetched from the hosts ``sources.allowHosts`` names (and cached); ``fetch`` False
     (a fork's pull request: the caller decides) fetches nothing, and such a stack fails to render, saying why.
+
+    A Flux Kustomization's stack (``stack.flux``): after substitution, each HelmRelease in its build is rendered
+    (:func:`~gitops_job.render.helmrelease.flux_releases`; its notes and warnings go to ``on_note``) and Flux's own
+    objects are left out.
     """
     root = paths.real(config.root)
     directory = _stack_directory(root, stack)
@@ -58,11 +64,14 @@ def render_stack(
     variables = {**target.vars, **stack.vars, **(extra_vars or {})}
     access = ChartAccess(config.sources, fetch)
     objects = _RENDERERS[renderer](Job(root, directory, stack, target, variables, files, access))
-    if stack.substitute is None:
+    if stack.substitute is not None:
+        values = {**target.vars, **stack.vars, **stack.substitute, **(extra_vars or {})}
+        texts = {name: variable_text(value) for name, value in values.items()}
+        objects = each(objects, lambda obj: [substitute(obj, texts)])
+    if stack.flux is None:
         return objects
-    values = {**target.vars, **stack.vars, **stack.substitute, **(extra_vars or {})}
-    texts = {name: variable_text(value) for name, value in values.items()}
-    return each(objects, lambda obj: [substitute(obj, texts)])
+    objects = flux_releases(objects, stack.flux, root, target=target, access=access, on_note=on_note)
+    return [o for o in objects if not flux_own(o.body)]
 
 
 def detect_renderer(directory: Path) -> str:
