@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gitops_job.config.load import RepoConfig, Stack, Target, load_config
-from gitops_job.errors import ConfigError
+from gitops_job.errors import ConfigError, GitopsJobError
 from gitops_job.identity import ObjectId
 from gitops_job.reconcile.ownership import Holders, Standing, flux_held
 from gitops_job.render import sandbox
@@ -370,6 +370,12 @@ def _ensure_namespace(kubeconfig: Path, name: str) -> None:
         assert e.status == 409
 
 
+def _config_map(kubeconfig: Path, namespace: str, name: str) -> Any:
+    from kubernetes import client, config
+
+    return client.CoreV1Api(config.new_client_from_config(str(kubeconfig))).read_namespaced_config_map(name, namespace)
+
+
 def test_acceptance_examples_flux_staging(tmp_path: Path, kubeconfig: Path) -> None:
     """``plan --flux clusters/staging`` on examples/flux shows every object with its Kustomization as the stack;
     apply converges; re-plan is clean; removing a file prunes exactly its objects; a suspended Kustomization is
@@ -388,16 +394,20 @@ def test_acceptance_examples_flux_staging(tmp_path: Path, kubeconfig: Path) -> N
         ("Widget/widget-system/default", "infra-configs"),
         ("Namespace/podinfo", "apps"),
         ("ConfigMap/podinfo/podinfo-settings", "apps"),
+        ("ConfigMap/podinfo/greeting", "apps"),  # apps' HelmRelease, its chart in this repository
     }, plan.stdout
     assert "gotk-components.yaml: the Flux installation (gotk-components) is skipped" in plan.stderr
 
     gitops_job(kubeconfig, "apply", *args)
     again = gitops_job(kubeconfig, "plan", *args, "--exit-code")
     assert "0 to create" in again.stdout and "0 to update" in again.stdout
+    greeting = _config_map(kubeconfig, "podinfo", "greeting")
+    assert greeting.data == {"greeting": "hello from staging", "environment": "staging", "chart": "greeting-0.1.0"}
+    assert greeting.metadata.labels["helm.toolkit.fluxcd.io/name"] == "greeting"
 
     # Removing a file prunes exactly its objects.
     (repo / "apps/base/config.yaml").unlink()
-    write(repo, {"apps/base/kustomization.yaml": "resources: [namespace.yaml]\n"})
+    write(repo, {"apps/base/kustomization.yaml": "resources: [namespace.yaml, release.yaml]\n"})
     git_repo(repo)
     pruning = json.loads(gitops_job(kubeconfig, "plan", *args, "-o", "json").stdout)
     changed = {(e["id"], e["action"]) for e in pruning["objects"] if e["action"] != "unchanged"}
@@ -696,3 +706,116 @@ def test_a_repository_secret_substituted_elsewhere_is_masked_in_render(tmp_path:
                             "-o", output)  # fmt: skip
         assert planted not in result.stdout + result.stderr
         assert "<secret #1>" in result.stdout
+
+
+# --- HelmRelease in a Kustomization's build (rendered into its stack) ------------------------------------------------
+
+
+def helm_release(name: str, spec: dict[str, Any], namespace: str = "web") -> str:
+    body = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": {"name": name, "namespace": namespace}, "spec": {"interval": "10m", **spec}}  # fmt: skip
+    return json.dumps(body) + "\n"
+
+
+HELM_REPOSITORY = """\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: charts
+  namespace: flux-system
+spec:
+  interval: 1h
+  url: {url}
+"""
+FROM_CHARTS = {"spec": {"chart": "demo", "version": "1.x",
+                        "sourceRef": {"kind": "HelmRepository", "name": "charts", "namespace": "flux-system"}}}
+
+
+def helm_fleet(tmp_path: Path, url: str, allow: str | None, **release: Any) -> Path:
+    """A Flux repository whose sources (a HelmRepository at ``url``) sit in the entry path and whose apps
+    Kustomization holds a HelmRelease of chart ``demo`` with a Secret's value in valuesFrom."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "greeting", "namespace": "web"},
+              "stringData": {"text": PLANTED}}  # fmt: skip
+    spec = {"chart": FROM_CHARTS, "valuesFrom": [{"kind": "Secret", "name": "greeting", "valuesKey": "text",
+                                                  "targetPath": "greeting"}], **release}  # fmt: skip
+    gitops = f"sources:\n  allowHosts: [{allow}]\n" if allow else ""
+    return flux_repo(tmp_path, {
+        **({"gitops.yaml": gitops + "flux: {path: clusters/c}\n"} if gitops else {}),
+        "clusters/c/sources.yaml": HELM_REPOSITORY.format(url=url),
+        "clusters/c/apps.yaml": ks("apps", "./apps"),
+        "apps/secret.yaml": json.dumps(secret) + "\n",
+        "apps/release.yaml": "# the release\n" + helm_release("demo", spec),
+    })  # fmt: skip
+
+
+PLANTED = "planted-Hr-9x7-value"
+
+
+def render_fleet(tmp_path: Path, root: Path, *more: str, ok: bool = True) -> Any:
+    return gitops_job(tmp_path / "no-kubeconfig", "render", "--repo", str(root), "--flux", "clusters/c", *more, ok=ok)
+
+
+def test_helmrelease_from_an_http_helmrepository_joins_its_stack_masked(tmp_path: Path) -> None:
+    """A HelmRelease in apps' build, its HelmRepository in another path (the entry's): the chart is fetched from
+    the allowed loopback repository, its objects are apps' (with Flux's origin labels), the HelmRelease and
+    HelmRepository are not applied, and a valuesFrom Secret's value is masked in every output."""
+    from tests.chartrepo import chart_server
+
+    with chart_server(tmp_path / "served") as served:
+        served.publish({"demo": ["1.0.0", "1.2.0", "2.0.0"]}, crds=False)
+        root = helm_fleet(tmp_path, served.url, "127.0.0.1")
+        config = load_config(root)
+        apps = rendered(config, "apps")
+        assert sorted(apps) == ["ConfigMap/demo-settings", "Secret/greeting"]
+        cm = apps["ConfigMap/demo-settings"]
+        assert cm["data"] == {"greeting": PLANTED, "version": "1.2.0"}
+        assert cm["metadata"]["namespace"] == "web"
+        assert cm["metadata"]["labels"] == {"helm.toolkit.fluxcd.io/name": "demo",
+                                            "helm.toolkit.fluxcd.io/namespace": "web"}  # fmt: skip
+        assert [s.name for s in config.stacks] == ["apps"]  # the entry path holds only Flux objects: read, not applied
+        for output in ("yaml", "json"):
+            result = render_fleet(tmp_path, root, "-o", output)
+            assert PLANTED not in result.stdout + result.stderr
+            assert "<secret #" in result.stdout
+        assert "stack: apps, source: demo/templates/configmap.yaml in chart demo 1.2.0" in render_fleet(
+            tmp_path, root
+        ).stdout
+
+
+def test_helmrelease_host_not_allowed_or_fork_fetches_nothing(tmp_path: Path) -> None:
+    """A HelmRepository whose host sources.allowHosts does not name: an error naming the HelmRelease's file:line
+    and the host, nothing fetched; a fork's pull request (fetch False) fetches nothing either."""
+    from tests.chartrepo import chart_server
+
+    with chart_server(tmp_path / "served") as served:
+        served.publish({"demo": ["1.0.0"]}, crds=False)
+        refused = render_fleet(tmp_path, helm_fleet(tmp_path, served.url, None), ok=False)
+        assert refused.returncode != 0
+        assert "apps/release.yaml:2: HelmRelease/web/demo" in refused.stderr, refused.stderr
+        assert "host '127.0.0.1' is not in sources.allowHosts" in refused.stderr, refused.stderr
+        assert PLANTED not in refused.stdout + refused.stderr
+        config = load_config(helm_fleet(tmp_path / "fork", served.url, "127.0.0.1"))
+        with pytest.raises(GitopsJobError, match="fetches nothing"):
+            render_stack(config, stack(config, "apps"), config.targets[0], fetch=False)
+        assert served.requests == []
+
+
+def test_helmrelease_suspended_and_warned(tmp_path: Path) -> None:
+    """A suspended HelmRelease is not rendered (a note names it); a field helm-controller honours and gitops-job
+    does not is a warning on stderr with the HelmRelease's file:line."""
+    suspended = helm_fleet(tmp_path / "s", "https://charts.invalid", None, suspend=True)
+    result = render_fleet(tmp_path, suspended)
+    assert ("note: apps/release.yaml:2: HelmRelease/web/demo is suspended (spec.suspend: true): not rendered"
+            in result.stderr), result.stderr  # fmt: skip
+    assert "demo-settings" not in result.stdout
+
+    from tests.chartrepo import chart_server
+
+    with chart_server(tmp_path / "served") as served:
+        served.publish({"demo": ["1.0.0"]}, crds=False)
+        spec = {**FROM_CHARTS["spec"], "verify": {"provider": "cosign"}}
+        root = helm_fleet(tmp_path / "w", served.url, "127.0.0.1", chart={"spec": spec})
+        warned = render_fleet(tmp_path, root)
+    assert ("warning: apps/release.yaml:2: HelmRelease/web/demo: spec.chart.spec.verify is not supported; ignored"
+            in warned.stderr), warned.stderr  # fmt: skip
+    assert "ConfigMap" in warned.stdout

@@ -74,7 +74,13 @@ def render_helmrelease(
     repository's at the revision planned, another's cloned), by its ObjectId. The objects' stack is the
     HelmRelease's. Every problem is a RenderError at ``<file:line>: HelmRelease/<ns>/<name>``.
     """
-    return _Renderer(release, found, target, access, dict(checkouts or {})).run()
+    renderer = _Renderer(release, found, target, access, dict(checkouts or {}))
+    try:
+        return renderer.run()
+    except RenderError as e:  # a chart fetch names its URL: lead with the HelmRelease too
+        if e.where and e.where.startswith(renderer.where):
+            raise
+        raise renderer.fail(f"{e.where}: {e.reason}" if e.where else e.reason) from None
 
 
 def release_name(name: str, target_namespace: str | None, explicit: str | None) -> str:
