@@ -727,8 +727,13 @@ spec:
   interval: 1h
   url: {url}
 """
-FROM_CHARTS = {"spec": {"chart": "demo", "version": "1.x",
-                        "sourceRef": {"kind": "HelmRepository", "name": "charts", "namespace": "flux-system"}}}
+FROM_CHARTS = {
+    "spec": {
+        "chart": "demo",
+        "version": "1.x",
+        "sourceRef": {"kind": "HelmRepository", "name": "charts", "namespace": "flux-system"},
+    }
+}
 
 
 def helm_fleet(tmp_path: Path, url: str, allow: str | None, **release: Any) -> Path:
@@ -777,9 +782,10 @@ def test_helmrelease_from_an_http_helmrepository_joins_its_stack_masked(tmp_path
             result = render_fleet(tmp_path, root, "-o", output)
             assert PLANTED not in result.stdout + result.stderr
             assert "<secret #" in result.stdout
-        assert "stack: apps, source: demo/templates/configmap.yaml in chart demo 1.2.0" in render_fleet(
-            tmp_path, root
-        ).stdout
+        assert (
+            "stack: apps, source: demo/templates/configmap.yaml in chart demo 1.2.0"
+            in render_fleet(tmp_path, root).stdout
+        )
 
 
 def test_helmrelease_host_not_allowed_or_fork_fetches_nothing(tmp_path: Path) -> None:
@@ -814,8 +820,11 @@ def test_helmrelease_suspended_and_warned(tmp_path: Path) -> None:
     with chart_server(tmp_path / "served") as served:
         served.publish({"demo": ["1.0.0"]}, crds=False)
         spec = {**FROM_CHARTS["spec"], "verify": {"provider": "cosign"}}
-        root = helm_fleet(tmp_path / "w", served.url, "127.0.0.1", chart={"spec": spec})
+        root = helm_fleet(tmp_path / "w", served.url, "127.0.0.1", chart={"spec": spec},
+                          dependsOn=[{"name": "elsewhere"}])  # fmt: skip
         warned = render_fleet(tmp_path, root)
     assert ("warning: apps/release.yaml:2: HelmRelease/web/demo: spec.chart.spec.verify is not supported; ignored"
             in warned.stderr), warned.stderr  # fmt: skip
+    assert ("warning: apps/release.yaml:2: HelmRelease/web/demo: spec.dependsOn HelmRelease/web/elsewhere is not in "
+            "this Kustomization's build") in warned.stderr  # fmt: skip
     assert "ConfigMap" in warned.stdout

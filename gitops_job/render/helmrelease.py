@@ -36,7 +36,7 @@ API_VERSION = f"{HELM_GROUP}/v2"
 MAX_RELEASE_NAME = 53  # Helm's limit; Flux shortens a longer default name
 DEFAULT_VALUES_KEY = "values.yaml"
 # Fields that change what helm-controller would install and that are not honoured here: each is a warning.
-UNSUPPORTED = ("kubeConfig", "chart.spec.verify", "chart.spec.ignoreMissingValuesFiles")
+UNSUPPORTED = ("kubeConfig", "serviceAccountName", "chart.spec.verify", "chart.spec.ignoreMissingValuesFiles")
 
 
 class CrdPolicy(StrEnum):
@@ -476,6 +476,7 @@ def flux_releases(
     found = [*objects, *(RenderedObject(oid, dict(w.body), Source(w.file, w.line), stack) for oid, w in written.items()
                          if oid not in known)]  # fmt: skip
     checkouts = {ObjectId(SOURCE_GROUP, r.kind, r.namespace, r.name): root for r in flux.this_repository}
+    releases = {o.id for o in objects if o.id.group == HELM_GROUP and o.id.kind == "HelmRelease"}
 
     def expand(obj: RenderedObject) -> list[RenderedObject]:
         if obj.id.group != HELM_GROUP or obj.id.kind != "HelmRelease":
@@ -488,6 +489,10 @@ def flux_releases(
         rendered = render_helmrelease(release, found, target=target, access=access, checkouts=checkouts)
         for warning in rendered.warnings:
             say(f"warning: {warning}")
+        for dep in rendered.depends_on:
+            if dep not in releases:
+                say(f"warning: {release.source}: {release.id}: spec.dependsOn {dep} is not in this Kustomization's "
+                    "build: the order between them is only the Kustomizations' dependsOn")  # fmt: skip
         return [*rendered.objects]
 
     return each(objects, expand)
