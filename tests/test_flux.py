@@ -376,6 +376,32 @@ def _config_map(kubeconfig: Path, namespace: str, name: str) -> Any:
     return client.CoreV1Api(config.new_client_from_config(str(kubeconfig))).read_namespaced_config_map(name, namespace)
 
 
+def test_apply_moves_on_from_new_crds_only_once_discovery_serves_them(kubeconfig: Path) -> None:
+    """The acceptance's infra-configs applies a Widget right after infra-controllers created its CRD. The API server
+    lists a CRD in discovery from its own queue, only after that has seen Established: so apply waits for discovery
+    to serve each new kind, not only for Established (its kind would otherwise be "not served" for a moment)."""
+    from gitops_job.kube import Kube
+    from gitops_job.model import RenderedObject, Source
+    from gitops_job.reconcile.apply import _established
+    from tests.kube import crd
+
+    kube = Kube.connect(str(kubeconfig))
+    try:
+        crd_type = kube.resource_type("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        assert crd_type is not None
+        for round_ in range(3):
+            groups = [f"r{round_}g{i}.discovery.example.com" for i in range(4)]
+            bodies = [
+                crd(g, "Gadget", {"type": "object", "x-kubernetes-preserve-unknown-fields": True}) for g in groups
+            ]
+            for body in bodies:
+                kube.apply(crd_type, body, where="crd")
+            _established(kube, [RenderedObject(ObjectId.of(b), b, Source("crds.yaml"), "s") for b in bodies])
+            assert all(kube.resource_type(f"{g}/v1", "Gadget") is not None for g in groups)  # no refresh needed
+    finally:
+        kube.close()
+
+
 def test_acceptance_examples_flux_staging(tmp_path: Path, kubeconfig: Path) -> None:
     """``plan --flux clusters/staging`` on examples/flux shows every object with its Kustomization as the stack;
     apply converges; re-plan is clean; removing a file prunes exactly its objects; a suspended Kustomization is

@@ -101,17 +101,34 @@ def apply_plan(
             pool.shutdown(cancel_futures=True)
         if any(not r.ok for r in results):
             break  # later steps build on this one
-        crds = [e.id for e in step if e.id.kind == "CustomResourceDefinition"]
+        crds = [objects[e.id] for e in step if e.id.kind == "CustomResourceDefinition"]
         if crds:
             _established(kube, crds)
     return results
 
 
-def _established(kube: Kube, crds: Sequence[ObjectId]) -> None:
+def _established(kube: Kube, crds: Sequence[RenderedObject]) -> None:
+    """Until every CRD is Established and discovery serves each of its served versions' kind: the API server
+    publishes a CRD in discovery from its own informer and queue only after it has seen Established, so a client
+    that saw Established first may, for a moment, find the kind not served yet. Discovery has no watch: it is read
+    again until it serves them, within the same deadline."""
     rt = kube.resource_type("apiextensions.k8s.io/v1", "CustomResourceDefinition")
     assert rt is not None
-    wait_for(kube, [(rt, oid) for oid in crds], CRD_ESTABLISHED_TIMEOUT)
-    kube.invalidate_discovery()
+    deadline = time.monotonic() + CRD_ESTABLISHED_TIMEOUT
+    wait_for(kube, [(rt, o.id) for o in crds], CRD_ESTABLISHED_TIMEOUT)
+    wanted = {(f"{spec.get('group')}/{v.get('name')}", str((spec.get("names") or {}).get("kind")))
+              for spec in (o.body.get("spec") or {} for o in crds)
+              for v in spec.get("versions") or () if isinstance(v, dict) and v.get("served")}  # fmt: skip
+    while True:
+        kube.invalidate_discovery()
+        missing = sorted(wanted - set(kube.resource_types()))
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            shown = ", ".join(f"{api}/{kind}" for api, kind in missing)
+            raise ApplyError(f"Established, but discovery does not serve {shown} after {CRD_ESTABLISHED_TIMEOUT:g}s",
+                             where=", ".join(str(o.id) for o in crds))  # fmt: skip
+        time.sleep(0.1)
 
 
 def _check(
