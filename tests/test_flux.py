@@ -854,3 +854,25 @@ def test_helmrelease_suspended_and_warned(tmp_path: Path) -> None:
     assert ("warning: apps/release.yaml:2: HelmRelease/web/demo: spec.dependsOn HelmRelease/web/elsewhere is not in "
             "this Kustomization's build") in warned.stderr  # fmt: skip
     assert "ConfigMap" in warned.stdout
+
+
+def test_helmrelease_error_echoing_a_values_from_secret_is_masked(tmp_path: Path) -> None:
+    """A chart of this repository (the bootstrap's GitRepository) whose template fails quoting a value read from a
+    Secret through valuesFrom: the error names the HelmRelease, and the Secret's value is masked in it."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "greeting", "namespace": "web"},
+              "stringData": {"text": PLANTED}}  # fmt: skip
+    chart = {"spec": {"chart": "./charts/bad", "sourceRef": {"kind": "GitRepository", "name": "flux-system",
+                                                               "namespace": "flux-system"}}}  # fmt: skip
+    spec = {"chart": chart, "valuesFrom": [{"kind": "Secret", "name": "greeting", "valuesKey": "text",
+                                            "targetPath": "greeting"}]}  # fmt: skip
+    root = flux_repo(tmp_path, {
+        "clusters/c/apps.yaml": ks("apps", "./apps"),
+        "apps/secret.yaml": json.dumps(secret) + "\n",
+        "apps/release.yaml": helm_release("bad", spec),
+        "charts/bad/Chart.yaml": "apiVersion: v2\nname: bad\nversion: 0.1.0\n",
+        "charts/bad/templates/cm.yaml": '{{ fail (printf "greeting %s is refused" .Values.greeting) }}\n',
+    })  # fmt: skip
+    failed = render_fleet(tmp_path, root, ok=False)
+    assert failed.returncode != 0
+    assert "apps/release.yaml:1: HelmRelease/web/bad" in failed.stderr, failed.stderr
+    assert "is refused" in failed.stderr and PLANTED not in failed.stdout + failed.stderr, failed.stderr
