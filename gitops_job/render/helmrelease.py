@@ -305,7 +305,8 @@ class _Renderer:
     ) -> tuple[list[RenderedObject], str]:
         root = self.checkouts.get(self._id(source))
         if root is None:
-            raise self.fail(f"{self._id(source)} has no checkout to read the chart {name!r} from")
+            raise self.fail(f"{self._id(source)} has no checkout to read the chart {name!r} from (another repository "
+                            "is not fetched): vendor the chart into this repository")  # fmt: skip
         root = paths.real(root)
         try:
             directory = paths.resolve(root, name)
