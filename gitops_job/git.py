@@ -437,3 +437,23 @@ def worktree(repo: Path, rev: str) -> Iterator[Path]:
         finally:
             _git(repo, "worktree", "remove", "--force", str(tree))
             _git(repo, "worktree", "prune")
+
+
+def detach(repo: Path, rev: str) -> None:
+    """Check out commit ``rev`` of ``repo`` (detached, working tree cleaned): the state a fetched checkout has."""
+    _local(repo, "checkout", "--quiet", "--force", "--detach", rev)
+    _local(repo, "clean", "-ffdxq")
+
+
+def same_tree(repo: Path, a: str, b: str) -> bool:
+    """Whether commits ``a`` and ``b`` of ``repo`` hold the very same files (both must be in ``repo``)."""
+    trees = [_git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{tree}}").stdout.strip() for rev in (a, b)]
+    return bool(trees[0]) and trees[0] == trees[1]
+
+
+def modified(repo: Path, paths: list[str]) -> tuple[str, ...]:
+    """Which of ``paths`` (relative to ``repo``) differ from the commit checked out, staged or not."""
+    if not paths:
+        return ()
+    out = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", *paths).stdout
+    return tuple(line[3:] for line in out.splitlines() if line.strip())

@@ -1,0 +1,248 @@
+"""Image automation's run: scan a checkout for markers, ask each named policy's registry for its tags, choose, and
+write the change as one commit — pushed to the branch, or to a bot branch proposed as one pull request.
+
+The thin I/O around :mod:`gitops_job.images.changes`: files are read under the path rule of
+:mod:`gitops_job.config.paths`, tags come from the registry the caller hands in (one per policy: its credentials),
+git runs through :mod:`gitops_job.git` and the pull request goes through the client the caller hands in (the
+GitHub client lives above this layer). A push the remote rejects because the branch moved on is retried: fetch,
+check out the new head, rebuild the change set there, commit and push again — at most ``PUSH_RETRIES`` times.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from gitops_job import git
+from gitops_job.config import paths
+from gitops_job.config.images import ImagePolicy, Images, Mode
+from gitops_job.errors import GitopsJobError, ImageError, PushRejectedError
+from gitops_job.images import markers, policy
+from gitops_job.images.changes import ChangeSet, Chosen, Locked, Scanned, compute, message, needs_digest, policies_of
+
+PUSH_RETRIES = 3
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class Registry(Protocol):
+    """What the update needs of a registry client (``gitops_job.registry``): a repository's tags, a tag's digest."""
+
+    def tags(self, repository: str) -> Sequence[str]: ...
+
+    def digest(self, repository: str, tag: str) -> str: ...
+
+
+RegistryFor = Callable[[ImagePolicy], Registry]  # the client for a policy (its registry, its credentials)
+
+
+class PullResult(Protocol):
+    number: int
+    url: str
+    action: str  # created, updated, unchanged
+
+
+class PullRequests(Protocol):
+    """What PR mode needs of the GitHub client: one open pull request per bot branch, created or brought up to date."""
+
+    def ensure_pull(self, head: str, base: str, title: str, body: str) -> PullResult: ...
+
+
+@dataclass(frozen=True)
+class Looked:
+    """Each policy's choice, and the selection behind it (``images why``)."""
+
+    chosen: Mapping[str, Chosen]
+    selections: Mapping[str, policy.Selection] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run of the automation did."""
+
+    change: ChangeSet
+    commit: str | None = None  # the commit made (None: nothing to change, or a dry run)
+    branch: str | None = None  # where it was pushed (the branch, or the bot branch)
+    pushed: bool = False  # False: the bot branch already held this very change
+    pull: PullResult | None = None
+    attempts: int = 1  # pushes tried (a rejected push is retried on the branch's new head)
+
+    def lines(self) -> list[str]:
+        """What a run says about it, one line each (stderr)."""
+        out = [f"images: {s.where}: {s.policy} not updated ({s.why}: {s.detail})" for s in self.change.skipped]
+        if not self.change:
+            return [*out, "images: up to date (no marker changes)"]
+        olds = ", ".join(f"{u.policy} {u.old} → {u.new}" for u in self.change.updates)
+        if self.commit is None:
+            return [*out, f"images: would change {len(self.change.files)} file(s): {olds}"]
+        where = f" to {self.branch}" if self.branch else ""
+        done = "pushed" if self.pushed else ("already pushed" if self.branch else "committed")
+        out.append(f"images: {done} {self.commit[:12]}{where}: {olds}")
+        if self.pull is not None:
+            out.append(f"images: pull request #{self.pull.number} {self.pull.action}: {self.pull.url}")
+        return out
+
+
+def scan(root: Path) -> tuple[Scanned, ...]:
+    """Every YAML file under ``root`` (the directory holding gitops.yaml) that holds a marker, in path order;
+    ``.git`` and whatever a symlink leads outside the repository are never read."""
+    real = paths.real(root)
+    found: list[Scanned] = []
+    for file in sorted(_yaml_files(real)):
+        if paths.refusal_of(real, paths.real(file)) is not None:
+            continue
+        data = file.read_bytes()
+        if b"$imagepolicy" not in data:
+            continue
+        rel = file.relative_to(real).as_posix()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ImageError(f"not UTF-8 text ({e.reason}); markers are read from UTF-8 YAML only", where=rel) from None
+        marks = markers.find(text, rel)
+        if marks:
+            found.append(Scanned(rel, data, marks))
+    return tuple(found)
+
+
+def _yaml_files(root: Path) -> Iterator[Path]:
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        yield from (Path(directory) / f for f in files if f.endswith(YAML_SUFFIXES))
+
+
+def look_up(used: Mapping[str, ImagePolicy], registry_for: RegistryFor, digests: Collection[str] = ()) -> Looked:
+    """Each used policy compiled (a bad range or pattern is an error naming its gitops.yaml line) and its tags
+    chosen; a registry that cannot be read makes that policy stale (its markers keep their values), never fails."""
+    chosen: dict[str, Chosen] = {}
+    selections: dict[str, policy.Selection] = {}
+    compiled = {ref: policy.parse_policy(p.spec(), p.where) for ref, p in used.items()}
+    for ref, p in used.items():
+        try:
+            registry = registry_for(p)
+            tags = registry.tags(p.repository)
+        except (GitopsJobError, OSError) as e:
+            chosen[ref] = Chosen(None, reason=f"{p.repository}: {e}", stale=True)
+            continue
+        selection = policy.select(compiled[ref], list(tags))
+        selections[ref] = selection
+        if selection.winner is None:
+            chosen[ref] = Chosen(None, reason=selection.error)
+            continue
+        digest = None
+        if ref in digests:
+            try:
+                digest = registry.digest(p.repository, selection.winner)
+            except (GitopsJobError, OSError) as e:
+                chosen[ref] = Chosen(None, reason=f"{p.repository}: {e}", stale=True)
+                continue
+        chosen[ref] = Chosen(selection.winner, digest)
+    return Looked(chosen, selections)
+
+
+def plan(root: Path, images: Images, registry_for: RegistryFor, locked: Locked | None = None) -> ChangeSet:
+    """The change set for the checkout at ``root`` (nothing is written)."""
+    scanned = scan(root)
+    used = policies_of(scanned, images)
+    looked = look_up(used, registry_for, needs_digest(scanned, images))
+    return compute(scanned, images, looked.chosen, locked)
+
+
+def commit_local(root: Path, images: Images, registry_for: RegistryFor, locked: Locked | None = None) -> Outcome:
+    """``images update`` in a local checkout: the change as one commit on its current branch (nothing pushed). A
+    file the change touches that has uncommitted edits is refused (they would go into the commit)."""
+    change = plan(root, images, registry_for, locked)
+    if not change:
+        return Outcome(change)
+    dirty = git.modified(root, sorted(change.files))
+    if dirty:
+        raise ImageError(
+            f"{', '.join(dirty)} ha{'s' if len(dirty) == 1 else 've'} uncommitted changes, which the image update"
+            " would commit too: commit or discard them first",
+            where=str(root),
+        )
+    sha = git.commit(root, change.files, message(change, images.automation), images.automation.author)
+    return Outcome(change, sha)
+
+
+def automate(
+    root: Path,
+    images: Images,
+    registry_for: RegistryFor,
+    *,
+    url: str,
+    branch: str,
+    auth: git.Auth | None = None,
+    pulls: PullRequests | None = None,
+    locked: Locked | None = None,
+) -> Outcome:
+    """The scheduled run's update, on a fetched checkout (``root``: the directory holding gitops.yaml) of
+    ``url``'s ``branch``: one commit, pushed to the branch (``push``) or to the change set's bot branch and proposed
+    as one pull request through ``pulls`` (``pullRequest``). The checkout is left at the commit pushed to the branch
+    (push) or at the branch's head (pull request), as the next run's fetch would leave it."""
+    automation = images.automation
+    target = automation.branch or branch
+    scanned = scan(root)
+    used = policies_of(scanned, images)
+    looked = look_up(used, registry_for, needs_digest(scanned, images))
+    for attempt in range(1, PUSH_RETRIES + 2):
+        change = compute(scanned, images, looked.chosen, locked)
+        if not change:
+            return Outcome(change, attempts=attempt)
+        text = message(change, automation)
+        if automation.mode is Mode.PULL_REQUEST:
+            return _propose(root, change, text, url, target, auth, pulls, images)
+        sha = git.commit(root, change.files, text, automation.author)
+        assert sha is not None, "a change set with files changes them"
+        try:
+            git.push(root, url, target, auth, rev=sha)
+        except PushRejectedError:
+            if attempt > PUSH_RETRIES:
+                raise
+            git.detach(root, git.fetch(root, url, target, auth))
+            scanned = scan(root)  # the branch's new head: its markers and bytes, and the same choices
+            policies_of(scanned, images)
+            continue
+        return Outcome(change, sha, target, pushed=True, attempts=attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _propose(
+    root: Path,
+    change: ChangeSet,
+    text: str,
+    url: str,
+    base: str,
+    auth: git.Auth | None,
+    pulls: PullRequests | None,
+    images: Images,
+) -> Outcome:
+    if pulls is None:
+        raise ImageError(
+            "images.automation.mode is pullRequest, but no GitHub client was given (images.automation.github)",
+            where="gitops.yaml: images.automation",
+        )
+    automation = images.automation
+    head = git.revision(root)
+    bot = change.branch(automation.branch_prefix)
+    sha = git.commit(root, change.files, text, automation.author)
+    assert sha is not None, "a change set with files changes them"
+    existing = git.branch_head(url, bot, auth)
+    same = existing is not None and (git.has_commit(root, existing) or _fetched(root, url, bot, auth))
+    pushed = not (same and existing is not None and git.same_tree(root, existing, sha))
+    if pushed:
+        git.push(root, url, bot, auth, rev=sha, force=True)  # our branch: rebuilt on the base's head each time
+    else:
+        sha = existing or sha
+    git.detach(root, head)
+    title, _, body = text.partition("\n")
+    body = body.strip() + f"\n\n<!-- gitops-job images {bot} -->\n"
+    result = pulls.ensure_pull(bot, base, title, body)
+    return Outcome(change, sha, bot, pushed=pushed, pull=result)
+
+
+def _fetched(root: Path, url: str, branch: str, auth: git.Auth | None) -> bool:
+    git.fetch(root, url, branch, auth)
+    return True
