@@ -194,18 +194,23 @@ def automate(
         text = message(change, automation)
         if automation.mode is Mode.PULL_REQUEST:
             return _propose(root, change, text, url, target, auth, pulls, images)
+        base = git.revision(root)
         sha = git.commit(root, change.files, text, automation.author)
         assert sha is not None, "a change set with files changes them"
         try:
             git.push(root, url, target, auth, rev=sha)
         except PushRejectedError:
             if attempt > PUSH_RETRIES:
+                git.detach(root, base)  # as fetched: the commit that was not pushed is dropped
                 raise
             git.detach(root, git.fetch(root, url, target, auth))
+        except GitopsJobError:
+            git.detach(root, base)
+            raise
+        else:
+            return Outcome(change, sha, target, pushed=True, attempts=attempt)
             scanned = scan(root)  # the branch's new head: its markers and bytes, and the same choices
             policies_of(scanned, images)
-            continue
-        return Outcome(change, sha, target, pushed=True, attempts=attempt)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -229,14 +234,16 @@ def _propose(
     bot = change.branch(automation.branch_prefix)
     sha = git.commit(root, change.files, text, automation.author)
     assert sha is not None, "a change set with files changes them"
-    existing = git.branch_head(url, bot, auth)
-    same = existing is not None and (git.has_commit(root, existing) or _fetched(root, url, bot, auth))
-    pushed = not (same and existing is not None and git.same_tree(root, existing, sha))
-    if pushed:
-        git.push(root, url, bot, auth, rev=sha, force=True)  # our branch: rebuilt on the base's head each time
-    else:
-        sha = existing or sha
-    git.detach(root, head)
+    try:
+        existing = git.branch_head(url, bot, auth)
+        same = existing is not None and (git.has_commit(root, existing) or _fetched(root, url, bot, auth))
+        pushed = not (same and existing is not None and git.same_tree(root, existing, sha))
+        if pushed:
+            git.push(root, url, bot, auth, rev=sha, force=True)  # our branch: rebuilt on the base's head each time
+        else:
+            sha = existing or sha
+    finally:
+        git.detach(root, head)  # the checkout stays at the branch's head: the change lives on the bot branch
     title, _, body = text.partition("\n")
     body = body.strip() + f"\n\n<!-- gitops-job images {bot} -->\n"
     result = pulls.ensure_pull(bot, base, title, body)
