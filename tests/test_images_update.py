@@ -320,7 +320,7 @@ def test_push_is_retried_on_the_moved_branch_and_a_stale_registry_is_reported(tm
         branch, head = g.remote_head(url, None, auth)
         clone, _ = g.checkout(url, branch, head, state_dir=tmp_path / "state", workdir=tmp_path, auth=auth)
         images = load_config(clone).images
-        write(work, {"s/other.yaml": "someone: else\n"})  # the branch moves after our fetch
+        write(work, {"s/deploy.yaml": "# their edit\n" + MANIFEST})  # the branch moves after our fetch
         theirs = git_repo(work)
         push(work, bare)
         done = update.automate(clone, images, lambda p: REGISTRY, url=url, branch=branch, auth=auth)
@@ -328,6 +328,8 @@ def test_push_is_retried_on_the_moved_branch_and_a_stale_registry_is_reported(tm
         assert git(bare, "rev-parse", "main").strip() == done.commit
         assert git(bare, "rev-parse", "main^").strip() == theirs  # rebuilt on their commit, theirs kept
         assert git(bare, "show", "--name-only", "--format=", "main").split() == ["s/deploy.yaml", "s/values.yaml"]
+        rebuilt = git(bare, "show", "main:s/deploy.yaml")
+        assert rebuilt.startswith("# their edit\n") and "app:1.1.0" in rebuilt  # their bytes, our bump
         assert any("pushed" in line and "apps:app 1.0.0 → 1.1.0" in line for line in done.lines())
         again = update.automate(clone, images, lambda p: REGISTRY, url=url, branch=branch, auth=auth)
         assert not again.change and again.commit is None  # up to date: no commit, no push

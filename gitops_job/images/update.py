@@ -204,13 +204,13 @@ def automate(
                 git.detach(root, base)  # as fetched: the commit that was not pushed is dropped
                 raise
             git.detach(root, git.fetch(root, url, target, auth))
+            scanned = scan(root)  # the branch's new head: its markers and bytes, and the same choices
+            policies_of(scanned, images)
         except GitopsJobError:
             git.detach(root, base)
             raise
         else:
             return Outcome(change, sha, target, pushed=True, attempts=attempt)
-            scanned = scan(root)  # the branch's new head: its markers and bytes, and the same choices
-            policies_of(scanned, images)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
