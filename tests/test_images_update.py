@@ -408,3 +408,17 @@ def test_pull_request_mode_opens_one_pr_and_skips_an_identical_one(tmp_path: Pat
         assert git(bare, "rev-parse", f"{bot}^").strip() == git(bare, "rev-parse", "main").strip()
         assert len(stub.repo("acme/deploy").pulls) == 1
         assert stub.violations == []
+
+
+def test_a_workload_locked_with_flux_v1_annotations_is_not_changed(tmp_path: Path) -> None:
+    locked = MANIFEST.replace(
+        "metadata: {name: app, namespace: apps}",
+        'metadata:\n  name: app\n  namespace: apps\n  annotations: {fluxcd.io/locked: "true", fluxcd.io/locked_msg:'
+        " incident 42, fluxcd.io/locked_user: alice}",
+    )
+    write(tmp_path, {"gitops.yaml": CONFIG, "s/deploy.yaml": locked, "s/kustomization.yaml": KUSTOMIZATION})
+    change = update.plan(tmp_path, load_config(tmp_path).images, lambda p: REGISTRY)
+    assert list(change.files) == ["s/kustomization.yaml"]  # not the locked Deployment
+    assert {(s.where, s.why, s.detail) for s in change.skipped} == {
+        (f"s/deploy.yaml:{n}", Why.LOCKED, "Deployment/apps/app is locked by alice: incident 42") for n in (12, 14)
+    }

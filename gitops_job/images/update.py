@@ -14,14 +14,19 @@ import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import yaml
 
 from gitops_job import git
 from gitops_job.config import paths
 from gitops_job.config.images import ImagePolicy, Images, Mode
 from gitops_job.errors import GitopsJobError, ImageError, PushRejectedError
+from gitops_job.identity import ObjectId
+from gitops_job.images import annotations as v1
 from gitops_job.images import markers, policy
 from gitops_job.images.changes import ChangeSet, Chosen, Locked, Scanned, compute, message, needs_digest, policies_of
+from gitops_job.model import RenderedObject, Source
 
 PUSH_RETRIES = 3
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -85,6 +90,24 @@ class Outcome:
         return out
 
 
+def v1_locks(scanned: Sequence[Scanned]) -> Locked:
+    """Why a marker may not be changed: it is in a workload locked with Flux v1's ``fluxcd.io/locked: "true"``
+    (read by :mod:`gitops_job.images.annotations`; the reason names who locked it and why). Each file's documents
+    are parsed once, only when a marker of it would change."""
+    documents: dict[str, list[Any]] = {}
+
+    def locked(s: Scanned, m: markers.Marker) -> str | None:
+        if s.file not in documents:
+            documents[s.file] = list(yaml.load_all(s.data.decode("utf-8"), Loader=yaml.CSafeLoader))
+        body = documents[s.file][m.document] if m.document < len(documents[s.file]) else None
+        if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+            return None
+        controls = v1.parse(RenderedObject(ObjectId.of(body), body, Source(s.file, m.line), ""))
+        return None if controls is None or controls.lock is None else f"{controls.id} is {controls.lock}"
+
+    return locked
+
+
 def scan(root: Path) -> tuple[Scanned, ...]:
     """Every YAML file under ``root`` (the directory holding gitops.yaml) that holds a marker, in path order;
     ``.git`` and whatever a symlink leads outside the repository are never read."""
@@ -142,18 +165,18 @@ def look_up(used: Mapping[str, ImagePolicy], registry_for: RegistryFor, digests:
     return Looked(chosen, selections)
 
 
-def plan(root: Path, images: Images, registry_for: RegistryFor, locked: Locked | None = None) -> ChangeSet:
-    """The change set for the checkout at ``root`` (nothing is written)."""
+def plan(root: Path, images: Images, registry_for: RegistryFor) -> ChangeSet:
+    """The change set for the checkout at ``root`` (nothing is written); a locked workload is left alone."""
     scanned = scan(root)
     used = policies_of(scanned, images)
     looked = look_up(used, registry_for, needs_digest(scanned, images))
-    return compute(scanned, images, looked.chosen, locked)
+    return compute(scanned, images, looked.chosen, v1_locks(scanned))
 
 
-def commit_local(root: Path, images: Images, registry_for: RegistryFor, locked: Locked | None = None) -> Outcome:
+def commit_local(root: Path, images: Images, registry_for: RegistryFor) -> Outcome:
     """``images update`` in a local checkout: the change as one commit on its current branch (nothing pushed). A
     file the change touches that has uncommitted edits is refused (they would go into the commit)."""
-    change = plan(root, images, registry_for, locked)
+    change = plan(root, images, registry_for)
     if not change:
         return Outcome(change)
     dirty = git.modified(root, sorted(change.files))
@@ -176,7 +199,6 @@ def automate(
     branch: str,
     auth: git.Auth | None = None,
     pulls: PullRequests | None = None,
-    locked: Locked | None = None,
 ) -> Outcome:
     """The scheduled run's update, on a fetched checkout (``root``: the directory holding gitops.yaml) of
     ``url``'s ``branch``: one commit, pushed to the branch (``push``) or to the change set's bot branch and proposed
@@ -188,7 +210,7 @@ def automate(
     used = policies_of(scanned, images)
     looked = look_up(used, registry_for, needs_digest(scanned, images))
     for attempt in range(1, PUSH_RETRIES + 2):
-        change = compute(scanned, images, looked.chosen, locked)
+        change = compute(scanned, images, looked.chosen, v1_locks(scanned))
         if not change:
             return Outcome(change, attempts=attempt)
         text = message(change, automation)
