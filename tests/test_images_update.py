@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,11 @@ images:
 STACKS = "stacks:\n  - name: s\n    path: s\n"
 
 
+@dataclass(frozen=True)
+class Listed:
+    tags: tuple[str, ...]
+
+
 class Tags:
     """A registry as the update sees it (``update.Registry``): a table of tags per repository; a repository listed
     in ``down`` answers as an unreachable registry does."""
@@ -47,11 +52,11 @@ class Tags:
     def __init__(self, tags: dict[str, list[str]], down: Sequence[str] = ()) -> None:
         self.table, self.down, self.asked = tags, set(down), list[str]()
 
-    def tags(self, repository: str) -> Sequence[str]:
+    def tags(self, repository: str) -> Listed:
         self.asked.append(repository)
         if repository in self.down:
             raise SourceError("the registry is unreachable (connection refused)", where=repository.split("/", 1)[0])
-        return self.table[repository]
+        return Listed(tuple(self.table[repository]))
 
     def digest(self, repository: str, tag: str) -> str:
         return "sha256:" + f"{repository}:{tag}".encode().hex()[:64].ljust(64, "0")

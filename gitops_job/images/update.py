@@ -32,10 +32,15 @@ PUSH_RETRIES = 3
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
+class TagList(Protocol):
+    @property
+    def tags(self) -> Sequence[str]: ...
+
+
 class Registry(Protocol):
     """What the update needs of a registry client (``gitops_job.registry``): a repository's tags, a tag's digest."""
 
-    def tags(self, repository: str) -> Sequence[str]: ...
+    def tags(self, repository: str) -> TagList: ...
 
     def digest(self, repository: str, tag: str) -> str: ...
 
@@ -145,7 +150,7 @@ def look_up(used: Mapping[str, ImagePolicy], registry_for: RegistryFor, digests:
     for ref, p in used.items():
         try:
             registry = registry_for(p)
-            tags = registry.tags(p.repository)
+            tags = registry.tags(p.repository).tags
         except (GitopsJobError, OSError) as e:
             chosen[ref] = Chosen(None, reason=f"{p.repository}: {e}", stale=True)
             continue
