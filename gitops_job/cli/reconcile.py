@@ -21,6 +21,8 @@ from gitops_job.cli.options import (
     pushgateway_option,
     say,
 )
+from gitops_job.config.images import GitHubRepo
+from gitops_job.config.load import RepoConfig
 from gitops_job.errors import GitopsJobError
 from gitops_job.exitcodes import ExitCode
 from gitops_job.reconcile import context, pull
@@ -113,7 +115,12 @@ def reconcile_cmd(
        receiver or gateway that fails is a warning, never a failed run;
     5. with --github-repo: drift is reported on GitHub — one sticky issue per target
        (opened, edited, closed when the drift is gone) and a stale-plan line on the open
-       pull requests' plan comments; a GitHub failure is a warning, never a failed run.
+       pull requests' plan comments; a GitHub failure is a warning, never a failed run;
+    6. with images.automation.enabled in gitops.yaml: the tags the image policies choose
+       are written to the setter markers as one commit, pushed to the branch (or to a bot
+       branch, proposed as one pull request); the next run applies it. A registry that
+       cannot be read leaves its images stale (said, not a failure); a failed push fails
+       the run after the apply (docs/images.md#automation).
 
     \b
     Credentials: https with a token (--token-file, or $GITOPS_JOB_GIT_TOKEN); ssh with a
@@ -144,14 +151,20 @@ def reconcile_cmd(
 
     started, mode = time.monotonic(), Drift(drift)
     done: pull.Reconciled | None = None
+    automation = pull.Automation(lambda config: _registries(config, state_dir, settings), _pulls)
     try:
         with ProgressBar() as progress:
-            done = pull.reconcile(source, settings, options, mode, progress, on_fetched=say_source)
+            done = pull.reconcile(source, settings, options, mode, progress, on_fetched=say_source,
+                                  automation=automation)  # fmt: skip
     finally:
         push_metrics(pushgateway, lambda: _target_named(settings), done.result if done else None, started,
                      plan_only=mode is Drift.REPORT)  # fmt: skip
     notify(done.config, done.result)
     github = _report_drift(done, github_repo, github_token_file, github_api_url)
+    for line in done.images.lines() if done.images is not None else ():
+        say(line, err=True)
+    if done.images_error is not None:
+        say(f"error: images: {done.images_error}", err=True)
     if done.plan is not None:
         text = json_text(done.plan) if output == "json" else plan_text(done.plan)
         click.echo(_with(text, github) if output == "json" else text, nl=False)
@@ -161,8 +174,25 @@ def reconcile_cmd(
     assert done.applied is not None
     text = apply_json(done.applied) if output == "json" else apply_text(done.applied)
     click.echo(_with(text, github) if output == "json" else text, nl=False)
-    if not done.applied.ok:
+    if not done.applied.ok or done.images_error is not None:
         raise SystemExit(ExitCode.ERROR)
+
+
+def _registries(config: RepoConfig, state_dir: Path | None, settings: context.Settings) -> Any:
+    """The registry clients of the fetched config's policies (tag lists cached in the state dir; a Secret named
+    by a policy read from the run's cluster)."""
+    from gitops_job.cli.images_update import secret_reader
+    from gitops_job.images import update
+
+    return update.registries(config.images, state_dir=state_dir,
+                             secret=secret_reader(config, settings.target, settings.kubeconfig))  # fmt: skip
+
+
+def _pulls(repo: GitHubRepo) -> Any:
+    """The GitHub client pull-request mode opens its pull request with (the token from images.automation.github)."""
+    from gitops_job.cli.images_update import github_client
+
+    return github_client(repo)
 
 
 def _target_named(settings: context.Settings) -> str:
