@@ -10,6 +10,8 @@ check out the new head, rebuild the change set there, commit and push again — 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +95,48 @@ class Outcome:
         if self.pull is not None:
             out.append(f"images: pull request #{self.pull.number} {self.pull.action}: {self.pull.url}")
         return out
+
+
+SecretReader = Callable[[str | None, str], Mapping[str, Any]]  # (namespace or None, name) -> the Secret object
+
+
+def registries(images: Images, *, state_dir: Path | None, secret: SecretReader | None = None) -> RegistryFor:
+    """The registry client of each policy: one per distinct credentials (anonymous, a docker ``config.json``, an
+    ``imagePullSecrets``-style Secret read through ``secret``), tag lists cached in ``state_dir``."""
+    from gitops_job.registry import Credentials  # here: only a run with policies pays for the client
+    from gitops_job.registry import Registry as Client
+
+    made: dict[tuple[str | None, str | None, str | None], Client] = {}
+
+    def credentials(p: ImagePolicy) -> Credentials:
+        c = p.credentials
+        if c is None:
+            return Credentials.anonymous()
+        if c.docker_config is not None:
+            return Credentials.docker_config(Path(c.docker_config))
+        assert c.secret is not None, "gitops.yaml was checked: exactly one of dockerConfig or secret"
+        if secret is None:
+            raise ImageError(f"credentials from Secret {c.secret} need a cluster to read it from", where=p.where)
+        found = secret(c.namespace, c.secret)
+        shown = f"Secret/{(found.get('metadata') or {}).get('namespace', c.namespace or '?')}/{c.secret}"
+        raw = (found.get("data") or {}).get(".dockerconfigjson")
+        if found.get("type") != "kubernetes.io/dockerconfigjson" or not isinstance(raw, str):
+            raise ImageError(f"{shown} is not of type kubernetes.io/dockerconfigjson with a .dockerconfigjson key;"
+                             " create it with `kubectl create secret docker-registry`", where=p.where)  # fmt: skip
+        try:
+            parsed = json.loads(base64.b64decode(raw))
+        except ValueError:
+            raise ImageError(f"{shown}: .dockerconfigjson is not base64 JSON (not shown)", where=p.where) from None
+        return Credentials.dockerconfigjson(parsed, source=shown)
+
+    def for_policy(p: ImagePolicy) -> Registry:
+        c = p.credentials
+        key = (None, None, None) if c is None else (c.docker_config, c.secret, c.namespace)
+        if key not in made:
+            made[key] = Client(credentials(p), state_dir=state_dir)
+        return made[key]
+
+    return for_policy
 
 
 def v1_locks(scanned: Sequence[Scanned]) -> Locked:
