@@ -457,3 +457,24 @@ def modified(repo: Path, paths: list[str]) -> tuple[str, ...]:
         return ()
     out = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", *paths).stdout
     return tuple(line[3:] for line in out.splitlines() if line.strip())
+
+
+def files_at(repo: Path, rev: str, needle: str) -> dict[str, bytes] | None:
+    """The files of commit ``rev`` under ``repo`` (a directory of a checkout) that contain ``needle``: each path,
+    relative to ``repo``, → its bytes. A commit the checkout lacks is fetched from its ``origin`` by id (a shallow
+    CI checkout); None when it cannot be had."""
+    if not has_commit(repo, rev):
+        url = _git(repo, "config", "--get", "remote.origin.url").stdout.strip()
+        if url:
+            _run(["-C", str(repo), "fetch", "--quiet", "--no-tags", "--depth", "1", "origin", rev], None, url=url,
+                 what="fetch", check=False)  # fmt: skip
+        if not has_commit(repo, rev):
+            return None
+    listed = _git(repo, "grep", "-l", "-F", "-e", needle, rev, "--", ".")
+    out: dict[str, bytes] = {}
+    for line in listed.stdout.splitlines():
+        path = line.removeprefix(f"{rev}:")
+        shown = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:./{path}"], capture_output=True, check=False)
+        if shown.returncode == 0:
+            out[path] = shown.stdout
+    return out

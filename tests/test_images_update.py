@@ -427,3 +427,43 @@ def test_a_workload_locked_with_flux_v1_annotations_is_not_changed(tmp_path: Pat
     assert {(s.where, s.why, s.detail) for s in change.skipped} == {
         (f"s/deploy.yaml:{n}", Why.LOCKED, "Deployment/apps/app is locked by alice: incident 42") for n in (12, 14)
     }
+
+
+# -- the plan comment's "images" block ------------------------------------------------------------------------------
+def test_review_names_the_policies_and_markers_a_pull_request_changes(tmp_path: Path) -> None:
+    from gitops_job.report.markdown import images_section
+
+    work = tmp_path / "w"
+    write(work, {"gitops.yaml": CONFIG, "s/deploy.yaml": MANIFEST, "s/values.yaml": VALUES})
+    base = git_repo(work)
+    assert update.review(work, base) == () and images_section(()) == ""  # nothing changed: no block
+    changed = CONFIG.replace('range: "1.x"', 'range: "2.x"').replace(
+        "    - name: app\n      namespace: apps\n", "    - name: app\n      namespace: prod\n"
+    )  # noqa: E501
+    write(
+        work,
+        {
+            "gitops.yaml": changed,
+            "s/deploy.yaml": MANIFEST.replace(
+                'app:1.0.0 # {"$imagepolicy": "apps:app"}', 'app:1.0.1 # {"$imagepolicy": "prod:app"}'
+            ),
+            "s/new.yaml": 'image: z:1 # {"$imagepolicy": "prod:app"}\n',
+        },
+    )  # noqa: E501
+    (work / "s/values.yaml").unlink()
+    lines = update.review(work, base)
+    assert lines == (
+        "policy apps:app removed",
+        "policy *:web changed: ghcr.io/acme/web, semver range 1.x → ghcr.io/acme/web, semver range 2.x",
+        "policy prod:app added: ghcr.io/acme/app, semver range >=1.0.0",
+        "s/deploy.yaml:9: marker prod:app added (ghcr.io/acme/app:1.0.1)",
+        "s/new.yaml:1: marker prod:app added (z:1)",
+        "s/values.yaml:3: marker x:web removed (was 1.2.0)",
+        "s/values.yaml:4: marker x:web removed (was sha256:aaaa)",
+    )
+    section = images_section(lines)
+    assert section.startswith("**images** (image automation this pull request changes)\n\n- <code>policy apps:app removed</code>")
+    git_repo(work)
+    write(work, {"s/new.yaml": 'image: z:2 # {"$imagepolicy": "prod:app"}\n'})
+    assert update.review(work, git(work, "rev-parse", "HEAD").strip()) == ("s/new.yaml:1: prod:app z:1 → z:2",)
+    assert update.review(work, "c" * 40) != ()  # a base that cannot be had: compared as having none

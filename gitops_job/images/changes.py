@@ -210,3 +210,45 @@ def message(change: ChangeSet, automation: Automation) -> str:
     if not lines or not lines[0]:
         raise ImageError("the commit message template made an empty subject line; fix the template", where=where)
     return "\n".join(lines) + "\n"
+
+
+def review(before: Sequence[Scanned], after: Sequence[Scanned], old: Images, new: Images) -> tuple[str, ...]:
+    """What a pull request changes of image automation, one line each (the plan comment's "images" block): each
+    policy added, removed or changed in gitops.yaml, and each marker added, removed, or whose value or policy
+    changed. Empty when it changes neither."""
+    lines: list[str] = []
+    was = {p.ref: p for p in old.policies}
+    now = {p.ref: p for p in new.policies}
+    for ref in dict.fromkeys([*was, *now]):
+        a, b = was.get(ref), now.get(ref)
+        if a is None and b is not None:
+            lines.append(f"policy {ref} added: {b.repository}, {_shown(b)}")
+        elif b is None and a is not None:
+            lines.append(f"policy {ref} removed")
+        elif a is not None and b is not None and (a.repository, _shown(a)) != (b.repository, _shown(b)):
+            lines.append(f"policy {ref} changed: {a.repository}, {_shown(a)} → {b.repository}, {_shown(b)}")
+    marks = {(s.file, m.line): m for s in before for m in s.markers}
+    kept: set[tuple[str, str, str]] = {(s.file, str(m.policy), m.value) for s in before for m in s.markers}
+    for s in after:
+        for m in s.markers:
+            if (s.file, str(m.policy), m.value) in kept:
+                continue
+            prior = marks.get((s.file, m.line))
+            if prior is not None and str(prior.policy) == str(m.policy):
+                lines.append(f"{m.where}: {m.policy} {prior.value} → {m.value}")
+            else:
+                lines.append(f"{m.where}: marker {m.policy} added ({m.value})")
+    now_marks = {(s.file, str(m.policy), m.value) for s in after for m in s.markers}
+    changed = {(s.file, m.line) for s in after for m in s.markers}
+    for s in before:
+        for m in s.markers:
+            if (s.file, str(m.policy), m.value) not in now_marks and (s.file, m.line) not in changed:
+                lines.append(f"{m.where}: marker {m.policy} removed (was {m.value})")
+    return tuple(lines)
+
+
+def _shown(p: ImagePolicy) -> str:
+    name, body = next(iter(p.policy.items()))
+    detail = ", ".join(f"{k} {v}" for k, v in (body or {}).items())
+    filtered = f", filterTags {dict(p.filter_tags)}" if p.filter_tags else ""
+    return f"{name} {detail}".strip() + filtered

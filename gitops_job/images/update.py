@@ -324,3 +324,30 @@ def _propose(
 def _fetched(root: Path, url: str, branch: str, auth: git.Auth | None) -> bool:
     git.fetch(root, url, branch, auth)
     return True
+
+
+def review(root: Path, base: str, config_file: Path | None = None) -> tuple[str, ...]:
+    """What the checkout at ``root`` changes of image automation since commit ``base`` (a pull request's base):
+    :func:`gitops_job.images.changes.review` of the markers and policies at both. A base that cannot be had, or
+    whose files do not parse, is compared as having none."""
+    from gitops_job.config.images import images as images_of
+    from gitops_job.config.load import CONFIG_FILE, load_config
+    from gitops_job.images.changes import review as compare
+
+    config = load_config(root, config_file)
+    old_files = git.files_at(config.root, base, "$imagepolicy") or {}
+    before: list[Scanned] = []
+    for file, data in sorted(old_files.items()):
+        try:
+            before.append(Scanned(file, data, markers.find(data.decode("utf-8"), file)))
+        except (GitopsJobError, UnicodeDecodeError):
+            continue
+    name = config.file.relative_to(config.root).as_posix() if config.file.is_relative_to(config.root) else CONFIG_FILE
+    old = Images()
+    raw = (git.files_at(config.root, base, "images") or {}).get(name)
+    try:
+        loaded: Any = yaml.safe_load(raw) if raw else None
+        old = images_of(loaded, lambda _path: "") if isinstance(loaded, dict) else old
+    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
+        pass
+    return compare(before, scan(config.root), old, config.images)
