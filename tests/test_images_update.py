@@ -81,6 +81,7 @@ def test_config_policies_and_defaults(tmp_path: Path) -> None:
     assert images.resolve("apps", "app") is app and images.resolve("other", "app") is None
     assert images.resolve("flux-system", "web") is web  # no namespace: NAME in every namespace
     assert images.automation == Automation()  # off, push mode, the default template and author
+    assert images.scan_interval == 300.0 and _config(tmp_path, POLICIES + "  scanInterval: 1m30s\n").scan_interval == 90
     assert load_config(tmp_path).receivers == ()
 
 

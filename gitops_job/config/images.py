@@ -96,6 +96,7 @@ class Automation:
 class Images:
     policies: tuple[ImagePolicy, ...] = ()
     automation: Automation = field(default_factory=Automation)
+    scan_interval: float = 300.0  # seconds a tag list without an ETag is reused from the state dir
 
     def resolve(self, namespace: str, name: str) -> ImagePolicy | None:
         """The policy a marker ``NAMESPACE:NAME`` names: the one declared in that namespace, else the one
@@ -159,8 +160,9 @@ def _template_problem(text: str) -> str | None:
     return None
 
 
-def images(data: Mapping[str, Any], where: Callable[[KeyPath], str]) -> Images:
-    """The checked ``images`` section (empty without one); ``where`` names a key path's place in the file."""
+def images(data: Mapping[str, Any], where: Callable[[KeyPath], str], seconds: Callable[[str], float]) -> Images:
+    """The checked ``images`` section (empty without one); ``where`` names a key path's place in the file,
+    ``seconds`` parses a duration."""
     section = data.get("images")
     if section is None:
         return Images()
@@ -181,7 +183,8 @@ def images(data: Mapping[str, Any], where: Callable[[KeyPath], str]) -> Images:
         token = SecretRef(gh["token"].get("env"), gh["token"].get("file"))
         optional["github"] = GitHubRepo(gh["repository"], token, gh.get("apiUrl", "https://api.github.com"))
     automation = Automation(enabled=bool(raw.get("enabled", False)), branch=raw.get("branch"), **optional)
-    return Images(policies, automation)
+    interval = seconds(section["scanInterval"]) if "scanInterval" in section else Images.scan_interval
+    return Images(policies, automation, interval)
 
 
 def _policy(raw: Mapping[str, Any], where: str) -> ImagePolicy:

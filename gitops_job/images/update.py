@@ -133,7 +133,7 @@ def registries(images: Images, *, state_dir: Path | None, secret: SecretReader |
         c = p.credentials
         key = (None, None, None) if c is None else (c.docker_config, c.secret, c.namespace)
         if key not in made:
-            made[key] = Client(credentials(p), state_dir=state_dir)
+            made[key] = Client(credentials(p), state_dir=state_dir, cache_ttl=images.scan_interval)
         return made[key]
 
     return for_policy
@@ -347,7 +347,7 @@ def review(root: Path, base: str, config_file: Path | None = None) -> tuple[str,
     raw = (git.files_at(config.root, base, "images") or {}).get(name)
     try:
         loaded: Any = yaml.safe_load(raw) if raw else None
-        old = images_of(loaded, lambda _path: "") if isinstance(loaded, dict) else old
+        old = images_of(loaded, lambda _path: "", lambda _duration: 0.0) if isinstance(loaded, dict) else old
     except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
         pass
     return compare(before, scan(config.root), old, config.images)
