@@ -8,6 +8,8 @@ why the winner won."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -177,3 +179,31 @@ def test_images_update_dry_run_and_why(tmp_path: Path, registry: RegistryServer)
     assert again.returncode == 0 and again.stdout == "" and "up to date" in again.stderr
     unknown = subprocess.run([SCRIPT, "images", "why", "nope", "--repo", str(work)], capture_output=True, text=True)
     assert unknown.returncode == 1 and "no image policy 'nope'" in unknown.stderr and "apps:app" in unknown.stderr
+
+
+def test_a_wrong_registry_password_is_a_stale_row_naming_the_registry_never_the_secret(
+    tmp_path: Path, registry_htpasswd: RegistryServer
+) -> None:
+    server = registry_htpasswd
+    ((user, password),) = server.users.items()
+    server.pusher().push("apps/app", ["1.0.0", "1.1.0"])
+    repo = f"{server.host}/apps/app"
+    work = tmp_path / "work"
+    docker = tmp_path / "docker" / "config.json"
+    text = _gitops("ns", repo).replace(
+        f"repository: {repo}\n", f"repository: {repo}\n      credentials: {{dockerConfig: {docker}}}\n"
+    )
+    write(work, {"gitops.yaml": text, "s/deploy.yaml": _deployment("ns", f"{repo}:1.0.0")})
+    git_repo(work)
+    seen = []
+    for secret, code in (("wrong-" + password, ExitCode.OK), (password, ExitCode.CHANGES)):
+        auth = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        write(docker.parent, {"config.json": json.dumps({"auths": {server.host: {"auth": auth}}})})
+        run = subprocess.run([SCRIPT, "images", "update", "--dry-run", "--repo", str(work)], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        assert run.returncode == code, run.stderr
+        assert secret not in run.stdout + run.stderr and auth not in run.stdout + run.stderr
+        seen.append(run.stderr)
+    assert "s/deploy.yaml:13: apps:app not updated (stale: " in seen[0] and server.host in seen[0], seen[0]
+    assert "401" in seen[0] or "unauthorized" in seen[0].lower(), seen[0]
+    assert "not updated" not in seen[1]
