@@ -85,7 +85,8 @@ class Outcome:
         """What a run says about it, one line each (stderr)."""
         out = [f"images: {s.where}: {s.policy} not updated ({s.why}: {s.detail})" for s in self.change.skipped]
         if not self.change:
-            return [*out, "images: up to date (no marker changes)"]
+            left = f"; {len(out)} marker(s) not updated, above" if out else ""
+            return [*out, f"images: {'up to date' if not out else 'nothing to commit'} (no marker changes{left})"]
         olds = ", ".join(f"{u.policy} {u.old} → {u.new}" for u in self.change.updates)
         if self.commit is None:
             return [*out, f"images: would change {len(self.change.files)} file(s): {olds}"]
@@ -196,7 +197,7 @@ def look_up(used: Mapping[str, ImagePolicy], registry_for: RegistryFor, digests:
             registry = registry_for(p)
             tags = registry.tags(p.repository).tags
         except (GitopsJobError, OSError) as e:
-            chosen[ref] = Chosen(None, reason=f"{p.repository}: {e}", stale=True)
+            chosen[ref] = Chosen(None, reason=_why(p, e), stale=True)
             continue
         selection = policy.select(compiled[ref], list(tags))
         selections[ref] = selection
@@ -208,10 +209,17 @@ def look_up(used: Mapping[str, ImagePolicy], registry_for: RegistryFor, digests:
             try:
                 digest = registry.digest(p.repository, selection.winner)
             except (GitopsJobError, OSError) as e:
-                chosen[ref] = Chosen(None, reason=f"{p.repository}: {e}", stale=True)
+                chosen[ref] = Chosen(None, reason=_why(p, e), stale=True)
                 continue
         chosen[ref] = Chosen(selection.winner, digest)
     return Looked(chosen, selections)
+
+
+def _why(p: ImagePolicy, e: Exception) -> str:
+    """A registry failure as a stale marker's reason: where (the registry's repository) and why, once each."""
+    if isinstance(e, GitopsJobError):
+        return f"{e.where}: {e.reason}" if e.where else e.reason
+    return f"{p.repository}: {e}"
 
 
 def plan(root: Path, images: Images, registry_for: RegistryFor) -> ChangeSet:
