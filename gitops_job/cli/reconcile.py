@@ -173,7 +173,7 @@ def reconcile_cmd(
         return
     assert done.applied is not None
     text = apply_json(done.applied) if output == "json" else apply_text(done.applied)
-    click.echo(_with(text, github) if output == "json" else text, nl=False)
+    click.echo(_with(text, github, _images_json(done)) if output == "json" else text, nl=False)
     if not done.applied.ok or done.images_error is not None:
         raise SystemExit(ExitCode.ERROR)
 
@@ -218,8 +218,38 @@ def _report_drift(
     return published.json()
 
 
-def _with(doc: str, github: dict[str, Any] | None) -> str:
-    """The JSON document with what was reported on GitHub (``github``), when anything was to be."""
-    if github is None:
+def _with(doc: str, github: dict[str, Any] | None, images: dict[str, Any] | None = None) -> str:
+    """The JSON document with what was reported on GitHub (``github``) and what the image automation did
+    (``images``), when anything was to be."""
+    extra = {k: v for k, v in (("github", github), ("images", images)) if v is not None}
+    if not extra:
         return doc
-    return json.dumps({**json.loads(doc), "github": github}, indent=2) + "\n"
+    return json.dumps({**json.loads(doc), **extra}, indent=2) + "\n"
+
+
+def _images_json(done: pull.Reconciled) -> dict[str, Any] | None:
+    """The image automation's part of the JSON document: its commit, branch, pull request, updates, skips, error."""
+    if done.images is None and done.images_error is None:
+        return None
+    out = done.images
+    change = out.change if out is not None else None
+    pr = out.pull if out is not None else None
+    updates = (
+        [{"policy": u.policy, "old": u.old, "new": u.new, "files": list(u.files)} for u in change.updates]
+        if change
+        else []
+    )
+    skipped = (
+        [{"where": s.where, "policy": s.policy, "why": s.why.value, "detail": s.detail} for s in change.skipped]
+        if change
+        else []
+    )
+    return {
+        "commit": out.commit if out else None,
+        "branch": out.branch if out else None,
+        "pushed": out.pushed if out else False,
+        "pullRequest": {"number": pr.number, "url": pr.url, "action": pr.action} if pr is not None else None,
+        "updates": updates,
+        "skipped": skipped,
+        "error": str(done.images_error) if done.images_error is not None else None,
+    }
