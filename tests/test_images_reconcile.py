@@ -123,8 +123,8 @@ def test_a_registry_that_is_down_leaves_images_stale_and_git_is_applied(
     assert "images: s/deploy.yaml:13: apps:app not updated (stale: " in done.stderr, done.stderr
     assert git(bare, "rev-parse", "main").strip() == git(work, "rev-parse", "HEAD").strip()  # nothing committed
     doc = json.loads(gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "--no-wait", "-o", "json").stdout)
-    assert doc["images"]["commit"] is None and doc["images"]["error"] is None
-    assert [(s["where"], s["why"]) for s in doc["images"]["skipped"]] == [("s/deploy.yaml:13", "stale")]
+    assert doc["images"]["commit"] is None and doc["images"]["error"] is None, doc["images"]
+    assert [(s["where"], s["why"]) for s in doc["images"]["skipped"]] == [("s/deploy.yaml:13", "stale")], doc["images"]
     report = gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "--drift", "report")
     assert "images:" not in report.stderr  # report writes nothing, git included
 

@@ -236,12 +236,12 @@ def _images_json(done: pull.Reconciled) -> dict[str, Any] | None:
     pr = out.pull if out is not None else None
     updates = (
         [{"policy": u.policy, "old": u.old, "new": u.new, "files": list(u.files)} for u in change.updates]
-        if change
+        if change is not None
         else []
     )
     skipped = (
         [{"where": s.where, "policy": s.policy, "why": s.why.value, "detail": s.detail} for s in change.skipped]
-        if change
+        if change is not None
         else []
     )
     return {
