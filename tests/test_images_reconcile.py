@@ -211,3 +211,34 @@ def test_a_wrong_registry_password_is_a_stale_row_naming_the_registry_never_the_
     assert "401" in seen[0] or "unauthorized" in seen[0].lower(), seen[0]
     assert "not updated" not in seen[1] and "nothing to commit (no marker changes; 1 marker(s) not updated" in seen[0]
     assert seen[0].count(f"{repo}:") == 1, "the registry's repository is named more than once"
+
+
+def test_credentials_from_a_dockerconfigjson_secret_in_the_targets_cluster(
+    kubeconfig: Path, namespace: str, api_client: client.ApiClient, tmp_path: Path, registry_htpasswd: RegistryServer
+) -> None:
+    server = registry_htpasswd
+    ((user, password),) = server.users.items()
+    server.pusher().push("apps/app", ["1.0.0", "1.3.0"])
+    repo = f"{server.host}/apps/app"
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    dockerconfig = json.dumps({"auths": {server.host: {"auth": auth}}}).encode()
+    client.CoreV1Api(api_client).create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="pull"), type="kubernetes.io/dockerconfigjson",
+        data={".dockerconfigjson": base64.b64encode(dockerconfig).decode()}))  # fmt: skip
+    work = tmp_path / "work"
+    text = _gitops(namespace, repo).replace(
+        f"repository: {repo}\n", f"repository: {repo}\n      credentials: {{secret: pull}}\n"
+    )
+    write(work, {"gitops.yaml": text, "s/deploy.yaml": _deployment(namespace, f"{repo}:1.0.0")})
+    git_repo(work)
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    run = subprocess.run([SCRIPT, "images", "update", "--dry-run", "--repo", str(work)], env=env, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert run.returncode == ExitCode.CHANGES, run.stderr
+    assert f"+          image: {repo}:1.3.0 # " in run.stdout
+    assert password not in run.stdout + run.stderr and auth not in run.stdout + run.stderr
+    write(work, {"gitops.yaml": text.replace("secret: pull", "secret: nope")})
+    gone = subprocess.run([SCRIPT, "images", "update", "--dry-run", "--repo", str(work)], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert gone.returncode == 0, gone.stderr
+    assert f"not updated (stale: Secret/{namespace}/nope: " in gone.stderr and "not found" in gone.stderr
