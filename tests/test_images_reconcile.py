@@ -23,6 +23,7 @@ from tests.githubstub import GitHubStub
 from tests.gitservers import bare_repo, http_git_server, push
 from tests.helpers import SCRIPT, config, git, git_repo, gitops_job, write
 from tests.registries import RegistryServer
+from tests.test_pr_flow import PR, REPO, Flow, flow, pull_request_event  # noqa: F401 (flow: a fixture)
 
 TOKEN = "img-git-token-3c9d1e"
 
@@ -242,3 +243,36 @@ def test_credentials_from_a_dockerconfigjson_secret_in_the_targets_cluster(
                           text=True, timeout=60)  # fmt: skip
     assert gone.returncode == 0, gone.stderr
     assert f"not updated (stale: Secret/{namespace}/nope: " in gone.stderr and "not found" in gone.stderr
+
+
+def _plan(flow: Flow, head: str, base: str, name: str) -> subprocess.CompletedProcess[str]:  # noqa: F811
+    if PR not in flow.stub.repo(REPO).pulls:
+        flow.stub.add_pull(REPO, PR, head_sha=head)
+    flow.stub.repo(REPO).pulls[PR]["head"]["sha"] = head
+    flow.stub.repo(REPO).commits.add(head)
+    payload = pull_request_event(head)
+    payload["pull_request"]["base"]["sha"] = base
+    env = flow.env("pull_request", payload, head, f"refs/pull/{PR}/merge", name)
+    return flow.run(env, "plan", "--github", "--artifact-dir", str(flow.tmp / name))
+
+
+def test_the_plan_comment_has_an_images_block_when_a_pull_request_changes_a_policy_or_a_marker(
+    flow: Flow,  # noqa: F811
+    namespace: str,
+) -> None:
+    base = git_repo(flow.root)
+    plain = _plan(flow, base, base, "plain")
+    assert "**images**" not in plain.stdout + flow.comments()[-1]["body"]  # nothing of images changed: no block
+    marked = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: img, namespace: {namespace}}}\n" \
+        'data:\n  image: ghcr.io/acme/app:1.0.0 # {"$imagepolicy": "apps:app"}\n'  # fmt: skip
+    config = (flow.root / "gitops.yaml").read_text() + (
+        "images:\n  policies:\n    - {name: app, namespace: apps, repository: ghcr.io/acme/app,"
+        ' policy: {semver: {range: ">=1.0.0"}}}\n'
+    )
+    write(flow.root, {"gitops.yaml": config, "app/img.yaml": marked})
+    head = git_repo(flow.root)
+    _plan(flow, head, base, "images")
+    body = flow.comments()[-1]["body"]
+    assert "**images** (image automation this pull request changes)" in body
+    assert "<code>policy apps:app added: ghcr.io/acme/app, semver range &gt;=1.0.0</code>" in body, body
+    assert "<code>app/img.yaml:5: marker apps:app added (ghcr.io/acme/app:1.0.0)</code>" in body
