@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +33,7 @@ from gitops_job.images.changes import ChangeSet, Chosen, Locked, Scanned, comput
 from gitops_job.model import RenderedObject, Source
 
 PUSH_RETRIES = 3
+WORKERS = 8  # registries asked at a time
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -130,12 +133,15 @@ def registries(images: Images, *, state_dir: Path | None, secret: SecretReader |
             raise ImageError(f"{shown}: .dockerconfigjson is not base64 JSON (not shown)", where=p.where) from None
         return Credentials.dockerconfigjson(parsed, source=shown)
 
+    lock = threading.Lock()  # policies are looked up in parallel: one client per credentials, made once
+
     def for_policy(p: ImagePolicy) -> Registry:
         c = p.credentials
         key = (None, None, None) if c is None else (c.docker_config, c.secret, c.namespace)
-        if key not in made:
-            made[key] = Client(credentials(p), state_dir=state_dir, cache_ttl=images.scan_interval)
-        return made[key]
+        with lock:
+            if key not in made:
+                made[key] = Client(credentials(p), state_dir=state_dir, cache_ttl=images.scan_interval)
+            return made[key]
 
     return for_policy
 
@@ -188,31 +194,29 @@ def _yaml_files(root: Path) -> Iterator[Path]:
 
 def look_up(used: Mapping[str, ImagePolicy], registry_for: RegistryFor, digests: Collection[str] = ()) -> Looked:
     """Each used policy compiled (a bad range or pattern is an error naming its gitops.yaml line) and its tags
-    chosen; a registry that cannot be read makes that policy stale (its markers keep their values), never fails."""
-    chosen: dict[str, Chosen] = {}
-    selections: dict[str, policy.Selection] = {}
+    chosen, ``WORKERS`` registries asked at a time (the client keeps each host's rate limit); a registry that
+    cannot be read makes that policy stale (its markers keep their values), never fails."""
     compiled = {ref: policy.parse_policy(p.spec(), p.where) for ref, p in used.items()}
-    for ref, p in used.items():
+
+    def one(ref: str) -> tuple[Chosen, policy.Selection | None]:
+        p = used[ref]
         try:
             registry = registry_for(p)
             tags = registry.tags(p.repository).tags
         except (GitopsJobError, OSError) as e:
-            chosen[ref] = Chosen(None, reason=_why(p, e), stale=True)
-            continue
+            return Chosen(None, reason=_why(p, e), stale=True), None
         selection = policy.select(compiled[ref], list(tags))
-        selections[ref] = selection
         if selection.winner is None:
-            chosen[ref] = Chosen(None, reason=selection.error)
-            continue
-        digest = None
-        if ref in digests:
-            try:
-                digest = registry.digest(p.repository, selection.winner)
-            except (GitopsJobError, OSError) as e:
-                chosen[ref] = Chosen(None, reason=_why(p, e), stale=True)
-                continue
-        chosen[ref] = Chosen(selection.winner, digest)
-    return Looked(chosen, selections)
+            return Chosen(None, reason=selection.error), selection
+        try:
+            digest = registry.digest(p.repository, selection.winner) if ref in digests else None
+        except (GitopsJobError, OSError) as e:
+            return Chosen(None, reason=_why(p, e), stale=True), selection
+        return Chosen(selection.winner, digest), selection
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        done = dict(zip(used, pool.map(one, used), strict=True))
+    return Looked({ref: c for ref, (c, _) in done.items()}, {ref: s for ref, (_, s) in done.items() if s is not None})
 
 
 def _why(p: ImagePolicy, e: Exception) -> str:
