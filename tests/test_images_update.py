@@ -213,8 +213,8 @@ def test_skipped_markers_keep_their_values() -> None:
 
 
 def test_a_locked_workload_is_not_changed() -> None:
-    def locked(s: Scanned, m: object) -> str | None:
-        return "locked by alice: incident 42" if s.file == "d.yaml" else None
+    def locked(s: Scanned, m: object) -> tuple[Why, str] | None:
+        return (Why.LOCKED, "locked by alice: incident 42") if s.file == "d.yaml" else None
 
     change = changes.compute(_scanned({"d.yaml": MANIFEST, "k.yaml": KUSTOMIZATION}), _images(), CHOSEN, locked)
     assert list(change.files) == ["k.yaml"]
@@ -422,9 +422,18 @@ def test_a_workload_locked_with_flux_v1_annotations_is_not_changed(tmp_path: Pat
         'metadata:\n  name: app\n  namespace: apps\n  annotations: {fluxcd.io/locked: "true", fluxcd.io/locked_msg:'
         " incident 42, fluxcd.io/locked_user: alice}",
     )
-    write(tmp_path, {"gitops.yaml": CONFIG, "s/deploy.yaml": locked, "s/kustomization.yaml": KUSTOMIZATION})
+    ignored = MANIFEST.replace(
+        "metadata: {name: app, namespace: apps}",
+        'metadata: {name: other, namespace: apps, annotations: {fluxcd.io/ignore: "true"}}',
+    )
+    write(tmp_path, {"gitops.yaml": CONFIG, "s/deploy.yaml": locked, "s/kustomization.yaml": KUSTOMIZATION,
+                     "s/zignored.yaml": ignored})  # fmt: skip
     change = update.plan(tmp_path, load_config(tmp_path).images, lambda p: REGISTRY)
-    assert list(change.files) == ["s/kustomization.yaml"]  # not the locked Deployment
+    assert list(change.files) == ["s/kustomization.yaml"]  # not the locked Deployment, nor the ignored one
+    assert [(s.where, s.why) for s in change.skipped if s.why is Why.IGNORED] == [
+        ("s/zignored.yaml:9", Why.IGNORED), ("s/zignored.yaml:11", Why.IGNORED)
+    ]  # fmt: skip
+    change = replace(change, skipped=tuple(s for s in change.skipped if s.why is not Why.IGNORED))
     assert {(s.where, s.why, s.detail) for s in change.skipped} == {
         (f"s/deploy.yaml:{n}", Why.LOCKED, "Deployment/apps/app is locked by alice: incident 42") for n in (12, 14)
     }

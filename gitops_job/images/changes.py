@@ -47,6 +47,7 @@ class Why(StrEnum):
     NO_TAG = "no tag chosen"
     STALE = "stale"
     LOCKED = "locked"
+    IGNORED = "ignored"  # fluxcd.io/ignore: "true"
     NO_DIGEST = "no digest"
 
 
@@ -97,7 +98,8 @@ class ChangeSet:
         return f"{prefix}{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-Locked = Callable[[Scanned, Marker], str | None]  # why a marker's workload may not be changed (None: it may)
+#: Why a marker's workload may not be changed — ``Why.LOCKED`` or ``Why.IGNORED`` and the detail — None: it may.
+Locked = Callable[[Scanned, Marker], "tuple[Why, str] | None"]
 
 
 def policies_of(scanned: Sequence[Scanned], images: Images) -> dict[str, ImagePolicy]:
@@ -140,7 +142,7 @@ def compute(
             choice = chosen.get(policy.ref, Chosen(None, reason="not looked up"))
             value, skip = _value(m, policy, choice)
             if skip is None and value != m.value and locked is not None and (why := locked(s, m)):
-                value, skip = m.value, Skipped(m.where, str(m.policy), Why.LOCKED, why)
+                value, skip = m.value, Skipped(m.where, str(m.policy), *why)
             if skip is not None:
                 skipped.append(skip)
             values.append(value)

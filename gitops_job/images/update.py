@@ -29,7 +29,17 @@ from gitops_job.errors import GitopsJobError, ImageError, PushRejectedError
 from gitops_job.identity import ObjectId
 from gitops_job.images import annotations as v1
 from gitops_job.images import markers, policy
-from gitops_job.images.changes import ChangeSet, Chosen, Locked, Scanned, compute, message, needs_digest, policies_of
+from gitops_job.images.changes import (
+    ChangeSet,
+    Chosen,
+    Locked,
+    Scanned,
+    Why,
+    compute,
+    message,
+    needs_digest,
+    policies_of,
+)
 from gitops_job.model import RenderedObject, Source
 
 PUSH_RETRIES = 3
@@ -147,19 +157,24 @@ def registries(images: Images, *, state_dir: Path | None, secret: SecretReader |
 
 
 def v1_locks(scanned: Sequence[Scanned]) -> Locked:
-    """Why a marker may not be changed: it is in a workload locked with Flux v1's ``fluxcd.io/locked: "true"``
-    (read by :mod:`gitops_job.images.annotations`; the reason names who locked it and why). Each file's documents
-    are parsed once, only when a marker of it would change."""
+    """Why a marker may not be changed: it is in a workload locked with Flux v1's ``fluxcd.io/locked: "true"`` (the
+    reason names who locked it and why), or that image automation must leave alone (``fluxcd.io/ignore: "true"``),
+    as :mod:`gitops_job.images.annotations` reads them. Each file's documents are parsed once, only when a marker
+    of it would change."""
     documents: dict[str, list[Any]] = {}
 
-    def locked(s: Scanned, m: markers.Marker) -> str | None:
+    def locked(s: Scanned, m: markers.Marker) -> tuple[Why, str] | None:
         if s.file not in documents:
             documents[s.file] = list(yaml.load_all(s.data.decode("utf-8"), Loader=yaml.CSafeLoader))
         body = documents[s.file][m.document] if m.document < len(documents[s.file]) else None
         if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
             return None
         controls = v1.parse(RenderedObject(ObjectId.of(body), body, Source(s.file, m.line), ""))
-        return None if controls is None or controls.lock is None else f"{controls.id} is {controls.lock}"
+        if controls is not None and controls.lock is not None:
+            return Why.LOCKED, f"{controls.id} is {controls.lock}"
+        if controls is not None and controls.ignore is v1.Ignore.YES:
+            return Why.IGNORED, f'{controls.id} has {controls.keys.get("ignore", "fluxcd.io/ignore")}: "true"'
+        return None
 
     return locked
 
