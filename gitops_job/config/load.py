@@ -166,8 +166,17 @@ def load_config(repo_root: Path, config_file: Path | None = None, flux: str | No
     flux_stacks, notes = _flux_stacks(root, entry, native) if entry is not None else ((), ())
     stacks = flux_stacks if entry is not None else _dependency_order(native)
     receivers = notifications.receivers(data, _seconds)
-    return RepoConfig(root, file, targets, stacks, data.get("name"), receivers, notes, sources.sources(data),
-                      images.images(data, doc.where, _seconds))
+    return RepoConfig(
+        root,
+        file,
+        targets,
+        stacks,
+        data.get("name"),
+        receivers,
+        notes,
+        sources.sources(data),
+        images.images(data, doc.where, _seconds),
+    )
 
 
 def _flux_stacks(root: Path, entry: str, native: Sequence[Stack] = ()) -> tuple[tuple[Stack, ...], tuple[str, ...]]:
