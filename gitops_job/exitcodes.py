@@ -23,5 +23,5 @@ _MEANINGS = {
     ExitCode.OK: "success (with --exit-code: nothing would change)",
     ExitCode.ERROR: "the run failed: bad input, an unreachable or refusing cluster, a failed apply or health wait",
     ExitCode.USAGE: "the command line was wrong: unknown option, missing argument, bad value",
-    ExitCode.CHANGES: "success, and changes are pending (only with --exit-code)",
+    ExitCode.CHANGES: "success, and changes are pending (only with --exit-code, and images update --dry-run)",
 }

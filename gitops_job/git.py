@@ -437,3 +437,44 @@ def worktree(repo: Path, rev: str) -> Iterator[Path]:
         finally:
             _git(repo, "worktree", "remove", "--force", str(tree))
             _git(repo, "worktree", "prune")
+
+
+def detach(repo: Path, rev: str) -> None:
+    """Check out commit ``rev`` of ``repo`` (detached, working tree cleaned): the state a fetched checkout has."""
+    _local(repo, "checkout", "--quiet", "--force", "--detach", rev)
+    _local(repo, "clean", "-ffdxq")
+
+
+def same_tree(repo: Path, a: str, b: str) -> bool:
+    """Whether commits ``a`` and ``b`` of ``repo`` hold the very same files (both must be in ``repo``)."""
+    trees = [_git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{tree}}").stdout.strip() for rev in (a, b)]
+    return bool(trees[0]) and trees[0] == trees[1]
+
+
+def modified(repo: Path, paths: list[str]) -> tuple[str, ...]:
+    """Which of ``paths`` (relative to ``repo``) differ from the commit checked out, staged or not."""
+    if not paths:
+        return ()
+    out = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", *paths).stdout
+    return tuple(line[3:] for line in out.splitlines() if line.strip())
+
+
+def files_at(repo: Path, rev: str, needle: str) -> dict[str, bytes] | None:
+    """The files of commit ``rev`` under ``repo`` (a directory of a checkout) that contain ``needle``: each path,
+    relative to ``repo``, → its bytes. A commit the checkout lacks is fetched from its ``origin`` by id (a shallow
+    CI checkout); None when it cannot be had."""
+    if not has_commit(repo, rev):
+        url = _git(repo, "config", "--get", "remote.origin.url").stdout.strip()
+        if url:
+            _run(["-C", str(repo), "fetch", "--quiet", "--no-tags", "--depth", "1", "origin", rev], None, url=url,
+                 what="fetch", check=False)  # fmt: skip
+        if not has_commit(repo, rev):
+            return None
+    listed = _git(repo, "grep", "-l", "-F", "-e", needle, rev, "--", ".")
+    out: dict[str, bytes] = {}
+    for line in listed.stdout.splitlines():
+        path = line.removeprefix(f"{rev}:")
+        shown = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:./{path}"], capture_output=True, check=False)
+        if shown.returncode == 0:
+            out[path] = shown.stdout
+    return out

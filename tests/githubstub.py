@@ -354,6 +354,8 @@ class GitHubStub:
         self._thread: threading.Thread | None = None
         self._arrived = threading.Condition(self._lock)
         self.actor = self._user(BOT, 41898282, "Bot")
+        #: Branch name -> head sha, for the pull requests a client opens (``POST /pulls`` names a branch).
+        self.branches: dict[str, str] = {}
         #: The stub's notion of time (index lag); a test may share a fake clock with the client's sleep.
         self.clock: Callable[[], float] = time.monotonic
 
@@ -680,9 +682,17 @@ class GitHubStub:
                 state = query.get("state", "open")
                 simple = self.spec.properties("pull-request-simple")
                 newest = sorted(repo.pulls.items(), reverse=True)
+                head, base = query.get("head"), query.get("base")
                 pulls = [{k: v for k, v in pr.items() if k in simple} for _, pr in newest
-                         if state == "all" or pr["state"] == state]  # fmt: skip
+                         if (state == "all" or pr["state"] == state) and head in (None, pr["head"]["label"])
+                         and base in (None, pr["base"]["ref"])]  # fmt: skip
                 return self._page(f"/repos/{p['owner']}/{p['repo']}/pulls", query, pulls)
+            if op.id == "pulls/create":
+                return self._create_pull(repo, body)
+            if op.id == "pulls/update":
+                pr = self._pull(repo, int(p["pull_number"]))
+                pr.update({key: body[key] for key in ("title", "body", "state") if key in body}, updated_at=_now())
+                return 200, pr, {}
             if op.id == "issues/list-comments":
                 self._issue_or_pull(repo, int(p["issue_number"]))
                 items = [self.comments[i] for i in repo.comments[int(p["issue_number"])]]
@@ -713,6 +723,24 @@ class GitHubStub:
             if op.id == "repos/create-commit-status":
                 return self._create_status(repo, p["sha"], body)
         raise _error(404, f"githubstub does not implement {op.id}")
+
+    def _create_pull(self, repo: _Repo, body: Json) -> tuple[int, Json, dict[str, str]]:
+        """``POST /pulls``: a pull request from ``head`` (a branch of this repository, or ``owner:branch``); one
+        already open from that head is refused with GitHub's 422."""
+        label = body["head"] if ":" in body["head"] else f"{repo.owner}:{body['head']}"
+        if any(pr["head"]["label"] == label and pr["state"] == "open" for pr in repo.pulls.values()):
+            error = {
+                "resource": "PullRequest",
+                "code": "custom",
+                "message": f"A pull request already exists for {label}.",
+            }
+            raise _Reply(422, {"message": "Validation Failed", "documentation_url": DOCS, "errors": [error]})
+        branch = label.split(":", 1)[1]
+        pr = self.add_pull(f"{repo.owner}/{repo.name}", repo.next_number(), base_ref=body["base"],
+                           user=self.actor["login"], head_sha=self.branches.get(branch, "0" * 40))  # fmt: skip
+        pr.update(title=body.get("title", ""), body=body.get("body"))
+        pr["head"].update(ref=branch, label=label)
+        return 201, pr, {"Location": pr["url"]}
 
     def _issue_or_pull(self, repo: _Repo, number: int) -> Json:
         if number in repo.issues:

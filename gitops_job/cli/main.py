@@ -5,8 +5,8 @@ This is the only module that ends the process; everything below it returns resul
 
 One module per command group beside it: ``render`` (render, validate), ``plan``, ``apply``, ``reconcile``,
 ``state`` (status, history, break-lease), ``controls`` (suspend, resume, rollback), ``workloads`` (workloads, lock,
-unlock, automate, deautomate, release), ``images`` (a group: ``images_list``) and ``install``; ``options`` holds
-what they share.
+unlock, automate, deautomate, release), ``images`` (a group: ``images_list``, ``images_update``) and ``install``;
+``options`` holds what they share.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from gitops_job.cli.options import (
     pushgateway_option,
     say,
 )
+from gitops_job.config.images import GitHubRepo
+from gitops_job.config.load import RepoConfig
 from gitops_job.errors import GitopsJobError
 from gitops_job.exitcodes import ExitCode
 from gitops_job.reconcile import context, pull
@@ -113,7 +115,12 @@ def reconcile_cmd(
        receiver or gateway that fails is a warning, never a failed run;
     5. with --github-repo: drift is reported on GitHub — one sticky issue per target
        (opened, edited, closed when the drift is gone) and a stale-plan line on the open
-       pull requests' plan comments; a GitHub failure is a warning, never a failed run.
+       pull requests' plan comments; a GitHub failure is a warning, never a failed run;
+    6. with images.automation.enabled in gitops.yaml: the tags the image policies choose
+       are written to the setter markers as one commit, pushed to the branch (or to a bot
+       branch, proposed as one pull request); the next run applies it. A registry that
+       cannot be read leaves its images stale (said, not a failure); a failed push fails
+       the run after the apply (docs/images.md#automation).
 
     \b
     Credentials: https with a token (--token-file, or $GITOPS_JOB_GIT_TOKEN); ssh with a
@@ -144,14 +151,20 @@ def reconcile_cmd(
 
     started, mode = time.monotonic(), Drift(drift)
     done: pull.Reconciled | None = None
+    automation = pull.Automation(lambda config: _registries(config, state_dir, settings), _pulls)
     try:
         with ProgressBar() as progress:
-            done = pull.reconcile(source, settings, options, mode, progress, on_fetched=say_source)
+            done = pull.reconcile(source, settings, options, mode, progress, on_fetched=say_source,
+                                  automation=automation)  # fmt: skip
     finally:
         push_metrics(pushgateway, lambda: _target_named(settings), done.result if done else None, started,
                      plan_only=mode is Drift.REPORT)  # fmt: skip
     notify(done.config, done.result)
     github = _report_drift(done, github_repo, github_token_file, github_api_url)
+    for line in done.images.lines() if done.images is not None else ():
+        say(line, err=True)
+    if done.images_error is not None:
+        say(f"error: images: {done.images_error}", err=True)
     if done.plan is not None:
         text = json_text(done.plan) if output == "json" else plan_text(done.plan)
         click.echo(_with(text, github) if output == "json" else text, nl=False)
@@ -160,9 +173,26 @@ def reconcile_cmd(
         return
     assert done.applied is not None
     text = apply_json(done.applied) if output == "json" else apply_text(done.applied)
-    click.echo(_with(text, github) if output == "json" else text, nl=False)
-    if not done.applied.ok:
+    click.echo(_with(text, github, _images_json(done)) if output == "json" else text, nl=False)
+    if not done.applied.ok or done.images_error is not None:
         raise SystemExit(ExitCode.ERROR)
+
+
+def _registries(config: RepoConfig, state_dir: Path | None, settings: context.Settings) -> Any:
+    """The registry clients of the fetched config's policies (tag lists cached in the state dir; a Secret named
+    by a policy read from the run's cluster)."""
+    from gitops_job.cli.images_update import secret_reader
+    from gitops_job.images import update
+
+    return update.registries(config.images, state_dir=state_dir,
+                             secret=secret_reader(config, settings.target, settings.kubeconfig))  # fmt: skip
+
+
+def _pulls(repo: GitHubRepo) -> Any:
+    """The GitHub client pull-request mode opens its pull request with (the token from images.automation.github)."""
+    from gitops_job.cli.images_update import github_client
+
+    return github_client(repo)
 
 
 def _target_named(settings: context.Settings) -> str:
@@ -188,8 +218,38 @@ def _report_drift(
     return published.json()
 
 
-def _with(doc: str, github: dict[str, Any] | None) -> str:
-    """The JSON document with what was reported on GitHub (``github``), when anything was to be."""
-    if github is None:
+def _with(doc: str, github: dict[str, Any] | None, images: dict[str, Any] | None = None) -> str:
+    """The JSON document with what was reported on GitHub (``github``) and what the image automation did
+    (``images``), when anything was to be."""
+    extra = {k: v for k, v in (("github", github), ("images", images)) if v is not None}
+    if not extra:
         return doc
-    return json.dumps({**json.loads(doc), "github": github}, indent=2) + "\n"
+    return json.dumps({**json.loads(doc), **extra}, indent=2) + "\n"
+
+
+def _images_json(done: pull.Reconciled) -> dict[str, Any] | None:
+    """The image automation's part of the JSON document: its commit, branch, pull request, updates, skips, error."""
+    if done.images is None and done.images_error is None:
+        return None
+    out = done.images
+    change = out.change if out is not None else None
+    pr = out.pull if out is not None else None
+    updates = (
+        [{"policy": u.policy, "old": u.old, "new": u.new, "files": list(u.files)} for u in change.updates]
+        if change is not None
+        else []
+    )
+    skipped = (
+        [{"where": s.where, "policy": s.policy, "why": s.why.value, "detail": s.detail} for s in change.skipped]
+        if change is not None
+        else []
+    )
+    return {
+        "commit": out.commit if out else None,
+        "branch": out.branch if out else None,
+        "pushed": out.pushed if out else False,
+        "pullRequest": {"number": pr.number, "url": pr.url, "action": pr.action} if pr is not None else None,
+        "updates": updates,
+        "skipped": skipped,
+        "error": str(done.images_error) if done.images_error is not None else None,
+    }

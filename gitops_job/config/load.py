@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 
 from gitops_job import memo
-from gitops_job.config import notifications, paths, sources
+from gitops_job.config import images, notifications, paths, sources
+from gitops_job.config.images import Images
 from gitops_job.config.notifications import Receiver
 from gitops_job.config.sources import RemoteChart, Sources
 from gitops_job.errors import ConfigError, ErrorGroup
@@ -106,6 +107,7 @@ class RepoConfig:
     receivers: tuple[Receiver, ...] = ()  # notifications.receivers: told how each run went (gitops_job.notify)
     notes: tuple[str, ...] = ()  # what reading the config has to say (a Flux repository's notes and warnings)
     sources: Sources = field(default_factory=Sources)  # what a run may fetch (remote charts)
+    images: Images = field(default_factory=Images)  # images: policies and automation (gitops_job.images)
 
 
 CONFIG_FILE = "gitops.yaml"
@@ -164,7 +166,17 @@ def load_config(repo_root: Path, config_file: Path | None = None, flux: str | No
     flux_stacks, notes = _flux_stacks(root, entry, native) if entry is not None else ((), ())
     stacks = flux_stacks if entry is not None else _dependency_order(native)
     receivers = notifications.receivers(data, _seconds)
-    return RepoConfig(root, file, targets, stacks, data.get("name"), receivers, notes, sources.sources(data))
+    return RepoConfig(
+        root,
+        file,
+        targets,
+        stacks,
+        data.get("name"),
+        receivers,
+        notes,
+        sources.sources(data),
+        images.images(data, doc.where, _seconds),
+    )
 
 
 def _flux_stacks(root: Path, entry: str, native: Sequence[Stack] = ()) -> tuple[tuple[Stack, ...], tuple[str, ...]]:
@@ -259,13 +271,14 @@ class _Doc:
                 break
         return mark.line + 1, mark.column
 
+    def where(self, path: KeyPath) -> str:
+        """``<file>:<line>: <key path>``, as errors name a place."""
+        return f"{self.file}:{self.position(path)[0]}: {_key_path(path)}"
+
     def errors(self, problems: Iterable[Problem]) -> list[ConfigError]:
         """One error per distinct problem, in file order, each at ``<file>:<line>: <key path>``."""
         ordered = sorted(dict.fromkeys(problems), key=lambda p: (self.position(p[0]), _key_path(p[0])))
-        return [
-            ConfigError(reason, where=f"{self.file}:{self.position(path)[0]}: {_key_path(path)}")
-            for path, reason in ordered
-        ]
+        return [ConfigError(reason, where=self.where(path)) for path, reason in ordered]
 
 
 def _key_path(path: KeyPath) -> str:
@@ -361,6 +374,7 @@ def _semantic_problems(data: Mapping[str, Any], root: Path) -> list[Problem]:
         *_namespace_problems(stacks),
         *notifications.problems(data),
         *sources.problems(data),
+        *images.problems(data),
     ]
 
 

@@ -76,11 +76,11 @@ def problems(data: Mapping[str, Any]) -> list[Problem]:
                 found.append(((*at, key), f"{key!r} is for {users} receivers, not {kind}"))
         for key in SECRET_KEYS:
             if key in r:
-                found.extend(((*at, key), why) for why in _secret_problems(key, r[key]))
+                found.extend(((*at, key), why) for why in secret_problems(key, r[key]))
     return found
 
 
-def _secret_problems(key: str, value: Any) -> list[str]:
+def secret_problems(key: str, value: Any) -> list[str]:
     if isinstance(value, str):
         return [
             f"an inline secret is refused (not shown here): give {key} as {{env: VARIABLE}} or {{file: PATH}}, and "

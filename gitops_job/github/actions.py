@@ -30,6 +30,7 @@ from urllib.parse import quote
 from gitops_job import __version__
 from gitops_job.config.load import CONFIG_FILE
 from gitops_job.errors import GitopsJobError, ReviewError
+from gitops_job.git import is_sha
 from gitops_job.github.client import ActionsContext, GitHub, GitHubError, PullRequest
 from gitops_job.outcomes import COUNT_ORDER, Action, HealthState, RunResult, counts_text
 from gitops_job.reconcile import context as run_context
@@ -38,7 +39,7 @@ from gitops_job.reconcile.digest import digest
 from gitops_job.reconcile.results import ApplyResult, Plan, Progress
 from gitops_job.render.sandbox import tool_version
 from gitops_job.report.json import apply_json, to_json
-from gitops_job.report.markdown import Page, html_escape, markdown
+from gitops_job.report.markdown import Page, html_escape, images_section, markdown
 
 ARTIFACT = "the files in the run's artifact (plan.md, plan.json)"
 _DIGEST = re.compile(r"<!-- gitops-job:digest (sha256:[0-9a-f]{64}) -->")
@@ -154,6 +155,7 @@ def run_plan(
         title="plan",
         target=target,
         marker=marker(target, config_name(settings)),
+        sections=[s for s in (_images(settings, ctx),) if s],
         notice=notice,
         error=_failure_text(error, "The plan could not be computed, so nothing below is a plan."),
         footer=_footer(ctx, ctx.head_sha, started),
@@ -180,6 +182,20 @@ def run_plan(
                     # a fork's or Dependabot's token is read-only: expected, the summary still has the result
                     warnings.append(f"the comment could not be posted (this run's token is read-only): {e}")
     return Outcome(plan, error, body, tuple(warnings))
+
+
+def _images(settings: run_context.Settings, ctx: ActionsContext) -> str:
+    """The "images" block of a pull request's plan: the policies and markers it changes against its base."""
+    pull = ctx.event.get("pull_request") if ctx.pull_request_number is not None else None
+    base = ((pull or {}).get("base") or {}).get("sha") if isinstance(pull, dict) else None
+    if not isinstance(base, str) or not is_sha(base):
+        return ""
+    from gitops_job.images.update import review  # here: only a pull request's plan compares images
+
+    try:
+        return images_section(review(settings.repo.resolve(), base, settings.config_file))
+    except GitopsJobError as e:
+        return f"**images**: not compared with the base ({e})"
 
 
 def _target_name(settings: run_context.Settings) -> str:

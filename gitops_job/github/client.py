@@ -44,6 +44,7 @@ PERMISSION_READ_PULLS = "pull-requests: read, contents: read"
 PERMISSION_STATUS = "statuses: write"
 PERMISSION_READ_ISSUES = "issues: read"
 PERMISSION_ISSUES = "issues: write"
+PERMISSION_PULLS = "pull-requests: write"
 
 
 class GitHubError(GitopsJobError):
@@ -222,6 +223,15 @@ class PullRequest:
     merged: bool
     merge_commit_sha: str | None
     url: str  # the pull request's page on github.com
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """The pull request :meth:`GitHub.ensure_pull` keeps open for a bot branch, and what it did to it."""
+
+    number: int
+    url: str  # the pull request's page on github.com
+    action: Literal["created", "updated", "unchanged"]
 
 
 @dataclass(frozen=True)
@@ -494,6 +504,41 @@ class GitHub:
                          for p in self._repo.get_pulls(state="open"))  # fmt: skip
 
         return self._call("list the open pull requests of", self.repository, PERMISSION_READ_PULLS, listed)
+
+    def ensure_pull(self, head: str, base: str, title: str, body: str) -> PullResult:
+        """The one open pull request from branch ``head`` (of this repository) into ``base``: opened when there is
+        none, its title and body edited when they differ, left alone when they are already these. After a failed
+        POST the open pull requests are looked up again before another try, so it is never opened twice."""
+        owner = self.repository.split("/")[0]
+        where = f"the pull request from {head} into {base} in {self.repository}"
+
+        def find() -> PullResult | None:
+            def listed() -> PullResult | None:
+                for p in self._repo.get_pulls(state="open", head=f"{owner}:{head}", base=base):
+                    if p.head.ref == head:
+                        same = p.title == title and (p.body or "") == body
+                        return PullResult(p.number, p.html_url, "unchanged" if same else "updated")
+                return None
+
+            return self._call("list the open pull requests of", self.repository, PERMISSION_READ_PULLS, listed)
+
+        found = find()
+        if found is not None:
+            if found.action == "updated":
+                number = found.number
+                self._call("edit", self._pr(number), PERMISSION_PULLS,
+                           lambda: self._repo.get_pull(number).edit(title=title, body=body))  # fmt: skip
+            return found
+
+        def create() -> PullResult:
+            p = self._repo.create_pull(base=base, head=head, title=title, body=body)
+            return PullResult(p.number, p.html_url, "created")
+
+        def made() -> PullResult | None:  # a POST that failed late may have opened it
+            again = find()
+            return None if again is None else PullResult(again.number, again.url, "created")
+
+        return self._post("open", where, f"{PERMISSION_PULLS}, contents: write", create, made)
 
     # -- pull requests and statuses ------------------------------------------------------------------------------------
     def merged_pull_for(self, sha: str, message: str = "") -> PullRequest | None:

@@ -1,5 +1,8 @@
 """The scheduled pull (``gitops-job reconcile``): ask the remote what its branch points at, get that commit (from the
-state dir's cached clone, else a shallow clone of its own), then run the plan or apply recipe on it.
+state dir's cached clone, else a shallow clone of its own), then run the plan or apply recipe on it; then, when
+gitops.yaml turns image automation on, write the tags its policies choose to git (pushed, or proposed as a pull
+request). The commit that makes is applied by the next run, which finds the branch at it — as Flux's
+image-automation-controller commits and the next source revision is applied.
 
 A run whose remote head is the commit the cache already holds runs one ``git ls-remote`` and nothing else of git;
 the apply recipe then writes nothing for a stack in sync at that commit (no change planned, the commit recorded).
@@ -16,8 +19,10 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 
 from gitops_job import git, memo
+from gitops_job.config.images import GitHubRepo
 from gitops_job.config.load import RepoConfig, load_config
-from gitops_job.errors import SourceError
+from gitops_job.errors import GitopsJobError, SourceError
+from gitops_job.images import update
 from gitops_job.kube import preloading
 from gitops_job.reconcile.context import Settings
 from gitops_job.reconcile.results import ApplyResult, Plan, Progress
@@ -58,12 +63,23 @@ class Fetched:
 
 
 @dataclass(frozen=True)
+class Automation:
+    """What the image automation needs from the caller: the registry clients for a config (its credentials, the
+    state dir's tag cache), and a GitHub client for pull-request mode (the client lives above this layer)."""
+
+    registry_for: Callable[[RepoConfig], update.RegistryFor]
+    pulls_for: Callable[[GitHubRepo], update.PullRequests] | None = None
+
+
+@dataclass(frozen=True)
 class Reconciled:
     source: Fetched
     drift: Drift
     config: RepoConfig  # the fetched commit's gitops.yaml (its notification receivers)
     plan: Plan | None = None  # --drift report
     applied: ApplyResult | None = None  # --drift correct
+    images: update.Outcome | None = None  # what the image automation did (None: not on, or not this mode)
+    images_error: GitopsJobError | None = None  # the automation failed (after the apply, which stands)
 
     @property
     def result(self) -> ApplyResult:
@@ -104,11 +120,17 @@ def reconcile(
     drift: Drift,
     progress: Progress | None = None,
     on_fetched: Callable[[Fetched], None] | None = None,
+    automation: Automation | None = None,
 ) -> Reconciled:
     """Fetch the source, then plan (``report``) or apply (``correct``) it against the target's cluster.
 
     ``report`` includes the field-level drift (which fields moved, and which field manager moved them). With a state
-    dir, what the run derives from file contents alone is kept there for the next run (:mod:`gitops_job.memo`)."""
+    dir, what the run derives from file contents alone is kept there for the next run (:mod:`gitops_job.memo`).
+
+    With ``correct`` and ``images.automation.enabled`` in the fetched gitops.yaml, the image automation runs after
+    the apply, on the same checkout: a registry that cannot be read leaves its images stale, and a failure of the
+    automation is kept in :attr:`Reconciled.images_error` — the apply stands either way. ``report`` writes nothing,
+    git included."""
     with memo.kept(source.state_dir), fetched(source) as got:
         if on_fetched is not None:
             on_fetched(got)  # e.g. say which commit this run works on, before the recipe's output
@@ -125,7 +147,23 @@ def reconcile(
             return Reconciled(got, drift, load_config(where, settings.config_file, settings.flux), plan=plan)
         options = dc_replace(options, revision=got.revision, source_auth=source.auth, correct_drift=True)
         applied = run_apply(run_settings, options, progress)
-        return Reconciled(got, drift, load_config(where, settings.config_file, settings.flux), applied=applied)
+        config = load_config(where, settings.config_file, settings.flux)
+        if automation is None or not config.images.automation.enabled:
+            return Reconciled(got, drift, config, applied=applied)
+        try:
+            images = _automate(source, got, config, automation)
+        except GitopsJobError as e:
+            return Reconciled(got, drift, config, applied=applied, images_error=e)
+        return Reconciled(got, drift, config, applied=applied, images=images)
+
+
+def _automate(source: Source, got: Fetched, config: RepoConfig, automation: Automation) -> update.Outcome:
+    settings = config.images.automation
+    pulls = None
+    if settings.github is not None and automation.pulls_for is not None:
+        pulls = automation.pulls_for(settings.github)
+    return update.automate(config.root, config.images, automation.registry_for(config), url=source.url,
+                           branch=got.branch, auth=source.auth, pulls=pulls)  # fmt: skip
 
 
 def _report(settings: Settings, progress: Progress | None) -> Plan:

@@ -46,6 +46,16 @@ class Page:
     limit: int = COMMENT_LIMIT
 
 
+def images_section(lines: Sequence[str], shown: int = 20) -> str:
+    """The plan comment's "images" block: what the pull request changes of image automation (policies in
+    gitops.yaml, setter markers), one bullet each; empty when it changes neither."""
+    if not lines:
+        return ""
+    more = [f"- … and {len(lines) - shown} more"] if len(lines) > shown else []
+    return "\n".join(["**images** (image automation this pull request changes)", "",
+                      *(f"- {_code(line)}" for line in lines[:shown]), *more])  # fmt: skip
+
+
 def markdown(plan: Plan | None, page: Page | None = None) -> str:
     """A PR comment (or job summary): title, counts, a warning for prunes and recreations, one collapsed section per
     stack with a ``diff`` block per object, failures, footer. Without a plan (the run failed before it had one, or

@@ -1,0 +1,278 @@
+"""Image automation end to end (issue 15, acceptance): a real registry (Debian's docker-registry, images pushed
+through its HTTP API), a real git server (smart HTTP with a token), the real local cluster, the GitHub stand-in.
+
+Push a new tag to the registry → the next scheduled ``reconcile`` commits the bump with a message naming old and
+new (or opens the pull request), and the following run applies it; a registry that is down leaves the images
+stale while git is still applied; ``images update --dry-run`` prints the diff and exits 3; ``images why`` shows
+why the winner won."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from gitops_job.exitcodes import ExitCode
+from tests.githubstub import GitHubStub
+from tests.gitservers import bare_repo, http_git_server, push
+from tests.helpers import SCRIPT, config, git, git_repo, gitops_job, write
+from tests.registries import RegistryServer
+from tests.test_pr_flow import PR, REPO, Flow, flow, pull_request_event  # noqa: F401 (flow: a fixture)
+
+TOKEN = "img-git-token-3c9d1e"
+
+
+def _deployment(ns: str, image: str) -> str:
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+  namespace: {ns}
+spec:
+  selector: {{matchLabels: {{app: app}}}}
+  template:
+    metadata: {{labels: {{app: app}}}}
+    spec:
+      containers:
+        - name: app
+          image: {image} # {{"$imagepolicy": "apps:app"}}
+"""
+
+
+def _gitops(
+    ns: str, repository: str, automation: str = "{enabled: true, author: {name: Img Bot, email: bot@x}}"
+) -> str:
+    return config(ns, "  - name: s\n    path: s\n") + (
+        f"images:\n  policies:\n    - name: app\n      namespace: apps\n      repository: {repository}\n"
+        f'      policy: {{semver: {{range: ">=1.0.0"}}}}\n  automation: {automation}\n  scanInterval: 0s\n'
+    )
+
+
+@pytest.fixture
+def image(api_client: client.ApiClient, namespace: str) -> Callable[[], str]:
+    """The applied Deployment's image, read from the cluster."""
+
+    def read() -> str:
+        d = client.AppsV1Api(api_client).read_namespaced_deployment("app", namespace)
+        return str(d.spec.template.spec.containers[0].image)
+
+    return read
+
+
+def _served(tmp_path: Path, text: str, ns: str, image: str) -> tuple[Path, Path]:
+    (tmp_path / "srv").mkdir()
+    bare = bare_repo(tmp_path / "srv")
+    work = tmp_path / "work"
+    write(work, {"gitops.yaml": text, "s/deploy.yaml": _deployment(ns, image)})
+    git_repo(work)
+    push(work, bare)
+    return bare, work
+
+
+def test_a_new_tag_is_committed_by_the_next_run_and_applied_by_the_following_one(
+    kubeconfig: Path, namespace: str, tmp_path: Path, registry: RegistryServer, image: Callable[[], str]
+) -> None:
+    repo = f"{registry.host}/apps/app"
+    pusher = registry.pusher()
+    pusher.push("apps/app", ["1.0.0", "0.9.0", "latest"])
+    bare, _work = _served(tmp_path, _gitops(namespace, repo), namespace, f"{repo}:1.0.0")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    state = tmp_path / "state"
+    with http_git_server(bare.parent, token=TOKEN) as server:
+        args = ["reconcile", "--repo", server.url(), "--token-file", str(token_file), "--state-dir", str(state),
+                "--no-wait"]  # fmt: skip
+        first = gitops_job(kubeconfig, *args)
+        assert image() == f"{repo}:1.0.0" and "images: up to date" in first.stderr
+        before = git(bare, "rev-parse", "main").strip()
+
+        pusher.push("apps/app", ["1.1.0", "2.0.0-rc.1"])  # a new tag (and a pre-release the range does not admit)
+        second = gitops_job(kubeconfig, *args)
+        assert image() == f"{repo}:1.0.0", "the run that commits the bump applied it too"
+        bump = git(bare, "rev-parse", "main").strip()
+        assert bump != before and git(bare, "rev-parse", "main^").strip() == before, second.stderr
+        assert git(bare, "log", "-1", "--format=%an <%ae>%n%B", "main").strip() == (
+            "Img Bot <bot@x>\nimages: apps:app 1.0.0 → 1.1.0\n\n- apps:app ("
+            + repo
+            + "): 1.0.0 → 1.1.0 in s/deploy.yaml"
+        )
+        assert git(bare, "show", "--format=", "--stat", "main").count("|") == 1  # one file, one line
+        assert f"images: pushed {bump[:12]} to main: apps:app 1.0.0 → 1.1.0" in second.stderr
+
+        third = gitops_job(kubeconfig, *args)
+        assert f"at {bump} (cached, nothing fetched)" in third.stderr  # the bump was already in the cache
+        assert image() == f"{repo}:1.1.0" and "images: up to date" in third.stderr
+        assert git(bare, "rev-parse", "main").strip() == bump  # nothing more to commit
+    outputs = first.stdout + first.stderr + second.stdout + second.stderr + third.stdout + third.stderr
+    assert TOKEN not in outputs
+
+
+def test_a_registry_that_is_down_leaves_images_stale_and_git_is_applied(
+    kubeconfig: Path, namespace: str, tmp_path: Path, image: Callable[[], str]
+) -> None:
+    dead = "127.0.0.1:9/apps/app"  # nothing listens on port 9
+    bare, work = _served(tmp_path, _gitops(namespace, dead), namespace, f"{dead}:1.0.0")
+    done = gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "--no-wait")
+    assert image() == f"{dead}:1.0.0"
+    assert "images: s/deploy.yaml:13: apps:app not updated (stale: " in done.stderr, done.stderr
+    assert git(bare, "rev-parse", "main").strip() == git(work, "rev-parse", "HEAD").strip()  # nothing committed
+    doc = json.loads(gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "--no-wait", "-o", "json").stdout)
+    assert doc["images"]["commit"] is None and doc["images"]["error"] is None, doc["images"]
+    assert [(s["where"], s["why"]) for s in doc["images"]["skipped"]] == [("s/deploy.yaml:13", "stale")], doc["images"]
+    report = gitops_job(kubeconfig, "reconcile", "--repo", str(bare), "--drift", "report")
+    assert "images:" not in report.stderr  # report writes nothing, git included
+
+
+def test_pull_request_mode_opens_the_pr_and_the_branch_is_not_changed(
+    kubeconfig: Path, namespace: str, tmp_path: Path, registry: RegistryServer, image: Callable[[], str]
+) -> None:
+    repo = f"{registry.host}/apps/app"
+    registry.pusher().push("apps/app", ["1.0.0", "1.2.0"])
+    with GitHubStub() as stub:
+        stub.add_repo("acme/deploy")
+        automation = (f"{{enabled: true, mode: pullRequest, github: {{repository: acme/deploy, apiUrl: '{stub.url}',"
+                      " token: {env: IMG_GH_TOKEN}}}")  # fmt: skip
+        bare, work = _served(tmp_path, _gitops(namespace, repo, automation), namespace, f"{repo}:1.0.0")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "IMG_GH_TOKEN": stub.token}
+        args = [SCRIPT, "reconcile", "--repo", str(bare), "--no-wait", "--state-dir", str(tmp_path / "state")]
+        runs = [subprocess.run(args, env=env, capture_output=True, text=True, timeout=120) for _ in range(2)]
+        assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+        pulls = stub.repo("acme/deploy").pulls
+        assert len(pulls) == 1, "the second run opened another pull request"
+        pr = next(iter(pulls.values()))
+        assert pr["title"] == "images: apps:app 1.0.0 → 1.2.0" and pr["base"]["ref"] == "main"
+        assert git(bare, "rev-parse", "main").strip() == git(work, "rev-parse", "HEAD").strip()  # main unchanged
+        bot = pr["head"]["ref"]
+        assert "1.2.0 # {" in git(bare, "show", f"{bot}:s/deploy.yaml")
+        assert "pull request #" in runs[0].stderr and "created" in runs[0].stderr
+        assert "unchanged" in runs[1].stderr and "already pushed" in runs[1].stderr
+        assert image() == f"{repo}:1.0.0"  # not applied until merged
+        assert stub.token not in runs[0].stdout + runs[0].stderr + runs[1].stdout + runs[1].stderr
+        assert stub.violations == []
+
+
+def test_images_update_dry_run_and_why(tmp_path: Path, registry: RegistryServer) -> None:
+    repo = f"{registry.host}/apps/app"
+    registry.pusher().push("apps/app", ["1.0.0", "1.1.0", "1.2.0-rc.1", "nightly"])
+    work = tmp_path / "work"
+    write(work, {"gitops.yaml": _gitops("ns", repo), "s/deploy.yaml": _deployment("ns", f"{repo}:1.0.0")})
+    rev = git_repo(work)
+    run = subprocess.run([SCRIPT, "images", "update", "--dry-run", "--repo", str(work)], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert run.returncode == ExitCode.CHANGES, run.stderr
+    assert run.stdout.startswith("--- a/s/deploy.yaml\n+++ b/s/deploy.yaml\n@@ ")
+    assert f"-          image: {repo}:1.0.0 # " in run.stdout and f"+          image: {repo}:1.1.0 # " in run.stdout
+    assert git(work, "rev-parse", "HEAD").strip() == rev and not git(work, "status", "--porcelain").strip()
+    why = subprocess.run([SCRIPT, "images", "why", "apps:app", "--repo", str(work)], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert why.returncode == 0, why.stderr
+    assert "chosen: 1.1.0" in why.stdout and "pre-release not allowed" in why.stdout and "not a version" in why.stdout
+    done = subprocess.run([SCRIPT, "images", "update", "--repo", str(work)], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert git(work, "log", "-1", "--format=%s").strip() == "images: apps:app 1.0.0 → 1.1.0"
+    again = subprocess.run([SCRIPT, "images", "update", "--dry-run", "--repo", str(work)], capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    assert again.returncode == 0 and again.stdout == "" and "up to date" in again.stderr
+    unknown = subprocess.run([SCRIPT, "images", "why", "nope", "--repo", str(work)], capture_output=True, text=True)
+    assert unknown.returncode == 1 and "no image policy 'nope'" in unknown.stderr and "apps:app" in unknown.stderr
+
+
+def test_a_wrong_registry_password_is_a_stale_row_naming_the_registry_never_the_secret(
+    tmp_path: Path, registry_htpasswd: RegistryServer
+) -> None:
+    server = registry_htpasswd
+    ((user, password),) = server.users.items()
+    server.pusher().push("apps/app", ["1.0.0", "1.1.0"])
+    repo = f"{server.host}/apps/app"
+    work = tmp_path / "work"
+    docker = tmp_path / "docker" / "config.json"
+    text = _gitops("ns", repo).replace(
+        f"repository: {repo}\n", f"repository: {repo}\n      credentials: {{dockerConfig: {docker}}}\n"
+    )
+    write(work, {"gitops.yaml": text, "s/deploy.yaml": _deployment("ns", f"{repo}:1.0.0")})
+    git_repo(work)
+    seen = []
+    for secret, code in (("wrong-" + password, ExitCode.OK), (password, ExitCode.CHANGES)):
+        auth = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        write(docker.parent, {"config.json": json.dumps({"auths": {server.host: {"auth": auth}}})})
+        run = subprocess.run([SCRIPT, "images", "update", "--dry-run", "--repo", str(work)], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        assert run.returncode == code, run.stderr
+        assert secret not in run.stdout + run.stderr and auth not in run.stdout + run.stderr
+        seen.append(run.stderr)
+    assert "s/deploy.yaml:13: apps:app not updated (stale: " in seen[0] and server.host in seen[0], seen[0]
+    assert "401" in seen[0] or "unauthorized" in seen[0].lower(), seen[0]
+    assert "not updated" not in seen[1] and "nothing to commit (no marker changes; 1 marker(s) not updated" in seen[0]
+    assert seen[0].count(f"{repo}:") == 1, "the registry's repository is named more than once"
+
+
+def test_credentials_from_a_dockerconfigjson_secret_in_the_targets_cluster(
+    kubeconfig: Path, namespace: str, api_client: client.ApiClient, tmp_path: Path, registry_htpasswd: RegistryServer
+) -> None:
+    server = registry_htpasswd
+    ((user, password),) = server.users.items()
+    server.pusher().push("apps/app", ["1.0.0", "1.3.0"])
+    repo = f"{server.host}/apps/app"
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    dockerconfig = json.dumps({"auths": {server.host: {"auth": auth}}}).encode()
+    client.CoreV1Api(api_client).create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="pull"), type="kubernetes.io/dockerconfigjson",
+        data={".dockerconfigjson": base64.b64encode(dockerconfig).decode()}))  # fmt: skip
+    work = tmp_path / "work"
+    text = _gitops(namespace, repo).replace(
+        f"repository: {repo}\n", f"repository: {repo}\n      credentials: {{secret: pull}}\n"
+    )
+    write(work, {"gitops.yaml": text, "s/deploy.yaml": _deployment(namespace, f"{repo}:1.0.0")})
+    git_repo(work)
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    run = subprocess.run([SCRIPT, "images", "update", "--dry-run", "--repo", str(work)], env=env, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert run.returncode == ExitCode.CHANGES, run.stderr
+    assert f"+          image: {repo}:1.3.0 # " in run.stdout
+    assert password not in run.stdout + run.stderr and auth not in run.stdout + run.stderr
+    write(work, {"gitops.yaml": text.replace("secret: pull", "secret: nope")})
+    gone = subprocess.run([SCRIPT, "images", "update", "--dry-run", "--repo", str(work)], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert gone.returncode == 0, gone.stderr
+    assert f"not updated (stale: Secret/{namespace}/nope: " in gone.stderr and "not found" in gone.stderr
+
+
+def _plan(flow: Flow, head: str, base: str, name: str) -> subprocess.CompletedProcess[str]:  # noqa: F811
+    if PR not in flow.stub.repo(REPO).pulls:
+        flow.stub.add_pull(REPO, PR, head_sha=head)
+    flow.stub.repo(REPO).pulls[PR]["head"]["sha"] = head
+    flow.stub.repo(REPO).commits.add(head)
+    payload = pull_request_event(head)
+    payload["pull_request"]["base"]["sha"] = base
+    env = flow.env("pull_request", payload, head, f"refs/pull/{PR}/merge", name)
+    return flow.run(env, "plan", "--github", "--artifact-dir", str(flow.tmp / name))
+
+
+def test_the_plan_comment_has_an_images_block_when_a_pull_request_changes_a_policy_or_a_marker(
+    flow: Flow,  # noqa: F811
+    namespace: str,
+) -> None:
+    base = git_repo(flow.root)
+    plain = _plan(flow, base, base, "plain")
+    assert "**images**" not in plain.stdout + flow.comments()[-1]["body"]  # nothing of images changed: no block
+    marked = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: img, namespace: {namespace}}}\n" \
+        'data:\n  image: ghcr.io/acme/app:1.0.0 # {"$imagepolicy": "apps:app"}\n'  # fmt: skip
+    config = (flow.root / "gitops.yaml").read_text() + (
+        "images:\n  policies:\n    - {name: app, namespace: apps, repository: ghcr.io/acme/app,"
+        ' policy: {semver: {range: ">=1.0.0"}}}\n'
+    )
+    write(flow.root, {"gitops.yaml": config, "app/img.yaml": marked})
+    head = git_repo(flow.root)
+    _plan(flow, head, base, "images")
+    body = flow.comments()[-1]["body"]
+    assert "**images** (image automation this pull request changes)" in body
+    assert "<code>policy apps:app added: ghcr.io/acme/app, semver range &gt;=1.0.0</code>" in body, body
+    assert "<code>app/img.yaml:5: marker apps:app added (ghcr.io/acme/app:1.0.0)</code>" in body
