@@ -210,7 +210,7 @@ def test_a_wrong_registry_password_is_a_stale_row_naming_the_registry_never_the_
         seen.append(run.stderr)
     assert "s/deploy.yaml:13: apps:app not updated (stale: " in seen[0] and server.host in seen[0], seen[0]
     assert "401" in seen[0] or "unauthorized" in seen[0].lower(), seen[0]
-    assert "not updated" not in seen[1] and "nothing to commit (no marker changes; 1 marker(s) not updated" in seen[0]
+    assert "not updated" not in seen[1] and "nothing to commit (no image changes; 1 image(s) not updated" in seen[0]
     assert seen[0].count(f"{repo}:") == 1, "the registry's repository is named more than once"
 
 

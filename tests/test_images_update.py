@@ -479,3 +479,146 @@ def test_review_names_the_policies_and_markers_a_pull_request_changes(tmp_path: 
     assert update.review(work, git(work, "rev-parse", "HEAD").strip()) == ("s/new.yaml:1: prod:app z:1 → z:2",)
     unknown = update.review(work, "c" * 40)  # a base that cannot be had: compared as having none
     assert unknown and all(" added" in line for line in unknown)
+
+
+# -- Flux v1 automated workloads: fluxcd.io/automated + tag filters, no markers ------------------------------------
+V1 = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: apps
+  annotations:
+    fluxcd.io/automated: "true"
+    fluxcd.io/tag.web: semver:1.x
+    fluxcd.io/tag.sidecar: "glob:1.*"
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:1.2.0   # keep this comment
+        - name: sidecar
+          image: "ghcr.io/acme/app:1.0.0"
+        - name: marked
+          image: ghcr.io/acme/app:1.0.0 # {"$imagepolicy": "apps:app"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: held
+  namespace: apps
+  annotations: {fluxcd.io/automated: "true", fluxcd.io/locked: "true", fluxcd.io/locked_msg: "bad 1.3", fluxcd.io/locked_user: bob}
+spec:
+  selector: {matchLabels: {app: held}}
+  template:
+    metadata: {labels: {app: held}}
+    spec:
+      containers:
+        - {name: web, image: ghcr.io/acme/web:1.2.0}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: manual, namespace: apps}
+spec:
+  selector: {matchLabels: {app: manual}}
+  template:
+    metadata: {labels: {app: manual}}
+    spec:
+      containers:
+        - {name: web, image: ghcr.io/acme/web:1.2.0}
+"""  # noqa: E501
+V1_TEMPLATE = """\
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: {{ "tmpl" }}
+  namespace: apps
+  annotations: {fluxcd.io/automated: "true"}
+spec:
+  schedule: "@daily"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: "ghcr.io/acme/web:1.2.0"}]
+"""
+
+
+def test_flux_v1_automated_workloads_get_the_newest_tag_their_filters_allow(tmp_path: Path) -> None:
+    from gitops_job.reconcile.context import Settings
+    from gitops_job.reconcile.workloads import releases
+
+    gitops = STACKS + "  - name: t\n    path: t\n" + POLICIES
+    write(tmp_path, {"gitops.yaml": gitops, "s/deploy.yaml": V1, "t/job.yaml.j2": V1_TEMPLATE})
+    found = releases(Settings(repo=tmp_path))
+    assert [(r.name, r.problem is None) for r in found] == [
+        ("Deployment/apps/web (web)", True),
+        ("Deployment/apps/web (sidecar)", True),
+        ("Deployment/apps/web (marked)", True),
+        ("Deployment/apps/held (web)", True),
+        ("CronJob/apps/tmpl (c)", False),
+    ]  # fmt: skip  (not Deployment/apps/manual: it is not automated)
+    asked = Tags(REGISTRY.table)
+    change = update.plan(tmp_path, load_config(tmp_path).images, lambda p: asked, found)
+    want = (
+        V1.replace("ghcr.io/acme/web:1.2.0   # keep", "ghcr.io/acme/web:1.3.0   # keep")
+        .replace('"ghcr.io/acme/app:1.0.0"', '"ghcr.io/acme/app:1.1.0"')
+        .replace('app:1.0.0 # {"$imagepolicy"', 'app:1.1.0 # {"$imagepolicy"')  # the marker's own choice
+    )
+    assert change.files == {"s/deploy.yaml": want.encode()}  # the locked and the manual Deployment as they were
+    assert [(u.policy, u.old, u.new) for u in change.updates] == [
+        ("apps:app", "1.0.0", "1.1.0"), ("Deployment/apps/web (web)", "1.2.0", "1.3.0"),
+        ("Deployment/apps/web (sidecar)", "1.0.0", "1.1.0"),
+    ]  # fmt: skip
+    assert {(s.policy, s.why, s.detail.split(":")[0]) for s in change.skipped} == {
+        ("Deployment/apps/held (web)", Why.LOCKED, "Deployment/apps/held is locked by bob"),
+        ("CronJob/apps/tmpl (c)", Why.NOT_EDITABLE, "it is rendered from the Jinja2 template t/job.yaml.j2"),
+    }
+    # one look-up per repository and filter: app for its policy, glob:1.* and the marked container's glob:* (then
+    # left to its marker); web for semver:1.x (the locked workload's is not asked)
+    assert sorted(asked.asked) == ["ghcr.io/acme/app"] * 3 + ["ghcr.io/acme/web"]
+
+
+def test_flux_v1_releases_in_a_repository_without_the_annotation_render_nothing(tmp_path: Path) -> None:
+    from gitops_job.reconcile.context import Settings
+    from gitops_job.reconcile.workloads import releases
+
+    write(tmp_path, {"gitops.yaml": STACKS, "s/deploy.yaml": V1.replace("automated", "other"), "s/bad.yaml.j2": "{{"})
+    assert releases(Settings(repo=tmp_path)) == ()  # the broken template would fail a render
+
+
+@pytest.mark.parametrize(
+    ("annotations", "image", "chosen", "why"),
+    [
+        ('{fluxcd.io/automated: "true", fluxcd.io/ignore: "true"}', "ghcr.io/acme/web:1.2.0", Chosen("1.3.0"),
+         Why.IGNORED),
+        ('{fluxcd.io/automated: "true"}', "ghcr.io/acme/web:1.2.0@sha256:" + "a" * 64, Chosen("1.3.0"), Why.PINNED),
+        ('{fluxcd.io/automated: "true"}', "ghcr.io/acme/web:1.2.0", Chosen(None, reason="down", stale=True),
+         Why.STALE),
+        ('{fluxcd.io/automated: "true"}', "ghcr.io/acme/web:1.2.0", Chosen(None, reason="no tag"), Why.NO_TAG),
+        ('{fluxcd.io/automated: "true"}', "ghcr.io/acme/web:1.2.0", Chosen("1.3.0"), None),
+    ],
+)  # fmt: skip
+def test_a_flux_v1_release_is_held_or_made(annotations: str, image: str, chosen: Chosen, why: Why | None) -> None:
+    import yaml
+
+    from gitops_job.identity import ObjectId
+    from gitops_job.images import annotations as v1
+    from gitops_job.model import RenderedObject, Source
+
+    text = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\n  namespace: apps\n"
+        f"  annotations: {annotations}\n"
+        f"spec:\n  template:\n    spec:\n      containers:\n        - {{name: w, image: '{image}'}}\n"
+    )
+    body = yaml.safe_load(text)
+    w = v1.parse(RenderedObject(ObjectId.of(body), body, Source("d.yaml", 1), "s"))
+    assert w is not None
+    r = changes.Release(w, w.containers[0])
+    change = changes.release(changes.ChangeSet({}, {}), [r], {r.key: chosen}, lambda _f: text.encode())
+    assert [s.why for s in change.skipped] == ([why] if why else [])
+    assert change.files == ({} if why else {"d.yaml": text.replace(":1.2.0'", ":1.3.0'").encode()})

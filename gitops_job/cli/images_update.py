@@ -45,8 +45,10 @@ def update_cmd(repo: Path, config_file: Path | None, target: str | None, kubecon
     \b
     Each policy's registry is asked for its tags (once per policy), the policy chooses one,
     and only the marked values change — every other byte of each file stays as it was. A
-    workload locked with fluxcd.io/locked keeps its images; a policy whose registry cannot be
-    read is reported stale and its markers keep their values.
+    workload annotated fluxcd.io/automated: "true" (Flux v1) gets, per container, the newest
+    tag its fluxcd.io/tag.<container> filter allows. A workload locked with fluxcd.io/locked
+    keeps its images; a registry that cannot be read is reported stale and its images keep
+    their values.
 
     \b
     Without --dry-run: the change is one commit on the checkout's current branch, with the
@@ -60,12 +62,15 @@ def update_cmd(repo: Path, config_file: Path | None, target: str | None, kubecon
     a scalar: each named by file:line).
     """
     from gitops_job.images import update  # here: `images --help` needs none of it
+    from gitops_job.reconcile.context import Settings
+    from gitops_job.reconcile.workloads import releases
 
     config = load_config(repo, config_file)
     registry_for = update.registries(config.images, state_dir=state_dir, secret=secret_reader(config, target,
                                                                                                kubeconfig))  # fmt: skip
+    released = releases(Settings(repo=repo, config_file=config_file, target=target, kubeconfig=kubeconfig))
     if dry_run:
-        change = update.plan(config.root, config.images, registry_for)
+        change = update.plan(config.root, config.images, registry_for, released)
         outcome = update.Outcome(change)
         for line in outcome.lines():
             say(line, err=True)
@@ -73,7 +78,7 @@ def update_cmd(repo: Path, config_file: Path | None, target: str | None, kubecon
         if change:
             raise SystemExit(ExitCode.CHANGES)
         return
-    done = update.commit_local(config.root, config.images, registry_for)
+    done = update.commit_local(config.root, config.images, registry_for, released)
     for line in done.lines():
         say(line, err=True)
 

@@ -114,7 +114,11 @@ def _find(text: str, file: str, workload: ObjectId, line: int | None) -> _Doc:
         )
     if len(hits) > 1:
         raise ImageError(f"{workload} is written {len(hits)} times in this file; keep one", where=file)
-    doc = hits[0]
+    return hits[0]
+
+
+def _editable_annotations(doc: _Doc, file: str) -> None:
+    """An error unless ``doc``'s annotations can be edited line by line (a block mapping, or none yet)."""
     ann = doc.annotations
     if ann is not None and not isinstance(ann, MappingNode) and not _is_null(ann):
         raise ImageError("metadata.annotations is not a mapping", where=_at(file, doc.annotations_key))
@@ -124,7 +128,6 @@ def _find(text: str, file: str, workload: ObjectId, line: int | None) -> _Doc:
                 f"{what} is written in flow style ({{...}}); write it as a block mapping to let gitops-job edit it",
                 where=_at(file, node),
             )
-    return doc
 
 
 def _is_null(node: Node) -> bool:
@@ -170,6 +173,7 @@ def _key_source(key: str) -> str:
 
 def _set_one(text: str, file: str, workload: ObjectId, line: int | None, key: str, value: str | None) -> str:
     doc = _find(text, file, workload, line)
+    _editable_annotations(doc, file)
     nl = _newline(text)
     ann = doc.annotations
     hit = _get(ann, key) if isinstance(ann, MappingNode) else None
@@ -287,6 +291,13 @@ def set_value(
     """``data`` with the scalar at ``path`` (keys and indexes from ``workload``'s document root, e.g. a container's
     ``image``) set to ``value`` through ``setters.set_values``: the same splice, style and verification as a marked
     value; ``data`` itself when it holds ``value`` already."""
+    return set_values(data, [locate(data, file, workload, path, line)], [value])
+
+
+def locate(data: bytes, file: str, workload: ObjectId, path: tuple[str | int, ...], line: int | None = None) -> Marker:
+    """The scalar at ``path`` of ``workload``'s document in ``data``, as a marker would hold it (its exact
+    characters, line and style), for ``setters.set_values``; an error naming the file when it is not a one-line
+    value."""
     text = data.decode("utf-8")
     doc = _find(text, file, workload, line)
     node: Node = doc.root
@@ -300,7 +311,7 @@ def set_value(
     if not isinstance(node, ScalarNode) or node.style in ("|", ">"):
         raise ImageError(f"{'.'.join(map(str, path))} is not a one-line value", where=_at(file, node))
     start, end = int(node.start_mark.index), int(node.end_mark.index)
-    mark = Marker(
+    return Marker(
         file=file,
         line=node.start_mark.line + 1,
         column=node.start_mark.column + 1,
@@ -314,4 +325,3 @@ def set_value(
         document=doc.index,
         paths=(path,),
     )
-    return set_values(data, [mark], [value])

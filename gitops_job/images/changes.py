@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gitops_job.config.images import Automation, ImagePolicy, Images
 from gitops_job.errors import ErrorGroup, ImageError
+from gitops_job.images.annotate import locate
+from gitops_job.images.annotations import Container, Ignore, WorkloadControls
 from gitops_job.images.markers import Marker, Part
 from gitops_job.images.setters import set_values
 
@@ -49,6 +51,8 @@ class Why(StrEnum):
     LOCKED = "locked"
     IGNORED = "ignored"  # fluxcd.io/ignore: "true"
     NO_DIGEST = "no digest"
+    NOT_EDITABLE = "not editable"  # a Flux v1 automated workload rendered by kustomize, helm or a template
+    PINNED = "pinned by digest"  # a Flux v1 automated container whose image names a digest
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,90 @@ def compute(
             files[s.file], before[s.file] = new, s.data
     updates = tuple(Update(p, repo, old, new, tuple(fs)) for (p, repo, old, new), fs in grouped.items())
     return ChangeSet(files, before, updates, tuple(skipped), tuple(names))
+
+
+@dataclass(frozen=True)
+class Release:
+    """A container of a Flux v1 automated workload (``fluxcd.io/automated: "true"``): the automation releases to it
+    the newest tag its ``fluxcd.io/tag.<container>`` filter allows, as Flux v1 did. ``problem`` says why its
+    manifest cannot be edited in place (kustomize or helm output, a template); None: it can."""
+
+    workload: WorkloadControls
+    container: Container
+    problem: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What one look-up serves: the repository and the filter (containers that share both share the answer)."""
+        return f"{self.container.repository} {self.container.filter.text}"
+
+    @property
+    def name(self) -> str:
+        """How the change and its skips name it: ``Kind/namespace/name (container)``."""
+        return f"{self.workload.id} ({self.container.name})"
+
+
+def release(
+    change: ChangeSet,
+    releases: Sequence[Release],
+    chosen: Mapping[str, Chosen],
+    read: Callable[[str], bytes],
+    marked: Collection[tuple[str, int]] = (),
+) -> ChangeSet:
+    """``change`` (the markers') with each release's container image set to the tag its filter chose (``chosen`` by
+    :attr:`Release.key`), in the files' bytes after the markers' changes (``read`` gives a file's bytes as they
+    are). A container whose image line carries a marker (``marked``: file and line) is the marker's; a locked or
+    ignored workload, one that cannot be edited in place, a digest-pinned image and a stale or empty choice are
+    left as they are and reported."""
+    files, before = dict(change.files), dict(change.before)
+    updates, skipped = list(change.updates), list(change.skipped)
+    for r in releases:
+        w, c = r.workload, r.container
+        at = str(w.source)
+        why = _held(r)
+        choice = chosen.get(r.key, Chosen(None, reason="not looked up"))
+        if why is None and choice.tag is None:
+            why = (Why.STALE if choice.stale else Why.NO_TAG), choice.reason
+        if why is not None:
+            skipped.append(Skipped(at, r.name, *why))
+            continue
+        assert choice.tag is not None
+        image = f"{c.repository}:{choice.tag}"
+        if image == c.image:
+            continue
+        file = w.source.file
+        data = files[file] if file in files else read(file)
+        mark = locate(data, file, w.id, c.path, w.source.line)
+        if (file, mark.line) in marked:
+            continue  # a $imagepolicy marker on the same line sets it
+        new = set_values(data, [mark], [image])
+        if new == data:
+            continue
+        before.setdefault(file, data)
+        files[file] = new
+        updates.append(Update(r.name, c.repository, c.tag, choice.tag, (file,)))
+    return ChangeSet(files, before, tuple(updates), tuple(skipped), change.policies)
+
+
+def held(w: WorkloadControls) -> tuple[Why, str] | None:
+    """Why image automation leaves the workload's images alone — locked with ``fluxcd.io/locked`` (naming who and
+    why) or ``fluxcd.io/ignore: "true"`` — for a marker in it and a Flux v1 release alike; None: it may change them."""
+    if w.lock is not None:
+        return Why.LOCKED, f"{w.id} is {w.lock}"
+    if w.ignore is Ignore.YES:
+        return Why.IGNORED, f'{w.id} has {w.keys.get("ignore", "fluxcd.io/ignore")}: "true"'
+    return None
+
+
+def _held(r: Release) -> tuple[Why, str] | None:
+    """Why a release may not change its container (None: it may)."""
+    if (why := held(r.workload)) is not None:
+        return why
+    if r.problem is not None:
+        return Why.NOT_EDITABLE, r.problem
+    if "@" in r.container.image:
+        return Why.PINNED, f"{r.container.image} names a digest; release a new one with `gitops-job release`"
+    return None
 
 
 def _value(m: Marker, policy: ImagePolicy, choice: Chosen) -> tuple[str, Skipped | None]:

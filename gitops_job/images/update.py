@@ -33,12 +33,15 @@ from gitops_job.images.changes import (
     ChangeSet,
     Chosen,
     Locked,
+    Release,
     Scanned,
     Why,
     compute,
+    held,
     message,
     needs_digest,
     policies_of,
+    release,
 )
 from gitops_job.model import RenderedObject, Source
 
@@ -98,8 +101,8 @@ class Outcome:
         """What a run says about it, one line each (stderr)."""
         out = [f"images: {s.where}: {s.policy} not updated ({s.why}: {s.detail})" for s in self.change.skipped]
         if not self.change:
-            left = f"; {len(out)} marker(s) not updated, above" if out else ""
-            return [*out, f"images: {'up to date' if not out else 'nothing to commit'} (no marker changes{left})"]
+            left = f"; {len(out)} image(s) not updated, above" if out else ""
+            return [*out, f"images: {'up to date' if not out else 'nothing to commit'} (no image changes{left})"]
         olds = ", ".join(f"{u.policy} {u.old} → {u.new}" for u in self.change.updates)
         if self.commit is None:
             return [*out, f"images: would change {len(self.change.files)} file(s): {olds}"]
@@ -170,11 +173,7 @@ def v1_locks(scanned: Sequence[Scanned]) -> Locked:
         if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
             return None
         controls = v1.parse(RenderedObject(ObjectId.of(body), body, Source(s.file, m.line), ""))
-        if controls is not None and controls.lock is not None:
-            return Why.LOCKED, f"{controls.id} is {controls.lock}"
-        if controls is not None and controls.ignore is v1.Ignore.YES:
-            return Why.IGNORED, f'{controls.id} has {controls.keys.get("ignore", "fluxcd.io/ignore")}: "true"'
-        return None
+        return None if controls is None else held(controls)
 
     return locked
 
@@ -234,6 +233,30 @@ def look_up(used: Mapping[str, ImagePolicy], registry_for: RegistryFor, digests:
     return Looked({ref: c for ref, (c, _) in done.items()}, {ref: s for ref, (_, s) in done.items() if s is not None})
 
 
+def look_up_releases(releases: Sequence[Release], images: Images, registry_for: RegistryFor) -> dict[str, Chosen]:
+    """The tag each Flux v1 release's filter chooses, by :attr:`Release.key` (one look-up per repository and
+    filter, ``WORKERS`` at a time). A repository is asked with the credentials of a gitops.yaml policy of the same
+    repository, else anonymously; a registry that cannot be read makes its containers stale, never fails."""
+    wanted: dict[str, Release] = {}
+    for r in releases:
+        if r.problem is None and held(r.workload) is None:
+            wanted.setdefault(r.key, r)
+
+    def one(r: Release) -> Chosen:
+        repository = r.container.repository
+        declared = next((p for p in images.policies if p.repository == repository), None)
+        as_policy = declared or ImagePolicy(r.name, repository, {}, str(r.workload.source))
+        try:
+            tags = registry_for(as_policy).tags(repository).tags
+        except (GitopsJobError, OSError) as e:
+            return Chosen(None, reason=_why(as_policy, e), stale=True)
+        selection = policy.select(r.container.filter, list(tags))
+        return Chosen(selection.winner, reason=selection.error if selection.winner is None else "")
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return dict(zip(wanted, pool.map(one, wanted.values()), strict=True))
+
+
 def _why(p: ImagePolicy, e: Exception) -> str:
     """A registry failure as a stale marker's reason: where (the registry's repository) and why, once each."""
     if isinstance(e, GitopsJobError):
@@ -241,18 +264,34 @@ def _why(p: ImagePolicy, e: Exception) -> str:
     return f"{p.repository}: {e}"
 
 
-def plan(root: Path, images: Images, registry_for: RegistryFor) -> ChangeSet:
-    """The change set for the checkout at ``root`` (nothing is written); a locked workload is left alone."""
+def plan(root: Path, images: Images, registry_for: RegistryFor, releases: Sequence[Release] = ()) -> ChangeSet:
+    """The change set for the checkout at ``root`` (nothing is written): every marker set to its policy's choice,
+    then each Flux v1 release's container to its filter's; a locked workload is left alone."""
     scanned = scan(root)
     used = policies_of(scanned, images)
     looked = look_up(used, registry_for, needs_digest(scanned, images))
-    return compute(scanned, images, looked.chosen, v1_locks(scanned))
+    return _change(root, scanned, images, looked.chosen, releases, look_up_releases(releases, images, registry_for))
 
 
-def commit_local(root: Path, images: Images, registry_for: RegistryFor) -> Outcome:
+def _change(
+    root: Path,
+    scanned: Sequence[Scanned],
+    images: Images,
+    chosen: Mapping[str, Chosen],
+    releases: Sequence[Release],
+    released: Mapping[str, Chosen],
+) -> ChangeSet:
+    change = compute(scanned, images, chosen, v1_locks(scanned))
+    if not releases:
+        return change
+    marked = {(s.file, m.line) for s in scanned for m in s.markers}
+    return release(change, releases, released, lambda file: (root / file).read_bytes(), marked)
+
+
+def commit_local(root: Path, images: Images, registry_for: RegistryFor, releases: Sequence[Release] = ()) -> Outcome:
     """``images update`` in a local checkout: the change as one commit on its current branch (nothing pushed). A
     file the change touches that has uncommitted edits is refused (they would go into the commit)."""
-    change = plan(root, images, registry_for)
+    change = plan(root, images, registry_for, releases)
     if not change:
         return Outcome(change)
     dirty = git.modified(root, sorted(change.files))
@@ -275,6 +314,7 @@ def automate(
     branch: str,
     auth: git.Auth | None = None,
     pulls: PullRequests | None = None,
+    releases: Sequence[Release] = (),
 ) -> Outcome:
     """The scheduled run's update, on a fetched checkout (``root``: the directory holding gitops.yaml) of
     ``url``'s ``branch``: one commit, pushed to the branch (``push``) or to the change set's bot branch and proposed
@@ -285,8 +325,9 @@ def automate(
     scanned = scan(root)
     used = policies_of(scanned, images)
     looked = look_up(used, registry_for, needs_digest(scanned, images))
+    released = look_up_releases(releases, images, registry_for)
     for attempt in range(1, PUSH_RETRIES + 2):
-        change = compute(scanned, images, looked.chosen, v1_locks(scanned))
+        change = _change(root, scanned, images, looked.chosen, releases, released)
         if not change:
             return Outcome(change, attempts=attempt)
         text = message(change, automation)

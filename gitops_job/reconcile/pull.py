@@ -23,10 +23,12 @@ from gitops_job.config.images import GitHubRepo
 from gitops_job.config.load import RepoConfig, load_config
 from gitops_job.errors import GitopsJobError, SourceError
 from gitops_job.images import update
+from gitops_job.images.changes import Release
 from gitops_job.kube import preloading
 from gitops_job.reconcile.context import Settings
 from gitops_job.reconcile.results import ApplyResult, Plan, Progress
 from gitops_job.reconcile.run import ApplyOptions, run_apply, run_plan
+from gitops_job.reconcile.workloads import releases
 
 
 class Drift(Enum):
@@ -151,19 +153,21 @@ def reconcile(
         if automation is None or not config.images.automation.enabled:
             return Reconciled(got, drift, config, applied=applied)
         try:
-            images = _automate(source, got, config, automation)
+            images = _automate(source, got, config, automation, releases(run_settings))
         except GitopsJobError as e:
             return Reconciled(got, drift, config, applied=applied, images_error=e)
         return Reconciled(got, drift, config, applied=applied, images=images)
 
 
-def _automate(source: Source, got: Fetched, config: RepoConfig, automation: Automation) -> update.Outcome:
+def _automate(
+    source: Source, got: Fetched, config: RepoConfig, automation: Automation, released: tuple[Release, ...]
+) -> update.Outcome:
     settings = config.images.automation
     pulls = None
     if settings.github is not None and automation.pulls_for is not None:
         pulls = automation.pulls_for(settings.github)
     return update.automate(config.root, config.images, automation.registry_for(config), url=source.url,
-                           branch=got.branch, auth=source.auth, pulls=pulls)  # fmt: skip
+                           branch=got.branch, auth=source.auth, pulls=pulls, releases=released)  # fmt: skip
 
 
 def _report(settings: Settings, progress: Progress | None) -> Plan:
