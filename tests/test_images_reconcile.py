@@ -276,3 +276,66 @@ def test_the_plan_comment_has_an_images_block_when_a_pull_request_changes_a_poli
     assert "**images** (image automation this pull request changes)" in body
     assert "<code>policy apps:app added: ghcr.io/acme/app, semver range &gt;=1.0.0</code>" in body, body
     assert "<code>app/img.yaml:5: marker apps:app added (ghcr.io/acme/app:1.0.0)</code>" in body
+
+
+def test_a_flux_v1_automated_workload_is_bumped_until_locked_and_workloads_says_who_and_why(
+    kubeconfig: Path, namespace: str, tmp_path: Path, registry: RegistryServer, image: Callable[[], str]
+) -> None:
+    """Flux v1's way, no marker: ``fluxcd.io/automated`` and a tag filter → the next run commits the newest tag the
+    filter allows and the following run applies it; ``lock --reason`` → a newer tag is not taken, the run and
+    ``workloads`` say who locked it and why; ``unlock`` → the next run takes it."""
+    repo = f"{registry.host}/apps/app"
+    pusher = registry.pusher()
+    pusher.push("apps/app", ["1.0.0"])
+    manifest = (
+        _deployment(namespace, f"{repo}:1.0.0")
+        .replace(' # {"$imagepolicy": "apps:app"}', "")
+        .replace(
+            "  namespace: " + namespace + "\n",
+            "  namespace: " + namespace + '\n  annotations:\n    fluxcd.io/automated: "true"\n'
+            "    fluxcd.io/tag.app: semver:~1.0\n",
+            1,
+        )
+    )
+    text = config(namespace, "  - name: s\n    path: s\n") + (
+        "images:\n  automation: {enabled: true, author: {name: Img Bot, email: bot@x}}\n  scanInterval: 0s\n"
+    )
+    (tmp_path / "srv").mkdir()
+    bare = bare_repo(tmp_path / "srv")
+    work = tmp_path / "work"
+    write(work, {"gitops.yaml": text, "s/deploy.yaml": manifest})
+    git_repo(work)
+    push(work, bare)
+    args = ["reconcile", "--repo", str(bare), "--no-wait", "--state-dir", str(tmp_path / "state")]
+    workload = f"Deployment/{namespace}/app"
+
+    gitops_job(kubeconfig, *args)
+    pusher.push("apps/app", ["1.0.1", "1.1.0"])  # 1.1.0 is outside ~1.0
+    bumped = gitops_job(kubeconfig, *args)
+    assert f"{workload} (app) 1.0.0 → 1.0.1" in bumped.stderr, bumped.stderr
+    assert git(bare, "log", "-1", "--format=%s", "main").strip() == f"images: {workload} (app) 1.0.0 → 1.0.1"
+    assert git(bare, "show", "--format=", "--stat", "main").count("|") == 1
+    gitops_job(kubeconfig, *args)
+    assert image() == f"{repo}:1.0.1"
+
+    git(work, "pull", "-q", "--ff-only", str(bare), "main")  # the clone at the bump
+    locked = gitops_job(kubeconfig, "lock", workload, "--reason", "1.0.2 breaks logins", "--user", "alice",
+                        "--repo", str(work), "--no-push")  # fmt: skip
+    assert "locked" in locked.stdout + locked.stderr
+    git(work, "push", "-q", str(bare), "HEAD:main")
+    pusher.push("apps/app", ["1.0.2"])
+    held = gitops_job(kubeconfig, *args)
+    assert f"{workload} (app) not updated (locked: {workload} is locked by alice: 1.0.2 breaks logins)" in held.stderr
+    assert git(bare, "log", "-1", "--format=%s", "main").strip().startswith(f"lock {workload}")  # no bump after it
+    listed = gitops_job(kubeconfig, "workloads", "--repo", str(work))
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(workload))
+    assert "alice" in row and "1.0.2 breaks logins" in row and "1.0.1" in row, listed.stdout
+    gitops_job(kubeconfig, *args)
+    assert image() == f"{repo}:1.0.1"  # locked: still the version it was locked at
+
+    gitops_job(kubeconfig, "unlock", workload, "--repo", str(work), "--no-push")
+    git(work, "push", "-q", str(bare), "HEAD:main")
+    freed = gitops_job(kubeconfig, *args)
+    assert f"{workload} (app) 1.0.1 → 1.0.2" in freed.stderr, freed.stderr
+    gitops_job(kubeconfig, *args)
+    assert image() == f"{repo}:1.0.2"
