@@ -31,6 +31,13 @@ from gitops_job.errors import PushRejectedError, SourceError
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?!//)(?P<path>.+)$")
 
 
+def is_ssh(url: str) -> bool:
+    """Does git reach ``url`` over ssh (``ssh://…``, ``git+ssh://…`` or scp-like ``user@host:path``)?"""
+    if "://" in url:
+        return urlsplit(url).scheme in ("ssh", "git+ssh", "ssh+git")
+    return bool(_SCP_LIKE.match(url)) and not url.startswith(("/", "."))
+
+
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
 

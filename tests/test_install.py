@@ -84,6 +84,10 @@ def test_rbac_scope(opts: install.Install, roles: set[tuple[str, str]], cluster_
                 "eu",
                 "--path-in-repo",
                 "clusters",
+                "--ssh-key-file",
+                f"{install.GIT_DIR}/identity",
+                "--known-hosts",
+                f"{install.GIT_DIR}/known_hosts",
                 "--drift",
                 "report",
                 "--state-dir",
@@ -185,3 +189,22 @@ def test_dry_run_is_a_plan_against_the_cluster(kubeconfig: Path, namespace: str)
     # nothing was written
     again = gitops_job(kubeconfig, *args).stdout
     assert f"CronJob/{namespace}/gitops-job" in again
+
+
+@pytest.mark.parametrize(
+    ("repo", "ssh"),
+    [("https://x/r.git", False), ("ssh://git@x/r", True), ("git@github.com:acme/deploy.git", True),
+     ("file:///srv/r.git", False), ("./r", False)],
+)  # fmt: skip
+def test_git_credentials_are_a_token_for_https_and_a_mounted_key_for_ssh(repo: str, ssh: bool) -> None:
+    pod = pod_of(install.manifests(install.Install(repo, namespaces=("a",))))
+    (c,) = pod["containers"]
+    names = [e["name"] for e in c["env"]]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert ("GITOPS_JOB_GIT_TOKEN" in names) is not ssh
+    assert ("--ssh-key-file" in c["args"] and "--known-hosts" in c["args"]) is ssh
+    assert (install.GIT_DIR in mounts) is ssh
+    if ssh:
+        assert mounts[install.GIT_DIR]["readOnly"] is True
+        (vol,) = [v for v in pod["volumes"] if v["name"] == mounts[install.GIT_DIR]["name"]]
+        assert vol["secret"] == {"secretName": install.GIT_SECRET, "defaultMode": 0o440}

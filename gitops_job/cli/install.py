@@ -66,12 +66,17 @@ def install_cmd(
 
     \b
     RBAC scope: --namespace NS (repeatable) for the namespaces it may manage, or --cluster-wide.
-    The https token comes from Secret gitops-job-git (key token), receiver secrets from
-    Secret gitops-job-receivers (each key an environment variable); see docs/deploy.md.
+    Git credentials come from Secret gitops-job-git: for https, key token; for an ssh --repo,
+    keys identity (the deploy key) and known_hosts (the pinned host keys), mounted as files.
+    Receiver secrets come from Secret gitops-job-receivers (each key an environment
+    variable); see docs/deploy.md.
 
     \b
-    Example:
+    Examples:
       gitops-job install --repo https://github.com/acme/deploy.git -n apps | kubectl apply -f -
+      kubectl -n gitops-job-system create secret generic gitops-job-git \\
+        --from-file=identity=deploy_key --from-file=known_hosts=./known_hosts
+      gitops-job install --repo git@github.com:acme/deploy.git -n apps | kubectl apply -f -
     """
     opts = install.Install(namespaces=namespaces, namespace=install_namespace, **kw)
     problem = opts.problem()

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from gitops_job import git
+
 if TYPE_CHECKING:
     from gitops_job.reconcile.results import Plan
 
@@ -30,7 +32,8 @@ DEFAULT_IMAGE = "localhost/gitops-job:dev"  # what `make image` builds
 DEFAULT_SCHEDULE = "*/5 * * * *"
 STATE_DIR = "/var/cache/gitops-job"
 UID = 65532
-GIT_SECRET = "gitops-job-git"  # key `token`: the https token, as $GITOPS_JOB_GIT_TOKEN
+GIT_SECRET = "gitops-job-git"  # https: key `token` (as $GITOPS_JOB_GIT_TOKEN); ssh: keys `identity` and `known_hosts`
+GIT_DIR = "/etc/gitops-job/git"  # where an ssh repository's Secret is mounted (files readable by the pod's group)
 RECEIVERS_SECRET = "gitops-job-receivers"  # every key an environment variable the receivers of gitops.yaml name
 #: The verbs a reconcile uses on the objects it manages: get/list/watch (plan, wait), patch (server-side apply and
 #: its dry-run), create (an apply that creates is authorized as create too), delete (prune). Not update,
@@ -198,21 +201,34 @@ def reconcile_args(opts: Install) -> list[str]:
     args += ["--branch", opts.branch] if opts.branch else []
     args += ["--target", opts.target] if opts.target else []
     args += ["--path-in-repo", opts.path_in_repo] if opts.path_in_repo != "." else []
+    if git.is_ssh(opts.repo):
+        args += ["--ssh-key-file", f"{GIT_DIR}/identity", "--known-hosts", f"{GIT_DIR}/known_hosts"]
     return [*args, "--drift", opts.drift, "--state-dir", STATE_DIR, *opts.extra_args]
 
 
 def _cronjob(opts: Install) -> dict[str, Any]:
+    ssh = git.is_ssh(opts.repo)
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    ]
+    if not ssh:
+        env.append({
+            "name": "GITOPS_JOB_GIT_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": GIT_SECRET, "key": "token", "optional": True}},
+        })  # fmt: skip
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "state", "mountPath": STATE_DIR}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},  # HOME and the per-run checkout
+        {"name": "state", "persistentVolumeClaim": {"claimName": f"{NAME}-state"}},
+    ]
+    if ssh:  # the deploy key and the pinned known_hosts as files: owned by root, readable by the pod's group only
+        mounts.append({"name": "git", "mountPath": GIT_DIR, "readOnly": True})
+        volumes.append({"name": "git", "secret": {"secretName": GIT_SECRET, "defaultMode": 0o440}})
     container = {
         "name": "reconcile",
         "image": opts.image,
         "args": reconcile_args(opts),
-        "env": [
-            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {
-                "name": "GITOPS_JOB_GIT_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": GIT_SECRET, "key": "token", "optional": True}},
-            },
-        ],
+        "env": env,
         "envFrom": [{"secretRef": {"name": RECEIVERS_SECRET, "optional": True}}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
         "securityContext": {
@@ -221,7 +237,7 @@ def _cronjob(opts: Install) -> dict[str, Any]:
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "state", "mountPath": STATE_DIR}],
+        "volumeMounts": mounts,
     }
     pod = {
         "serviceAccountName": NAME,
@@ -234,10 +250,7 @@ def _cronjob(opts: Install) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [
-            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},  # HOME and the per-run checkout
-            {"name": "state", "persistentVolumeClaim": {"claimName": f"{NAME}-state"}},
-        ],
+        "volumes": volumes,
     }
     return {
         "apiVersion": "batch/v1",
