@@ -143,7 +143,8 @@ def run_plan(
             )
             notice = (
                 f"This pull request {who}: gitops-job rendered and validated {len(rendered.objects)} objects in "
-                f"{len(selection.stacks) - len(rendered.unfetched)} stack(s) but did not compare them with the cluster. The plan against the "
+                f"{len(selection.stacks) - len(rendered.unfetched)} stack(s) but did not compare them with the "
+                "cluster. The plan against the "
                 "cluster appears when a maintainer's branch runs it."
             ) + "".join(f"\n\nStack {name} is not planned: {why}" for name, why in rendered.unfetched.items())
         else:
