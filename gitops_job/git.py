@@ -292,6 +292,9 @@ def refs(url: str, auth: Auth | None = None, *, token_from: str = _TOKEN_FROM) -
     return found | peeled
 
 
+_FETCHED = "refs/gitops-job/"  # where checkout_commit keeps what it fetched
+
+
 def checkout_commit(
     url: str,
     sha: str,
@@ -312,13 +315,13 @@ def checkout_commit(
         _local(dest, "init", "--quiet")
     depth = ["--depth", "1"] if shallow else []
     if not has_commit(dest, sha):
-        want = f"+{ref}:{ref}" if ref else sha
+        want = f"+{ref}:{_FETCHED}{ref.removeprefix('refs/')}" if ref else sha  # never into a checked-out branch
         _run(["-C", str(dest), "fetch", "--quiet", "--no-tags", *depth, "--", url, want], auth, url=url,
              what="fetch", check=ref is not None, token_from=token_from)  # fmt: skip
     if not has_commit(dest, sha):  # a commit below its branch's tip (or by id from a server that refuses that)
         shallow_now = _git(dest, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
         unshallow = ["--unshallow"] if shallow_now else []
-        every = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        every = [f"+refs/heads/*:{_FETCHED}heads/*", f"+refs/tags/*:{_FETCHED}tags/*"]
         _run(
             ["-C", str(dest), "fetch", "--quiet", *unshallow, "--", url, *every],
             auth,

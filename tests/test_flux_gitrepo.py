@@ -303,6 +303,40 @@ def test_gitrepository_fields_not_honoured_are_warned_with_file_and_line(tmp_pat
     assert "apps" in {s.name for s in config.stacks}  # a stack, rendered from the clone
 
 
+def test_helmrelease_chart_from_another_repository(tmp_path: Path) -> None:
+    """A HelmRelease in this repository whose chart is a path of another GitRepository: cloned under the same rules,
+    the chart read from that checkout, the commit in the chart's label; its unsupported fields are warned."""
+    _, _, rev = remote_repo(tmp_path, {
+        "charts/demo/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+        "charts/demo/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo-from-git\n"
+        "data:\n  greeting: {{ .Values.greeting | quote }}\n",
+    })  # fmt: skip
+    chart = {"spec": {"chart": "./charts/demo", "sourceRef": {"kind": "GitRepository", "name": "apps",
+                                                                "namespace": "flux-system"}}}  # fmt: skip
+    release = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+               "metadata": {"name": "demo", "namespace": "web"},
+               "spec": {"interval": "1m", "chart": chart, "values": {"greeting": "hi"}}}  # fmt: skip
+    with http_git_server(tmp_path / "srv", token=TOKEN) as server:
+        root = fleet(tmp_path, server.url("apps.git"), allowing(server))
+        source = (root / "clusters/c/apps-source.yaml").read_text()
+        source = source.replace('"interval"', '"recurseSubmodules": true, "interval"')
+        write(
+            root,
+            {
+                "local/release.yaml": json.dumps(release) + "\n",
+                "clusters/c/apps-source.yaml": source,
+            },
+        )
+        git_repo(root)
+        notes: list[str] = []
+        config = load_config(root)
+        stack = next(s for s in config.stacks if s.name == "local")
+        got = {o.id.name: o for o in render_stack(config, stack, config.targets[0], on_note=notes.append)}
+    assert got["demo-from-git"].body["data"] == {"greeting": "hi"}
+    assert got["demo-from-git"].source.chart == f"charts/demo (GitRepository/flux-system/apps@{rev[:12]})"
+    assert any("GitRepository/flux-system/apps: spec.recurseSubmodules is not supported" in n for n in notes), notes
+
+
 def test_plan_and_apply_show_and_record_the_commit(tmp_path: Path, kubeconfig: Path, namespace: str) -> None:
     """Acceptance: the plan (text, JSON) shows the other repository's commit next to its stack; apply records it
     in the stack's run; a second plan is clean."""

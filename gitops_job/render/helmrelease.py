@@ -14,7 +14,7 @@ import json
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -177,6 +177,7 @@ class _Renderer:
     target: Target
     access: charts.ChartAccess
     checkouts: dict[ObjectId, Path]
+    said: list[str] = field(default_factory=list)  # warnings about the sources it read (a GitRepository's fields)
 
     @property
     def where(self) -> str:
@@ -208,6 +209,7 @@ class _Renderer:
             values_file = Path(work) / "values.json"
             values_file.write_text(json.dumps(values), encoding="utf-8")
             objects, label = self._template(spec, release, namespace, install is not CrdPolicy.SKIP, values_file)
+        warnings += tuple(w.removeprefix("warning: ") for w in self.said)
         objects = self._crd_policy(objects, upgrade)
         objects = self._post_render(spec, objects)
         objects = [self._labelled(o, name, spec) for o in objects]
@@ -307,7 +309,8 @@ class _Renderer:
         oid = self._id(source)
         root, label = self.checkouts.get(oid), str(oid)
         if root is None:  # another repository: cloned at its ref, under the same rules as a Kustomization's source
-            spec, _ = git_source(source.body, Ref(oid.kind, oid.namespace, oid.name), str(source.source))
+            spec, said = git_source(source.body, Ref(oid.kind, oid.namespace, oid.name), str(source.source))
+            self.said.extend(said)
             if not spec.url:
                 raise self.fail(f"{oid} ({source.source}) has no spec.url to read the chart {name!r} from")
             got = gitrepo.checkout(spec, self.access, what=str(self.release.id))
