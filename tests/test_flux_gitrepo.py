@@ -95,6 +95,44 @@ def test_a_ref_that_resolves_to_nothing_names_the_gitrepository(
     assert str(e.value).startswith("render: c/apps.yaml:1: ") or "c/apps.yaml:1" in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("credential", "problem"),
+    [
+        ({"url": "ssh://git@git.example.com/", "identityFile": "/k", "knownHostsFile": "/h"}, None),
+        ({"url": "https://git.example.com/", "username": "u", "password": {"env": "T"}}, None),
+        ({"url": "ssh://git@git.example.com/", "identityFile": "/k"},
+         "a credential for ssh URL is a deploy key and its server's known_hosts: give knownHostsFile"),
+        ({"url": "https://git.example.com/", "identityFile": "/k"},
+         "a credential for https URL is basic auth: give username and password"),
+        ({"url": "git@git.example.com:o/r", "username": "u", "password": {"env": "T"}},
+         "expected an http(s)://, oci:// or ssh:// URL, got 'git@git.example.com:o/r'"),
+    ],
+)  # fmt: skip
+def test_sources_credentials_for_git(credential: dict[str, Any], problem: str | None) -> None:
+    from gitops_job.config.sources import problems
+
+    found = [reason for _, reason in problems({"sources": {"credentials": [credential]}})]
+    assert found == ([problem] if problem else [])
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://git.example.com/o/r", True),
+        ("ssh://git@git.example.com:2222/o/r", True),
+        ("git@git.example.com:o/r.git", True),  # scp-like, as ssh remotes are written
+        ("git@evil.example.org:o/r.git", False),
+        ("ssh://git@127.0.0.1:2222/r", False),
+        ("/srv/git/r.git", False),  # a local path is no host
+        ("file:///srv/git/r.git", False),
+    ],
+)
+def test_allow_hosts_reads_git_urls_as_remote_charts_do(url: str, allowed: bool) -> None:
+    from gitops_job.config.sources import Sources
+
+    assert Sources(("git.example.com",)).allows(url) is allowed
+
+
 # --- against real git servers ---------------------------------------------------------------------------------------
 
 
@@ -209,7 +247,7 @@ def test_a_host_not_allowed_is_an_error_and_nothing_is_sent(tmp_path: Path) -> N
     message = str(e.value)
     assert message.startswith(
         "render: clusters/c/apps-source.yaml:1: GitRepository/flux-system/apps (the source of "
-        "Kustomization/flux-system/apps): host 127.0.0.1 is not in sources.allowHosts"
+        f"Kustomization/flux-system/apps): host 127.0.0.1:{server.port} is not in sources.allowHosts"
     )
     assert f"{server.url('apps.git')} is not fetched (nothing was sent to it)" in message
 

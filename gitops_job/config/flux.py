@@ -98,15 +98,6 @@ class GitSource:
     tag: str | None = None
     branch: str | None = None
 
-    @property
-    def wanted(self) -> str:
-        """The ref as a plan names it: ``branch main``, ``tag v1``, ``semver >=1.0``, ``commit 1a2b…``."""
-        for what in ("commit", "name", "semver", "tag", "branch"):
-            value = getattr(self, what)
-            if value:
-                return f"{what} {value}" if what != "commit" or not self.branch else f"commit {value} of {self.branch}"
-        return "branch master"
-
 
 #: What gitops-job does with each field of a GitRepository that is another repository (docs/flux.md#sources).
 GIT_FIELDS = frozenset({"url", "ref", "interval", "timeout", "suspend", "provider"})
