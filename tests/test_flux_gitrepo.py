@@ -371,7 +371,8 @@ def test_helmrelease_chart_from_another_repository(tmp_path: Path) -> None:
         stack = next(s for s in config.stacks if s.name == "local")
         got = {o.id.name: o for o in render_stack(config, stack, config.targets[0], on_note=notes.append)}
     assert got["demo-from-git"].body["data"] == {"greeting": "hi"}
-    assert got["demo-from-git"].source.chart == f"charts/demo (GitRepository/flux-system/apps@{rev[:12]})"
+    origin = f"GitRepository/flux-system/apps@{rev[:12]}"
+    assert str(got["demo-from-git"].source) == f"{origin}:charts/demo/templates/cm.yaml"
     assert any("GitRepository/flux-system/apps: spec.recurseSubmodules is not supported" in n for n in notes), notes
 
 
@@ -396,8 +397,10 @@ def test_plan_and_apply_show_and_record_the_commit(tmp_path: Path, kubeconfig: P
             text.stdout
         )
         gitops_job(kubeconfig, "apply", "--repo", str(root), "--no-wait")
-        history = gitops_job(kubeconfig, "history", "apps", "--repo", str(root), "-o", "json")
-        assert f"GitRepository/flux-system/apps@{rev[:12]}" in history.stdout
+        status = json.loads(gitops_job(kubeconfig, "status", "--repo", str(root), "-o", "json").stdout)
+        runs = {s["stack"]: s["lastRun"] for s in status["stacks"]}
+        assert runs["apps"]["source"] == f"GitRepository/flux-system/apps@{rev[:12]}"
+        assert runs["local"]["source"] is None
         again = json.loads(gitops_job(kubeconfig, "plan", "--repo", str(root), "-o", "json").stdout)
         assert again["summary"]["create"] == again["summary"]["update"] == 0
     assert TOKEN not in planned.stdout + planned.stderr + text.stdout + text.stderr

@@ -307,7 +307,7 @@ class _Renderer:
         self, source: RenderedObject, name: str, files: list[str], make: Any
     ) -> tuple[list[RenderedObject], str]:
         oid = self._id(source)
-        root, label = self.checkouts.get(oid), str(oid)
+        root, label, origin = self.checkouts.get(oid), str(oid), None
         if root is None:  # another repository: cloned at its ref, under the same rules as a Kustomization's source
             spec, said = git_source(source.body, Ref(oid.kind, oid.namespace, oid.name), str(source.source))
             self.said.extend(said)
@@ -315,6 +315,7 @@ class _Renderer:
                 raise self.fail(f"{oid} ({source.source}) has no spec.url to read the chart {name!r} from")
             got = gitrepo.checkout(spec, self.access, what=str(self.release.id))
             root, label = got.root, f"{oid}@{got.commit[:12]}"
+            origin = label  # its objects' files are in that checkout
         root = paths.real(root)
         try:
             directory = paths.resolve(root, name)
@@ -326,8 +327,10 @@ class _Renderer:
         shown = directory.relative_to(root).as_posix()
         with sandbox.tree(root, [directory]) as tree:
             release = make(tree.path(directory), shown, [tree.path(v) for v in values], None)
-            label = f"{shown} ({label})"
-            return template(release, stack=self.release.stack, where=self.where, tree=tree), label
+            objects = template(release, stack=self.release.stack, where=self.where, tree=tree)
+            if origin is not None:
+                objects = [replace(o, source=replace(o.source, origin=origin)) for o in objects]
+            return objects, f"{shown} ({label})"
 
     # --- values ------------------------------------------------------------------------------------------------------
 
