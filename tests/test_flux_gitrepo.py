@@ -133,6 +133,47 @@ def test_allow_hosts_reads_git_urls_as_remote_charts_do(url: str, allowed: bool)
     assert Sources(("git.example.com",)).allows(url) is allowed
 
 
+def test_the_plan_names_each_source_and_commit_in_text_json_and_comment() -> None:
+    import jsonschema
+
+    from gitops_job.identity import ObjectId
+    from gitops_job.model import Source
+    from gitops_job.outcomes import Action
+    from gitops_job.reconcile.results import Plan, PlanEntry, StackSource
+    from gitops_job.report.json import to_json
+    from gitops_job.report.markdown import markdown
+    from gitops_job.report.text import text
+
+    rev = "8f684ae8e86f" + "0" * 28
+    where = Source("deploy/app.yaml", 1, origin=f"GitRepository/flux-system/apps@{rev[:12]}")
+    entry = PlanEntry(ObjectId("", "ConfigMap", "web", "a"), "apps", Action.CREATE, where, after={"data": {"v": "1"}})
+    source = StackSource("apps", "GitRepository/flux-system/apps", "https://git.example.com/apps", "branch main", rev)
+    why = "clusters/c/team.yaml:1: stack team is not planned: its source … (a fork's pull request)"
+    plan = Plan("t", (entry,), stacks=("apps",), sources=(source,), unplanned={"team": why})
+    shown = text(plan)
+    header = "stack apps: 1 to create, 0 to update, 0 to prune, 0 unchanged"
+    assert f"{header}\n  source GitRepository/flux-system/apps at {rev} (branch main of " in shown
+    assert f"  from GitRepository/flux-system/apps@{rev[:12]}:deploy/app.yaml:1" in shown
+    assert f"warning: {why}" in shown
+    doc = to_json(plan)
+    schema = json.loads((Path(__file__).parent.parent / "gitops_job/report/schemas/plan.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert doc["sources"] == [
+        {
+            "stack": "apps",
+            "source": "GitRepository/flux-system/apps",
+            "url": "https://git.example.com/apps",
+            "ref": "branch main",
+            "revision": rev,
+        }
+    ]
+    assert doc["unplanned"] == [{"stack": "team", "reason": why}]
+    comment = markdown(plan)
+    assert f"<b>apps</b> (GitRepository/flux-system/apps@{rev[:12]}): 1 to create" in comment
+    assert f"stack <code>apps</code> from <code>GitRepository/flux-system/apps</code> at <code>{rev}</code>" in comment
+    assert "**stack team is not planned:** clusters/c/team.yaml:1" in comment
+
+
 # --- against real git servers ---------------------------------------------------------------------------------------
 
 
