@@ -174,6 +174,19 @@ def test_the_plan_names_each_source_and_commit_in_text_json_and_comment() -> Non
     assert "**stack team is not planned:** clusters/c/team.yaml:1" in comment
 
 
+@pytest.mark.parametrize(
+    "url", ["ext::sh -c touch% /tmp/gitops-job-pwned", "file:///srv/git/apps.git", "/srv/git/apps.git",
+            "git://git.example.com/apps", "fd::17"],
+)  # fmt: skip
+def test_only_remote_urls_are_fetched_even_when_every_host_is_allowed(url: str) -> None:
+    from gitops_job.config.sources import Sources
+    from gitops_job.render.charts import ChartAccess
+
+    with pytest.raises(RenderError, match="is not a remote URL git may fetch here"):
+        gitrepo.checkout(GitSource(Ref("GitRepository", "flux-system", "apps"), url, "c/apps.yaml:1"),
+                         ChartAccess(Sources(("*",))))  # fmt: skip
+
+
 # --- against real git servers ---------------------------------------------------------------------------------------
 
 

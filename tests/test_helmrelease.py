@@ -286,7 +286,7 @@ def test_a_chart_from_a_git_repository_path(tmp_path: Path) -> None:
     assert cm.body["data"] == {"greeting": "prod", "version": "0.3.0"}
     assert str(cm.source) == "charts/local/templates/configmap.yaml"
     assert rendered.chart == f"charts/local ({source})"
-    with pytest.raises(RenderError, match="host example.com is not in sources.allowHosts"):  # another repository
+    with pytest.raises(RenderError, match=r"host example\.com is not in sources\.allowHosts"):  # another repository
         run(git + "---\n" + hr(spec))  # is cloned under the rules of sources (tests/test_flux_gitrepo.py)
 
 

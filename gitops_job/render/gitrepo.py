@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gitops_job import git, memo
 from gitops_job.config.flux import GitSource
@@ -30,6 +31,7 @@ from gitops_job.errors import RenderError, SourceError
 from gitops_job.render.charts import ChartAccess, pick, secret
 
 DEFAULT_BRANCH = "master"  # Flux's default when spec.ref sets nothing
+SCHEMES = ("https", "http", "ssh")  # what a GitRepository's URL may use (never a local path or a remote helper)
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,10 @@ def checkout(source: GitSource, access: ChartAccess, *, what: str = "") -> Check
         raise RenderError(f"{source.ref}{for_what}: {shown} is not fetched: this run fetches nothing (a fork's pull "
                           "request); the plan of a maintainer's branch renders it", where=source.where)  # fmt: skip
     host, port = host_of(source.url)
-    if not host:
-        raise RenderError(f"{source.ref}: spec.url {shown!r} is not a remote URL (https://, ssh:// or user@host:path)",
-                          where=source.where)  # fmt: skip
+    scheme = urlsplit(source.url).scheme if "://" in source.url else "ssh"  # user@host:path is ssh
+    if not host or scheme not in SCHEMES or "::" in source.url:  # no local paths, file://, ext:: helpers
+        raise RenderError(f"{source.ref}: spec.url {shown!r} is not a remote URL git may fetch here (https://, "
+                          "http://, ssh:// or user@host:path)", where=source.where)  # fmt: skip
     if not access.sources.allows(source.url):
         named = f"{host}:{port}" if port else host
         raise RenderError(f"{source.ref}{for_what}: host {named} is not in sources.allowHosts of gitops.yaml, so "
