@@ -147,7 +147,8 @@ def test_the_plan_names_each_source_and_commit_in_text_json_and_comment() -> Non
     rev = "8f684ae8e86f" + "0" * 28
     where = Source("deploy/app.yaml", 1, origin=f"GitRepository/flux-system/apps@{rev[:12]}")
     entry = PlanEntry(ObjectId("", "ConfigMap", "web", "a"), "apps", Action.CREATE, where, after={"data": {"v": "1"}})
-    source = StackSource("apps", "GitRepository/flux-system/apps", "https://git.example.com/apps", "branch main", rev)
+    source = StackSource("apps", "GitRepository/flux-system/apps", "https://git.example.com/apps", "branch main", rev,
+                         f"GitRepository/flux-system/apps@{rev[:12]}")  # fmt: skip
     why = "clusters/c/team.yaml:1: stack team is not planned: its source … (a fork's pull request)"
     plan = Plan("t", (entry,), stacks=("apps",), sources=(source,), unplanned={"team": why})
     shown = text(plan)
@@ -248,13 +249,19 @@ def objects_of(config: RepoConfig, name: str) -> dict[str, Any]:
 def test_kustomization_from_another_repository_renders_its_checkout(tmp_path: Path) -> None:
     """The Kustomization's path is in the other repository at the branch's commit; each object names the
     GitRepository and that commit; this repository's stacks are untouched; credentials reach the server."""
-    _, _, rev = remote_repo(tmp_path, {"deploy/kustomization.yaml": "resources: [app.yaml]\n",
-                                          "deploy/app.yaml": cm("from-apps", app="1")})  # fmt: skip
+    _, _, rev = remote_repo(tmp_path, {"deploy/kustomization.yaml": "resources: [app.yaml, nested.yaml]\n",
+                                          "deploy/app.yaml": cm("from-apps", app="1"),
+                                          "deploy/nested.yaml": ks("nested", "./more")})  # fmt: skip
     with http_git_server(tmp_path / "srv", token=TOKEN) as server:
         root = fleet(tmp_path, server.url("apps.git"), allowing(server))
         config = load_config(root)
-        got = objects_of(config, "apps")
-        assert set(got) == {"from-apps"}
+        notes: list[str] = []
+        stack = next(s for s in config.stacks if s.name == "apps")
+        got = {o.id.name: o for o in render_stack(config, stack, config.targets[0], on_note=notes.append)}
+        assert set(got) == {"from-apps"}  # the nested Kustomization is Flux's: not applied, and said
+        assert notes == [f"warning: GitRepository/flux-system/apps@{rev[:12]}:deploy/kustomization.yaml: "
+                         "Kustomization/web/nested is in another repository's checkout (stack apps): it is not "
+                         "followed; point a Kustomization of this repository at its path instead"]  # fmt: skip
         assert got["from-apps"].body["metadata"]["namespace"] == "web"  # the Kustomization's targetNamespace
         assert str(got["from-apps"].source) == f"GitRepository/flux-system/apps@{rev[:12]}:deploy/kustomization.yaml"
         assert set(objects_of(config, "local")) == {"local-cm"}

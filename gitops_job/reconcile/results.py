@@ -120,11 +120,7 @@ class StackSource:
     url: str  # without credentials
     ref: str  # what was resolved: "branch main", "tag v1.2.0 (semver ^1)"
     revision: str  # the commit
-
-    @property
-    def label(self) -> str:
-        """``GitRepository/ns/name@1a2b3c4d5e6f``: what a run record and an object's source name it by."""
-        return f"{self.source}@{self.revision[:12]}"
+    label: str = ""  # GitRepository/ns/name@<12 digits>: what a run record and an object's source name it by
 
     def __str__(self) -> str:
         return f"{self.source} at {self.revision} ({self.ref} of {self.url})"

@@ -91,12 +91,12 @@ def _merge(target: str, plans: Sequence[Plan], requests: Mapping[str, int], rend
 
 def _source_label(ctx: _ApplyRun, stack: str) -> str:
     checkout = ctx.rendered.checkouts.get(stack)
-    return stack_source(stack, checkout).label if checkout else ""
+    return checkout.label if checkout else ""
 
 
 def stack_source(stack: str, checkout: gitrepo.Checkout) -> StackSource:
     """What the plan and the run record say about a stack's source that is another repository."""
-    return StackSource(stack, str(checkout.source.ref), checkout.url, checkout.ref, checkout.commit)
+    return StackSource(stack, str(checkout.source.ref), checkout.url, checkout.ref, checkout.commit, checkout.label)
 
 
 def run_plan(settings: Settings, progress: Progress | None = None, *, drift: bool = False) -> tuple[Rendered, Plan]:

@@ -56,6 +56,11 @@ class Checkout:
     def url(self) -> str:
         return git.redact(self.source.url)
 
+    @property
+    def label(self) -> str:
+        """``GitRepository/ns/name@1a2b3c4d5e6f``: how an object's source, a chart and a run record name it."""
+        return f"{self.source.ref}@{self.commit[:12]}"
+
 
 def choose(refs: Mapping[str, str], source: GitSource) -> Chosen:
     """The commit of ``refs`` (``git ls-remote``'s: ref → commit, annotated tags peeled) that ``source``'s ref

@@ -314,7 +314,7 @@ class _Renderer:
             if not spec.url:
                 raise self.fail(f"{oid} ({source.source}) has no spec.url to read the chart {name!r} from")
             got = gitrepo.checkout(spec, self.access, what=str(self.release.id))
-            root, label = got.root, f"{oid}@{got.commit[:12]}"
+            root, label = got.root, got.label
             origin = label  # its objects' files are in that checkout
         root = paths.real(root)
         try:

@@ -60,16 +60,15 @@ def render_stack(
     """
     access = ChartAccess(config.sources, fetch)
     if stack.flux is None or stack.flux.git is None:
-        return _render(config, paths.real(config.root), stack, target, extra_vars, access, on_note)
+        return _render(config, paths.real(config.root), stack, target, extra_vars, access, on_note, None)
     checkout = checkout or gitrepo.checkout(stack.flux.git, access, what=str(stack.flux.origin))
-    origin = f"{checkout.source.ref}@{checkout.commit[:12]}"
+    origin = checkout.label
     try:
-        objects = _render(config, paths.real(checkout.root), stack, target, extra_vars, access, on_note)
+        return _render(config, paths.real(checkout.root), stack, target, extra_vars, access, on_note, origin)
     except GitopsJobError as e:
         for error in e.errors if isinstance(e, ErrorGroup) else [e]:
             error.where = f"{origin}:{error.where}" if error.where else origin
         raise (ErrorGroup(e.errors) if isinstance(e, ErrorGroup) else e) from None
-    return [replace(o, source=replace(o.source, origin=o.source.origin or origin)) for o in objects]
 
 
 def _render(
@@ -80,7 +79,10 @@ def _render(
     extra_vars: Mapping[str, str] | None,
     access: ChartAccess,
     on_note: Callable[[str], None] | None,
+    origin: str | None,
 ) -> list[RenderedObject]:
+    """The stack rendered from ``root``: this repository's checkout, or (``origin``, ``GitRepository/ns/name@commit``,
+    set on each object's source) another repository's."""
     directory = _stack_directory(root, stack)
     renderer = detect_renderer(directory) if stack.render == "auto" else stack.render
     renderer = "helm" if stack.chart is not None else renderer
@@ -98,6 +100,12 @@ def _render(
         return objects
     objects = flux_releases(objects, stack.flux, paths.real(config.root), root, target=target, access=access,
                             on_note=on_note)  # fmt: skip
+    if origin is not None:
+        objects = [replace(o, source=replace(o.source, origin=o.source.origin or origin)) for o in objects]
+        for o in objects:  # another repository's checkout is not walked for more Kustomizations
+            if o.id.kind == "Kustomization" and flux_own(o.body) and on_note is not None:
+                on_note(f"warning: {o.source}: {o.id} is in another repository's checkout (stack {stack.name}): it "
+                        "is not followed; point a Kustomization of this repository at its path instead")  # fmt: skip
     return [o for o in objects if not flux_own(o.body)]
 
 
