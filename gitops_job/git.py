@@ -162,8 +162,18 @@ def _credential_args(auth: Auth | None) -> list[str]:
     return ["-c", "credential.helper=", "-c", "core.askPass="] if auth is not None and auth.token else []
 
 
+_TOKEN_FROM = "--token-file or GITOPS_JOB_GIT_TOKEN"
+
+
 def _run(
-    args: list[str], auth: Auth | None, *, url: str, what: str, cwd: Path | None = None, check: bool = True
+    args: list[str],
+    auth: Auth | None,
+    *,
+    url: str,
+    what: str,
+    cwd: Path | None = None,
+    check: bool = True,
+    token_from: str = _TOKEN_FROM,
 ) -> subprocess.CompletedProcess[str]:
     """``git args`` with ``auth``; with ``check``, a failure raises a :class:`SourceError` naming ``what`` (the
     phase's verb), the redacted ``url`` and git's own words, scrubbed of the token."""
@@ -176,7 +186,8 @@ def _run(
     scrub = auth.scrub if auth else (lambda t: t)
     done = subprocess.CompletedProcess(done.args, done.returncode, scrub(done.stdout), scrub(done.stderr))
     if check and done.returncode != 0:
-        raise SourceError(f"git {what} failed: {_git_words(done.stderr)}{_hint(done.stderr)}", where=redact(url))
+        hint = _hint(done.stderr, token_from)
+        raise SourceError(f"git {what} failed: {_git_words(done.stderr)}{hint}", where=redact(url))
     return done
 
 
@@ -185,11 +196,11 @@ def _git_words(stderr: str) -> str:
     return "; ".join(lines[-3:]) or "(no message)"
 
 
-def _hint(stderr: str) -> str:
+def _hint(stderr: str, token_from: str = _TOKEN_FROM) -> str:
     low = stderr.lower()
     if "authentication failed" in low or "could not read username" in low or "could not read password" in low:
-        return (". Check the token (--token-file or GITOPS_JOB_GIT_TOKEN): it must be valid and allowed to read"
-                " this repository (and to write it, to push)")  # fmt: skip
+        return (f". Check the token ({token_from}): it must be valid and allowed to read this repository (and to"
+                " write it, to push)")  # fmt: skip
     if "host key verification failed" in low or "no matching host key" in low:
         return (". The server's host key is not the one pinned in --known-hosts (or none is pinned for this host and"
                 " port): add the server's key, as `ssh-keyscan -p PORT HOST` prints it, once checked")  # fmt: skip
@@ -265,9 +276,75 @@ def checkout(
     return dest, sha
 
 
+def refs(url: str, auth: Auth | None = None, *, token_from: str = _TOKEN_FROM) -> dict[str, str]:
+    """Every ref the remote ``url`` advertises (``HEAD``, ``refs/heads/…``, ``refs/tags/…``) → the commit it points at,
+    by one ``git ls-remote``: nothing is fetched. An annotated tag is the commit it points at (its peeled ``^{}``)."""
+    _refuse_password(url)
+    out = _run(["ls-remote", "--", url], auth, url=url, what="ls-remote", token_from=token_from).stdout
+    found: dict[str, str] = {}
+    peeled: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, name = line.partition("\t")
+        if name.endswith("^{}"):
+            peeled[name.removesuffix("^{}")] = sha
+        elif name:
+            found[name] = sha
+    return found | peeled
+
+
+_FETCHED = "refs/gitops-job/"  # where checkout_commit keeps what it fetched
+
+
+def checkout_commit(
+    url: str,
+    sha: str,
+    ref: str | None,
+    *,
+    dest: Path,
+    shallow: bool,
+    auth: Auth | None = None,
+    token_from: str = _TOKEN_FROM,
+) -> Path:
+    """``dest``, a working tree of ``url`` at commit ``sha`` (detached, cleaned): a clone kept there is fetched only
+    when it lacks ``sha``. ``ref`` (``refs/heads/main``, ``refs/tags/v1``) is what is fetched (the commit itself
+    when None); ``shallow``: depth 1 (a throwaway directory), else the ref's whole history (a cache)."""
+    _refuse_password(url)
+    if not (dest / ".git").is_dir():
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        _local(dest, "init", "--quiet")
+    depth = ["--depth", "1"] if shallow else []
+    if not has_commit(dest, sha):
+        want = f"+{ref}:{_FETCHED}{ref.removeprefix('refs/')}" if ref else sha  # never into a checked-out branch
+        _run(["-C", str(dest), "fetch", "--quiet", "--no-tags", *depth, "--", url, want], auth, url=url,
+             what="fetch", check=ref is not None, token_from=token_from)  # fmt: skip
+    if not has_commit(dest, sha):  # a commit below its branch's tip (or by id from a server that refuses that)
+        shallow_now = _git(dest, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
+        unshallow = ["--unshallow"] if shallow_now else []
+        every = [f"+refs/heads/*:{_FETCHED}heads/*", f"+refs/tags/*:{_FETCHED}tags/*"]
+        _run(
+            ["-C", str(dest), "fetch", "--quiet", *unshallow, "--", url, *every],
+            auth,
+            url=url,
+            what="fetch",
+            token_from=token_from,
+        )
+    if not has_commit(dest, sha):
+        raise SourceError(f"commit {sha} is not in the repository (nor reachable from its branches and tags)",
+                          where=redact(url))  # fmt: skip
+    _run(["-C", str(dest), "checkout", "--quiet", "--force", "--detach", sha], None, url=url, what="checkout")
+    _run(["-C", str(dest), "clean", "-ffdxq"], None, url=url, what="clean")
+    return dest
+
+
+def cache_name(url: str) -> str:
+    """A directory name for the cached clone of ``url``: one per repository (however its URL is written)."""
+    return hashlib.sha256(canonical_remote(url).encode()).hexdigest()[:16]
+
+
 def _cache(state_dir: Path, url: str) -> Path:
     """The state dir's clone of ``url``: one per repository (however its URL is written)."""
-    return state_dir / f"repo-{hashlib.sha256(canonical_remote(url).encode()).hexdigest()[:16]}"
+    return state_dir / f"repo-{cache_name(url)}"
 
 
 def cached_head(state_dir: Path, url: str) -> str | None:

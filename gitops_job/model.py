@@ -16,9 +16,12 @@ class Source:
     file: str
     line: int | None = None
     chart: str | None = None  # a remote Helm chart it was rendered from, as resolved: "podinfo 6.5.4 (https://…)"
+    #: Another repository ``file`` is in (a Flux GitRepository, at its commit): "GitRepository/ns/name@1a2b3c4d5e6f"
+    origin: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        where = f"{self.origin}:{where}" if self.origin else where
         return f"{where} in chart {self.chart}" if self.chart else where
 
 

@@ -128,13 +128,12 @@ def test_discovery_maps_fields_and_orders_by_depends_on(tmp_path: Path) -> None:
         ({"fancyNewField": 1}, "spec.fancyNewField is not a field gitops-job knows; ignored"),
         (
             {"sourceRef": {"kind": "OCIRepository", "name": "o"}},
-            "spec.sourceRef OCIRepository/flux-system/o: a OCIRepository source is not supported (only this Git "
-            "repository is read): this Kustomization is skipped",
+            "spec.sourceRef OCIRepository/flux-system/o: a OCIRepository source is not supported (only Git "
+            "repositories are read): vendor its manifests into a Git repository: this Kustomization is skipped",
         ),
         (
-            {"sourceRef": {"kind": "GitRepository", "name": "other"}},
-            "spec.sourceRef GitRepository/flux-system/other (clusters/c/other.yaml:1) is another repository "
-            "(git.example.com/other/repo), which is not fetched",
+            {"sourceRef": {"kind": "ExternalArtifact", "name": "e"}},
+            "spec.sourceRef ExternalArtifact/flux-system/e: a ExternalArtifact source is not supported",
         ),
     ],
 )

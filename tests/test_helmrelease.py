@@ -286,8 +286,8 @@ def test_a_chart_from_a_git_repository_path(tmp_path: Path) -> None:
     assert cm.body["data"] == {"greeting": "prod", "version": "0.3.0"}
     assert str(cm.source) == "charts/local/templates/configmap.yaml"
     assert rendered.chart == f"charts/local ({source})"
-    with pytest.raises(RenderError, match="has no checkout"):
-        run(git + "---\n" + hr(spec))
+    with pytest.raises(RenderError, match=r"host example\.com is not in sources\.allowHosts"):  # another repository
+        run(git + "---\n" + hr(spec))  # is cloned under the rules of sources (tests/test_flux_gitrepo.py)
 
 
 @pytest.fixture

@@ -86,6 +86,55 @@ class Written:
 
 
 @dataclass(frozen=True)
+class GitSource:
+    """A Flux ``GitRepository`` that is another repository: cloned at its ``spec.ref`` (docs/flux.md#sources)."""
+
+    ref: Ref
+    url: str
+    where: str  # its file:line
+    commit: str | None = None
+    name: str | None = None
+    semver: str | None = None
+    tag: str | None = None
+    branch: str | None = None
+
+
+#: What gitops-job does with each field of a GitRepository that is another repository (docs/flux.md#sources).
+GIT_FIELDS = frozenset({"url", "ref", "interval", "timeout", "suspend", "provider"})
+GIT_UNSUPPORTED = {
+    "secretRef": "not read (the Secret would have to be in git): credentials come from gitops.yaml "
+    "sources.credentials, by the URL",
+    "include": "the included repositories are not copied into this checkout",
+    "ignore": "not applied: every file of the checkout is read",
+    "recurseSubmodules": "submodules are not cloned",
+    "verify": "commit signatures are not verified",
+    "proxySecretRef": "not read: git connects directly",
+    "sparseCheckout": "the whole tree is checked out",
+}
+
+
+def git_source(body: Mapping[str, Any], ref: Ref, where: str, text: str = "") -> tuple[GitSource, list[str]]:
+    """A GitRepository as a :class:`GitSource`, and a warning for each field it has that is not honoured (each
+    naming ``file:line``: the field's own line when ``text``, the file's text, is given)."""
+    spec: Mapping[str, Any] = body.get("spec") or {}
+    raw = spec.get("ref") or {}
+    raw = raw if isinstance(raw, Mapping) else {}
+    file, _, line = where.rpartition(":")
+    doc = _Doc(body, file, int(line) if line.isdigit() else 1, text)
+    warnings = []
+    for key in spec:
+        if key in GIT_UNSUPPORTED:
+            warnings.append(f"warning: {doc.at(key)}: {ref}: spec.{key} is not supported: {GIT_UNSUPPORTED[key]}")
+        elif key == "provider" and spec[key] != "generic":
+            warnings.append(f"warning: {doc.at(key)}: {ref}: spec.provider {spec[key]} is not supported: "
+                            "git authenticates with sources.credentials")  # fmt: skip
+        elif key not in GIT_FIELDS:
+            warnings.append(f"warning: {doc.at(key)}: {ref}: spec.{key} is not a field gitops-job knows; ignored")
+    refs = {k: str(raw[k]) for k in ("commit", "name", "semver", "tag", "branch") if raw.get(k)}
+    return GitSource(ref, str(spec.get("url") or ""), where, **refs), warnings
+
+
+@dataclass(frozen=True)
 class FluxBuild:
     """What a Flux Kustomization adds to kustomize's build of its path (see :func:`overlay`)."""
 
@@ -102,6 +151,8 @@ class FluxBuild:
     #: in this stack may read: its chart's source, its valuesFrom), and the GitRepositories that are this repository.
     repository: tuple[Written, ...] = ()
     this_repository: tuple[Ref, ...] = ()
+    #: The Kustomization's source when it is another Git repository (its path is in that checkout); None: this one.
+    git: GitSource | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +307,8 @@ def discover(
             path = _path_of(doc)
             if path in walked or doc.body.get("spec", {}).get("suspend") is True:
                 continue
+            if _source_of(doc, ref, doc.body.get("spec") or {}, sources, this_repository)[1] is not None:
+                continue  # its path is in another repository's checkout: rendered there, not walked here
             walked.add(path)
             found = _directory_of(root, doc, ref)
             if found is not None:  # else: another source's path, or a problem its stack reports
@@ -349,11 +402,14 @@ def _stack(
         return None
     if not _DNS_LABEL.fullmatch(name):
         raise ConfigError(f"{ref}: the stack name {name!r} is not a DNS label", where=doc.where)
-    problem = _source_problem(doc, ref, spec, sources, this_repository)
+    problem, git = _source_of(doc, ref, spec, sources, this_repository)
     if problem:
         notes.append(f"warning: {doc.at('sourceRef')}: {ref}: {problem}: this Kustomization is skipped")
         return None
-    if _directory_of(root, doc, ref, strict=True) is None:
+    if git is not None:
+        found = sources[git.ref]
+        notes.extend(w for w in git_source(found.body, git.ref, found.where, found.text)[1] if w not in notes)
+    elif _directory_of(root, doc, ref, strict=True) is None:
         return None
     post = spec.get("postBuild") or {}
     substitute, cluster = _substitutions(doc, ref, post, values)
@@ -396,6 +452,7 @@ def _stack(
             force=spec.get("force") is True,
             cluster_values=cluster,
             health_checks=checks,
+            git=git,
         ),
         **extra,
     )
@@ -442,27 +499,30 @@ def _directory_of(root: Path, doc: _Doc, ref: Ref, *, strict: bool = False) -> P
     return found
 
 
-def _source_problem(
+def _source_of(
     doc: _Doc, ref: Ref, spec: Mapping[str, Any], sources: Mapping[Ref, _Doc], this_repository: str | None
-) -> str | None:
-    """Why the Kustomization's source is not this repository (None: it is): its sourceRef must be the bootstrap's
-    ``flux-system`` GitRepository (the one the sync Kustomization reads), or a GitRepository whose URL is this
-    checkout's remote. Other sources are not fetched (docs/flux.md)."""
+) -> tuple[str | None, GitSource | None]:
+    """The Kustomization's source: ``(None, None)`` for this repository — the bootstrap's ``flux-system``
+    GitRepository (the one the sync Kustomization reads), or a GitRepository whose URL is this checkout's remote;
+    ``(None, GitSource)`` for another Git repository (cloned when it renders); else ``(why it is not supported,
+    None)``."""
     raw = spec.get("sourceRef") or {}
     source = Ref(str(raw.get("kind") or "GitRepository"), str(raw.get("namespace") or ref.namespace),
                  str(raw.get("name") or ""))  # fmt: skip
-    if source.kind != "GitRepository":
-        return f"spec.sourceRef {source}: a {source.kind} source is not supported (only this Git repository is read)"
     found = sources.get(source)
+    if source.kind != "GitRepository":
+        at = f" ({found.where})" if found is not None else ""
+        return (f"spec.sourceRef {source}{at}: a {source.kind} source is not supported (only Git repositories are "
+                "read): vendor its manifests into a Git repository", None)  # fmt: skip
     if found is None:
         if source.name == ENTRY_STACK:
-            return None  # the bootstrap's own GitRepository: this repository, whether or not gotk-sync.yaml is here
-        return f"spec.sourceRef {source} is not in the Flux repository"
+            return None, None  # the bootstrap's own GitRepository: this repository, gotk-sync.yaml here or not
+        return f"spec.sourceRef {source} is not in the Flux repository", None
     if _is_this(source, found, this_repository):
-        return None
-    url = _url(found)
-    return (f"spec.sourceRef {source} ({found.where}) is another repository ({url}), which is not fetched: vendor its "
-            "manifests into this repository")  # fmt: skip
+        return None, None
+    if not (found.body.get("spec") or {}).get("url"):
+        return f"spec.sourceRef {source} ({found.where}) has no spec.url", None
+    return None, git_source(found.body, source, found.where)[0]
 
 
 def _url(doc: _Doc) -> str:

@@ -1,15 +1,18 @@
 """The ``sources:`` section of ``gitops.yaml`` — which hosts a run may fetch from (remote Helm charts: a stack's
-``chart:`` and a Flux HelmRelease's HelmRepository or OCIRepository) and the credentials for them — and a stack's
+``chart:`` and a Flux HelmRelease's HelmRepository or OCIRepository; a Flux GitRepository that is another
+repository) and the credentials for them — and a stack's
 ``chart:`` (a remote chart). One place for the allow-list, so a pull request can never point a fetch at an internal
 address the config does not name.
 
 Credentials follow the rule of :mod:`gitops_job.config.notifications`: a password is a reference (``{env: NAME}`` or
-``{file: PATH}``), never inline; it is read only when a chart is fetched.
+``{file: PATH}``), never inline; it is read only when a chart or a repository is fetched. An ssh remote's credential
+is a deploy key and the ``known_hosts`` that pins its server, by path.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,15 +22,22 @@ from gitops_job.config.notifications import SecretRef
 
 Problem = tuple[tuple[str | int, ...], str]
 SCHEMES = ("https", "http", "oci")
+CREDENTIAL_SCHEMES = (*SCHEMES, "ssh")
+# ``user@host:path`` (scp-like, as ssh remotes are written), not ``scheme://``
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?!//)")
 
 
 @dataclass(frozen=True)
 class Credential:
-    """Basic auth for every URL that starts with ``url`` (the longest such prefix wins)."""
+    """For every URL that starts with ``url`` (the longest such prefix wins): basic auth (``username``,
+    ``password``), or for ``ssh://`` an ssh deploy key (``identity_file``) and the ``known_hosts_file`` pinning the
+    server's host key."""
 
     url: str
-    username: str
-    password: SecretRef
+    username: str = ""
+    password: SecretRef | None = None
+    identity_file: str | None = None
+    known_hosts_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,11 +49,10 @@ class Sources:
 
     def allows(self, url: str) -> bool:
         """Whether ``url``'s host (with its port, when the entry names one) is on the allow-list."""
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
+        host, port = host_of(url)
         if not host:
             return False
-        with_port = f"{host}:{parts.port}" if parts.port else host
+        with_port = f"{host}:{port}" if port else host
         return any(fnmatch.fnmatchcase(with_port if ":" in e else host, e.lower()) for e in self.allow_hosts)
 
     def credential(self, url: str) -> Credential | None:
@@ -63,6 +72,19 @@ class RemoteChart:
     insecure: bool = False  # oci:// only: plain HTTP instead of HTTPS
 
 
+def host_of(url: str) -> tuple[str, int | None]:
+    """The host (lowercase) and port of ``url``: ``scheme://…`` or an scp-like ``user@host:path``; ``("", None)``
+    for a local path (never allowed)."""
+    if "://" in url:
+        parts = urlsplit(url)
+        try:
+            return (parts.hostname or "").lower(), parts.port
+        except ValueError:  # a port that is no number
+            return "", None
+    scp = _SCP_LIKE.match(url)
+    return (scp["host"].lower(), None) if scp and not url.startswith(("/", ".")) else ("", None)
+
+
 def _under(url: str, prefix: str) -> bool:
     url, prefix = url.rstrip("/"), prefix.rstrip("/")
     return url == prefix or url.startswith(prefix + "/")
@@ -75,9 +97,18 @@ def problems(data: Mapping[str, Any]) -> list[Problem]:
     section = data.get("sources") or {}
     for i, cred in enumerate(section.get("credentials", ())):
         at: tuple[str | int, ...] = ("sources", "credentials", i)
-        if urlsplit(cred["url"]).scheme not in SCHEMES:
-            found.append(((*at, "url"), f"expected an http(s):// or oci:// URL, got {cred['url']!r}"))
-        password = cred["password"]
+        scheme = urlsplit(cred["url"]).scheme
+        if scheme not in CREDENTIAL_SCHEMES:
+            found.append(((*at, "url"), f"expected an http(s)://, oci:// or ssh:// URL, got {cred['url']!r}"))
+        ssh = scheme == "ssh"
+        keys = ("identityFile", "knownHostsFile") if ssh else ("username", "password")
+        missing = [k for k in keys if k not in cred]
+        if missing:
+            how = "a deploy key and its server's known_hosts" if ssh else "basic auth"
+            found.append((at, f"a credential for {scheme or 'this'} URL is {how}: give {' and '.join(missing)}"))
+        password = cred.get("password")
+        if password is None:
+            continue
         if isinstance(password, str):
             found.append(
                 (
@@ -108,7 +139,13 @@ def sources(data: Mapping[str, Any]) -> Sources:
     return Sources(
         tuple(section.get("allowHosts", ())),
         tuple(
-            Credential(c["url"], c["username"], SecretRef(c["password"].get("env"), c["password"].get("file")))
+            Credential(
+                c["url"],
+                c.get("username", ""),
+                SecretRef(c["password"].get("env"), c["password"].get("file")) if "password" in c else None,
+                c.get("identityFile"),
+                c.get("knownHostsFile"),
+            )
             for c in section.get("credentials", ())
         ),
     )

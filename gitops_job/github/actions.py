@@ -134,7 +134,7 @@ def run_plan(
             selection = run_context.select(settings)
             target = selection.target.name
             # offline: the cluster is never contacted, and a fork's pull request fetches no remote chart
-            rendered = run_context.render(selection, settings.vars, fetch=not ctx.is_fork)
+            rendered = run_context.render(selection, settings.vars, fetch=not ctx.is_fork, on_note=settings.on_note)
             who = (
                 "comes from a fork, so it gets no cluster credentials"
                 if ctx.is_fork
@@ -143,9 +143,10 @@ def run_plan(
             )
             notice = (
                 f"This pull request {who}: gitops-job rendered and validated {len(rendered.objects)} objects in "
-                f"{len(selection.stacks)} stack(s) but did not compare them with the cluster. The plan against the "
+                f"{len(selection.stacks) - len(rendered.unfetched)} stack(s) but did not compare them with the "
+                "cluster. The plan against the "
                 "cluster appears when a maintainer's branch runs it."
-            )
+            ) + "".join(f"\n\nStack {name} is not planned: {why}" for name, why in rendered.unfetched.items())
         else:
             _, plan = pipeline.run_plan(settings, progress)
     except GitopsJobError as e:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gitops_job import git
 from gitops_job.config import load as cfg
+from gitops_job.config.flux import GitSource as FluxGitSource
 from gitops_job.errors import (
     ErrorGroup,
     GitopsJobError,
@@ -25,6 +26,8 @@ from gitops_job.reconcile.flux import with_cluster_values
 from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.results import Health
 from gitops_job.reconcile.validate import builtin_scopes, crd_scopes, validate
+from gitops_job.render import gitrepo
+from gitops_job.render.charts import ChartAccess
 from gitops_job.render.stack import render_stack
 
 
@@ -64,6 +67,11 @@ class Rendered:
     #: The target's other stacks as rendered to learn their Secrets (not validated; those that failed are absent):
     #: what a move between stacks is checked against without rendering them again.
     others: Mapping[str, Sequence[RenderedObject]] = field(default_factory=dict, compare=False)
+    #: Each Flux stack whose source is another Git repository: its checkout (the commit the plan shows).
+    checkouts: Mapping[str, gitrepo.Checkout] = field(default_factory=dict)
+    #: The stacks not rendered because their source is another repository and this run fetches nothing (a fork's
+    #: pull request), each with why: a stack that is not planned, said so.
+    unfetched: Mapping[str, str] = field(default_factory=dict)
 
 
 def select(settings: Settings) -> Selection:
@@ -99,7 +107,9 @@ def render(
 
     With ``kube``, a Flux stack's substitution values that only the cluster holds are read there first (their
     Secrets learned by ``masker``), each named to ``on_note``; offline, they are not read.
-    ``fetch`` False: no remote chart is fetched (a fork's pull request); a stack that needs one fails to render.
+    ``fetch`` False: no remote chart is fetched (a fork's pull request); a stack that needs one fails to render, and
+    a Flux stack whose source is another Git repository is not rendered (:attr:`Rendered.unfetched`, told to
+    ``on_note``). Otherwise such a stack's source is checked out first (:attr:`Rendered.checkouts`).
     """
     masker = masker if masker is not None else Masker()
     scopes: Callable[[str, str], bool | None] = builtin_scopes
@@ -112,15 +122,28 @@ def render(
 
     errors: list[GitopsJobError] = []
     per_stack: list[tuple[cfg.Stack, list[RenderedObject]]] = []
+    checkouts: dict[str, gitrepo.Checkout] = {}
+    unfetched: dict[str, str] = {}
+    access = ChartAccess(selection.config.sources, fetch)
     for selected in selection.stacks:
-        if done is not None and selected.name in done:
-            per_stack.append((selected, list(done[selected.name])))
+        flux = selected.flux
+        git_source = flux.git if flux is not None else None
+        if git_source is not None and not fetch:
+            unfetched[selected.name] = why = _not_fetched(selected, git_source)
+            if on_note is not None:
+                on_note(f"warning: {why}")
             continue
         try:
+            if git_source is not None:
+                what = str(flux.origin) if flux is not None else selected.name
+                checkouts[selected.name] = gitrepo.checkout(git_source, access, what=what)
+            if done is not None and selected.name in done:
+                per_stack.append((selected, list(done[selected.name])))
+                continue
             stack = _with_cluster_values(kube, selected, selection.target, masker, on_note)
             _learn_repository_secrets(stack, masker)
             per_stack.append((stack, render_stack(selection.config, stack, selection.target, variables, fetch=fetch,
-                                                  on_note=on_note)))  # fmt: skip
+                                                  on_note=on_note, checkout=checkouts.get(stack.name))))  # fmt: skip
         except GitopsJobError as e:
             errors.extend(e.errors if isinstance(e, ErrorGroup) else [e])
     masker.learn(o.body for _, rendered in per_stack for o in rendered)
@@ -141,7 +164,15 @@ def render(
     errors.extend(ownership.reserved(objects, selection.target.inventory_namespace))
     if errors:
         raise (errors[0] if len(errors) == 1 else ErrorGroup(errors)).scrubbed(masker.scrub)
-    return Rendered(selection, tuple(_owned(o, selection.target.name) for o in objects), masker, others)
+    owned = tuple(_owned(o, selection.target.name) for o in objects)
+    return Rendered(selection, owned, masker, others, checkouts, unfetched)
+
+
+def _not_fetched(stack: cfg.Stack, source: FluxGitSource) -> str:
+    where = stack.flux.source if stack.flux is not None else stack.name
+    return (f"{where}: stack {stack.name} is not planned: its source {source.ref} ({source.where}) is another "
+            f"repository, {git.redact(source.url)}, and this run fetches nothing (a fork's pull request); the plan "
+            "of a maintainer's branch plans it")  # fmt: skip
 
 
 def _with_cluster_values(

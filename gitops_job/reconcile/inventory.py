@@ -76,7 +76,7 @@ def _encode(inv: Inventory) -> dict[str, Any]:
         "runs": [
             {"revision": r.revision, "started": r.started, "finished": r.finished, "result": r.result,
              "counts": dict(r.counts), "message": r.message, "origin": r.origin.value}
-            | ({"drift": list(r.drift)} if r.drift else {})
+            | ({"drift": list(r.drift)} if r.drift else {}) | ({"source": r.source} if r.source else {})
             for r in inv.runs
         ],
     }  # fmt: skip
@@ -149,7 +149,8 @@ def _run(entry: Any) -> Run:
         raise ValueError(f"a run's result is {_short(entry['result'])}, not one of {', '.join(RunResult)}")
     return Run(str(entry["revision"]), str(entry["started"]), str(entry["finished"]), RunResult(entry["result"]),
                dict(entry.get("counts") or {}), str(entry.get("message") or ""),
-               Origin.read(entry.get("origin")), _lines(entry.get("drift") or []))  # fmt: skip
+               Origin.read(entry.get("origin")), _lines(entry.get("drift") or []),
+               str(entry.get("source") or ""))  # fmt: skip
 
 
 def _lines(value: Any) -> tuple[str, ...]:

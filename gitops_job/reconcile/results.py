@@ -112,6 +112,21 @@ class PlanFailure:
 
 
 @dataclass(frozen=True)
+class StackSource:
+    """Where a stack's manifests came from when it is not this repository: a Flux GitRepository, at a commit."""
+
+    stack: str
+    source: str  # GitRepository/namespace/name
+    url: str  # without credentials
+    ref: str  # what was resolved: "branch main", "tag v1.2.0 (semver ^1)"
+    revision: str  # the commit
+    label: str = ""  # GitRepository/ns/name@<12 digits>: what a run record and an object's source name it by
+
+    def __str__(self) -> str:
+        return f"{self.source} at {self.revision} ({self.ref} of {self.url})"
+
+
+@dataclass(frozen=True)
 class Plan:
     target: str
     entries: tuple[PlanEntry, ...]
@@ -129,6 +144,14 @@ class Plan:
     #: Each rendered object's health as the plan's LIST found it (reasons masked; kinds with a status only): where
     #: an in-sync stack's wait starts, so a run with nothing to write does not list what its plan just listed.
     health: Mapping[ObjectId, Health] = field(default_factory=dict, compare=False)
+    #: The planned stacks whose source is another Git repository, with the commit each was planned at.
+    sources: tuple[StackSource, ...] = ()
+    #: The stacks not planned because their source is another repository and the run fetched nothing (a fork's
+    #: pull request): stack → why.
+    unplanned: Mapping[str, str] = field(default_factory=dict)
+
+    def source_of(self, stack: str) -> StackSource | None:
+        return next((s for s in self.sources if s.stack == stack), None)
 
     @property
     def drifted(self) -> tuple[ObjectId, ...]:
@@ -263,6 +286,9 @@ class Run:
     #: The drift the run's plan found (:func:`findings_text`; only when it looked, as ``reconcile --drift correct``
     #: does): what the run corrected when it succeeded.
     drift: tuple[str, ...] = ()
+    #: The stack's source when it is another repository (:attr:`StackSource.label`): its commit, as ``revision`` is
+    #: this repository's.
+    source: str = ""
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ from gitops_job.reconcile.results import (
     Pruned,
     Run,
     StackRun,
+    StackSource,
     correctable,
     counts_of,
     fail_if_failed,
@@ -71,18 +72,31 @@ from gitops_job.reconcile.results import (
     stray_message,
 )
 from gitops_job.reconcile.wait import wait_for
+from gitops_job.render import gitrepo
 
 PLAN_FAILED = "could not be planned; nothing was written"
 
 
-def _merge(target: str, plans: Sequence[Plan], requests: Mapping[str, int]) -> Plan:
+def _merge(target: str, plans: Sequence[Plan], requests: Mapping[str, int], rendered: Rendered | None = None) -> Plan:
     entries = tuple(e for p in plans for e in p.entries)
     failures = tuple(f for p in plans for f in p.failures)
     strays = tuple(s for p in plans for s in p.strays)
     drift = tuple(f for p in plans for f in p.drift)
     checked = any(p.drift_checked for p in plans)
+    sources = tuple(stack_source(name, c) for name, c in (rendered.checkouts if rendered else {}).items())
+    unplanned = dict(rendered.unfetched) if rendered else {}
     return Plan(target, entries, failures, dict(requests), strays, tuple(s for p in plans for s in p.stacks), drift,
-                checked)  # fmt: skip
+                checked, sources=sources, unplanned=unplanned)  # fmt: skip
+
+
+def _source_label(ctx: _ApplyRun, stack: str) -> str:
+    checkout = ctx.rendered.checkouts.get(stack)
+    return checkout.label if checkout else ""
+
+
+def stack_source(stack: str, checkout: gitrepo.Checkout) -> StackSource:
+    """What the plan and the run record say about a stack's source that is another repository."""
+    return StackSource(stack, str(checkout.source.ref), checkout.url, checkout.ref, checkout.commit, checkout.label)
 
 
 def run_plan(settings: Settings, progress: Progress | None = None, *, drift: bool = False) -> tuple[Rendered, Plan]:
@@ -102,7 +116,7 @@ def run_plan(settings: Settings, progress: Progress | None = None, *, drift: boo
         at = git.revision(selection.config.root) if drift else None
         plans = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, holders=holders,
                              drift=drift, drift_revision=at)  # fmt: skip
-        return rendered, _merge(selection.target.name, plans, kube.requests)
+        return rendered, _merge(selection.target.name, plans, kube.requests, rendered)
 
 
 def _plan_stacks(
@@ -244,7 +258,7 @@ def _run_apply(settings: Settings, options: ApplyOptions, progress: Progress | N
         planned = _plan_stacks(kube, selection, rendered, masker, settings, progress, inventories, revision, holders,
                                drift=options.correct_drift, drift_revision=revision)  # fmt: skip
         plans = dict(zip(by_stack, planned, strict=True))
-        whole = _merge(target.name, planned, kube.requests)
+        whole = _merge(target.name, planned, kube.requests, rendered)
         fail_if_failed(PlanError, whole.failures, PLAN_FAILED)
         if options.review is not None:
             options.review(whole)  # e.g. compare with the plan reviewed on the pull request; may refuse
@@ -542,7 +556,8 @@ def _apply_stack(ctx: _ApplyRun, work: _StackWork) -> StackRun:
             result, error = RunResult.FAILED, masker.scrub(str(_staged(stage, e)))
         looked = stack_plan if stack_plan and stack_plan.drift_checked else work.plan  # what found the drift
         run = Run(revision, started, inventory.now(), result, counts_of(stack_plan, applied, pruned), error or "",
-                  options.origin or Origin.UNKNOWN, findings_text(looked.drift))  # fmt: skip
+                  options.origin or Origin.UNKNOWN, findings_text(looked.drift),
+                  _source_label(ctx, stack.name))  # fmt: skip
         final = dc_replace(inv, revision=revision if result is RunResult.SUCCEEDED else inv.revision,
                            off_git=options.off_git if result is RunResult.SUCCEEDED else inv.off_git,
                            ).with_run(run)  # fmt: skip

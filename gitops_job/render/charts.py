@@ -222,14 +222,15 @@ def _client(access: ChartAccess, url: str, where: str) -> chartrepo.Client:
 
     def auth(target: str) -> chartrepo.Basic | None:
         credential = access.sources.credential(target)
-        if credential is None:
+        if credential is None or credential.password is None:
             return None
-        return chartrepo.Basic(credential.url, credential.username, _secret(credential.password, where))
+        return chartrepo.Basic(credential.url, credential.username, secret(credential.password, where))
 
     return chartrepo.Client(access.sources.allows, auth)
 
 
-def _secret(ref: Any, where: str) -> str:
+def secret(ref: Any, where: str) -> str:
+    """The value of a ``sources.credentials`` password (``{env: NAME}`` or ``{file: PATH}``), read now."""
     if ref.env is not None:
         value = os.environ.get(ref.env)
         if value is None:

@@ -14,18 +14,18 @@ import json
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gitops_job.config import paths
-from gitops_job.config.flux import FluxBuild
+from gitops_job.config.flux import FluxBuild, Ref, git_source
 from gitops_job.config.load import Target
 from gitops_job.errors import RenderError
 from gitops_job.identity import ObjectId
 from gitops_job.model import ANNOTATION_SSA, RenderedObject, Source
-from gitops_job.render import charts, sandbox
+from gitops_job.render import charts, gitrepo, sandbox
 from gitops_job.render.documents import each, parse_objects
 from gitops_job.render.helm_template import Release, template
 from gitops_job.yamlio import load_documents
@@ -71,7 +71,8 @@ def render_helmrelease(
     and the ConfigMaps and Secrets its ``valuesFrom`` names); one without a namespace counts as in the
     HelmRelease's. ``access``: where remote charts may be fetched from (``sources`` of gitops.yaml; nothing on a
     fork's pull request). ``checkouts``: the local checkout of each GitRepository a chart may come from (this
-    repository's at the revision planned, another's cloned), by its ObjectId. The objects' stack is the
+    repository's at the revision planned), by its ObjectId; another is cloned (:func:`gitrepo.checkout`, with
+    ``access``'s rules) when a chart is read from it. The objects' stack is the
     HelmRelease's. Every problem is a RenderError at ``<file:line>: HelmRelease/<ns>/<name>``.
     """
     renderer = _Renderer(release, found, target, access, dict(checkouts or {}))
@@ -176,6 +177,7 @@ class _Renderer:
     target: Target
     access: charts.ChartAccess
     checkouts: dict[ObjectId, Path]
+    said: list[str] = field(default_factory=list)  # warnings about the sources it read (a GitRepository's fields)
 
     @property
     def where(self) -> str:
@@ -207,6 +209,7 @@ class _Renderer:
             values_file = Path(work) / "values.json"
             values_file.write_text(json.dumps(values), encoding="utf-8")
             objects, label = self._template(spec, release, namespace, install is not CrdPolicy.SKIP, values_file)
+        warnings += tuple(w.removeprefix("warning: ") for w in self.said)
         objects = self._crd_policy(objects, upgrade)
         objects = self._post_render(spec, objects)
         objects = [self._labelled(o, name, spec) for o in objects]
@@ -303,10 +306,16 @@ class _Renderer:
     def _git_chart(
         self, source: RenderedObject, name: str, files: list[str], make: Any
     ) -> tuple[list[RenderedObject], str]:
-        root = self.checkouts.get(self._id(source))
-        if root is None:
-            raise self.fail(f"{self._id(source)} has no checkout to read the chart {name!r} from (another repository "
-                            "is not fetched): vendor the chart into this repository")  # fmt: skip
+        oid = self._id(source)
+        root, label, origin = self.checkouts.get(oid), str(oid), None
+        if root is None:  # another repository: cloned at its ref, under the same rules as a Kustomization's source
+            spec, said = git_source(source.body, Ref(oid.kind, oid.namespace, oid.name), str(source.source))
+            self.said.extend(said)
+            if not spec.url:
+                raise self.fail(f"{oid} ({source.source}) has no spec.url to read the chart {name!r} from")
+            got = gitrepo.checkout(spec, self.access, what=str(self.release.id))
+            root, label = got.root, got.label
+            origin = label  # its objects' files are in that checkout
         root = paths.real(root)
         try:
             directory = paths.resolve(root, name)
@@ -318,8 +327,10 @@ class _Renderer:
         shown = directory.relative_to(root).as_posix()
         with sandbox.tree(root, [directory]) as tree:
             release = make(tree.path(directory), shown, [tree.path(v) for v in values], None)
-            label = f"{shown} ({self._id(source)})"
-            return template(release, stack=self.release.stack, where=self.where, tree=tree), label
+            objects = template(release, stack=self.release.stack, where=self.where, tree=tree)
+            if origin is not None:
+                objects = [replace(o, source=replace(o.source, origin=origin)) for o in objects]
+            return objects, f"{shown} ({label})"
 
     # --- values ------------------------------------------------------------------------------------------------------
 
@@ -460,6 +471,7 @@ def flux_releases(
     objects: Sequence[RenderedObject],
     flux: FluxBuild,
     root: Path,
+    checkout: Path | None = None,
     *,
     target: Target,
     access: charts.ChartAccess,
@@ -468,7 +480,8 @@ def flux_releases(
     """A Flux Kustomization's build (``objects``, of one stack) with each HelmRelease in it replaced by what it
     renders, in the same stack; a suspended one is skipped with a note. Its sources and valuesFrom are looked up
     among ``objects`` first, then among the Flux repository's (``flux.repository``, as written); a GitRepository
-    that is this repository (``flux.this_repository``) is the checkout at ``root``. Each release's warnings go to
+    that is this repository (``flux.this_repository``) is the checkout at ``root``, the Kustomization's own source
+    when another repository (``flux.git``) is ``checkout``, where the build was made. Each release's warnings go to
     ``on_note``. Every release is rendered before the first error is raised."""
     say = on_note or (lambda _: None)
     stack = objects[0].stack if objects else ""
@@ -477,6 +490,9 @@ def flux_releases(
     found = [*objects, *(RenderedObject(oid, dict(w.body), Source(w.file, w.line), stack) for oid, w in written.items()
                          if oid not in known)]  # fmt: skip
     checkouts = {ObjectId(SOURCE_GROUP, r.kind, r.namespace, r.name): root for r in flux.this_repository}
+    if flux.git is not None and checkout is not None:
+        g = flux.git.ref
+        checkouts[ObjectId(SOURCE_GROUP, g.kind, g.namespace, g.name)] = checkout
     releases = {o.id for o in objects if o.id.group == HELM_GROUP and o.id.kind == "HelmRelease"}
 
     def expand(obj: RenderedObject) -> list[RenderedObject]:

@@ -16,12 +16,14 @@ objects of stacks that ask for it (``substitute:``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from gitops_job.config import paths
 from gitops_job.config.load import RepoConfig, Stack, Target
-from gitops_job.errors import RenderError
+from gitops_job.errors import ErrorGroup, GitopsJobError, RenderError
 from gitops_job.model import RenderedObject
+from gitops_job.render import gitrepo
 from gitops_job.render.charts import ChartAccess
 from gitops_job.render.documents import Job, each, raise_all
 from gitops_job.render.helm import render_helm
@@ -39,6 +41,7 @@ def render_stack(
     *,
     fetch: bool = True,
     on_note: Callable[[str], None] | None = None,
+    checkout: gitrepo.Checkout | None = None,
 ) -> list[RenderedObject]:
     """Render one stack for one target, offline, in a deterministic order (sorted files, document order).
 
@@ -51,9 +54,35 @@ def render_stack(
 
     A Flux Kustomization's stack (``stack.flux``): after substitution, each HelmRelease in its build is rendered
     (:func:`~gitops_job.render.helmrelease.flux_releases`; its notes and warnings go to ``on_note``) and Flux's own
-    objects are left out.
+    objects are left out. One whose source is another Git repository (``stack.flux.git``) renders from its
+    ``checkout`` (:func:`gitrepo.checkout`, made here when not given): its path is in that checkout, and each object's
+    source and each error's ``where`` name the GitRepository and its commit.
     """
-    root = paths.real(config.root)
+    access = ChartAccess(config.sources, fetch)
+    if stack.flux is None or stack.flux.git is None:
+        return _render(config, paths.real(config.root), stack, target, extra_vars, access, on_note, None)
+    checkout = checkout or gitrepo.checkout(stack.flux.git, access, what=str(stack.flux.origin))
+    origin = checkout.label
+    try:
+        return _render(config, paths.real(checkout.root), stack, target, extra_vars, access, on_note, origin)
+    except GitopsJobError as e:
+        for error in e.errors if isinstance(e, ErrorGroup) else [e]:
+            error.where = f"{origin}:{error.where}" if error.where else origin
+        raise (ErrorGroup(e.errors) if isinstance(e, ErrorGroup) else e) from None
+
+
+def _render(
+    config: RepoConfig,
+    root: Path,
+    stack: Stack,
+    target: Target,
+    extra_vars: Mapping[str, str] | None,
+    access: ChartAccess,
+    on_note: Callable[[str], None] | None,
+    origin: str | None,
+) -> list[RenderedObject]:
+    """The stack rendered from ``root``: this repository's checkout, or (``origin``, ``GitRepository/ns/name@commit``,
+    set on each object's source) another repository's."""
     directory = _stack_directory(root, stack)
     renderer = detect_renderer(directory) if stack.render == "auto" else stack.render
     renderer = "helm" if stack.chart is not None else renderer
@@ -62,7 +91,6 @@ def render_stack(
     files, escapes = _walk(root, directory)
     raise_all(escapes)
     variables = {**target.vars, **stack.vars, **(extra_vars or {})}
-    access = ChartAccess(config.sources, fetch)
     objects = _RENDERERS[renderer](Job(root, directory, stack, target, variables, files, access))
     if stack.substitute is not None:
         values = {**target.vars, **stack.vars, **stack.substitute, **(extra_vars or {})}
@@ -70,7 +98,14 @@ def render_stack(
         objects = each(objects, lambda obj: [substitute(obj, texts)])
     if stack.flux is None:
         return objects
-    objects = flux_releases(objects, stack.flux, root, target=target, access=access, on_note=on_note)
+    objects = flux_releases(objects, stack.flux, paths.real(config.root), root, target=target, access=access,
+                            on_note=on_note)  # fmt: skip
+    if origin is not None:
+        objects = [replace(o, source=replace(o.source, origin=o.source.origin or origin)) for o in objects]
+        for o in objects:  # another repository's checkout is not walked for more Kustomizations
+            if o.id.kind == "Kustomization" and flux_own(o.body) and on_note is not None:
+                on_note(f"warning: {o.source}: {o.id} is in another repository's checkout (stack {stack.name}): it "
+                        "is not followed; point a Kustomization of this repository at its path instead")  # fmt: skip
     return [o for o in objects if not flux_own(o.body)]
 
 

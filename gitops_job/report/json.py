@@ -50,7 +50,10 @@ def to_json(plan: Plan) -> dict[str, Any]:
         ],
         "strays": [{"id": str(oid), "stack": stack} for stack, oid in plan.strays],
         "requests": dict(sorted(plan.requests.items())),
-    }
+        "sources": [{"stack": s.stack, "source": s.source, "url": s.url, "ref": s.ref, "revision": s.revision}
+                    for s in plan.sources],
+        "unplanned": [{"stack": stack, "reason": why} for stack, why in plan.unplanned.items()],
+    }  # fmt: skip
 
 
 def json_text(plan: Plan) -> str:

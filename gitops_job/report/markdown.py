@@ -75,7 +75,8 @@ def markdown(plan: Plan | None, page: Page | None = None) -> str:
     head += [printable(f"### {'❌ ' if failed else ''}gitops-job {page.title} · `{target}`"), ""]
     counts = page.counts or (counts_line(plan) if plan else "")
     head += [printable(f"**{counts}**"), ""] if counts else []
-    footer = [*page.footer, *_charts(plan), *([f"{page.digest_label} `{page.digest}`"] if page.digest else [])]
+    footer = [*page.footer, *_charts(plan), *_sources(plan),
+              *([f"{page.digest_label} `{page.digest}`"] if page.digest else [])]  # fmt: skip
     tail = ["---", printable("<sub>" + " · ".join(footer) + "</sub>")] if footer else []
     if page.digest:
         tail.append(printable(f"<!-- gitops-job:digest {page.digest} -->"))
@@ -165,6 +166,7 @@ def _warnings(plan: Plan) -> list[str]:
          " (see failures)"),
     ]  # fmt: skip
     lines = [f"> **{len(ids)} object(s) {what}:** {_listed(ids)}{after}" for what, ids, after in groups if ids]
+    lines += [f"> **stack {stack} is not planned:** {html_escape(why)}" for stack, why in plan.unplanned.items()]
     return ["> [!WARNING]", *printable("\n>\n".join(lines)).splitlines(), ""] if lines else []
 
 
@@ -226,7 +228,9 @@ def _budgeted(plan: Plan, page: Page, head: str, tail: str, room: int) -> str:
             continue
         counts = ", ".join(f"{sum(1 for e in mine if e.action is a)} to {a.value}" for a in ACTION_ORDER
                            if any(e.action is a for e in mine))  # fmt: skip
-        opening = f"<details>\n<summary><b>{html_escape(stack)}</b>: {counts}</summary>\n\n"
+        source = plan.source_of(stack)
+        at = f" ({html_escape(source.label)})" if source else ""
+        opening = f"<details>\n<summary><b>{html_escape(stack)}</b>{at}: {counts}</summary>\n\n"
         closing = "</details>\n"
         blocks: list[str] = []
         for e in mine:
@@ -255,6 +259,12 @@ def _charts(plan: Plan | None, shown: int = 10) -> list[str]:
     found = sorted({e.source.chart for e in plan.entries if e.source and e.source.chart}) if plan else []
     more = [f"{len(found) - shown} more charts"] if len(found) > shown else []
     return [f"chart {_code(c)}" for c in found[:shown]] + more
+
+
+def _sources(plan: Plan | None) -> list[str]:
+    """Each stack whose source is another repository, at the commit planned (footer parts)."""
+    return [f"stack {_code(s.stack)} from {_code(s.source)} at {_code(s.revision)} ({html_escape(s.ref)})"
+            for s in (plan.sources if plan else ())]  # fmt: skip
 
 
 def _code(s: str) -> str:

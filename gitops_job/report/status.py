@@ -116,7 +116,7 @@ def status_text(status: Status) -> str:
 def _run_json(r: Run) -> dict[str, Any]:
     return {"revision": r.revision, "started": r.started, "finished": r.finished, "result": r.result.value,
             "origin": r.origin.value, "counts": dict(r.counts), "message": r.message or None,
-            "drift": list(r.drift)}  # fmt: skip
+            "drift": list(r.drift), "source": r.source or None}  # fmt: skip
 
 
 def _state_counts(health: Mapping[ObjectId, Health]) -> dict[str, int]:

@@ -62,7 +62,10 @@ def text(plan: Plan, *, color: bool = False) -> str:
     out = [counts_line(plan), ""]
     for stack, mine in by_stack(plan):
         header = f"stack {stack}: {counts_line(_only(plan, stack))}"
-        out += [click.style(printable(header), bold=True) if color else printable(header), ""]
+        out.append(click.style(printable(header), bold=True) if color else printable(header))
+        source = plan.source_of(stack)
+        out += [printable(f"  source {source}")] if source else []
+        out.append("")
         for entry in mine:
             out.append(click.style(printable(heading(entry)), bold=True) if color else printable(heading(entry)))
             if entry.source:
@@ -76,6 +79,7 @@ def text(plan: Plan, *, color: bool = False) -> str:
     if plan.drift_checked:
         out += [printable(line) for line in drift_lines(plan)] + [""]
     out.extend(printable(f"warning: {stray_message(oid, stack)}") for stack, oid in plan.strays)
+    out.extend(printable(f"warning: {why}") for why in plan.unplanned.values())
     for failure in plan.failures:
         message = printable(f"error: plan: {failure}")
         out.append(click.style(message, fg="red") if color else message)
