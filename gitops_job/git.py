@@ -31,11 +31,20 @@ from gitops_job.errors import PushRejectedError, SourceError
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?!//)(?P<path>.+)$")
 
 
+def scp_like(url: str) -> tuple[str, str] | None:
+    """The host (lowercase) and path of an scp-like ssh remote ``[user@]host:path`` (git's rule: no ``://``, no
+    leading ``/`` or ``.``); None for any other URL or a local path."""
+    scp = _SCP_LIKE.match(url)
+    if "://" in url or scp is None or url.startswith(("/", ".")):
+        return None
+    return scp["host"].lower(), scp["path"]
+
+
 def is_ssh(url: str) -> bool:
     """Does git reach ``url`` over ssh (``ssh://…``, ``git+ssh://…`` or scp-like ``user@host:path``)?"""
     if "://" in url:
         return urlsplit(url).scheme in ("ssh", "git+ssh", "ssh+git")
-    return bool(_SCP_LIKE.match(url)) and not url.startswith(("/", "."))
+    return scp_like(url) is not None
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,13 +78,13 @@ def canonical_remote(url: str) -> str:
     are all ``github.com/o/r``; a local path stays a path. User, password, query and fragment are dropped.
     """
     url = url.strip()
-    scp = _SCP_LIKE.match(url)
+    scp = scp_like(url)
     if "://" in url:
         parts = urlsplit(url)
         host = (parts.netloc.rpartition("@")[2]).lower()  # drop user:password@
         name = f"{host}{parts.path}" if host else parts.path
-    elif scp and not url.startswith(("/", ".")):
-        name = f"{scp['host'].lower()}/{scp['path'].lstrip('/')}"
+    elif scp is not None:
+        name = f"{scp[0]}/{scp[1].lstrip('/')}"
     else:
         name = url
     name = name.rstrip("/")

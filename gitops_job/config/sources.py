@@ -12,19 +12,17 @@ is a deploy key and the ``known_hosts`` that pins its server, by path.
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from gitops_job.config.notifications import SecretRef
+from gitops_job.git import scp_like
 
 Problem = tuple[tuple[str | int, ...], str]
 SCHEMES = ("https", "http", "oci")
 CREDENTIAL_SCHEMES = (*SCHEMES, "ssh")
-# ``user@host:path`` (scp-like, as ssh remotes are written), not ``scheme://``
-_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?!//)")
 
 
 @dataclass(frozen=True)
@@ -81,8 +79,8 @@ def host_of(url: str) -> tuple[str, int | None]:
             return (parts.hostname or "").lower(), parts.port
         except ValueError:  # a port that is no number
             return "", None
-    scp = _SCP_LIKE.match(url)
-    return (scp["host"].lower(), None) if scp and not url.startswith(("/", ".")) else ("", None)
+    scp = scp_like(url)
+    return (scp[0], None) if scp is not None else ("", None)
 
 
 def _under(url: str, prefix: str) -> bool:
