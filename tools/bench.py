@@ -569,8 +569,9 @@ def run_bumps(repo: Path, host: str, names: list[str], newest: str, reps: int) -
         theirs.append(time.monotonic() - started)
         bumped()
     mine, floor_wall = statistics.median(ours), statistics.median(theirs)
-    print(f"  gitops-job images update, {len(names)} bumps in {len(names)} files, one commit (tags from the cache): "
-          f"{mine:.2f} s wall (runs: {', '.join(f'{t:.2f}' for t in ours)}), {rss / 1024:.0f} MiB peak RSS")
+    runs = ", ".join(f"{t:.2f}" for t in ours)
+    print(f"  gitops-job images update, {len(names)} bumps in {len(names)} files, one commit (tags from the cache):"
+          f" {mine:.2f} s wall (runs: {runs}), {rss / 1024:.0f} MiB peak RSS")  # fmt: skip
     print(f"  sed -i + git add + git commit of the same {len(names)} edits (the floor): {floor_wall:.2f} s wall (runs: "
           f"{', '.join(f'{t:.2f}' for t in theirs)})")  # fmt: skip
     return [

@@ -9,8 +9,9 @@ values files, in any document of a multi-document file.
 libyaml composes the text (no Python objects are built; the same parser ``setters`` verifies with) and says where
 each scalar starts and ends, in characters of the decoded text, so a marker is tied to the exact characters of its
 value, quotes included: ``setters`` changes those characters and nothing else. (ruamel.yaml's pure-Python composer
-took 7 ms a file, libyaml 0.25 ms: 100 marked files must bump within the issue's second.) A marker after something that is not a one-line scalar value (a key with a nested mapping, a block scalar,
-an alias) is an error naming ``file:line``.
+took 7 ms a file, libyaml 0.25 ms: 100 marked files must bump within the issue's second.) A marker after something
+that is not a one-line scalar value (a key with a nested mapping, a block scalar, an alias) is an error naming
+``file:line``.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ def find(text: str, file: str) -> tuple[Marker, ...]:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         suffix = f":{mark.line + 1}" if mark is not None else ""
         reason = getattr(e, "problem", None) or getattr(e, "context", None) or getattr(e, "reason", None) or e
-        raise ImageError(f"not valid YAML ({reason}); fix it before markers can be read", where=f"{file}{suffix}") from None
+        raise ImageError(
+            f"not valid YAML ({reason}); fix it before markers can be read", where=f"{file}{suffix}"
+        ) from None
     scalars = [s for i, doc in enumerate(documents) if doc is not None for s in _scalars(doc, i)]
     line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\n|\r", text)]
     ending: dict[int, list[_Scalar]] = {}
