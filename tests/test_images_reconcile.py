@@ -400,15 +400,28 @@ def test_a_rollback_of_a_bump_puts_the_cluster_back_and_git_says_why(
         assert bump != before
 
         git(work, "pull", "-q", "--ff-only", "origin", "main")
+        workload = f"Deployment/{namespace}/app"
         done = gitops_job(kubeconfig, "rollback", "s", "--to", before[:12], "--reason", "1.1.0 crashes on start",
                           "--user", "ana", "--repo", str(work))  # fmt: skip
         assert f"stack s: rollback to {before[:12]} committed as " in done.stdout, done.stdout + done.stderr
+        assert f"{workload}: locked in the same commit, so that image automation does not bump" in done.stdout
         rollback = git(bare, "rev-parse", "main").strip()
         assert git(bare, "rev-parse", "main^").strip() == bump  # history moves forward
         message = git(bare, "log", "-1", "--format=%B", "main")
         assert message.startswith(f"rollback stack s to {before[:12]}: 1.1.0 crashes on start\n\nRolled back by ana")
+        assert f"{workload} is locked (fluxcd.io/locked) so that image automation does not bump its image" in message
+        restored = git(bare, "show", "main:s/deploy.yaml")
+        assert restored == _deployment(namespace, f"{repo}:1.0.0").replace(
+            "  namespace: " + namespace + "\n",
+            f'  namespace: {namespace}\n  annotations:\n    fluxcd.io/locked: "true"\n'
+            f'    fluxcd.io/locked_msg: "rollback to {before[:12]}: 1.1.0 crashes on start"\n'
+            '    fluxcd.io/locked_user: "ana"\n',
+        ), restored
 
-        scheduled = gitops_job(kubeconfig, *args)  # the next scheduled run applies the rollback commit
-        assert image() == f"{repo}:1.0.0", scheduled.stdout + scheduled.stderr
+        for _ in range(2):  # the next scheduled run applies the rollback; neither it nor the following one bumps
+            scheduled = gitops_job(kubeconfig, *args)
+            assert image() == f"{repo}:1.0.0", scheduled.stdout + scheduled.stderr
+            assert f"apps:app not updated (locked: {workload} is locked by ana: rollback to" in scheduled.stderr
+            assert git(bare, "rev-parse", "main").strip() == rollback, git(bare, "log", "--oneline", "-3", "main")
         history = gitops_job(kubeconfig, "history", "s", "--repo", str(work)).stdout
         assert rollback[:12] in history, history
