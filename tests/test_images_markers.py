@@ -68,6 +68,16 @@ def found(text: str) -> list[tuple[int, int, str, str, Style, str, Part]]:
             [(3, 8, "x:1", "x:1", Style.PLAIN, "ns:p", Part.IMAGE)],
             id="crlf-second-document",
         ),
+        pytest.param(
+            '# café\nname: "Zoë €"\nimage: x:1 # {"$imagepolicy": "ns:p"}\n',
+            [(3, 8, "x:1", "x:1", Style.PLAIN, "ns:p", Part.IMAGE)],
+            id="non-ascii-before-it-counts-characters",
+        ),
+        pytest.param(
+            '---\n---\n# nothing\n---\nimage: x:1 # {"$imagepolicy": "ns:p"}\n',
+            [(5, 8, "x:1", "x:1", Style.PLAIN, "ns:p", Part.IMAGE)],
+            id="empty-documents-before-it",
+        ),
     ],
 )
 def test_find(text: str, expected: list[tuple[int, int, str, str, Style, str, Part]]) -> None:

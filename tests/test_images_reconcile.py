@@ -339,3 +339,89 @@ def test_a_flux_v1_automated_workload_is_bumped_until_locked_and_workloads_says_
     assert f"{workload} (app) 1.0.1 → 1.0.2" in freed.stderr, freed.stderr
     gitops_job(kubeconfig, *args)
     assert image() == f"{repo}:1.0.2"
+
+
+def test_a_locked_workload_keeps_its_image_and_workloads_shows_who_locked_it_and_why(
+    kubeconfig: Path, namespace: str, tmp_path: Path, registry: RegistryServer, image: Callable[[], str]
+) -> None:
+    repo = f"{registry.host}/apps/app"
+    pusher = registry.pusher()
+    pusher.push("apps/app", ["1.0.0"])
+    bare, work = _served(tmp_path, _gitops(namespace, repo), namespace, f"{repo}:1.0.0")
+    git(work, "remote", "add", "origin", str(bare))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    with http_git_server(bare.parent, token=TOKEN) as server:
+        args = ["reconcile", "--repo", server.url(), "--token-file", str(token_file), "--state-dir",
+                str(tmp_path / "state"), "--no-wait"]  # fmt: skip
+        gitops_job(kubeconfig, *args)
+        assert image() == f"{repo}:1.0.0"
+        workload = f"Deployment/{namespace}/app"
+        locked = gitops_job(kubeconfig, "lock", workload, "--reason", "1.1 leaks memory", "--user", "ana",
+                            "--repo", str(work))  # fmt: skip
+        assert f"{workload}: locked" in locked.stdout and f"pushed to {bare} main" in locked.stdout
+        lock = git(bare, "rev-parse", "main").strip()
+
+        pusher.push("apps/app", ["1.1.0"])  # a newer tag the policy would take
+        for _ in range(2):  # the run that applies the lock, then the next: neither takes the tag
+            run = gitops_job(kubeconfig, *args)
+            why = f"apps:app not updated (locked: {workload} is locked by ana: 1.1 leaks memory)"
+            assert why in run.stderr, run.stderr
+            assert git(bare, "rev-parse", "main").strip() == lock, "a bump was committed over the lock"
+            assert image() == f"{repo}:1.0.0"
+    listed = gitops_job(kubeconfig, "workloads", "--repo", str(work)).stdout
+    row = next(line for line in listed.splitlines() if line.startswith(workload))
+    assert f"{repo}:1.0.0" in row and row.endswith("yes (by ana: 1.1 leaks memory)"), listed
+    shown = json.loads(gitops_job(kubeconfig, "workloads", "--repo", str(work), "-o", "json").stdout)
+    app = next(w for w in shown["workloads"] if w["id"] == workload)
+    assert app["locked"] == {"reason": "1.1 leaks memory", "user": "ana"}
+
+
+def test_a_rollback_of_a_bump_puts_the_cluster_back_and_git_says_why(
+    kubeconfig: Path, namespace: str, tmp_path: Path, registry: RegistryServer, image: Callable[[], str]
+) -> None:
+    repo = f"{registry.host}/apps/app"
+    pusher = registry.pusher()
+    pusher.push("apps/app", ["1.0.0"])
+    bare, work = _served(tmp_path, _gitops(namespace, repo), namespace, f"{repo}:1.0.0")
+    git(work, "remote", "add", "origin", str(bare))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    with http_git_server(bare.parent, token=TOKEN) as server:
+        args = ["reconcile", "--repo", server.url(), "--token-file", str(token_file), "--state-dir",
+                str(tmp_path / "state"), "--no-wait"]  # fmt: skip
+        gitops_job(kubeconfig, *args)
+        before = git(bare, "rev-parse", "main").strip()
+        pusher.push("apps/app", ["1.1.0"])
+        gitops_job(kubeconfig, *args)  # commits the bump
+        gitops_job(kubeconfig, *args)  # applies it
+        assert image() == f"{repo}:1.1.0"
+        bump = git(bare, "rev-parse", "main").strip()
+        assert bump != before
+
+        git(work, "pull", "-q", "--ff-only", "origin", "main")
+        workload = f"Deployment/{namespace}/app"
+        done = gitops_job(kubeconfig, "rollback", "s", "--to", before[:12], "--reason", "1.1.0 crashes on start",
+                          "--user", "ana", "--repo", str(work))  # fmt: skip
+        assert f"stack s: rollback to {before[:12]} committed as " in done.stdout, done.stdout + done.stderr
+        assert f"{workload}: locked in the same commit, so that image automation does not bump" in done.stdout
+        rollback = git(bare, "rev-parse", "main").strip()
+        assert git(bare, "rev-parse", "main^").strip() == bump  # history moves forward
+        message = git(bare, "log", "-1", "--format=%B", "main")
+        assert message.startswith(f"rollback stack s to {before[:12]}: 1.1.0 crashes on start\n\nRolled back by ana")
+        assert f"{workload} is locked (fluxcd.io/locked) so that image automation does not bump its image" in message
+        restored = git(bare, "show", "main:s/deploy.yaml")
+        assert restored == _deployment(namespace, f"{repo}:1.0.0").replace(
+            "  namespace: " + namespace + "\n",
+            f'  namespace: {namespace}\n  annotations:\n    fluxcd.io/locked: "true"\n'
+            f'    fluxcd.io/locked_msg: "rollback to {before[:12]}: 1.1.0 crashes on start"\n'
+            '    fluxcd.io/locked_user: "ana"\n',
+        ), restored
+
+        for _ in range(2):  # the next scheduled run applies the rollback; neither it nor the following one bumps
+            scheduled = gitops_job(kubeconfig, *args)
+            assert image() == f"{repo}:1.0.0", scheduled.stdout + scheduled.stderr
+            assert f"apps:app not updated (locked: {workload} is locked by ana: rollback to" in scheduled.stderr
+            assert git(bare, "rev-parse", "main").strip() == rollback, git(bare, "log", "--oneline", "-3", "main")
+        history = gitops_job(kubeconfig, "history", "s", "--repo", str(work)).stdout
+        assert rollback[:12] in history, history

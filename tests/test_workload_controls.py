@@ -19,6 +19,7 @@ from gitops_job.images import annotations as v1
 from gitops_job.images.policy import select
 from gitops_job.model import RenderedObject, Source
 from gitops_job.reconcile import inventory
+from gitops_job.reconcile.controls import _lock_put_back
 from gitops_job.reconcile.results import Hold
 from gitops_job.reconcile.run import ApplyOptions, held_by
 from gitops_job.report.workloads import images_text
@@ -334,6 +335,51 @@ def test_held_by(
     options = ApplyOptions(off_git=Hold("x", "y", "T", REV_A, REV_B) if emergency else None)
     got = held_by(inv, revision, options)
     assert (got is None) if held is None else (got is not None and held in got)
+
+
+_MARKED = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: apps
+spec:
+  template:
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:{tag} # {{"$imagepolicy": "apps:web"}}
+"""
+_KUSTOMIZATION = 'images:\n  - name: web\n    newTag: "{tag}" # {{"$imagepolicy": "apps:web:tag"}}\n'
+_LOCKED = _MARKED.replace("  namespace: apps\n", '  namespace: apps\n  annotations:\n    fluxcd.io/locked: "true"\n')
+
+
+@pytest.mark.parametrize(
+    ("now", "restored", "locked"),
+    [
+        pytest.param(_MARKED.format(tag="1.1.0"), _MARKED.format(tag="1.0.0"), ["Deployment/apps/web"], id="put-back"),
+        pytest.param(_MARKED.format(tag="1.0.0"), _MARKED.format(tag="1.0.0") + "# x\n", [], id="same-image"),
+        pytest.param(_LOCKED.format(tag="1.1.0"), _LOCKED.format(tag="1.0.0"), [], id="already-locked"),
+        pytest.param(_KUSTOMIZATION.format(tag="1.1.0"), _KUSTOMIZATION.format(tag="1.0.0"), [], id="no-workload"),
+    ],
+)  # fmt: skip
+def test_a_rollback_locks_the_workloads_whose_marked_image_it_puts_back(
+    now: str, restored: str, locked: list[str]
+) -> None:
+    changes: dict[str, bytes | None] = {"app/web.yaml": restored.encode()}
+    got = _lock_put_back(changes, {"app/web.yaml": now.encode()}, "rollback to 4d5bbfb0a1b2: 1.1 crashes", "ana")
+    assert [str(w) for w in got] == locked
+    if not locked:
+        assert changes == {"app/web.yaml": restored.encode()}  # nothing else is touched
+        return
+    assert (
+        changes["app/web.yaml"]
+        == restored.replace(
+            "  namespace: apps\n",
+            '  namespace: apps\n  annotations:\n    fluxcd.io/locked: "true"\n'
+            '    fluxcd.io/locked_msg: "rollback to 4d5bbfb0a1b2: 1.1 crashes"\n    fluxcd.io/locked_user: "ana"\n',
+        ).encode()
+    )
 
 
 def test_images_list_orders_the_tags_and_names_a_running_tag_the_registry_lacks() -> None:

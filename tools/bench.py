@@ -22,8 +22,10 @@ them, ownership labels included), then times:
 
   images (issue 15): 100 repositories x 500 tags pushed to Debian's docker-registry on loopback (tests/registries.py);
       the whole process of a scan (tools/bench_scan.py: every tag list in parallel, no cache, a semver choice per
-      repository) against `skopeo list-tags` run once per repository, one after another (a naive loop); and
-      `images.policy.select` over 10,000 tags in process. Needs no cluster.
+      repository) against `skopeo list-tags` run once per repository, one after another (a naive loop);
+      `images.policy.select` over 10,000 tags in process (median of 11); and 100 image bumps across 100 files as
+      one commit: the whole process of `gitops-job images update` (tag lists from its state dir's cache) against
+      `sed -i` + `git add` + `git commit` of the same edits. Needs no cluster; prints the load average.
 
 Prints wall time (median), peak RSS and requests per object for each tool, each ratio on its own line, and for
 apply the write requests each tool sent, counted in the API server's audit log.
@@ -448,6 +450,11 @@ def run_stacks(
     return 0
 
 
+def load() -> str:
+    """The load average, printed beside figures measured on a machine shared with other work."""
+    return "load average {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
+
+
 IMAGES_SCAN = 2.0  # seconds: the whole process, 100 repositories x 500 tags, chosen by semver
 IMAGES_RATIO = 5.0  # skopeo list-tags once per repository / the scan
 SELECT_10K = 0.050  # seconds: images.policy.select over 10,000 tags
@@ -466,7 +473,7 @@ def run_images(tmp: Path, repos: int, tags: int, reps: int) -> int:
         started = time.monotonic()
         server.pusher().push_many(dict.fromkeys(names, versions), workers=16)
         print(f"images: {repos} repositories x {tags} tags pushed to docker-registry (HTTP API) in "
-              f"{time.monotonic() - started:.1f} s; {reps} repetitions, medians")  # fmt: skip
+              f"{time.monotonic() - started:.1f} s; {reps} repetitions, medians; {load()}")  # fmt: skip
         env = {**os.environ}
         scan = [sys.executable, str(ROOT / "tools" / "bench_scan.py"), server.host, *names]
         skopeo = [["skopeo", "list-tags", "--tls-verify=false", f"docker://{server.host}/{name}"] for name in names]
@@ -478,6 +485,7 @@ def run_images(tmp: Path, repos: int, tags: int, reps: int) -> int:
             for cmd in skopeo:
                 measure(cmd, env, ok)
             loops.append(time.monotonic() - started)
+        bumps = run_bumps(tmp / "bumps", server.host, names, versions[tags - 3], reps)
     ours, theirs = statistics.median(r[0] for r in runs), statistics.median(loops)
     doc = json.loads(runs[-1][2])
     print(f"  gitops-job scan (tools/bench_scan.py): {ours:.2f} s wall (runs: "
@@ -493,14 +501,92 @@ def run_images(tmp: Path, repos: int, tags: int, reps: int) -> int:
         started = time.perf_counter()
         select(policy, many)
         timings.append(time.perf_counter() - started)
+    print(f"  ({load()} at the end)")
     print("\n".join([
         verdict(f"images: scan {repos} x {tags} tags + semver choice, whole process", ours, IMAGES_SCAN, " s"),
         verdict("images: ratio skopeo list-tags per repository / gitops-job scan", theirs / ours, IMAGES_RATIO, "x",
                 at_least=True),
         verdict("images: selection over 10,000 tags (semver)", statistics.median(timings) * 1000, SELECT_10K * 1000,
                 " ms"),
+        *bumps,
     ]))  # fmt: skip
     return 0
+
+
+BUMPS_COMMIT = 1.0  # seconds: 100 image bumps across 100 files as one commit
+
+
+def run_bumps(repo: Path, host: str, names: list[str], newest: str, reps: int) -> list[str]:
+    """The row "100 image bumps across 100 files, one commit": a checkout of one file per repository of the
+    registry, each with a ``$imagepolicy`` marker at 1.0.0 naming its own semver policy, bumped by the whole process
+    of ``gitops-job images update`` — the real update path: scan, choose, setters with their verification, one
+    ``git commit`` — with each policy's tag list already known (served from the state dir's cache, fetched by a
+    ``--dry-run`` first and fresh within ``scanInterval``: no registry request is timed). Against it, in the same
+    run and interleaved: the floor, ``sed -i`` of the same 100 values, ``git add`` and ``git commit``. Each
+    repetition starts from the same commit. Prints its lines and returns the verdict lines."""
+    policies = "".join(
+        f"    - {{name: {name.rsplit('/', 1)[1]}, namespace: apps, repository: {host}/{name},"
+        f' policy: {{semver: {{range: ">=1.0.0"}}}}}}\n'
+        for name in names
+    )
+    files = {
+        "gitops.yaml": "targets:\n  - name: t\nstacks:\n  - name: apps\n    path: apps\nimages:\n  scanInterval: 1h\n"
+        "  automation: {author: {name: Bench, email: bench@example.com}}\n  policies:\n" + policies
+    }
+    for name in names:
+        app = name.rsplit("/", 1)[1]
+        files[f"apps/{app}.yaml"] = (
+            f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\n  namespace: apps\nspec:\n"
+            f"  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n"
+            f"    spec:\n      containers:\n        - name: {app}\n          image: {host}/{name}:1.0.0"
+            f' # {{"$imagepolicy": "apps:{app}"}}\n          ports: [{{containerPort: 8080}}]\n'
+        )
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    who = ["-c", "user.name=Bench", "-c", "user.email=bench@example.com"]
+    sh = lambda *args: subprocess.run(["git", "-C", str(repo), *who, *args], check=True, capture_output=True)  # noqa: E731
+    sh("init", "-q", "-b", "main")
+    sh("add", "-A")
+    sh("commit", "-q", "-m", "base")
+    base = sh("rev-parse", "HEAD").stdout.strip()
+    state = repo.parent / "bumps-state"
+    gitops_job = str(Path(sys.executable).parent / "gitops-job")
+    update = [gitops_job, "images", "update", "--repo", str(repo), "--state-dir", str(state)]
+    env = {**os.environ}
+    measure([*update, "--dry-run"], env, lambda code: code == 3)  # the tag lists into the cache; bytecode written
+    sed = ["sed", "-i", f"s|:1.0.0 # |:{newest} # |", *(str(repo / f) for f in sorted(files) if f != "gitops.yaml")]
+    floor = [sed, ["git", "-C", str(repo), "add", "--", "apps"],
+             ["git", "-C", str(repo), *who, "commit", "-q", "-m", "images: 100 bumps", "--", "apps"]]  # fmt: skip
+
+    def bumped() -> None:
+        changed = sh("diff", "--name-only", base, "HEAD").stdout.decode().split()
+        assert len(changed) == len(names) and sh("rev-parse", "HEAD^").stdout.strip() == base, changed
+        assert f":{newest} #" in (repo / f"apps/{names[0].rsplit('/', 1)[1]}.yaml").read_text()
+        sh("reset", "-q", "--hard", base)
+
+    ours, theirs, rss = [], [], 0
+    for _ in range(reps):
+        wall, peak, _ = measure(update, env, lambda code: code == 0)
+        bumped()
+        ours.append(wall)
+        rss = max(rss, peak)
+        started = time.monotonic()
+        for cmd in floor:
+            measure(cmd, env, lambda code: code == 0)
+        theirs.append(time.monotonic() - started)
+        bumped()
+    mine, floor_wall = statistics.median(ours), statistics.median(theirs)
+    runs = ", ".join(f"{t:.2f}" for t in ours)
+    print(f"  gitops-job images update, {len(names)} bumps in {len(names)} files, one commit (tags from the cache):"
+          f" {mine:.2f} s wall (runs: {runs}), {rss / 1024:.0f} MiB peak RSS")  # fmt: skip
+    print(f"  sed -i + git add + git commit of the same {len(names)} edits (the floor): {floor_wall:.2f} s wall (runs: "
+          f"{', '.join(f'{t:.2f}' for t in theirs)})")  # fmt: skip
+    return [
+        verdict(f"images: {len(names)} bumps across {len(names)} files, one commit, whole process", mine,
+                BUMPS_COMMIT, " s"),
+        f"  images: ratio gitops-job images update / sed -i + git commit = {mine / floor_wall:.1f}x",
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

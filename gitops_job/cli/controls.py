@@ -155,6 +155,9 @@ def rollback_cmd(
         say(f"stack {stack}: rollback to {done.revision[:12]} committed as {done.commit[:12]}{where}"
             f" ({len(done.files)} file(s))" + ("" if reconcile_now else "; the next run applies it"),
             err=output == "json")  # fmt: skip
+        for w in done.locked:
+            say(f"{w}: locked in the same commit, so that image automation does not bump its image again;"
+                f" `gitops-job unlock {w}` hands it back", err=output == "json")  # fmt: skip
     if done.applied is not None and not done.applied.ok:
         from gitops_job.errors import ApplyError
 

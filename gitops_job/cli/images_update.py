@@ -28,7 +28,8 @@ def _checkout_options(f: Any) -> Any:
                      "(credentials: {secret: ...}).  [default: the first in gitops.yaml]"),
         click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file, for credentials from a Secret."),
         click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="A directory kept between runs: tag lists are cached there.  [default: no cache]"),
+                     help="A directory kept between runs: tag lists are cached there, and a gitops.yaml already "
+                     "checked against the schema is not checked again.  [default: no cache]"),
     ]):  # fmt: skip
         f = option(f)
     return f
@@ -61,14 +62,16 @@ def update_cmd(repo: Path, config_file: Path | None, target: str | None, kubecon
     1 an error (a marker naming an undeclared policy, a bad range, a marker that is not after
     a scalar: each named by file:line).
     """
+    from gitops_job import memo
     from gitops_job.images import update  # here: `images --help` needs none of it
     from gitops_job.reconcile.context import Settings
     from gitops_job.reconcile.workloads import releases
 
-    config = load_config(repo, config_file)
+    with memo.kept(state_dir):  # a gitops.yaml that passed the schema in an earlier run is not checked again
+        config = load_config(repo, config_file)
+        released = releases(Settings(repo=repo, config_file=config_file, target=target, kubeconfig=kubeconfig))
     registry_for = update.registries(config.images, state_dir=state_dir, secret=secret_reader(config, target,
                                                                                                kubeconfig))  # fmt: skip
-    released = releases(Settings(repo=repo, config_file=config_file, target=target, kubeconfig=kubeconfig))
     if dry_run:
         change = update.plan(config.root, config.images, registry_for, released)
         outcome = update.Outcome(change)

@@ -15,13 +15,13 @@ import click
 from gitops_job.config.load import RepoConfig
 from gitops_job.config.load import target as target_of
 from gitops_job.errors import BranchError, GitopsJobError
-from gitops_job.reconcile import context
-from gitops_job.reconcile.results import ApplyResult
 from gitops_job.report.text import printable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a command that runs no stack (`images update`) does not import the reconcile engine
     from gitops_job.github import actions
     from gitops_job.github.client import ActionsContext
+    from gitops_job.reconcile import context
+    from gitops_job.reconcile.results import ApplyResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -194,6 +194,8 @@ def push_metrics(
 
 
 def settings_of(**kw: Any) -> context.Settings:
+    from gitops_job.reconcile import context
+
     return context.Settings(
         repo=kw["repo"],
         config_file=kw["config_file"],

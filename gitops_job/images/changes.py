@@ -15,13 +15,15 @@ import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
+from typing import Any
 
 from gitops_job.config.images import Automation, ImagePolicy, Images
 from gitops_job.errors import ErrorGroup, ImageError
+from gitops_job.images import setters
 from gitops_job.images.annotate import locate
 from gitops_job.images.annotations import Container, Ignore, WorkloadControls
 from gitops_job.images.markers import Marker, Part
-from gitops_job.images.setters import set_values
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,11 @@ class Scanned:
     file: str
     data: bytes
     markers: tuple[Marker, ...]
+
+    @cached_property
+    def documents(self) -> list[Any]:
+        """The file's documents (libyaml), read once: by the lock check and by the setter's verification."""
+        return setters.documents(self.data)
 
 
 @dataclass(frozen=True)
@@ -155,8 +162,10 @@ def compute(
                 grouped.setdefault(key, [])
                 if s.file not in grouped[key]:
                     grouped[key].append(s.file)
-        new = set_values(s.data, s.markers, values)
-        if new is not s.data and new != s.data:
+        if values == [m.value for m in s.markers]:
+            continue
+        new = setters.set_values(s.data, s.markers, values, s.documents)
+        if new != s.data:
             files[s.file], before[s.file] = new, s.data
     updates = tuple(Update(p, repo, old, new, tuple(fs)) for (p, repo, old, new), fs in grouped.items())
     return ChangeSet(files, before, updates, tuple(skipped), tuple(names))
@@ -216,7 +225,7 @@ def release(
         mark = locate(data, file, w.id, c.path, w.source.line)
         if (file, mark.line) in marked:
             continue  # a $imagepolicy marker on the same line sets it
-        new = set_values(data, [mark], [image])
+        new = setters.set_values(data, [mark], [image])
         if new == data:
             continue
         before.setdefault(file, data)

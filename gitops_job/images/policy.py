@@ -34,8 +34,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from gitops_job.errors import ImageError
@@ -107,13 +108,13 @@ def _pre_key(pre: str) -> tuple[Any, ...]:
 def parse_version(text: str) -> Version | None:
     """``text`` as Masterminds/semver v3's ``NewVersion`` reads it (loose: ``1``, ``1.2``, ``v1.2.3``, leading zeros
     coerced), or None."""
-    if text.count(".") == 2 and text.isascii() and text.replace(".", "").isdigit():  # the common 1.2.3: no regex
-        g_major, g_minor, g_patch = text.split(".")
-        if g_major and g_minor and g_patch:
-            major, minor, patch = int(g_major), int(g_minor), int(g_patch)
-            if major < _UINT64 and minor < _UINT64 and patch < _UINT64:
+    if text.isascii() and text.replace(".", "", 2).isdigit():  # the common 1.2.3 (or 1.2, 1): no regex
+        parts = text.split(".")
+        if len(parts) == 3 and len(text) <= 21:  # 17 digits at most a part: each is below 2**64, nothing to check
+            g_major, g_minor, g_patch = parts
+            if g_major and g_minor and g_patch:
+                major, minor, patch = int(g_major), int(g_minor), int(g_patch)
                 return Version(major, minor, patch, "", "", text, (major, minor, patch, 1, ()))
-            return None
     m = _LOOSE_VERSION.fullmatch(text)
     if m is None:
         return None
@@ -528,13 +529,29 @@ class Candidate(NamedTuple):
 
 @dataclass(frozen=True)
 class Selection:
-    """What ``select`` decided: the winning tag (None when nothing qualified), every tag with its fate, and, when
-    there is no winner, the reason (``error``) the way Flux's ImagePolicy status would say it."""
+    """What ``select`` decided: the winning tag (None when nothing qualified) and, when there is none, the reason
+    (``error``) the way Flux's ImagePolicy status would say it; ``candidates``: every tag with its fate, in the
+    registry's order. The fates of the tags that merely ranked lower are written out when first asked for (``images
+    why``, ``images list``): a scheduled run choosing among 50,000 tags needs only the winners."""
 
     policy: Policy
     winner: str | None
-    candidates: tuple[Candidate, ...]
     error: str = ""
+    tags: Sequence[str] = field(default=(), repr=False, compare=False)
+    removed: Mapping[int, Candidate] = field(default_factory=dict, repr=False, compare=False)  # index -> a rule's no
+    values: Sequence[tuple[int, str]] = field(default=(), repr=False, compare=False)  # (index, the value ordered)
+    index: int | None = field(default=None, repr=False, compare=False)  # the winner's place in ``tags``
+
+    @cached_property
+    def candidates(self) -> tuple[Candidate, ...]:
+        out = dict(self.removed)
+        below = f"below {self.winner}" if self.winner is not None else "the policy chose no tag"
+        for i, value in self.values:
+            if i == self.index:
+                out[i] = Candidate(self.tags[i], value)
+            elif i not in out:
+                out[i] = Candidate(self.tags[i], value, Removed.RANKED_LOWER, below)
+        return tuple(out[i] for i in sorted(out))
 
 
 def select(policy: Policy, tags: Sequence[str]) -> Selection:
@@ -565,15 +582,10 @@ def select(policy: Policy, tags: Sequence[str]) -> Selection:
     else:
         values = list(enumerate(tags))
     winner, error = _RANKERS[policy.kind](policy, tags, values, out)
-    below = f"below {tags[winner]}" if winner is not None else "the policy chose no tag"
-    for i, value in values:
-        if i not in out and i != winner:
-            out[i] = Candidate(tags[i], value, Removed.RANKED_LOWER, below)
-    if winner is not None:
-        out[winner] = Candidate(tags[winner], dict(values)[winner])
-    elif not error:
+    if winner is None and not error:
         error = "no tag qualified" if tags else "the tag list is empty"
-    return Selection(policy, None if winner is None else tags[winner], tuple(out[i] for i in sorted(out)), error)
+    chosen = None if winner is None else tags[winner]
+    return Selection(policy, chosen, error, tuple(tags), out, values, winner)
 
 
 _Values = list[tuple[int, str]]  # (index into the tag list, the value the policy orders)

@@ -14,6 +14,7 @@ A plain value that YAML would read as something other than that string (``1.10``
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from gitops_job.errors import ImageError
 from gitops_job.images.markers import Marker, Style
@@ -28,14 +30,22 @@ from gitops_job.images.markers import Marker, Style
 _PLAIN_SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./@:+-]*")
 
 
+@functools.cache
+def _yaml12() -> YAML:
+    """A YAML 1.2 reader, made once: making one costs more than reading a line with it (a bump of 100 files)."""
+    return YAML(typ="safe", pure=True)
+
+
 def _plain_is_string(value: str) -> bool:
     """``value`` written plain reads back as this very string under YAML 1.1 (Kubernetes' readers) and 1.2."""
     if not _PLAIN_SAFE.fullmatch(value) or value.endswith(":"):
         return False
+    if "/" in value:
+        return True  # no number, boolean, null or timestamp of either version has one: a whole image reference
     doc = f"k: {value}\n"
     try:
-        return bool(yaml.safe_load(doc) == {"k": value} and YAML(typ="safe", pure=True).load(doc) == {"k": value})
-    except yaml.YAMLError:
+        return bool(yaml.load(doc, Loader=yaml.CSafeLoader) == {"k": value} and _yaml12().load(doc) == {"k": value})
+    except (yaml.YAMLError, YAMLError):
         return False
 
 
@@ -52,6 +62,12 @@ def _load(text: str) -> list[Any]:
     return list(yaml.load_all(text, Loader=yaml.CSafeLoader))
 
 
+def documents(data: bytes) -> list[Any]:
+    """The documents of a file's bytes as the setter's check reads them (libyaml), for a caller that reads them too:
+    ``set_values(..., documents=)`` then parses only the new text."""
+    return _load(data.decode("utf-8"))
+
+
 def _replace(doc: Any, path: Sequence[str | int], value: str) -> Any:
     if not path:
         return value
@@ -63,9 +79,12 @@ def _replace(doc: Any, path: Sequence[str | int], value: str) -> Any:
     raise KeyError(head)
 
 
-def set_values(data: bytes, markers: Sequence[Marker], values: Sequence[str]) -> bytes:
+def set_values(
+    data: bytes, markers: Sequence[Marker], values: Sequence[str], documents: Sequence[Any] | None = None
+) -> bytes:
     """``data`` with each ``markers[i]``'s scalar set to ``values[i]``, every other byte as it was; ``data`` itself
-    (the same object) when no value changes."""
+    (the same object) when no value changes. ``documents``: ``data``'s, from :func:`documents`, when the caller
+    has them (they are not changed)."""
     if len(markers) != len(values):
         raise ValueError("one value per marker")
     changes = [(m, v) for m, v in zip(markers, values, strict=True) if v != m.value]
@@ -80,22 +99,22 @@ def set_values(data: bytes, markers: Sequence[Marker], values: Sequence[str]) ->
         last = m.end
     out.append(text[last:])
     new_text = "".join(out)
-    _verify(text, new_text, changes)
+    _verify(text, new_text, changes, documents)
     return new_text.encode("utf-8")
 
 
-def _verify(old: str, new: str, changes: list[tuple[Marker, str]]) -> None:
+def _verify(old: str, new: str, changes: list[tuple[Marker, str]], documents: Sequence[Any] | None) -> None:
     """The new text parses, and its documents are the old ones with exactly the changed values replaced (at every
     path an anchored value is used through an alias). The comparison parses with libyaml: a bump of 100 files must
     fit in the issue's second, and both sides are read by the same parser."""
     where = changes[0][0].where
     try:
-        old_docs, new_docs = _load(old), _load(new)
+        old_docs, new_docs = list(documents) if documents is not None else _load(old), _load(new)
     except yaml.YAMLError as e:
         raise ImageError(
             f"setting the image made the file unreadable ({e}); nothing was written", where=where
         ) from None
-    expected = old_docs
+    expected = old_docs  # a copy of the list: _replace builds new mappings along each path, the old ones stay
     for m, v in changes:
         for path in m.paths:
             expected[m.document] = _replace(expected[m.document], path, v)

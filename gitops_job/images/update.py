@@ -164,12 +164,9 @@ def v1_locks(scanned: Sequence[Scanned]) -> Locked:
     reason names who locked it and why), or that image automation must leave alone (``fluxcd.io/ignore: "true"``),
     as :mod:`gitops_job.images.annotations` reads them. Each file's documents are parsed once, only when a marker
     of it would change."""
-    documents: dict[str, list[Any]] = {}
 
     def locked(s: Scanned, m: markers.Marker) -> tuple[Why, str] | None:
-        if s.file not in documents:
-            documents[s.file] = list(yaml.load_all(s.data.decode("utf-8"), Loader=yaml.CSafeLoader))
-        body = documents[s.file][m.document] if m.document < len(documents[s.file]) else None
+        body = s.documents[m.document] if m.document < len(s.documents) else None
         if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
             return None
         controls = v1.parse(RenderedObject(ObjectId.of(body), body, Source(s.file, m.line), ""))

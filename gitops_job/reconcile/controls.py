@@ -5,12 +5,19 @@ Kubernetes Event on it (``kubectl describe configmap`` shows who did what and wh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from pathlib import Path
 
+import yaml
+
 from gitops_job import git
-from gitops_job.errors import SourceError, ValidationError
+from gitops_job.errors import GitopsJobError, SourceError, ValidationError
+from gitops_job.identity import ObjectId
+from gitops_job.images import annotate, markers
+from gitops_job.images import annotations as v1
+from gitops_job.model import RenderedObject, Source
 from gitops_job.outcomes import Origin, RunResult
 from gitops_job.reconcile import inventory
 from gitops_job.reconcile.context import Settings, connected, select
@@ -73,6 +80,7 @@ class RolledBack:
     pushed: str | None = None  # "<url> <branch>" when pushed
     applied: ApplyResult | None = None
     files: tuple[str, ...] = ()  # the files the commit restored or removed
+    locked: tuple[ObjectId, ...] = ()  # workloads whose marked image it put back, locked in the same commit
 
 
 def recorded(inv: inventory.Inventory, ref: str) -> str:
@@ -167,8 +175,56 @@ def run_rollback(
     if not changes:
         return RolledBack(stack, rev)
     why = f": {reason}" if reason else ""
+    locked = _lock_put_back(changes, new, f"rollback to {rev[:12]}{why}", user)
+    held = "".join(f"\n{w} is locked (fluxcd.io/locked) so that image automation does not bump its image again;"
+                   f" `gitops-job unlock {w}` hands it back." for w in locked)  # fmt: skip
     message = (f"rollback stack {stack} to {rev[:12]}{why}\n\nRolled back by {user} with `gitops-job rollback`: the"
-               f" files of {path} restored to their content at {rev}.\n")  # fmt: skip
+               f" files of {path} restored to their content at {rev}.\n{held}")  # fmt: skip
     sha, pushed = commit_and_push(root, changes, message, author, push=push)
     now = run_apply(one, options) if reconcile_now and sha is not None else None
-    return RolledBack(stack, rev, sha, pushed, now, tuple(sorted(changes)))
+    return RolledBack(stack, rev, sha, pushed, now, tuple(sorted(changes)), locked)
+
+
+def _lock_put_back(
+    changes: dict[str, bytes | None], current: Mapping[str, bytes], reason: str, user: str
+) -> tuple[ObjectId, ...]:
+    """Lock, in the restored bytes of its file (``changes`` is edited), each workload whose ``$imagepolicy``
+    marker the rollback sets back to another value: otherwise the next scheduled run's image automation bumps it
+    again and undoes the rollback one interval later. A marker outside a workload (a kustomization's ``images:``,
+    Helm values), in a workload already locked, or one that cannot be edited in place is left as it is."""
+    locked: list[ObjectId] = []
+    tried: list[ObjectId] = []  # an edit that fails is not tried again
+    for file, restored in sorted(changes.items()):
+        if restored is None or b"$imagepolicy" not in restored or file not in current:
+            continue
+        try:
+            now = {(m.document, m.paths[0]): m.value for m in markers.find(current[file].decode("utf-8"), file)}
+            data = restored
+            while (found := _put_back(file, data, now, tried)) is not None:
+                controls, line = found
+                tried.append(controls.id)
+                data = annotate.set_annotations(data, file, controls.id, v1.lock(controls, reason, user), line)
+                changes[file] = data
+                locked.append(controls.id)
+        except (GitopsJobError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+    return tuple(locked)
+
+
+def _put_back(
+    file: str, data: bytes, now: Mapping[tuple[int, tuple[str | int, ...]], str], done: list[ObjectId]
+) -> tuple[v1.WorkloadControls, int] | None:
+    """The first workload of ``file`` (its restored bytes ``data``) not locked yet whose marker goes back to
+    another value than ``now``'s, and the marker's line."""
+    text = data.decode("utf-8")
+    documents = list(yaml.load_all(text, Loader=yaml.CSafeLoader))
+    for m in markers.find(text, file):
+        body = documents[m.document] if m.document < len(documents) else None
+        if now.get((m.document, m.paths[0]), m.value) == m.value or not isinstance(body, dict):
+            continue
+        if not isinstance(body.get("metadata"), dict):
+            continue
+        controls = v1.parse(RenderedObject(ObjectId.of(body), body, Source(file, m.line), ""))
+        if controls is not None and not controls.locked and controls.id not in done:
+            return controls, m.line
+    return None
