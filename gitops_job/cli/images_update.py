@@ -64,12 +64,15 @@ def update_cmd(repo: Path, config_file: Path | None, target: str | None, kubecon
     """
     from gitops_job import memo
     from gitops_job.images import update  # here: `images --help` needs none of it
-    from gitops_job.reconcile.context import Settings
-    from gitops_job.reconcile.workloads import releases
 
     with memo.kept(state_dir):  # a gitops.yaml that passed the schema in an earlier run is not checked again
         config = load_config(repo, config_file)
-        released = releases(Settings(repo=repo, config_file=config_file, target=target, kubeconfig=kubeconfig))
+        released: tuple[Any, ...] = ()
+        if update.names_v1_automation(config.root):  # only then the engine that renders the stacks is imported
+            from gitops_job.reconcile.context import Settings
+            from gitops_job.reconcile.workloads import releases
+
+            released = releases(Settings(repo=repo, config_file=config_file, target=target, kubeconfig=kubeconfig))
     registry_for = update.registries(config.images, state_dir=state_dir, secret=secret_reader(config, target,
                                                                                                kubeconfig))  # fmt: skip
     if dry_run:

@@ -197,6 +197,28 @@ def scan(root: Path) -> tuple[Scanned, ...]:
     return tuple(found)
 
 
+#: How a file names Flux v1's automation (either prefix): only then are the stacks rendered for its workloads.
+V1_AUTOMATED = (b"fluxcd.io/automated", b"flux.weave.works/automated")
+
+
+def names_v1_automation(root: Path) -> bool:
+    """Does any file under ``root`` (not ``.git``; no symlink followed) name Flux v1's ``automated`` annotation?
+    A template or a chart names it as a manifest does, so any file counts."""
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files:
+            path = Path(directory) / name
+            if path.is_symlink() or not path.is_file():
+                continue  # a link may lead outside the repository (or to a device): never read
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if any(n in data for n in V1_AUTOMATED):
+                return True
+    return False
+
+
 def _yaml_files(root: Path) -> Iterator[Path]:
     for directory, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d != ".git"]

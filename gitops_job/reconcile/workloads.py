@@ -8,7 +8,6 @@ Offline: rendering needs no cluster (as ``render`` does); only git is written.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from gitops_job.images import annotations as v1
 from gitops_job.images.annotations import Available, WorkloadControls
 from gitops_job.images.changes import Release
 from gitops_job.images.policy import select
+from gitops_job.images.update import names_v1_automation
 from gitops_job.reconcile import context
 from gitops_job.reconcile.context import Settings
 from gitops_job.registry import ImageRef, Registry
@@ -66,15 +66,11 @@ def list_workloads(settings: Settings) -> Listed:
     return Listed(selection.target.name, v1.parse_all(rendered.objects))
 
 
-AUTOMATED = (b"fluxcd.io/automated", b"flux.weave.works/automated")
-
-
 def releases(settings: Settings) -> tuple[Release, ...]:
     """The containers of every Flux v1 automated workload (``fluxcd.io/automated: "true"``) of the selected
     stacks, each with why its manifest cannot be edited in place (None: it can), for the image automation. The
     stacks are rendered only when a file of the repository names the annotation at all."""
-    root = context.select(settings).config.root
-    if not _mentions(root, AUTOMATED):
+    if not names_v1_automation(context.select(settings).config.root):
         return ()
     listed = list_workloads(settings)
     renderers: dict[str, str] = {}
@@ -87,22 +83,6 @@ def releases(settings: Settings) -> tuple[Release, ...]:
         problem = annotate.edit_problem(w.source, renderers[w.stack])
         out.extend(Release(w, c, problem) for c in w.containers)
     return tuple(out)
-
-
-def _mentions(root: Path, needles: tuple[bytes, ...]) -> bool:
-    for directory, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        for name in files:
-            path = Path(directory) / name
-            if path.is_symlink() or not path.is_file():
-                continue  # a link may lead outside the repository (or to a device): never read
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            if any(n in data for n in needles):
-                return True
-    return False
 
 
 def _renderer(settings: Settings, stack: str) -> str:
