@@ -143,6 +143,7 @@ def cronjob_command(docs: list[dict[str, Any]]) -> list[str]:
     return ["gitops-job", *container["args"]]
 
 
+@pytest.mark.timeout(1800)  # the first use builds the image (an mmdebstrap base, then buildah): minutes when cold
 def test_the_image_reconciles_as_its_service_account_and_nothing_more(
     installed: dict[str, Any], container: str, api_client: client.ApiClient, tmp_path: Path
 ) -> None:

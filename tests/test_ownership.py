@@ -382,9 +382,9 @@ def test_with_stack_selected_each_stack_is_rendered_once_even_when_a_move_is_che
     rendered: list[str] = []
     real = context.render_stack
 
-    def counting(config: Any, stack: Any, *args: Any) -> Any:
+    def counting(config: Any, stack: Any, *args: Any, **kwargs: Any) -> Any:
         rendered.append(stack.name)
-        return real(config, stack, *args)
+        return real(config, stack, *args, **kwargs)
 
     monkeypatch.setattr(context, "render_stack", counting)
     _, plan = run_plan(context.Settings(repo=root, stacks=("b",), kubeconfig=str(kubeconfig)))
