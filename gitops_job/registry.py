@@ -32,6 +32,7 @@ from urllib.parse import urlencode, urlsplit
 
 from gitops_job import __version__
 from gitops_job.errors import ImageError
+from gitops_job.escape import printable
 from gitops_job.oci import (
     IMAGE_MANIFEST_TYPES,
     INDEX_TYPES,
@@ -802,7 +803,7 @@ def _detail(answer: _Answer) -> str:
     except (ValueError, AttributeError, TypeError):
         return ""
     said = said[:200]
-    return f" ({said.encode('unicode_escape').decode('ascii') if not said.isprintable() else said})" if said else ""
+    return f" ({printable(said, one_line=True)})" if said else ""
 
 
 def _reason(e: Exception) -> str:
