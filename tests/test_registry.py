@@ -40,7 +40,8 @@ from gitops_job.registry import (
     is_loopback,
     parse_retry_after,
 )
-from tests.registries import Front, RegistryServer, free_port, front
+from tests.registries import Front, RegistryServer, front
+from tests.serving import free_port
 
 PASSWORD = "s3cret-Pa55word"  # the registries' user (tests/registries.py); planted: no output may contain it
 

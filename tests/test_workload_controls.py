@@ -26,7 +26,8 @@ from gitops_job.report.workloads import images_text
 from tests.gitservers import bare_repo, push
 from tests.helpers import cm, config, git, git_repo, gitops_job, object_writes, write
 from tests.kube import AuditLog
-from tests.registries import RegistryServer, free_port
+from tests.registries import RegistryServer
+from tests.serving import free_port
 
 STACKS = "  - name: app\n    path: app\n  - name: other\n    path: other\n"
 
