@@ -12,17 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from gitops_job import oci
 from gitops_job.errors import RenderError
-from gitops_job.oci import (
-    IMAGE_MANIFEST_TYPES,
-    basic,
-    next_link,
-    parse_challenges,
-    same_origin,
-    token_of,
-    token_query,
-    token_url,
-)
 
 if TYPE_CHECKING:
     import urllib3
@@ -49,7 +40,7 @@ class Basic:
     password: str = field(repr=False)
 
     def header(self) -> str:
-        return "Basic " + basic(self.username, self.password)
+        return "Basic " + oci.basic(self.username, self.password)
 
 
 @dataclass
@@ -84,7 +75,7 @@ class Client:
                 )
             here = urlsplit(current)
             sent = dict(headers or {})
-            if credential is not None and same_origin(current, url):
+            if credential is not None and oci.same_origin(current, url):
                 sent.setdefault("Authorization", credential.header())
             response = self._request(current, sent, what)
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
@@ -131,12 +122,12 @@ class Client:
         while url:
             body, headers = self._oci_get(base, repository, url, {}, "tag list")
             tags.extend(_json(body, url).get("tags") or [])
-            url = next_link(headers.get("Link"), url)
+            url = oci.next_link(headers.get("Link"), url)
         return tags
 
     def oci_manifest(self, base: str, repository: str, reference: str) -> dict[str, Any]:
         url = f"{base}/v2/{repository}/manifests/{reference}"
-        body, _ = self._oci_get(base, repository, url, {"Accept": ", ".join(IMAGE_MANIFEST_TYPES)}, "manifest")
+        body, _ = self._oci_get(base, repository, url, {"Accept": ", ".join(oci.IMAGE_MANIFEST_TYPES)}, "manifest")
         return _json(body, url)
 
     def oci_blob(self, base: str, repository: str, digest: str) -> bytes:
@@ -163,18 +154,20 @@ class Client:
                 raise RenderError(reason, where=shown(url)) from None
 
     def _token(self, challenge: str, base: str, repository: str) -> str:
-        bearer = next((c for c in parse_challenges(challenge) if c.scheme == "bearer" and c.params.get("realm")), None)
+        bearer = next(
+            (c for c in oci.parse_challenges(challenge) if c.scheme == "bearer" and c.params.get("realm")), None
+        )
         if bearer is None:
             raise RenderError("registry asked for credentials: give them in sources.credentials", where=shown(base))
         realm = bearer.params["realm"]
-        query = token_query(bearer.params.get("service"), bearer.params.get("scope") or f"repository:{repository}:pull")
+        query = oci.token_query(bearer.params.get("service"), bearer.params.get("scope") or oci.pull_scope(repository))
         credential = self.auth(f"oci://{urlsplit(base).netloc}/{repository}")
         sent = {"Authorization": credential.header()} if credential is not None else {}
         body, _ = Client(self.allowed, lambda _u: None, self.timeout, self._pool).get(
-            token_url(realm, query), headers=sent, what="registry token"
+            oci.token_url(realm, query), headers=sent, what="registry token"
         )
         try:
-            return token_of(body)[0]
+            return oci.token_of(body)[0]
         except ValueError:
             raise RenderError("the registry's token service answered no token", where=shown(realm)) from None
 

@@ -91,6 +91,11 @@ def same_origin(a: str, b: str) -> bool:
     )
 
 
+def pull_scope(repository: str) -> str:
+    """The token scope that lets a client read ``repository`` (tags, manifests, blobs)."""
+    return f"repository:{repository}:pull"
+
+
 def token_query(service: str | None, scope: str) -> dict[str, str]:
     """What a token request asks for: the challenge's ``service`` (when it names one) and ``scope``."""
     return {k: v for k, v in (("service", service), ("scope", scope)) if v}

@@ -30,27 +30,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from gitops_job import __version__
+from gitops_job import __version__, oci
 from gitops_job.errors import ImageError
 from gitops_job.escape import printable
-from gitops_job.oci import (
-    IMAGE_MANIFEST_TYPES,
-    INDEX_TYPES,
-    Challenge,
-    basic,
-    next_link,
-    parse_challenges,
-    same_origin,
-    token_of,
-    token_query,
-    token_url,
-)
 
 USER_AGENT = f"gitops-job/{__version__}"
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"  # where docker.io's API answers
 #: What a manifest HEAD accepts: an index or a single image, OCI or Docker (the digest is of what the registry holds).
-MANIFEST_TYPES = INDEX_TYPES + IMAGE_MANIFEST_TYPES
+MANIFEST_TYPES = oci.INDEX_TYPES + oci.IMAGE_MANIFEST_TYPES
 MAX_BODY = 16 << 20  # bytes: an answer longer than this (10,000 tags are ~200 KB) is refused, not held in memory
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -219,7 +207,7 @@ class Credential:
 
     def basic(self) -> Secret:
         """The ``Authorization: Basic`` value."""
-        return Secret("Basic " + basic(self.username or "", self.password or ""))
+        return Secret("Basic " + oci.basic(self.username or "", self.password or ""))
 
     def secrets(self) -> list[str]:
         """Every value a message must never show: the password, the token, the base64 of user:password."""
@@ -317,7 +305,7 @@ def _with_auth(config: Mapping[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(config))
     for entry in (out.get("auths") or {}).values() if isinstance(out, dict) else ():
         if isinstance(entry, dict) and "auth" not in entry and entry.get("username") and entry.get("password"):
-            entry["auth"] = basic(entry["username"], entry["password"])
+            entry["auth"] = oci.basic(entry["username"], entry["password"])
     return out  # type: ignore[no-any-return]
 
 
@@ -495,13 +483,13 @@ class Registry:
         self, ref: ImageRef, url: str, answer: _Answer, seen: set[str], count: int
     ) -> tuple[str | None, str]:
         """The next page's URL (``None`` at the end) and, when the listing stops early, the warning that says why."""
-        following = next_link(answer.headers.get("Link"), url)
+        following = oci.next_link(answer.headers.get("Link"), url)
         if count >= self.max_tags:
             if count > self.max_tags or following is not None:
                 return None, (f"{ref.name}: stopped at the budget of {self.max_tags} tags (max_tags); later tags are "
                               "missing: raise the budget or narrow the repository")  # fmt: skip
             return None, ""
-        if following is not None and not same_origin(following, url):
+        if following is not None and not oci.same_origin(following, url):
             return None, (f"{ref.name}: the registry's next page is on another host ({_origin(following)}); not "
                           f"followed, the list stops at {count} tags")  # fmt: skip
         if following is not None and following in seen:
@@ -603,10 +591,10 @@ class Registry:
     def _call(self, method: str, url: str, ref: ImageRef, headers: Mapping[str, str]) -> _Answer:
         """One API request with authentication (answering the challenge once) and 429s waited out."""
         host = ref.api_host
-        scope = f"repository:{ref.repository}:pull"
+        scope = oci.pull_scope(ref.repository)
         answer = self._send(method, url, ref, {**headers, **self._authorization(ref, scope)})
         if answer.status == 401:
-            challenges = parse_challenges(answer.headers.get("WWW-Authenticate", ""))
+            challenges = oci.parse_challenges(answer.headers.get("WWW-Authenticate", ""))
             auth = self._answer(ref, scope, challenges)
             if auth:
                 answer = self._send(method, url, ref, {**headers, **auth})
@@ -626,7 +614,7 @@ class Registry:
         credential = self.credentials.for_host(ref.registry) if basic else None
         return {"Authorization": credential.basic()} if credential and credential.password else {}
 
-    def _answer(self, ref: ImageRef, scope: str, challenges: list[Challenge]) -> dict[str, str]:
+    def _answer(self, ref: ImageRef, scope: str, challenges: list[oci.Challenge]) -> dict[str, str]:
         """The Authorization header that answers the registry's challenge ({} when we have nothing to offer)."""
         credential = self.credentials.for_host(ref.registry)
         for challenge in challenges:
@@ -639,7 +627,7 @@ class Registry:
                 return {"Authorization": credential.basic()}
         return {}
 
-    def _token(self, ref: ImageRef, scope: str, challenge: Challenge, credential: Credential | None) -> Secret:
+    def _token(self, ref: ImageRef, scope: str, challenge: oci.Challenge, credential: Credential | None) -> Secret:
         """A Bearer token for ``scope`` from the challenge's realm (with the credential, if any), cached for the run."""
         host = ref.api_host
         realm = challenge.params["realm"]
@@ -649,7 +637,7 @@ class Registry:
             )
         # Credentials go to a realm over HTTPS, or to this machine: never in clear text across a network.
         send = credential if credential and (realm.startswith("https:") or is_loopback(_netloc(realm))) else None
-        query = token_query(challenge.params.get("service"), scope)
+        query = oci.token_query(challenge.params.get("service"), scope)
         headers: dict[str, str] = {"Accept": "application/json"}
         method, body = "GET", None
         if send is not None and send.identity_token:
@@ -667,7 +655,7 @@ class Registry:
             if send is not None and send.password:
                 headers["Authorization"] = send.basic()
                 query["account"] = send.username or ""
-            url = token_url(realm, query)
+            url = oci.token_url(realm, query)
         answer = self._send(method, url, ref, headers, body=body, counted="token")
         if answer.status in (401, 403):
             who = f"user {send.username!r} from {send.source}" if send else "anonymous access"
@@ -685,7 +673,7 @@ class Registry:
             )
         self._check(answer, ref, "get a token")
         try:
-            value, expires_in = token_of(answer.body)
+            value, expires_in = oci.token_of(answer.body)
         except ValueError:
             raise RegistryError(
                 f"the token service ({_origin(realm)}) answered without a token",

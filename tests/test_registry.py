@@ -24,6 +24,7 @@ from gitops_job.oci import (
     next_link,
     parse_challenges,
     parse_links,
+    pull_scope,
     same_origin,
     token_of,
     token_query,
@@ -182,6 +183,7 @@ def test_link_parsing_keeps_every_target_and_its_parameters() -> None:
 )  # fmt: skip
 def test_token_request_url(realm: str, service: str | None, scope: str, url: str) -> None:
     assert token_url(realm, token_query(service, scope)) == url
+    assert pull_scope("a/b") == "repository:a/b:pull"
 
 
 @pytest.mark.parametrize(
