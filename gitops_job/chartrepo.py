@@ -6,14 +6,13 @@ given for, never on a redirect to another; bodies are capped; errors name the UR
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from gitops_job import oci
 from gitops_job.errors import RenderError
 
 if TYPE_CHECKING:
@@ -22,11 +21,6 @@ if TYPE_CHECKING:
 MAX_BODY = 64 * 2**20  # bytes of one index, manifest or chart archive
 TIMEOUT = 30.0  # seconds per request
 MAX_REDIRECTS = 5
-OCI_MANIFEST_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
 def shown(url: str) -> str:
@@ -46,7 +40,7 @@ class Basic:
     password: str = field(repr=False)
 
     def header(self) -> str:
-        return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return "Basic " + oci.basic(self.username, self.password)
 
 
 @dataclass
@@ -69,7 +63,6 @@ class Client:
 
     def get(self, url: str, *, headers: Mapping[str, str] | None = None, what: str = "") -> tuple[bytes, Any]:
         """The body and headers of ``GET url`` (following redirects between allowed hosts), or a RenderError."""
-        origin = urlsplit(url)
         credential = self.auth(url)
         current = url
         for _ in range(MAX_REDIRECTS + 1):
@@ -82,7 +75,7 @@ class Client:
                 )
             here = urlsplit(current)
             sent = dict(headers or {})
-            if credential is not None and (here.scheme, here.netloc) == (origin.scheme, origin.netloc):
+            if credential is not None and oci.same_origin(current, url):
                 sent.setdefault("Authorization", credential.header())
             response = self._request(current, sent, what)
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
@@ -129,14 +122,12 @@ class Client:
         while url:
             body, headers = self._oci_get(base, repository, url, {}, "tag list")
             tags.extend(_json(body, url).get("tags") or [])
-            link = headers.get("Link", "")
-            found = re.match(r"\s*<([^>]+)>", link)
-            url = urljoin(url, found[1]) if found else None
+            url = oci.next_link(headers.get("Link"), url)
         return tags
 
     def oci_manifest(self, base: str, repository: str, reference: str) -> dict[str, Any]:
         url = f"{base}/v2/{repository}/manifests/{reference}"
-        body, _ = self._oci_get(base, repository, url, {"Accept": ", ".join(OCI_MANIFEST_TYPES)}, "manifest")
+        body, _ = self._oci_get(base, repository, url, {"Accept": ", ".join(oci.IMAGE_MANIFEST_TYPES)}, "manifest")
         return _json(body, url)
 
     def oci_blob(self, base: str, repository: str, digest: str) -> bytes:
@@ -163,22 +154,22 @@ class Client:
                 raise RenderError(reason, where=shown(url)) from None
 
     def _token(self, challenge: str, base: str, repository: str) -> str:
-        params = dict(_CHALLENGE_PARAM.findall(challenge))
-        realm = params.get("realm")
-        if not challenge.lower().startswith("bearer") or not realm:
+        bearer = next(
+            (c for c in oci.parse_challenges(challenge) if c.scheme == "bearer" and c.params.get("realm")), None
+        )
+        if bearer is None:
             raise RenderError("registry asked for credentials: give them in sources.credentials", where=shown(base))
-        query = {k: v for k, v in (("service", params.get("service")), ("scope", params.get("scope"))) if v}
-        query.setdefault("scope", f"repository:{repository}:pull")
+        realm = bearer.params["realm"]
+        query = oci.token_query(bearer.params.get("service"), bearer.params.get("scope") or oci.pull_scope(repository))
         credential = self.auth(f"oci://{urlsplit(base).netloc}/{repository}")
         sent = {"Authorization": credential.header()} if credential is not None else {}
         body, _ = Client(self.allowed, lambda _u: None, self.timeout, self._pool).get(
-            f"{realm}?{urlencode(query)}", headers=sent, what="registry token"
+            oci.token_url(realm, query), headers=sent, what="registry token"
         )
-        doc = _json(body, realm)
-        token = doc.get("token") or doc.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise RenderError("the registry's token service answered no token", where=shown(realm))
-        return token
+        try:
+            return oci.token_of(body)[0]
+        except ValueError:
+            raise RenderError("the registry's token service answered no token", where=shown(realm)) from None
 
 
 def _discard(response: Any) -> None:

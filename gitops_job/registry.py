@@ -12,7 +12,6 @@ appears in a message, a log line or a ``repr``. See docs/images.md ("Registries"
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import ipaddress
@@ -29,21 +28,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urlsplit
 
-from gitops_job import __version__
+from gitops_job import __version__, oci
 from gitops_job.errors import ImageError
+from gitops_job.escape import printable
 
 USER_AGENT = f"gitops-job/{__version__}"
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"  # where docker.io's API answers
 #: What a manifest HEAD accepts: an index or a single image, OCI or Docker (the digest is of what the registry holds).
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
+MANIFEST_TYPES = oci.INDEX_TYPES + oci.IMAGE_MANIFEST_TYPES
 MAX_BODY = 16 << 20  # bytes: an answer longer than this (10,000 tags are ~200 KB) is refused, not held in memory
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -134,76 +129,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-# --- the pure parts: challenges, links, Retry-After, the rate limit -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Challenge:
-    """One ``WWW-Authenticate`` challenge: its scheme (lower-case) and parameters (keys lower-case)."""
-
-    scheme: str
-    params: Mapping[str, str] = field(default_factory=dict)
-
-
-_AUTH_PARAM = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*(?:,|$)')
-
-
-def parse_challenges(header: str) -> list[Challenge]:
-    """The challenges of a ``WWW-Authenticate`` value (RFC 7235: ``Bearer realm="…",service="…", Basic realm=…``)."""
-    out: list[Challenge] = []
-    pos, text = 0, header or ""
-    while pos < len(text):
-        m = re.compile(r"[\s,]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)").match(text, pos)
-        if not m:
-            break
-        scheme, pos = m[1].lower(), m.end()
-        params: dict[str, str] = {}
-        while True:
-            p = _AUTH_PARAM.match(text, pos)
-            if not p:
-                break
-            value = p[2]
-            if value.startswith('"'):
-                value = re.sub(r"\\(.)", r"\1", value[1:-1])
-            params[p[1].lower()] = value
-            pos = p.end()
-        out.append(Challenge(scheme, params))
-    return out
-
-
-_LINK = re.compile(r"\s*<([^>]*)>\s*((?:;\s*[^;,]+)*)\s*(?:,|$)")
-
-
-def parse_links(header: str) -> list[tuple[str, dict[str, str]]]:
-    """A ``Link`` value (RFC 8288, formerly 5988) as ``(target, {param: value})``, parameter names lower-case."""
-    out = []
-    for m in _LINK.finditer(header or ""):
-        params = {}
-        for part in m[2].split(";"):
-            key, eq, value = part.partition("=")
-            if eq:
-                params[key.strip().lower()] = value.strip().strip('"')
-        out.append((m[1].strip(), params))
-    return out
-
-
-def next_link(header: str | None, base: str) -> str | None:
-    """The absolute URL of the ``rel="next"`` link in ``header``, resolved against ``base``; ``None`` without one."""
-    for target, params in parse_links(header or ""):
-        if "next" in params.get("rel", "").split():
-            return urljoin(base, target)
-    return None
-
-
-def same_origin(a: str, b: str) -> bool:
-    """Whether two absolute URLs share scheme, host and port."""
-    pa, pb = urlsplit(a), urlsplit(b)
-    ports = {"http": 80, "https": 443}
-    return (pa.scheme, pa.hostname, pa.port or ports.get(pa.scheme)) == (
-        pb.scheme,
-        pb.hostname,
-        pb.port or ports.get(pb.scheme),
-    )
+# --- the pure parts: Retry-After, the rate limit (the protocol's own rules are gitops_job.oci's) ------------------
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -281,8 +207,7 @@ class Credential:
 
     def basic(self) -> Secret:
         """The ``Authorization: Basic`` value."""
-        raw = f"{self.username or ''}:{self.password or ''}".encode()
-        return Secret("Basic " + base64.b64encode(raw).decode())
+        return Secret("Basic " + oci.basic(self.username or "", self.password or ""))
 
     def secrets(self) -> list[str]:
         """Every value a message must never show: the password, the token, the base64 of user:password."""
@@ -380,7 +305,7 @@ def _with_auth(config: Mapping[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(config))
     for entry in (out.get("auths") or {}).values() if isinstance(out, dict) else ():
         if isinstance(entry, dict) and "auth" not in entry and entry.get("username") and entry.get("password"):
-            entry["auth"] = base64.b64encode(f"{entry['username']}:{entry['password']}".encode()).decode()
+            entry["auth"] = oci.basic(entry["username"], entry["password"])
     return out  # type: ignore[no-any-return]
 
 
@@ -558,13 +483,13 @@ class Registry:
         self, ref: ImageRef, url: str, answer: _Answer, seen: set[str], count: int
     ) -> tuple[str | None, str]:
         """The next page's URL (``None`` at the end) and, when the listing stops early, the warning that says why."""
-        following = next_link(answer.headers.get("Link"), url)
+        following = oci.next_link(answer.headers.get("Link"), url)
         if count >= self.max_tags:
             if count > self.max_tags or following is not None:
                 return None, (f"{ref.name}: stopped at the budget of {self.max_tags} tags (max_tags); later tags are "
                               "missing: raise the budget or narrow the repository")  # fmt: skip
             return None, ""
-        if following is not None and not same_origin(following, url):
+        if following is not None and not oci.same_origin(following, url):
             return None, (f"{ref.name}: the registry's next page is on another host ({_origin(following)}); not "
                           f"followed, the list stops at {count} tags")  # fmt: skip
         if following is not None and following in seen:
@@ -666,10 +591,10 @@ class Registry:
     def _call(self, method: str, url: str, ref: ImageRef, headers: Mapping[str, str]) -> _Answer:
         """One API request with authentication (answering the challenge once) and 429s waited out."""
         host = ref.api_host
-        scope = f"repository:{ref.repository}:pull"
+        scope = oci.pull_scope(ref.repository)
         answer = self._send(method, url, ref, {**headers, **self._authorization(ref, scope)})
         if answer.status == 401:
-            challenges = parse_challenges(answer.headers.get("WWW-Authenticate", ""))
+            challenges = oci.parse_challenges(answer.headers.get("WWW-Authenticate", ""))
             auth = self._answer(ref, scope, challenges)
             if auth:
                 answer = self._send(method, url, ref, {**headers, **auth})
@@ -689,7 +614,7 @@ class Registry:
         credential = self.credentials.for_host(ref.registry) if basic else None
         return {"Authorization": credential.basic()} if credential and credential.password else {}
 
-    def _answer(self, ref: ImageRef, scope: str, challenges: list[Challenge]) -> dict[str, str]:
+    def _answer(self, ref: ImageRef, scope: str, challenges: list[oci.Challenge]) -> dict[str, str]:
         """The Authorization header that answers the registry's challenge ({} when we have nothing to offer)."""
         credential = self.credentials.for_host(ref.registry)
         for challenge in challenges:
@@ -702,7 +627,7 @@ class Registry:
                 return {"Authorization": credential.basic()}
         return {}
 
-    def _token(self, ref: ImageRef, scope: str, challenge: Challenge, credential: Credential | None) -> Secret:
+    def _token(self, ref: ImageRef, scope: str, challenge: oci.Challenge, credential: Credential | None) -> Secret:
         """A Bearer token for ``scope`` from the challenge's realm (with the credential, if any), cached for the run."""
         host = ref.api_host
         realm = challenge.params["realm"]
@@ -712,7 +637,7 @@ class Registry:
             )
         # Credentials go to a realm over HTTPS, or to this machine: never in clear text across a network.
         send = credential if credential and (realm.startswith("https:") or is_loopback(_netloc(realm))) else None
-        query = {k: v for k, v in (("service", challenge.params.get("service")), ("scope", scope)) if v}
+        query = oci.token_query(challenge.params.get("service"), scope)
         headers: dict[str, str] = {"Accept": "application/json"}
         method, body = "GET", None
         if send is not None and send.identity_token:
@@ -730,7 +655,7 @@ class Registry:
             if send is not None and send.password:
                 headers["Authorization"] = send.basic()
                 query["account"] = send.username or ""
-            url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+            url = oci.token_url(realm, query)
         answer = self._send(method, url, ref, headers, body=body, counted="token")
         if answer.status in (401, 403):
             who = f"user {send.username!r} from {send.source}" if send else "anonymous access"
@@ -748,12 +673,8 @@ class Registry:
             )
         self._check(answer, ref, "get a token")
         try:
-            doc = json.loads(answer.body)
-            value = doc.get("token") or doc.get("access_token")
-            if not isinstance(value, str) or not value:
-                raise TypeError
-            expires_in = float(doc.get("expires_in") or 60)
-        except (ValueError, TypeError, AttributeError):
+            value, expires_in = oci.token_of(answer.body)
+        except ValueError:
             raise RegistryError(
                 f"the token service ({_origin(realm)}) answered without a token",
                 where=ref.name,
@@ -870,7 +791,7 @@ def _detail(answer: _Answer) -> str:
     except (ValueError, AttributeError, TypeError):
         return ""
     said = said[:200]
-    return f" ({said.encode('unicode_escape').decode('ascii') if not said.isprintable() else said})" if said else ""
+    return f" ({printable(said, one_line=True)})" if said else ""
 
 
 def _reason(e: Exception) -> str:

@@ -13,14 +13,14 @@ import base64
 import os
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from tests.registries import RegistryServer
+from tests.serving import http_thread
 from tools.localcluster import build
 
 CRD = """\
@@ -152,15 +152,8 @@ def chart_server(root: Path, auth: tuple[str, str] | None = None) -> Iterator[Ch
             self.end_headers()
             self.wfile.write(data)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_thread(Handler) as server.port:
         yield server
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def helm_push(registry: RegistryServer, archive: Path, repository: str = "charts") -> str:

@@ -21,8 +21,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from tests.serving import free_port, http_thread
 
 HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -124,16 +126,8 @@ def http_git_server(root: Path, token: str | None = None, username: str = "x-acc
         do_GET = _serve
         do_POST = _serve
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # bound (and listening) before anyone is told the port
-    server_state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_thread(Handler) as server_state.port:  # bound (and listening) before anyone is told the port
         yield server_state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
 
 
 @dataclass(frozen=True)
@@ -149,12 +143,6 @@ class SshGitServer:
 
 def _keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _accepts(port: int) -> bool:
@@ -177,7 +165,7 @@ def ssh_git_server(tmp: Path) -> Iterator[SshGitServer]:
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
     for _attempt in range(5):
-        port = _free_port()
+        port = free_port()
         config = tmp / "sshd_config"
         config.write_text(
             f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {tmp / 'sshd.pid'}\n"

@@ -4,9 +4,6 @@ in conftest.py), and how to read what it holds."""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.serving import child, free_port
+
 PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"  # Debian's prometheus-pushgateway (tools/system-tools)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -30,29 +23,9 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
     if not Path(binary).exists():
         pytest.fail("prometheus-pushgateway is not installed: run tools/system-tools (apt-get install it)")
     port = free_port()
-    log = (tmp_path / "pushgateway.log").open("w")
-    proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="], stdout=log, stderr=log
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the pushgateway did not start: {(tmp_path / 'pushgateway.log').read_text()}")
-                time.sleep(0.05)
+    argv = [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="]
+    with child(argv, port, tmp_path / "pushgateway.log", "the pushgateway"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -19,30 +19,25 @@ import hashlib
 import http.client
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
+from tests.serving import child, free_port, http_thread
+
 DOCKER_REGISTRY = "/usr/bin/docker-registry"  # Debian's docker-registry (tools/system-tools)
 HTPASSWD = "/usr/bin/htpasswd"  # apache2-utils (tools/system-tools): the registry wants bcrypt lines
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 SERVICE, ISSUER = "test-registry", "test-token-issuer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -100,18 +95,7 @@ def docker_registry(
     elif auth is not None:
         raise ValueError(auth)
     (tmp / "config.yml").write_text(json.dumps(config))  # JSON is YAML
-    log = (tmp / "registry.log").open("w")
-    proc = subprocess.Popen([binary, "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"docker-registry did not start: {(tmp / 'registry.log').read_text()}")
-                time.sleep(0.05)
+    with child([binary, "serve", str(tmp / "config.yml")], port, tmp / "registry.log", "docker-registry"):
         server = RegistryServer(f"127.0.0.1:{port}", tmp, users, tokens)
         with stack:
             try:
@@ -119,14 +103,6 @@ def docker_registry(
             finally:
                 for pusher in server.pushers:
                     pusher.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 # --- the token server ------------------------------------------------------------------------------------------
@@ -230,16 +206,9 @@ def token_server(tmp: Path, users: Mapping[str, str]) -> Iterator[TokenServer]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.realm = f"http://127.0.0.1:{server.server_address[1]}/token"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_thread(Handler) as port:
+        state.realm = f"http://127.0.0.1:{port}/token"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --- pushing images ----------------------------------------------------------------------------------------------
@@ -477,16 +446,8 @@ def front(upstream: str, **options: Any) -> Iterator[Front]:
                     return 304, {"ETag": tag}, b""
             return 200, headers, body
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_thread(Handler) as state.port:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------------

@@ -342,6 +342,14 @@ def test_why_table_with_extract_and_no_winner_escapes_control_characters() -> No
     assert "chosen: none (" in text and "VALUE" in text
 
 
+def test_why_table_keeps_each_tag_on_its_row_and_printable_text_as_it_is() -> None:
+    sel = p.select(p.parse_policy({"policy": {"alphabetical": {}}}, "x"), ["b\nc\u202e", "a-é"])
+    text = p.why_table(sel)
+    assert len(text.splitlines()) == 2 + 1 + 2  # policy, chosen, the header row, one row per tag
+    assert "b\\x0ac\\u202e" in text and "\u202e" not in text
+    assert "a-é" in text  # printable text is shown as it is, only control characters are escaped
+
+
 def test_selection_over_10000_tags_is_fast() -> None:
     """The issue's budget is 50 ms (benchmarked separately); here a generous bound catches a per-tag compile."""
     rng = random.Random(1)

@@ -24,7 +24,8 @@ from gitops_job.reconcile.results import (
 )
 from gitops_job.report.metrics import OBJECT_RESULTS, RunMetrics, Sample, objects, report_metrics, run_metrics
 from tests.helpers import cm, config, git_repo, gitops_job, write
-from tests.pushgateway import free_port, group, scrape
+from tests.pushgateway import group, scrape
+from tests.serving import free_port
 
 
 # -- the pure part: results → families -----------------------------------------------------------------------------

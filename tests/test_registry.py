@@ -18,9 +18,20 @@ from pathlib import Path
 import pytest
 
 from gitops_job.errors import ImageError
+from gitops_job.oci import (
+    Challenge,
+    basic,
+    next_link,
+    parse_challenges,
+    parse_links,
+    pull_scope,
+    same_origin,
+    token_of,
+    token_query,
+    token_url,
+)
 from gitops_job.registry import (
     MAX_BODY,
-    Challenge,
     Credentials,
     Failure,
     ImageRef,
@@ -28,13 +39,10 @@ from gitops_job.registry import (
     Registry,
     RegistryError,
     is_loopback,
-    next_link,
-    parse_challenges,
-    parse_links,
     parse_retry_after,
-    same_origin,
 )
-from tests.registries import Front, RegistryServer, free_port, front
+from tests.registries import Front, RegistryServer, front
+from tests.serving import free_port
 
 PASSWORD = "s3cret-Pa55word"  # the registries' user (tests/registries.py); planted: no output may contain it
 
@@ -163,6 +171,44 @@ def test_link_parsing_keeps_every_target_and_its_parameters() -> None:
         ("https://h/b", {"rel": "prev"}),
     ]
     next_link('</x>; title="a;b"; rel="next"', "https://r.io/")  # no crash
+
+
+@pytest.mark.parametrize(
+    ("realm", "service", "scope", "url"),
+    [
+        ("https://auth.io/token", "reg.io", "repository:a/b:pull", "https://auth.io/token?service=reg.io&scope=repository%3Aa%2Fb%3Apull"),
+        ("https://auth.io/token?x=1", None, "repository:a:pull", "https://auth.io/token?x=1&scope=repository%3Aa%3Apull"),
+        ("http://127.0.0.1:5/t", "", "repository:a:pull", "http://127.0.0.1:5/t?scope=repository%3Aa%3Apull"),
+    ],
+)  # fmt: skip
+def test_token_request_url(realm: str, service: str | None, scope: str, url: str) -> None:
+    assert token_url(realm, token_query(service, scope)) == url
+    assert pull_scope("a/b") == "repository:a/b:pull"
+
+
+@pytest.mark.parametrize(
+    ("body", "token"),
+    [
+        (b'{"token": "t1", "expires_in": 300}', ("t1", 300.0)),
+        (b'{"access_token": "t2"}', ("t2", 60.0)),
+        (b'{"token": "", "access_token": "t3"}', ("t3", 60.0)),
+        (b'{"token": ""}', None),
+        (b'{"token": 5}', None),
+        (b'{"token": "t", "expires_in": "soon"}', None),
+        (b"[]", None),
+        (b"<html>", None),
+    ],
+)
+def test_token_answer(body: bytes, token: tuple[str, float] | None) -> None:
+    if token is None:
+        with pytest.raises(ValueError):
+            token_of(body)
+    else:
+        assert token_of(body) == token
+
+
+def test_basic_is_the_base64_of_user_colon_password() -> None:
+    assert base64.b64decode(basic("alice", "pa:ss")) == b"alice:pa:ss"
 
 
 @pytest.mark.parametrize(

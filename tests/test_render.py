@@ -10,7 +10,6 @@ import resource
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from gitops_job.render import jinja as jinja_module
 from gitops_job.render import sandbox
 from gitops_job.render.stack import detect_renderer, render_stack
 from gitops_job.render.substitute import SubstitutionError, expand
+from tests.serving import http_thread
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
 # What the path rule (gitops_job.config.paths) says after a refused path, the same in the config and every renderer
@@ -910,12 +910,8 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 def loopback_server() -> Iterator[str]:
     """A real HTTP server on loopback that records every request it gets."""
     _Recorder.hits = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_thread(_Recorder) as port:
+        yield f"{port}"
 
 
 def _tgz(files: Mapping[str, str]) -> bytes:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gitops_job.escape import printable
 from gitops_job.identity import ObjectId
 from gitops_job.model import Source
 from gitops_job.outcomes import Action
@@ -21,7 +22,6 @@ from gitops_job.reconcile.mask import Masker
 from gitops_job.reconcile.plan import display
 from gitops_job.reconcile.results import FieldConflict, Plan, PlanEntry, PlanFailure
 from gitops_job.report.markdown import COMMENT_LIMIT, Page, html_escape, markdown
-from gitops_job.report.text import printable
 from gitops_job.report.text import text as plan_text
 
 GOLDEN = Path(__file__).parent / "golden"

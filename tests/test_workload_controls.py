@@ -26,7 +26,8 @@ from gitops_job.report.workloads import images_text
 from tests.gitservers import bare_repo, push
 from tests.helpers import cm, config, git, git_repo, gitops_job, object_writes, write
 from tests.kube import AuditLog
-from tests.registries import RegistryServer, free_port
+from tests.registries import RegistryServer
+from tests.serving import free_port
 
 STACKS = "  - name: app\n    path: app\n  - name: other\n    path: other\n"
 
@@ -206,7 +207,7 @@ def test_a_workload_from_a_template_cannot_be_edited_and_says_where_it_comes_fro
 
 
 # -- rollback ----------------------------------------------------------------------------------------------------------
-def _published(tmp: Path, ns: str) -> tuple[Path, Path, list[str]]:
+def _published(kubeconfig: Path, tmp: Path, ns: str) -> tuple[Path, Path, list[str]]:
     """A checkout whose origin is a bare repository, applied at two revisions (values 1 then 2); a file of stack app
     is added in the second, so a rollback must remove it."""
     bare = bare_repo(tmp)
@@ -215,6 +216,10 @@ def _published(tmp: Path, ns: str) -> tuple[Path, Path, list[str]]:
     write(work, {"app/extra.yaml": cm("extra", ns)})
     rev2 = _bump(work, ns, "2")
     push(work, bare)
+    git(work, "checkout", "-q", rev1)
+    gitops_job(kubeconfig, "apply", "--repo", str(work))
+    git(work, "checkout", "-q", "main")
+    gitops_job(kubeconfig, "apply", "--repo", str(work))
     return work, bare, [rev1, rev2]
 
 
@@ -225,12 +230,8 @@ def test_rollback_is_a_commit_that_restores_the_stack_and_says_why(
     values: Callable[[], tuple[str, str]],
     api_client: client.ApiClient,
 ) -> None:
-    work, bare, (rev1, rev2) = _published(tmp_path, namespace)
+    work, bare, (rev1, rev2) = _published(kubeconfig, tmp_path, namespace)
     repo = ["--repo", str(work)]
-    git(work, "checkout", "-q", rev1)
-    gitops_job(kubeconfig, "apply", *repo)
-    git(work, "checkout", "-q", "main")
-    gitops_job(kubeconfig, "apply", *repo)
     assert values() == ("2", "2")
     unknown = gitops_job(kubeconfig, "rollback", "app", "--to", "deadbeef", "--reason", "x", *repo, ok=False)
     assert unknown.returncode == 1 and "'deadbeef' is not one of them" in unknown.stderr
@@ -255,12 +256,8 @@ def test_rollback_is_a_commit_that_restores_the_stack_and_says_why(
 def test_emergency_rollback_applies_directly_and_stays_off_git_until_a_new_commit(
     kubeconfig: Path, namespace: str, tmp_path: Path, values: Callable[[], tuple[str, str]]
 ) -> None:
-    work, bare, (rev1, rev2) = _published(tmp_path, namespace)
+    work, bare, (rev1, rev2) = _published(kubeconfig, tmp_path, namespace)
     repo = ["--repo", str(work)]
-    git(work, "checkout", "-q", rev1)
-    gitops_job(kubeconfig, "apply", *repo)
-    git(work, "checkout", "-q", "main")
-    gitops_job(kubeconfig, "apply", *repo)
     head = git(bare, "rev-parse", "main")
     done = gitops_job(kubeconfig, "rollback", "app", "--to", rev1, "--reason", "outage", "--user", "bo",
                       "--emergency", *repo)  # fmt: skip

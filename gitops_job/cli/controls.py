@@ -36,11 +36,13 @@ def author_of(name: str, repo: Path) -> git.Author:
     return git.identity(repo) or git.Author(name, f"{os.environ.get('USER') or 'gitops-job'}@localhost")
 
 
+def _stack_options(f: F) -> F:
+    """What every stack control takes: the checkout, the cluster, who does it, and the STACK."""
+    return source_options(kube_options(user_option(click.argument("stack", metavar="STACK")(f))))
+
+
 @click.command(name="suspend")
-@source_options
-@kube_options
-@user_option
-@click.argument("stack", metavar="STACK")
+@_stack_options
 @click.option("--reason", required=True, help="Why (shown by `status`, recorded on the inventory).")
 def suspend_cmd(stack: str, reason: str, user: str | None, **kw: Any) -> None:
     """Suspend STACK: every run (`apply`, the scheduled `reconcile`) leaves it alone — no plan, no write, no prune —
@@ -60,10 +62,7 @@ def suspend_cmd(stack: str, reason: str, user: str | None, **kw: Any) -> None:
 
 
 @click.command(name="resume")
-@source_options
-@kube_options
-@user_option
-@click.argument("stack", metavar="STACK")
+@_stack_options
 def resume_cmd(stack: str, user: str | None, **kw: Any) -> None:
     """Resume STACK: clear its suspension (and the off-git mark an emergency rollback left), so the next run
     reconciles it from git again."""
@@ -79,10 +78,7 @@ def resume_cmd(stack: str, user: str | None, **kw: Any) -> None:
 
 
 @click.command(name="rollback")
-@source_options
-@kube_options
-@user_option
-@click.argument("stack", metavar="STACK")
+@_stack_options
 @click.option(
     "--to",
     "revision",

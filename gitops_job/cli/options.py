@@ -15,7 +15,7 @@ import click
 from gitops_job.config.load import RepoConfig
 from gitops_job.config.load import target as target_of
 from gitops_job.errors import BranchError, GitopsJobError
-from gitops_job.report.text import printable
+from gitops_job.escape import printable
 
 if TYPE_CHECKING:  # a command that runs no stack (`images update`) does not import the reconcile engine
     from gitops_job.github import actions

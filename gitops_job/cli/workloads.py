@@ -33,6 +33,9 @@ def _edit_options(f: F) -> F:
     return source_options(f)
 
 
+_reason = click.option("--reason", default="", help="Why (recorded in the commit message).")
+
+
 def _record(
     kw: dict[str, Any],
     ref: str,
@@ -100,7 +103,7 @@ def lock_cmd(workload: str, reason: str, **kw: Any) -> None:
 @_edit_options
 @kube_options
 @click.argument("workload", metavar="WORKLOAD", required=False)
-@click.option("--reason", default="", help="Why (recorded in the commit message).")
+@_reason
 @click.pass_context
 def unlock_cmd(ctx: click.Context, /, workload: str | None, reason: str, **kw: Any) -> None:
     """Unlock WORKLOAD: remove its fluxcd.io/locked, locked_msg and locked_user annotations (under either prefix),
@@ -123,7 +126,7 @@ def unlock_cmd(ctx: click.Context, /, workload: str | None, reason: str, **kw: A
 @click.command(name="automate", epilog=_WORKLOAD_HELP)
 @_edit_options
 @click.argument("workload", metavar="WORKLOAD")
-@click.option("--reason", default="", help="Why (recorded in the commit message).")
+@_reason
 def automate_cmd(workload: str, reason: str, **kw: Any) -> None:
     """Turn on image automation for WORKLOAD (fluxcd.io/automated: "true"): new tags its filters allow are released
     to it by `images update` and the scheduled run. Committed and pushed."""
@@ -135,7 +138,7 @@ def automate_cmd(workload: str, reason: str, **kw: Any) -> None:
 @click.command(name="deautomate", epilog=_WORKLOAD_HELP)
 @_edit_options
 @click.argument("workload", metavar="WORKLOAD")
-@click.option("--reason", default="", help="Why (recorded in the commit message).")
+@_reason
 def deautomate_cmd(workload: str, reason: str, **kw: Any) -> None:
     """Turn off image automation for WORKLOAD (its fluxcd.io/automated annotation removed). Committed and pushed."""
     from gitops_job.images import annotations as v1
@@ -149,7 +152,7 @@ def deautomate_cmd(workload: str, reason: str, **kw: Any) -> None:
 @click.option("--image", required=True, metavar="REPOSITORY:TAG", help="The image to run (its container is the one "
               "running an image of REPOSITORY).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Release even though the workload is locked (the lock stays).")
-@click.option("--reason", default="", help="Why (recorded in the commit message).")
+@_reason
 def release_cmd(workload: str, image: str, force: bool, reason: str, **kw: Any) -> None:
     """Release --image REPOSITORY:TAG to WORKLOAD: set the image of its container that runs REPOSITORY, in the
     workload's manifest (only that value changes), committed and pushed; the next apply or scheduled run deploys

@@ -40,6 +40,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from gitops_job.errors import ImageError
+from gitops_job.escape import printable
 
 _UINT64 = 2**64
 
@@ -654,22 +655,18 @@ _RANKERS: dict[Kind, _Ranker] = {
 # --- images why ----------------------------------------------------------------------------------------------------
 
 
-def _cell(s: str) -> str:
-    return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
-
-
 def why_table(selection: Selection) -> str:
     """The ``images why POLICY`` text: the policy, the winner (or why there is none), then one row per tag — the
     winner first, then the tags it beat, then those a rule removed, each group in the registry's order."""
     policy = selection.policy
-    lines = [f"policy: {_cell(policy.text)}"]
+    lines = [f"policy: {printable(policy.text, one_line=True)}"]
     if policy.filter is not None:
-        extract = f", extract {_cell(policy.filter.extract)!r}" if policy.filter.extract else ""
-        lines.append(f"filterTags: pattern {_cell(policy.filter.pattern)!r}{extract}")
+        extract = f", extract {printable(policy.filter.extract, one_line=True)!r}" if policy.filter.extract else ""
+        lines.append(f"filterTags: pattern {printable(policy.filter.pattern, one_line=True)!r}{extract}")
     if selection.winner is not None:
-        lines.append(f"chosen: {_cell(selection.winner)}")
+        lines.append(f"chosen: {printable(selection.winner, one_line=True)}")
     else:
-        lines.append(f"chosen: none ({_cell(selection.error)})")
+        lines.append(f"chosen: none ({printable(selection.error, one_line=True)})")
     rank = {None: 0, Removed.RANKED_LOWER: 1}
     rows = sorted(selection.candidates, key=lambda c: rank.get(c.removed, 2))
     extracted = policy.filter is not None and bool(policy.filter.extract)
@@ -677,7 +674,7 @@ def why_table(selection: Selection) -> str:
     for c in rows:
         verdict = "chosen" if c.removed is None else c.removed.value
         cells = (c.tag, c.value, verdict, c.detail) if extracted else (c.tag, verdict, c.detail)
-        table.append(tuple(_cell(x) for x in cells))
+        table.append(tuple(printable(x, one_line=True) for x in cells))
     widths = [max(len(row[k]) for row in table) for k in range(len(table[0]) - 1)]
     for row in table:
         lines.append("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]).rstrip())

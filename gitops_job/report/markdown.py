@@ -7,10 +7,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gitops_job.escape import printable
 from gitops_job.identity import ObjectId
 from gitops_job.outcomes import Action
 from gitops_job.reconcile.results import Plan, PlanEntry
-from gitops_job.report.text import ACTION_ORDER, by_stack, counts_line, diff, printable
+from gitops_job.report.text import ACTION_ORDER, by_stack, counts_line, diff
 
 # One object's diff may take this many characters before it is cut, so one huge object cannot crowd out the rest.
 

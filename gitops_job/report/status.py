@@ -8,10 +8,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gitops_job.escape import printable
 from gitops_job.identity import ObjectId
 from gitops_job.outcomes import HealthState, RunResult, counts_text
 from gitops_job.reconcile.results import Health, Hold, Run, StackStatus, Status
-from gitops_job.report.text import printable
 
 #: Columns are separated by this much space (kubectl's and flux's tabwriter padding).
 GAP = "   "

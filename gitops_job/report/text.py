@@ -4,12 +4,12 @@ budget, every printed line made printable. Pure functions of results (already ma
 from __future__ import annotations
 
 import difflib
-import re
 from typing import Any
 
 import click
 import yaml
 
+from gitops_job.escape import printable
 from gitops_job.outcomes import Action, RunResult, counts_text
 from gitops_job.reconcile.order import stage
 from gitops_job.reconcile.results import ApplyResult, Plan, PlanEntry, stray_message
@@ -122,19 +122,6 @@ def _negated(step: tuple[int, int]) -> tuple[int, int]:
 def _only(plan: Plan, stack: str) -> Plan:
     entries = tuple(e for e in plan.entries if e.stack == stack)
     return Plan(plan.target, entries, tuple(f for f in plan.failures if f.stack == stack))
-
-
-#: Characters that change how a terminal shows text (C0 and C1 controls but tab and newline, ESC of ANSI sequences,
-#: bidirectional overrides and isolates such as U+202E, zero-width marks): printed escaped, never raw.
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-
-
-def printable(s: str) -> str:
-    """``s`` with every control character escaped (``\\x1b``, ``\\u202e``), so a name or message cannot move the
-    cursor, colour the terminal or reverse the text around it. Tabs and newlines stay."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", s)
 
 
 def _colour(line: str) -> str:

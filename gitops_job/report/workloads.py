@@ -8,10 +8,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from gitops_job.escape import printable
 from gitops_job.images.annotations import GLOB_ALL, Available, Ignore, WorkloadControls
 from gitops_job.images.policy import Removed
 from gitops_job.report.status import NONE, table
-from gitops_job.report.text import printable
 
 WORKLOADS_HEADER = ("WORKLOAD", "CONTAINER", "IMAGE", "FILTER", "AUTOMATED", "LOCKED")
 
