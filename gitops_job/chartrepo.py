@@ -75,7 +75,10 @@ class Client:
                 )
             here = urlsplit(current)
             sent = dict(headers or {})
-            if credential is not None and oci.same_origin(current, url):
+            if not oci.same_origin(current, url):
+                sent.pop("Authorization", None)  # a token or password is for the origin it was given for, never
+                # a redirect's other host (a registry's blob store, a CDN), as Docker and Helm drop it too
+            elif credential is not None:
                 sent.setdefault("Authorization", credential.header())
             response = self._request(current, sent, what)
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):

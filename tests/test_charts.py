@@ -393,3 +393,19 @@ def test_plan_apply_and_replan_a_stack_with_a_remote_chart(tmp_path: Path, kubec
         assert [o["source"] for o in doc["objects"]] == [
             f"demo/templates/configmap.yaml in chart demo 1.1.0 ({server.url})"
         ]
+
+
+def test_a_redirect_to_another_allowed_host_gets_no_token_or_password(tmp_path: Path) -> None:
+    """A registry's bearer token (or a repository's password) is for its own origin: a redirect to another allowed
+    host — where registries send blob downloads — is followed without it."""
+    from gitops_job.chartrepo import Basic, Client
+
+    with chart_server(tmp_path / "a") as origin, chart_server(tmp_path / "b") as other:
+        (other.root / "blob").write_bytes(b"layer")
+        origin.redirects["/v2/charts/demo/blobs/sha256:1"] = f"{other.url}/blob"
+        password = Basic(origin.url, "u", "planted-redirect-password")
+        client = Client(allowed=lambda _url: True, auth=lambda url: password if url.startswith(origin.url) else None)
+        body, _ = client.get(f"{origin.url}/v2/charts/demo/blobs/sha256:1", headers={"Authorization": "Bearer t0k3n"})
+    assert body == b"layer"
+    assert origin.requests == [("/v2/charts/demo/blobs/sha256:1", "Bearer t0k3n")]  # the caller's token wins
+    assert other.requests == [("/blob", None)]
