@@ -12,7 +12,8 @@ import base64
 import json
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from gitops_job.exitcodes import ExitCode
 from tests.githubstub import GitHubStub
 from tests.gitservers import bare_repo, http_git_server, push
 from tests.helpers import SCRIPT, config, git, git_repo, gitops_job, write
-from tests.registries import RegistryServer
+from tests.registries import Pusher, RegistryServer
 from tests.test_pr_flow import PR, REPO, Flow, flow, pull_request_event  # noqa: F401 (flow: a fixture)
 
 TOKEN = "img-git-token-3c9d1e"
@@ -341,9 +342,12 @@ def test_a_flux_v1_automated_workload_is_bumped_until_locked_and_workloads_says_
     assert image() == f"{repo}:1.0.2"
 
 
-def test_a_locked_workload_keeps_its_image_and_workloads_shows_who_locked_it_and_why(
-    kubeconfig: Path, namespace: str, tmp_path: Path, registry: RegistryServer, image: Callable[[], str]
-) -> None:
+@contextmanager
+def _scheduled(
+    tmp_path: Path, registry: RegistryServer, namespace: str
+) -> Iterator[tuple[str, Pusher, Path, Path, list[str]]]:
+    """A registry repository holding 1.0.0, the repository that marks it, served over smart HTTP with a token (a
+    clone with ``origin`` there, for the workload verbs), and the scheduled run's arguments."""
     repo = f"{registry.host}/apps/app"
     pusher = registry.pusher()
     pusher.push("apps/app", ["1.0.0"])
@@ -352,8 +356,14 @@ def test_a_locked_workload_keeps_its_image_and_workloads_shows_who_locked_it_and
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     with http_git_server(bare.parent, token=TOKEN) as server:
-        args = ["reconcile", "--repo", server.url(), "--token-file", str(token_file), "--state-dir",
-                str(tmp_path / "state"), "--no-wait"]  # fmt: skip
+        yield repo, pusher, bare, work, ["reconcile", "--repo", server.url(), "--token-file", str(token_file),
+                                         "--state-dir", str(tmp_path / "state"), "--no-wait"]  # fmt: skip
+
+
+def test_a_locked_workload_keeps_its_image_and_workloads_shows_who_locked_it_and_why(
+    kubeconfig: Path, namespace: str, tmp_path: Path, registry: RegistryServer, image: Callable[[], str]
+) -> None:
+    with _scheduled(tmp_path, registry, namespace) as (repo, pusher, bare, work, args):
         gitops_job(kubeconfig, *args)
         assert image() == f"{repo}:1.0.0"
         workload = f"Deployment/{namespace}/app"
@@ -380,16 +390,7 @@ def test_a_locked_workload_keeps_its_image_and_workloads_shows_who_locked_it_and
 def test_a_rollback_of_a_bump_puts_the_cluster_back_and_git_says_why(
     kubeconfig: Path, namespace: str, tmp_path: Path, registry: RegistryServer, image: Callable[[], str]
 ) -> None:
-    repo = f"{registry.host}/apps/app"
-    pusher = registry.pusher()
-    pusher.push("apps/app", ["1.0.0"])
-    bare, work = _served(tmp_path, _gitops(namespace, repo), namespace, f"{repo}:1.0.0")
-    git(work, "remote", "add", "origin", str(bare))
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN)
-    with http_git_server(bare.parent, token=TOKEN) as server:
-        args = ["reconcile", "--repo", server.url(), "--token-file", str(token_file), "--state-dir",
-                str(tmp_path / "state"), "--no-wait"]  # fmt: skip
+    with _scheduled(tmp_path, registry, namespace) as (repo, pusher, bare, work, args):
         gitops_job(kubeconfig, *args)
         before = git(bare, "rev-parse", "main").strip()
         pusher.push("apps/app", ["1.1.0"])
