@@ -24,8 +24,9 @@ def _checkout_options(f: Any) -> Any:
                      show_default=True, help="The git checkout holding gitops.yaml."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
                      help="The repo config file.  [default: <repo>/gitops.yaml]"),
-        click.option("-t", "--target", help="The target whose cluster holds the registry Secrets that policies name "
-                     "(credentials: {secret: ...}).  [default: the first in gitops.yaml]"),
+        click.option("-t", "--target", help="The target: its stacks' Flux v1 automated workloads are updated, "
+                     "and its cluster holds the registry Secrets that policies name (credentials: {secret: ...}).  "
+                     "[default: the first in gitops.yaml]"),
         click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file, for credentials from a Secret."),
         click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="A directory kept between runs: tag lists are cached there, and a gitops.yaml already "
