@@ -180,7 +180,7 @@ def scan(root: Path) -> tuple[Scanned, ...]:
     ``.git`` and whatever a symlink leads outside the repository are never read."""
     real = paths.real(root)
     found: list[Scanned] = []
-    for file in sorted(_yaml_files(real)):
+    for file in sorted(_files(real, YAML_SUFFIXES)):
         if paths.refusal_of(real, paths.real(file)) is not None:
             continue
         data = file.read_bytes()
@@ -204,25 +204,23 @@ V1_AUTOMATED = (b"fluxcd.io/automated", b"flux.weave.works/automated")
 def names_v1_automation(root: Path) -> bool:
     """Does any file under ``root`` (not ``.git``; no symlink followed) name Flux v1's ``automated`` annotation?
     A template or a chart names it as a manifest does, so any file counts."""
-    for directory, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        for name in files:
-            path = Path(directory) / name
-            if path.is_symlink() or not path.is_file():
-                continue  # a link may lead outside the repository (or to a device): never read
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            if any(n in data for n in V1_AUTOMATED):
-                return True
+    for path in _files(root):
+        if path.is_symlink() or not path.is_file():
+            continue  # a link may lead outside the repository (or to a device): never read
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if any(n in data for n in V1_AUTOMATED):
+            return True
     return False
 
 
-def _yaml_files(root: Path) -> Iterator[Path]:
+def _files(root: Path, suffixes: tuple[str, ...] = ("",)) -> Iterator[Path]:
+    """Every file under ``root`` whose name ends with one of ``suffixes``, never inside ``.git``."""
     for directory, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d != ".git"]
-        yield from (Path(directory) / f for f in files if f.endswith(YAML_SUFFIXES))
+        yield from (Path(directory) / f for f in files if f.endswith(suffixes))
 
 
 def look_up(used: Mapping[str, ImagePolicy], registry_for: RegistryFor, digests: Collection[str] = ()) -> Looked:
